@@ -1,0 +1,42 @@
+"""Dash on Ray: real-time data pipelines and live dashboards on Ray. The SDK's public names."""
+
+from dash_ray.errors import (
+    AuthError,
+    BackpressureError,
+    DashError,
+    ForbiddenError,
+    InputError,
+    InternalError,
+    MalformedBodyError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RetryableError,
+    SignatureError,
+    SpecError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
+from dash_ray.spec import PipelineSpec, load_spec, parse_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "BackpressureError",
+    "DashError",
+    "ForbiddenError",
+    "InputError",
+    "InternalError",
+    "MalformedBodyError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PipelineSpec",
+    "RetryableError",
+    "SignatureError",
+    "SpecError",
+    "UnavailableError",
+    "UnsupportedMediaTypeError",
+    "__version__",
+    "load_spec",
+    "parse_spec",
+]

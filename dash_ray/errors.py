@@ -1,0 +1,207 @@
+"""Every public exception of Dash, grouped by what the caller should do about it.
+
+    DashError
+    ├── InputError                 fix the request or the spec, then send it again
+    │   ├── SpecError              422  an invalid pipeline spec; `problems` lists each one
+    │   ├── MalformedBodyError     400  the body is not JSON/NDJSON; says where
+    │   ├── UnsupportedMediaTypeError 415
+    │   ├── PayloadTooLargeError   413
+    │   └── SignatureError         401  missing, stale or wrong ingest signature
+    ├── AuthError                  401  missing or unknown bearer token
+    ├── ForbiddenError             403  the token's scope does not allow the route
+    ├── NotFoundError              404
+    ├── RetryableError             try again after `retry_after` seconds
+    │   ├── BackpressureError      429  the pipeline's bounded queue is full
+    │   └── UnavailableError       503  the pipeline is (re)starting or failed
+    └── InternalError              500  a bug: report it
+
+Every class pickles with its fields intact (they cross Ray actor boundaries), and
+`serve_app` maps each to one HTTP status and a JSON body of the form
+`{"error": {"type": ..., "message": ..., "where": ...}}`; the client raises the same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "BackpressureError",
+    "DashError",
+    "ForbiddenError",
+    "InputError",
+    "InternalError",
+    "MalformedBodyError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "Problem",
+    "RetryableError",
+    "SignatureError",
+    "SpecError",
+    "UnavailableError",
+    "UnsupportedMediaTypeError",
+    "error_from_body",
+]
+
+
+class DashError(Exception):
+    """Root of every error Dash raises on purpose."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields do not survive the default exception pickling.
+        return (_rebuild, (type(self), self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return {"message": self.message, "where": self.where}
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body served for this error."""
+        error: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
+        if self.where is not None:
+            error["where"] = self.where
+        return {"error": error}
+
+    def __str__(self) -> str:
+        return self.message if self.where is None else f"{self.message} (at {self.where})"
+
+
+def _rebuild(cls: type[DashError], state: dict[str, Any]) -> DashError:
+    return cls(**state)
+
+
+class InputError(DashError):
+    status = 400
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: the dotted field path, what is wrong, and where in an
+    expression (1-based character position) when the field holds one."""
+
+    path: str
+    message: str
+    position: int | None = None
+
+    def __str__(self) -> str:
+        at = f" at position {self.position}" if self.position is not None else ""
+        return f"{self.path}: {self.message}{at}"
+
+
+class SpecError(InputError):
+    """A pipeline spec is invalid. `problems` lists every problem found, not just the first."""
+
+    status = 422
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        where: str | None = None,
+        problems: list[Problem] | tuple[Problem, ...] = (),
+    ) -> None:
+        self.problems = tuple(problems)
+        if message is None:
+            message = "invalid pipeline spec: " + "; ".join(str(p) for p in self.problems)
+        if where is None and self.problems:
+            where = self.problems[0].path
+        super().__init__(message, where=where)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "problems": self.problems}
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["problems"] = [asdict(p) for p in self.problems]
+        return body
+
+
+class MalformedBodyError(InputError):
+    status = 400
+
+
+class UnsupportedMediaTypeError(InputError):
+    status = 415
+
+
+class PayloadTooLargeError(InputError):
+    status = 413
+
+
+class SignatureError(InputError):
+    status = 401
+
+
+class AuthError(DashError):
+    status = 401
+
+
+class ForbiddenError(DashError):
+    status = 403
+
+
+class NotFoundError(DashError):
+    status = 404
+
+
+class RetryableError(DashError):
+    """The request was not stored; the same request may be sent again after `retry_after`."""
+
+    status = 503
+
+    def __init__(self, message: str, *, where: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, where=where)
+        self.retry_after = retry_after
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "retry_after": self.retry_after}
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["retry_after"] = self.retry_after
+        return body
+
+
+class BackpressureError(RetryableError):
+    status = 429
+
+
+class UnavailableError(RetryableError):
+    status = 503
+
+
+class InternalError(DashError):
+    status = 500
+
+
+_BY_NAME: dict[str, type[DashError]] = {
+    cls.__name__: cls
+    for cls in (
+        DashError, InputError, SpecError, MalformedBodyError, UnsupportedMediaTypeError,
+        PayloadTooLargeError, SignatureError, AuthError, ForbiddenError, NotFoundError,
+        RetryableError, BackpressureError, UnavailableError, InternalError,
+    )
+}
+
+
+def error_from_body(status: int, body: Any) -> DashError:
+    """Rebuild the error a server described in its JSON error body (used by the client)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return InternalError(f"HTTP {status}: {body!r}"[:500])
+    cls = _BY_NAME.get(str(error.get("type")), InternalError)
+    message = str(error.get("message", f"HTTP {status}"))
+    where = error.get("where")
+    if issubclass(cls, SpecError):
+        problems = [Problem(**p) for p in error.get("problems", []) if isinstance(p, dict)]
+        return cls(message, where=where, problems=problems)
+    if issubclass(cls, RetryableError):
+        return cls(message, where=where, retry_after=float(error.get("retry_after", 1.0)))
+    return cls(message, where=where)

@@ -1,0 +1,233 @@
+"""The pipeline spec: frozen pydantic models, loaded from YAML or JSON, every problem reported
+with its field path. The spec is plain data and the one contract that crosses every layer."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from dash_ray.errors import Problem, SpecError
+
+__all__ = [
+    "FieldSpec",
+    "FieldType",
+    "FlushSpec",
+    "LimitsSpec",
+    "MappingSpec",
+    "PipelineSpec",
+    "PushSource",
+    "RuleSpec",
+    "Source",
+    "StorageSpec",
+    "WebhookSource",
+    "load_spec",
+    "parse_spec",
+]
+
+PIPELINE_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+FIELD_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+# Columns the engine adds to every mapped row; a field may not take their names.
+RESERVED_FIELDS = frozenset({"seq", "received_at", "extra"})
+
+PipelineId = Annotated[str, StringConstraints(pattern=PIPELINE_ID_PATTERN)]
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+FieldType = Literal["string", "int", "double", "bool", "timestamp", "json"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class FieldSpec(_Model):
+    """One output field: read from a JSONPath `path` or computed by an `expr`, then cast."""
+
+    path: str | None = None
+    expr: str | None = None
+    type: FieldType = "string"
+    required: bool = False
+    default: Any = None
+    unit: Literal["s", "ms", "us", "ns"] | None = None
+    format: str | None = None
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldSpec:
+        if (self.path is None) == (self.expr is None):
+            raise ValueError("give exactly one of 'path' or 'expr'")
+        if self.type != "timestamp" and (self.unit or self.format or self.timezone):
+            raise ValueError("'unit', 'format' and 'timezone' apply only to type 'timestamp'")
+        if self.unit is not None and self.format is not None:
+            raise ValueError("give 'unit' (epoch numbers) or 'format' (strftime), not both")
+        if self.expr is not None and self.required:
+            raise ValueError("'required' applies to path fields; use a validate rule for an expr")
+        return self
+
+
+class RuleSpec(_Model):
+    """A validation rule on one mapped field; a failing record is dead-lettered with its rule."""
+
+    field: FieldName
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    enum: list[Any] | None = Field(default=None, min_length=1)
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> RuleSpec:
+        if not (self.required or self.min is not None or self.max is not None
+                or self.enum is not None or self.regex is not None):
+            raise ValueError("a rule needs at least one of required, min, max, enum, regex")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("'min' is greater than 'max'")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return self
+
+
+def _not_reserved(name: str) -> str:
+    if name in RESERVED_FIELDS:
+        raise ValueError(f"field name {name!r} is reserved (the engine adds it to every row)")
+    return name
+
+
+OutputName = Annotated[FieldName, AfterValidator(_not_reserved)]
+
+
+class MappingSpec(_Model):
+    """How raw records become typed rows. With no fields, each record passes through whole.
+
+    Checks that need more than one field (rules naming unknown fields, expressions, the type
+    of `time`) are made by `dash_ray.mapping.compile_mapping`, which names each problem's path."""
+
+    fields: dict[OutputName, FieldSpec] = Field(default_factory=dict)
+    filter: str | None = None
+    rules: list[RuleSpec] = Field(default_factory=list, alias="validate")
+    keep_extra: bool = False
+
+
+class PushSource(_Model):
+    """Signed HTTP push to `POST /v1/pipelines/{id}/events`."""
+
+    kind: Literal["push"] = "push"
+
+
+class WebhookSource(_Model):
+    """A webhook receiver at `POST /v1/hooks/{id}`, verified by one of three schemes:
+    `dash` (this project's `Dash-Signature`), `github` (`X-Hub-Signature-256`), or
+    `hmac` (a generic header carrying an HMAC of the raw body)."""
+
+    kind: Literal["webhook"] = "webhook"
+    verify: Literal["dash", "github", "hmac"] = "dash"
+    header: str | None = None
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    idempotency_header: str | None = None
+
+    @model_validator(mode="after")
+    def _header(self) -> WebhookSource:
+        if self.verify == "hmac" and not self.header:
+            raise ValueError("verify 'hmac' needs 'header', the request header holding the signature")
+        return self
+
+
+Source = Annotated[Union[PushSource, WebhookSource], Field(discriminator="kind")]
+
+
+class FlushSpec(_Model):
+    """When the pipeline writes its buffered records to the lake: whichever comes first."""
+
+    records: int = Field(default=1000, ge=1, le=1_000_000)
+    seconds: float = Field(default=1.0, ge=0.01, le=3600)
+
+
+class LimitsSpec(_Model):
+    """Bounds on what one pipeline accepts; past `queue_records` unflushed records, 429."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    queue_records: int = Field(default=200_000, ge=100, le=50_000_000)
+
+
+class StorageSpec(_Model):
+    """Where this pipeline's data goes; unset means the platform's default lake."""
+
+    lake: str | None = None
+
+    @model_validator(mode="after")
+    def _scheme(self) -> StorageSpec:
+        if self.lake is not None and not re.match(r"^(file://|s3://|memory://|/)", self.lake):
+            raise ValueError("'lake' must be an absolute path or a file://, s3:// or memory:// URL")
+        return self
+
+
+class PipelineSpec(_Model):
+    """A whole pipeline: where records come from, how they map, how they are kept."""
+
+    id: PipelineId
+    name: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    source: Source = Field(default_factory=PushSource)
+    mapping: MappingSpec = Field(default_factory=MappingSpec)
+    hot_records: int = Field(default=100, ge=1, le=100_000)
+    flush: FlushSpec = Field(default_factory=FlushSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data, keys as users write them (`validate`, not `rules`)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # pydantic marks a dict key's own error with a trailing "[key]" element.
+        loc = [str(part) for part in err["loc"] if part != "[key]"]
+        # Discriminated unions put the tag in the path ("source.webhook.verify"); drop it.
+        if len(loc) >= 2 and loc[0] == "source" and loc[1] in ("push", "webhook"):
+            del loc[1]
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(Problem(path=".".join(loc) or "(spec)", message=message))
+    return problems
+
+
+def parse_spec(data: Any) -> PipelineSpec:
+    """Validate plain data as a spec; raise SpecError naming every problem's field path.
+
+    Only the spec's shape is checked here; mapping paths and expressions are compiled (and
+    their problems reported the same way) by `dash_ray.mapping.compile_mapping`."""
+    if not isinstance(data, dict):
+        raise SpecError(problems=[Problem("(spec)", "a pipeline spec must be a JSON/YAML object")])
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(problems=_problems(exc)) from None
+
+
+def load_spec(source: str | Path) -> PipelineSpec:
+    """Load a spec from a `.yaml`/`.yml`/`.json` file path, or from YAML/JSON text."""
+    text: str
+    if isinstance(source, Path) or (
+        "\n" not in source and source.endswith((".yaml", ".yml", ".json"))
+    ):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SpecError(problems=[Problem("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    else:
+        text = source
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(problems=[Problem("(file)", f"not valid YAML or JSON: {exc}")]) from None
+    return parse_spec(data)
