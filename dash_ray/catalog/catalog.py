@@ -1,0 +1,348 @@
+"""`Catalog`: pipeline specs, their ingest secrets (encrypted), supervision state and API
+tokens, written once as SQL over a `Backend` (SQLite or PostgreSQL).
+
+Every method is one short transaction, committed before it returns (durable as the backend
+makes commits durable), and safe to call from several threads. The registry is the one
+writer; other processes may read the same catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from dash_ray.catalog.base import (
+    STATUSES,
+    Backend,
+    PipelineRecord,
+    PipelineStatus,
+    SecretVersion,
+    TokenInfo,
+    Transaction,
+)
+from dash_ray.errors import InternalError, NotFoundError
+from dash_ray.secretbox import SecretBox
+from dash_ray.spec import PipelineSpec, parse_spec
+from dash_ray.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
+
+__all__ = ["Catalog"]
+
+_MAX_TOKEN_NAME = 200
+_MAX_TOKEN_CHARS = 200
+
+_PIPELINE_COLUMNS = "id, spec, status, restarts, last_error, version, created_at, updated_at"
+_TOKEN_COLUMNS = "id, name, scope, created_at"
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Catalog:
+    """The durable home of pipelines and tokens. Open one with `open_catalog`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        box: SecretBox,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._box = box
+        self._clock = clock or _utc_now
+        self._state: Literal["open", "closed"] = "open"
+        try:
+            self._migrate()
+            self._check_key()
+        except BaseException:
+            backend.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Catalog({self._backend!r}, state={self._state!r})"
+
+    # -- pipelines -------------------------------------------------------------------------
+
+    def put_pipeline(self, spec: PipelineSpec, *, secret: str | None) -> PipelineRecord:
+        """Create the pipeline (then `secret` is required and becomes its one ingest secret;
+        status `starting`, version 1) or replace its spec (version + 1; status and
+        restarts are kept). On update `secret=None` keeps the secrets, while a secret
+        replaces all of them. Raises NotFoundError when updating with no such pipeline."""
+        now = self._now()
+        spec_json = json.dumps(spec.to_json_dict(), separators=(",", ":"), sort_keys=True)
+        sealed = None if secret is None else self._box.encrypt(secret)
+
+        def work(tx: Transaction) -> PipelineRecord:
+            exists = tx.execute("SELECT 1 FROM pipelines WHERE id = ?", (spec.id,))
+            if not exists:
+                if sealed is None:
+                    raise NotFoundError(
+                        f"no pipeline {spec.id!r} to update; creating one needs its ingest secret",
+                        where=spec.id,
+                    )
+                tx.execute(
+                    "INSERT INTO pipelines (id, spec, status, restarts, last_error, version,"
+                    " created_at, updated_at) VALUES (?, ?, 'starting', 0, NULL, 1, ?, ?)",
+                    (spec.id, spec_json, now, now),
+                )
+            else:
+                tx.execute(
+                    "UPDATE pipelines SET spec = ?, version = version + 1, updated_at = ?"
+                    " WHERE id = ?",
+                    (spec_json, now, spec.id),
+                )
+            if sealed is not None:
+                tx.execute("DELETE FROM pipeline_secrets WHERE pipeline_id = ?", (spec.id,))
+                tx.execute(
+                    "INSERT INTO pipeline_secrets (pipeline_id, seq, ciphertext, valid_until,"
+                    " created_at) VALUES (?, 1, ?, NULL, ?)",
+                    (spec.id, sealed, now),
+                )
+            record = self._load(tx, spec.id)
+            assert record is not None
+            return record
+
+        return self._backend.run(work)
+
+    def get_pipeline(self, pipeline_id: str) -> PipelineRecord | None:
+        """The pipeline, or None when there is none by that id."""
+        return self._backend.run(lambda tx: self._load(tx, pipeline_id))
+
+    def list_pipelines(self) -> list[PipelineRecord]:
+        """Every pipeline, sorted by id."""
+
+        def work(tx: Transaction) -> list[PipelineRecord]:
+            rows = tx.execute(f"SELECT {_PIPELINE_COLUMNS} FROM pipelines ORDER BY id")
+            secrets: dict[str, list[tuple[Any, ...]]] = {}
+            for row in tx.execute(
+                "SELECT pipeline_id, ciphertext, valid_until FROM pipeline_secrets"
+                " ORDER BY pipeline_id, seq DESC"
+            ):
+                secrets.setdefault(row[0], []).append(row[1:])
+            return [self._record(row, secrets.get(row[0], [])) for row in rows]
+
+        return self._backend.run(work)
+
+    def delete_pipeline(self, pipeline_id: str) -> bool:
+        """Forget the pipeline and its secrets; False when there was none."""
+
+        def work(tx: Transaction) -> bool:
+            tx.execute("DELETE FROM pipeline_secrets WHERE pipeline_id = ?", (pipeline_id,))
+            return bool(tx.execute("DELETE FROM pipelines WHERE id = ? RETURNING id", (pipeline_id,)))
+
+        return self._backend.run(work)
+
+    def set_state(
+        self, pipeline_id: str, *, status: PipelineStatus, restarts: int, last_error: str | None
+    ) -> None:
+        """Record the supervisor's view of the pipeline. Raises NotFoundError when there is
+        no such pipeline."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        if restarts < 0:
+            raise ValueError(f"restarts must be >= 0, not {restarts}")
+
+        def work(tx: Transaction) -> None:
+            updated = tx.execute(
+                "UPDATE pipelines SET status = ?, restarts = ?, last_error = ? WHERE id = ?"
+                " RETURNING id",
+                (status, restarts, last_error, pipeline_id),
+            )
+            if not updated:
+                raise NotFoundError(f"no pipeline {pipeline_id!r}", where=pipeline_id)
+
+        self._backend.run(work)
+
+    def rotate_secret(
+        self, pipeline_id: str, new_secret: str, *, grace_seconds: float, now: dt.datetime
+    ) -> None:
+        """Make `new_secret` the current ingest secret. The one it replaces stays valid until
+        `now + grace_seconds` (with 0 it is dropped at once); any older one is dropped, so at
+        most two secrets are valid at a time. Raises NotFoundError for an unknown pipeline."""
+        if grace_seconds < 0:
+            raise ValueError(f"grace_seconds must be >= 0, not {grace_seconds}")
+        now = _aware(now, "now")
+        until = now + dt.timedelta(seconds=grace_seconds)
+        sealed = self._box.encrypt(new_secret)
+
+        def work(tx: Transaction) -> None:
+            if not tx.execute("SELECT 1 FROM pipelines WHERE id = ?", (pipeline_id,)):
+                raise NotFoundError(f"no pipeline {pipeline_id!r}", where=pipeline_id)
+            rows = tx.execute(
+                "SELECT seq, valid_until FROM pipeline_secrets WHERE pipeline_id = ?"
+                " ORDER BY seq DESC",
+                (pipeline_id,),
+            )
+            last = rows[0][0] if rows else 0
+            # The newest secret is the current one; older ones are earlier rotations.
+            keep = last if rows and grace_seconds > 0 else None
+            tx.execute(
+                "DELETE FROM pipeline_secrets WHERE pipeline_id = ? AND seq <> ?",
+                (pipeline_id, -1 if keep is None else keep),
+            )
+            if keep is not None:
+                tx.execute(
+                    "UPDATE pipeline_secrets SET valid_until = ? WHERE pipeline_id = ? AND seq = ?",
+                    (until, pipeline_id, keep),
+                )
+            tx.execute(
+                "INSERT INTO pipeline_secrets (pipeline_id, seq, ciphertext, valid_until,"
+                " created_at) VALUES (?, ?, ?, NULL, ?)",
+                (pipeline_id, last + 1, sealed, now),
+            )
+
+        self._backend.run(work)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def create_token(self, scope: Scope, *, name: str) -> tuple[str, str]:
+        """A new bearer token: `(token_id, token)`. The token is returned only here; the
+        catalog keeps its hash."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+        if not name or len(name) > _MAX_TOKEN_NAME:
+            raise ValueError(f"a token name is 1 to {_MAX_TOKEN_NAME} characters")
+        token_id, token = new_token()
+        now = self._now()
+        self._backend.run(
+            lambda tx: tx.execute(
+                "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, NULL)",
+                (token_id, name, scope, hash_token(token), now),
+            )
+        )
+        return token_id, token
+
+    def check_token(self, token: str) -> TokenInfo | None:
+        """The token's info when it is one this catalog made and has not revoked; else None."""
+        token_id = token_id_of(token) if len(token) <= _MAX_TOKEN_CHARS else None
+        if token_id is None:
+            return None
+        rows = self._backend.run(
+            lambda tx: tx.execute(
+                f"SELECT {_TOKEN_COLUMNS}, hash FROM tokens WHERE id = ? AND revoked_at IS NULL",
+                (token_id,),
+            )
+        )
+        if not rows or not token_matches(token, rows[0][4]):
+            return None
+        return _token_info(rows[0])
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Tokens not revoked, oldest first."""
+        rows = self._backend.run(
+            lambda tx: tx.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL"
+                " ORDER BY created_at, id"
+            )
+        )
+        return [_token_info(row) for row in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token for good; False when there was no such live token."""
+        now = self._now()
+        rows = self._backend.run(
+            lambda tx: tx.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
+                (now, token_id),
+            )
+        )
+        return bool(rows)
+
+    def close(self) -> None:
+        """Close the connection. Idempotent; any other call afterwards raises InternalError."""
+        self._state = "closed"
+        self._backend.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return _aware(self._clock(), "the clock's time")
+
+    def _migrate(self) -> None:
+        migrations = self._backend.migrations
+        now = self._now()
+
+        def work(tx: Transaction) -> None:
+            for statement in migrations[0]:
+                tx.execute(statement)
+            current = tx.execute("SELECT max(version) FROM schema_version")[0][0] or 0
+            if current > len(migrations):
+                raise InternalError(
+                    f"catalog {self._backend!r} has schema version {current}, newer than this "
+                    f"Dash knows ({len(migrations)}); upgrade Dash"
+                )
+            for version in range(current + 1, len(migrations) + 1):
+                if version > 1:  # the baseline has just run
+                    for statement in migrations[version - 1]:
+                        tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, now)
+                )
+
+        self._backend.run(work, exclusive=True)
+
+    def _check_key(self) -> None:
+        # A wrong key should stop the platform at start, not at the first signed request.
+        rows = self._backend.run(
+            lambda tx: tx.execute("SELECT pipeline_id, ciphertext FROM pipeline_secrets LIMIT 1")
+        )
+        if rows:
+            self._open(rows[0][1], rows[0][0])
+
+    def _open(self, ciphertext: bytes, pipeline_id: str) -> str:
+        return self._box.decrypt(
+            ciphertext, what=f"the ingest secret of pipeline {pipeline_id!r} in {self._backend!r}"
+        )
+
+    def _load(self, tx: Transaction, pipeline_id: str) -> PipelineRecord | None:
+        rows = tx.execute(f"SELECT {_PIPELINE_COLUMNS} FROM pipelines WHERE id = ?", (pipeline_id,))
+        if not rows:
+            return None
+        secrets = tx.execute(
+            "SELECT ciphertext, valid_until FROM pipeline_secrets WHERE pipeline_id = ?"
+            " ORDER BY seq DESC",
+            (pipeline_id,),
+        )
+        return self._record(rows[0], secrets)
+
+    def _record(self, row: Sequence[Any], secrets: Sequence[Sequence[Any]]) -> PipelineRecord:
+        pipeline_id, spec, status, restarts, last_error, version, created_at, updated_at = row
+        opened = tuple(
+            SecretVersion(self._open(ciphertext, pipeline_id), _utc(until))
+            for ciphertext, until in secrets
+        )
+        return PipelineRecord(
+            spec=parse_spec(json.loads(spec) if isinstance(spec, str) else spec),
+            secrets=opened,
+            status=status,
+            restarts=int(restarts),
+            last_error=last_error,
+            version=int(version),
+            created_at=_utc(created_at),
+            updated_at=_utc(updated_at),
+        )
+
+
+def _token_info(row: Sequence[Any]) -> TokenInfo:
+    return TokenInfo(id=row[0], name=row[1], scope=row[2], created_at=_utc(row[3]))
+
+
+def _aware(value: dt.datetime, what: str) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC), not naive: {value!r}")
+    return value.astimezone(dt.timezone.utc)
+
+
+def _utc(value: Any) -> Any:
+    """A stored timestamp (ISO text from SQLite, a datetime from PostgreSQL) as aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
