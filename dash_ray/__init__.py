@@ -1,5 +1,6 @@
 """Dash on Ray: real-time data pipelines and live dashboards on Ray. The SDK's public names."""
 
+from dash_ray.client import Client, IngestResult, Pipeline, connect
 from dash_ray.errors import (
     AuthError,
     BackpressureError,
@@ -23,13 +24,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "BackpressureError",
+    "Client",
     "DashError",
     "ForbiddenError",
+    "IngestResult",
     "InputError",
     "InternalError",
     "MalformedBodyError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "Pipeline",
     "PipelineSpec",
     "RetryableError",
     "SignatureError",
@@ -37,6 +41,7 @@ __all__ = [
     "UnavailableError",
     "UnsupportedMediaTypeError",
     "__version__",
+    "connect",
     "load_spec",
     "parse_spec",
 ]

@@ -1,0 +1,104 @@
+"""The platform's settings: read once from the environment at the edge (the CLI), then passed
+by value to every actor and replica. Nothing else in Dash reads `DASH_*` variables.
+
+| variable            | default                         | meaning                                   |
+|---------------------|---------------------------------|-------------------------------------------|
+| DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
+| DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
+| DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
+| DASH_PG_DSN         | (none: SQLite catalog)          | PostgreSQL for the catalog                |
+| DASH_ADMIN_TOKEN    | (created in $DASH_HOME/admin.token) | the admin bearer token               |
+| DASH_SECRET_KEY     | (created in $DASH_HOME/secret.key) | key encrypting secrets in the catalog  |
+| DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens                |
+| DASH_WEB_REPLICAS   | 1                               | ingress replicas per cluster              |
+| DASH_RAY_ADDRESS    | (start a local Ray)             | join an existing Ray cluster instead      |
+| DASH_MAX_RESTARTS   | 5                               | restarts allowed within the window ...    |
+| DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
+| DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dash_ray.supervision import RestartPolicy
+
+__all__ = ["ROLE_LABEL", "Settings", "ingestor_selector", "web_selector"]
+
+ROLE_LABEL = "dash.io/role"
+# A Ray node label key holds one value, so a node that plays both roles (the laptop default)
+# carries `dash.io/role=web-ingestor` and each selector accepts its own role or both.
+BOTH_ROLES = "web-ingestor"
+
+
+def web_selector() -> dict[str, str]:
+    return {ROLE_LABEL: f"in(web,{BOTH_ROLES})"}
+
+
+def ingestor_selector() -> dict[str, str]:
+    return {ROLE_LABEL: f"in(ingestor,{BOTH_ROLES})"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str
+    lake_url: str
+    lake_options: dict[str, Any] | None = None
+    pg_dsn: str | None = field(default=None, repr=False)
+    admin_token_hash: str = ""
+    secret_key: str | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_replicas: int = 1
+    namespace: str = "dash"
+    ray_address: str | None = None
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    health_interval_s: float = 1.0
+    start_timeout_s: float = 60.0
+    coalesce_inflight: int = 2
+    idempotency_window_s: float = 3600.0
+    idempotency_max_keys: int = 100_000
+
+    @property
+    def catalog_url(self) -> str:
+        return self.pg_dsn or str(Path(self.home) / "catalog.sqlite")
+
+    def wal_dir(self, pipeline_id: str) -> Path:
+        return Path(self.home) / "wal" / pipeline_id
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `DASH_*` variables (see the table above); `overrides` win."""
+        env = os.environ if env is None else env
+        home = Path(overrides.pop("home", None) or env.get("DASH_HOME") or ".dash").expanduser().resolve()
+        lake_url = overrides.pop("lake_url", None) or env.get("DASH_LAKE_URL") or str(home / "lake")
+        lake_options = overrides.pop("lake_options", None)
+        endpoint = env.get("DASH_LAKE_ENDPOINT_URL")
+        if lake_options is None and endpoint and lake_url.startswith("s3://"):
+            lake_options = {"client_kwargs": {"endpoint_url": endpoint}}
+        values: dict[str, Any] = {
+            "home": str(home),
+            "lake_url": lake_url,
+            "lake_options": lake_options,
+            "pg_dsn": env.get("DASH_PG_DSN") or None,
+            "secret_key": env.get("DASH_SECRET_KEY") or None,
+            "host": env.get("DASH_HOST", "127.0.0.1"),
+            "port": int(env.get("DASH_PORT", "8000")),
+            "web_replicas": int(env.get("DASH_WEB_REPLICAS", "1")),
+            "ray_address": env.get("DASH_RAY_ADDRESS") or None,
+            "restart": RestartPolicy(
+                max_restarts=int(env.get("DASH_MAX_RESTARTS", "5")),
+                window_s=float(env.get("DASH_RESTART_WINDOW_S", "60")),
+                backoff_s=float(env.get("DASH_RESTART_BACKOFF_S", "0.5")),
+            ),
+        }
+        values.update(overrides)
+        return cls(**values)
+

@@ -1,0 +1,44 @@
+from dash_ray.batch import Ack, Rejection
+from dash_ray.idempotency import IdempotencyIndex
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_remembers_within_the_window_and_forgets_after(tmp_path):
+    clock = Clock()
+    index = IdempotencyIndex(None, window_s=60, clock=clock)
+    index.remember("k", Ack(2, 1, 2))
+    assert index.get("k") == Ack(2, 1, 2, duplicate=True)
+    clock.now += 61
+    assert index.get("k") is None
+
+
+def test_bounded_by_max_keys_oldest_first():
+    index = IdempotencyIndex(None, max_keys=3)
+    for i in range(5):
+        index.remember(f"k{i}", Ack(1, i, i))
+    assert len(index) == 3 and index.get("k0") is None and index.get("k4") is not None
+
+
+def test_persisted_keys_survive_reopen(tmp_path):
+    clock = Clock()
+    path = tmp_path / "idem.sqlite"
+    index = IdempotencyIndex(path, window_s=60, clock=clock)
+    index.remember("a", Ack(1, 5, 5, (Rejection(0, "not a JSON object"),)))
+    index.remember("b", Ack(1, 6, 6))
+    index.persist(["a"])
+    index.close()
+    again = IdempotencyIndex(path, window_s=60, clock=clock)
+    assert again.get("a") == Ack(1, 5, 5, (Rejection(0, "not a JSON object"),), duplicate=True)
+    assert again.get("b") is None
+    again.close()
+    clock.now += 100
+    expired = IdempotencyIndex(path, window_s=60, clock=clock)
+    assert expired.get("a") is None
+    expired.close()

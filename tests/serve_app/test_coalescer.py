@@ -1,0 +1,90 @@
+import asyncio
+
+from dash_ray.batch import Ack, RawBatch
+from dash_ray.errors import BackpressureError, SpecError, UnavailableError
+from serve_app.coalescer import Coalescer
+
+
+def batch(n=1):
+    return RawBatch(b"{}\n" * n, n, 0)
+
+
+class Actor:
+    def __init__(self, delay=0.01, fail=None):
+        self.calls = []
+        self.delay = delay
+        self.fail = fail
+        self.seq = 0
+
+    async def __call__(self, batches):
+        self.calls.append(len(batches))
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise self.fail
+        out = []
+        for b in batches:
+            out.append(Ack(b.count, self.seq + 1, self.seq + b.count))
+            self.seq += b.count
+        return out
+
+
+async def test_idle_request_goes_at_once_and_busy_ones_are_gathered():
+    actor = Actor()
+    coalescer = Coalescer(actor, max_inflight=1)
+    first = await coalescer.submit(batch())
+    assert actor.calls == [1] and first.first_seq == 1
+    results = await asyncio.gather(*(coalescer.submit(batch()) for _ in range(50)))
+    assert sum(actor.calls) == 51 and len(actor.calls) <= 3
+    seqs = sorted(r.first_seq for r in results)
+    assert seqs == list(range(2, 52))
+
+
+async def test_respects_max_inflight():
+    running = 0
+    peak = 0
+
+    async def call(batches):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return [Ack(1, 1, 1)] * len(batches)
+
+    coalescer = Coalescer(call, max_inflight=2)
+
+    async def producer(i):
+        await asyncio.sleep(i * 0.0005)  # arrivals spread out, as real clients are
+        for _ in range(5):
+            await coalescer.submit(batch())
+
+    await asyncio.gather(*(producer(i) for i in range(50)))
+    assert peak == 2
+
+
+async def test_call_size_is_bounded():
+    actor = Actor()
+    coalescer = Coalescer(actor, max_inflight=1, max_call_records=10)
+    await asyncio.gather(*(coalescer.submit(batch(4)) for _ in range(10)))
+    assert max(actor.calls) <= 3
+
+
+async def test_waiting_queue_is_bounded():
+    actor = Actor(delay=0.05)
+    coalescer = Coalescer(actor, max_inflight=1, max_waiting_records=10)
+    results = await asyncio.gather(*(coalescer.submit(batch(3)) for _ in range(10)))
+    refused = [r for r in results if isinstance(r, BackpressureError)]
+    assert refused and all(r.status == 429 for r in refused)
+    assert sum(isinstance(r, Ack) for r in results) + len(refused) == 10
+
+
+async def test_transport_failure_is_503_for_every_request_and_reported():
+    seen = []
+    coalescer = Coalescer(Actor(fail=ConnectionError("gone")), on_transport_error=seen.append)
+    results = await asyncio.gather(*(coalescer.submit(batch()) for _ in range(3)))
+    assert all(isinstance(r, UnavailableError) for r in results) and seen
+
+
+async def test_a_dash_error_from_the_call_is_passed_through():
+    coalescer = Coalescer(Actor(fail=SpecError("bad")))
+    assert isinstance(await coalescer.submit(batch()), SpecError)
