@@ -12,7 +12,8 @@
     ├── NotFoundError              404
     ├── RetryableError             try again after `retry_after` seconds
     │   ├── BackpressureError      429  the pipeline's bounded queue is full
-    │   └── UnavailableError       503  the pipeline is (re)starting or failed
+    │   ├── UnavailableError       503  the pipeline is (re)starting or failed
+    │   └── StorageError           503  the lake or a store refused a read or write
     └── InternalError              500  a bug: report it
 
 Every class pickles with its fields intact (they cross Ray actor boundaries), and
@@ -39,6 +40,7 @@ __all__ = [
     "RetryableError",
     "SignatureError",
     "SpecError",
+    "StorageError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
     "error_from_body",
@@ -177,6 +179,12 @@ class UnavailableError(RetryableError):
     status = 503
 
 
+class StorageError(RetryableError):
+    """The lake (or another store) could not be read or written; the cause is chained."""
+
+    status = 503
+
+
 class InternalError(DashError):
     status = 500
 
@@ -186,7 +194,7 @@ _BY_NAME: dict[str, type[DashError]] = {
     for cls in (
         DashError, InputError, SpecError, MalformedBodyError, UnsupportedMediaTypeError,
         PayloadTooLargeError, SignatureError, AuthError, ForbiddenError, NotFoundError,
-        RetryableError, BackpressureError, UnavailableError, InternalError,
+        RetryableError, BackpressureError, UnavailableError, StorageError, InternalError,
     )
 }
 

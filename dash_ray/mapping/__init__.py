@@ -1,0 +1,14 @@
+"""Compile a pipeline's mapping spec and apply it to Arrow batches of raw records.
+
+    compiled = compile_mapping(spec.mapping)   # SpecError lists every problem with its path
+    result = compiled.apply(batch)             # rows, dead letters, filtered count
+
+Modules: `paths` (the JSONPath subset), `expressions` (lexer, parser, syntax tree),
+`typecheck`, `compute` (evaluation on Arrow), `casts` and `timestamps` (type rules),
+`rules` (validate), `deadletters` (who fails and why), `engine` (compile and apply).
+"""
+
+from dash_ray.mapping.deadletters import DEAD_LETTER_SCHEMA
+from dash_ray.mapping.engine import CompiledMapping, MappingResult, compile_mapping
+
+__all__ = ["DEAD_LETTER_SCHEMA", "CompiledMapping", "MappingResult", "compile_mapping"]
