@@ -1,0 +1,248 @@
+"""The lake: bronze (raw), silver (mapped) and dead-letter Parquet files through fsspec.
+
+Layout, for any backend (a local folder, `s3://bucket/prefix`, `memory://`):
+
+    <root>/<area>/<pipeline>/date=YYYY-MM-DD/<first_seq:020d>-<last_seq:020d>.parquet
+
+A file's name is its sequence range, so writing the same range again replaces it (a flush
+repeated after a crash is idempotent) and the highest range tells recovery where the lake
+ends. Writes are atomic: a local file is written under a temporary name, fsync'd and renamed;
+an S3 object is one PUT. Errors from the storage backend become StorageError, cause chained.
+DuckDB's httpfs extension cannot be installed offline, so DuckDB reads the lake through the
+pyarrow dataset `dataset()` returns, for folders and S3 alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from dash_ray.errors import StorageError
+
+__all__ = ["AREAS", "Area", "Lake", "LakeFile"]
+
+Area = Literal["bronze", "silver", "dead"]
+AREAS: tuple[Area, ...] = ("bronze", "silver", "dead")
+_NAME = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/(\d{20})-(\d{20})\.parquet$")
+# zstd: at level 1 it writes about as fast as snappy here and makes files ~30% smaller.
+_COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True, order=True)
+class LakeFile:
+    first_seq: int
+    last_seq: int
+    day: dt.date
+    path: str
+
+
+class Lake:
+    """One lake root on one filesystem."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, url: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = url
+        self._local = "file" in _protocols(fs)
+
+    @classmethod
+    def from_url(cls, url: str, *, storage_options: dict[str, Any] | None = None) -> Lake:
+        """`/abs/path`, `file:///abs/path`, `s3://bucket/prefix` or `memory://name`."""
+        options = dict(storage_options or {})
+        if url.startswith("/"):
+            url = "file://" + url
+        protocol, _, rest = url.partition("://")
+        if protocol not in ("file", "s3", "memory") or not rest:
+            raise ValueError(f"unsupported lake URL {url!r}: use a folder, file://, s3:// or memory://")
+        if protocol == "s3":
+            options.setdefault("skip_instance_cache", True)
+        try:
+            fs = fsspec.filesystem(protocol, **options)
+        except Exception as exc:  # noqa: BLE001 - bad options surface here
+            raise StorageError(f"cannot open lake {url}: {exc}") from exc
+        root = rest if protocol != "file" else "/" + rest.lstrip("/")
+        return cls(fs, root, url)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    def _dir(self, area: Area, pipeline: str) -> str:
+        if area not in AREAS:
+            raise ValueError(f"unknown lake area {area!r}")
+        return f"{self.root}/{area}/{pipeline}"
+
+    def path(self, area: Area, pipeline: str, *, first_seq: int, last_seq: int, day: dt.date) -> str:
+        return f"{self._dir(area, pipeline)}/date={day.isoformat()}/{first_seq:020d}-{last_seq:020d}.parquet"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, area: Area, pipeline: str, table: pa.Table, *, first_seq: int, last_seq: int,
+              day: dt.date) -> str:
+        """Write `table` as the file for `first_seq..last_seq`; atomic, replaces an existing
+        file of the same range. Returns its path."""
+        path = self.path(area, pipeline, first_seq=first_seq, last_seq=last_seq, day=day)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression=_COMPRESSION, compression_level=1)
+        data = sink.getvalue().to_pybytes()
+        try:
+            if self._local:
+                _write_local(path, data)
+            else:
+                self.fs.pipe_file(path, data)
+        except Exception as exc:  # noqa: BLE001 - every backend error becomes StorageError
+            raise StorageError(f"cannot write {path} to the lake: {exc}") from exc
+        return path
+
+    def remove_after(self, area: Area, pipeline: str, seq: int) -> int:
+        """Delete files whose range starts after `seq` (left by an unfinished flush)."""
+        doomed = [f.path for f in self.files(area, pipeline) if f.first_seq > seq]
+        for path in doomed:
+            self._guard(self.fs.rm_file, path)
+        return len(doomed)
+
+    def purge(self, pipeline: str) -> None:
+        """Delete every area of `pipeline`."""
+        for area in AREAS:
+            directory = self._dir(area, pipeline)
+            if self._guard(self.fs.exists, directory):
+                self._guard(self.fs.rm, directory, recursive=True)
+
+    def check(self) -> None:
+        """Write, read back and delete a small probe; StorageError when the lake is unusable."""
+        path = f"{self.root}/_probe/{uuid.uuid4().hex}"
+        try:
+            if self._local:
+                _write_local(path, b"probe")
+            else:
+                self.fs.pipe_file(path, b"probe")
+            if self.fs.cat_file(path) != b"probe":
+                raise OSError("probe read back different bytes")
+            self.fs.rm_file(path)
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"lake {self.url} is not usable: {exc}") from exc
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def files(self, area: Area, pipeline: str) -> list[LakeFile]:
+        """Every file of an area, in seq order."""
+        directory = self._dir(area, pipeline)
+        if not self._guard(self.fs.exists, directory):
+            return []
+        found = []
+        for path in self._guard(self.fs.find, directory):
+            match = _NAME.search(path)
+            if match:
+                day, first, last = match.groups()
+                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path))
+        return sorted(found)
+
+    def last_seq(self, area: Area, pipeline: str) -> int:
+        files = self.files(area, pipeline)
+        return max((f.last_seq for f in files), default=0)
+
+    def read(self, area: Area, pipeline: str, *, after_seq: int | None = None,
+             columns: list[str] | None = None) -> pa.Table | None:
+        """Rows with seq > `after_seq` (all when None), in seq order; None when there are none."""
+        files = [f for f in self.files(area, pipeline) if after_seq is None or f.last_seq > after_seq]
+        return self._read_files(files, after_seq=after_seq, columns=columns)
+
+    def tail(self, area: Area, pipeline: str, n: int) -> pa.Table | None:
+        """The newest `n` rows by seq, reading only the newest files needed."""
+        chosen: list[LakeFile] = []
+        rows = 0
+        for f in reversed(self.files(area, pipeline)):
+            if rows >= n:
+                break
+            chosen.append(f)
+            rows += self._guard(self._num_rows, f.path)
+        table = self._read_files(sorted(chosen))
+        if table is None:
+            return None
+        return table.slice(max(0, table.num_rows - n))
+
+    def dataset(self, area: Area, pipeline: str) -> ds.Dataset | None:
+        """The area as one pyarrow dataset (hive `date` partition column included), for DuckDB
+        or pyarrow scans; None when it holds no file yet."""
+        files = self.files(area, pipeline)
+        if not files:
+            return None
+        filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        # A spec update can add or retype columns; one schema over all files keeps them all.
+        schema = pa.unify_schemas([self._guard(self._schema, f.path) for f in files],
+                                  promote_options="permissive")
+        if "date" not in schema.names:
+            schema = schema.append(pa.field("date", pa.string()))
+        return ds.dataset(
+            [f.path for f in files], filesystem=filesystem, format="parquet", schema=schema,
+            partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
+            partition_base_dir=self._dir(area, pipeline),
+        )
+
+    def _read_files(self, files: list[LakeFile], *, after_seq: int | None = None,
+                    columns: list[str] | None = None) -> pa.Table | None:
+        if not files:
+            return None
+        tables = [self._guard(self._read_one, f.path, columns) for f in files]
+        table = pa.concat_tables(tables, promote_options="permissive")
+        if after_seq is not None:
+            table = table.filter(pc.greater(table.column("seq"), after_seq))
+        return table.sort_by("seq") if table.num_rows else table
+
+    def _read_one(self, path: str, columns: list[str] | None) -> pa.Table:
+        with self.fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+    def _num_rows(self, path: str) -> int:
+        with self.fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+
+    def _schema(self, path: str) -> pa.Schema:
+        with self.fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).schema_arrow
+
+    def _guard(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+            raise StorageError(f"lake {self.url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _write_local(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
