@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from dash_ray.errors import Problem, SpecError
 
 __all__ = [
+    "DemoSource",
     "FieldSpec",
     "FieldType",
     "FlushSpec",
@@ -136,7 +137,16 @@ class WebhookSource(_Model):
         return self
 
 
-Source = Annotated[Union[PushSource, WebhookSource], Field(discriminator="kind")]
+class DemoSource(_Model):
+    """Built-in generator of simulated sensor readings (`dash_ray.demo`), `rate` records a
+    second, fed through the same durable ingest path as pushed records."""
+
+    kind: Literal["demo"] = "demo"
+    rate: float = Field(default=5.0, gt=0, le=100_000)
+    devices: int = Field(default=6, ge=1, le=10_000)
+
+
+Source = Annotated[Union[PushSource, WebhookSource, DemoSource], Field(discriminator="kind")]
 
 
 class FlushSpec(_Model):
@@ -189,7 +199,7 @@ def _problems(exc: ValidationError) -> list[Problem]:
         # pydantic marks a dict key's own error with a trailing "[key]" element.
         loc = [str(part) for part in err["loc"] if part != "[key]"]
         # Discriminated unions put the tag in the path ("source.webhook.verify"); drop it.
-        if len(loc) >= 2 and loc[0] == "source" and loc[1] in ("push", "webhook"):
+        if len(loc) >= 2 and loc[0] == "source" and loc[1] in ("push", "webhook", "demo"):
             del loc[1]
         message = err["msg"].removeprefix("Value error, ")
         problems.append(Problem(path=".".join(loc) or "(spec)", message=message))
