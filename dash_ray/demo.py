@@ -6,17 +6,25 @@ The generator is deterministic for a given seed and clock, so tests can check wh
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["DEMO_SPEC", "DemoGenerator"]
+import orjson
+
+from dash_ray.batch import RawBatch
+
+__all__ = ["DEMO_SPEC", "DemoGenerator", "feed"]
 
 DEMO_SPEC: dict[str, Any] = {
     "id": "demo",
     "name": "Demo sensors",
     "description": "Temperature and humidity from a few simulated sensors.",
     "source": {"kind": "demo", "rate": 5.0},
+    "flush": {"records": 1000, "seconds": 5.0},
     "mapping": {
         "fields": {
             "time": {"path": "$.ts", "type": "timestamp", "unit": "ms"},
@@ -60,3 +68,24 @@ class DemoGenerator:
                 "readings": {"temp": round(temp, 2), "humidity": round(self._rng.uniform(30, 60), 1)},
             })
         return out
+
+
+async def feed(ingest: Callable[[list[RawBatch]], Awaitable[list[Any]]], *, rate: float, devices: int,
+               clock: Callable[[], float] = time.time) -> None:
+    """Send generated readings to `ingest` at `rate` records a second, forever (cancel to
+    stop). Batches go at most ten times a second; a refused batch is dropped, as a real
+    sensor would drop a reading it could not send."""
+    generator = DemoGenerator(devices=devices)
+    interval = max(0.1, 1.0 / rate)
+    owed = 0.0
+    while True:
+        await asyncio.sleep(interval)
+        owed += rate * interval
+        count = int(owed)
+        if not count:
+            continue
+        owed -= count
+        now = clock()
+        records = generator.records(count, int(now * 1000))
+        payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
+        await ingest([RawBatch(payload=payload, count=count, received_at_us=int(now * 1e6))])

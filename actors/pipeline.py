@@ -1,0 +1,83 @@
+"""The Ray shell around one pipeline's plain-Python core (`dash_ray.pipeline.PipelineCore`).
+
+One detached actor per pipeline, named `pipeline:<id>`, placed on an ingestor node. Ray does
+not restart it (`max_restarts=0`): the registry supervises it, with back-off and a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import ray
+
+from dash_ray.batch import Ack, RawBatch
+from dash_ray.demo import feed
+from dash_ray.errors import DashError
+from dash_ray.lake import Lake
+from dash_ray.pipeline import PipelineCore
+from dash_ray.settings import Settings, ingestor_selector
+from dash_ray.spec import DemoSource, PipelineSpec, parse_spec
+
+__all__ = ["PipelineActor", "actor_name", "launch"]
+
+
+def actor_name(pipeline_id: str) -> str:
+    return f"pipeline:{pipeline_id}"
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)
+class PipelineActor:
+    def __init__(self, spec_data: dict[str, Any], settings: Settings) -> None:
+        spec: PipelineSpec = parse_spec(spec_data)
+        lake_url = spec.storage.lake or settings.lake_url
+        options = settings.lake_options if not spec.storage.lake else None
+        self._core = PipelineCore(
+            spec,
+            wal_dir=settings.wal_dir(spec.id),
+            lake=Lake.from_url(lake_url, storage_options=options),
+            idempotency_window_s=settings.idempotency_window_s,
+            idempotency_max_keys=settings.idempotency_max_keys,
+        )
+        self._feeder: asyncio.Task[None] | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Recover and start taking ingest; raises when the pipeline cannot run."""
+        await asyncio.to_thread(self._core.lake.check)
+        await self._core.start()
+        source = self._core.spec.source
+        if isinstance(source, DemoSource):
+            self._feeder = asyncio.get_running_loop().create_task(
+                feed(self._core.ingest, rate=source.rate, devices=source.devices))
+        return self._core.health()
+
+    async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
+        return await self._core.ingest(batches)
+
+    async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
+        return self._core.records(after=after, limit=limit)
+
+    async def health(self) -> dict[str, Any]:
+        return self._core.health()
+
+    async def flush(self) -> int:
+        return await self._core.flush()
+
+    async def stop(self) -> None:
+        """Flush what is queued and close the log; the actor can then be killed."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+        await self._core.close()
+
+
+def launch(spec: PipelineSpec, settings: Settings) -> ray.actor.ActorHandle:
+    """Create the pipeline's actor (not yet started: call `start`)."""
+    return PipelineActor.options(
+        name=actor_name(spec.id),
+        namespace=settings.namespace,
+        lifetime="detached",
+        label_selector=ingestor_selector(),
+    ).remote(spec.to_json_dict(), settings)

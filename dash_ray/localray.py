@@ -1,0 +1,200 @@
+"""A local Ray instance that `dash-ray up` starts and `dash-ray down` stops: one head node
+carrying both roles, started as its own process group, recorded in `$DASH_HOME/run.json`.
+
+Stopping touches only what was started here: the process group of the recorded `ray start
+--block` process and any process still using this instance's temp folder. Never `ray stop`,
+which would kill every Ray instance on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dash_ray.settings import BOTH_ROLES, ROLE_LABEL
+
+__all__ = ["LocalRay", "enable_ray_auth", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
+
+RUN_FILE = "run.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LocalRay:
+    pid: int
+    address: str
+    temp_dir: str
+    log_file: str
+    started_at: float
+
+    def alive(self) -> bool:
+        return _alive(self.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return False
+    return True
+
+
+def enable_ray_auth() -> None:
+    """Use Ray's token authentication in this process and the ones it starts, creating the
+    token (`~/.ray/auth_token`) when there is none, unless `RAY_AUTH_MODE` says otherwise.
+    Ray 2.60 turns it on for a new `ray.init()` but not for a driver joining `ray start`."""
+    from ray._private.authentication.authentication_token_setup import (
+        generate_and_save_token,
+        maybe_enable_token_auth_if_token_available,
+    )
+    from ray._raylet import AuthenticationTokenLoader
+
+    if os.environ.get("RAY_AUTH_MODE") is None and not AuthenticationTokenLoader.instance().has_token(
+            ignore_auth_mode=True):
+        generate_and_save_token()
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _temp_dir(home: Path) -> Path:
+    # Short and per-home: Ray puts unix sockets under it (108-byte path limit).
+    digest = hashlib.sha1(str(home).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"dash-ray-{digest}"
+
+
+def read_run_file(home: str | Path) -> LocalRay | None:
+    path = Path(home) / RUN_FILE
+    try:
+        return LocalRay(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _ray_command() -> list[str]:
+    script = Path(sys.executable).with_name("ray")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("ray")
+    if found is None:
+        raise RuntimeError("the `ray` command is not installed next to this Python; pip install 'ray[serve]'")
+    return [found]
+
+
+def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s: float = 90.0) -> LocalRay:
+    """Start a Ray head node for this `home` and wait until it takes connections."""
+    home = Path(home)
+    existing = read_run_file(home)
+    if existing is not None and existing.alive():
+        raise RuntimeError(f"Dash is already running from {home} (Ray pid {existing.pid}); "
+                           "run `dash-ray down` first")
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    temp_dir = _temp_dir(home)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    port = free_port()
+    command = _ray_command() + [
+        "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={num_cpus or os.cpu_count() or 2}",
+        f"--labels={ROLE_LABEL}={BOTH_ROLES}",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
+    log_file = home / "logs" / "ray.log"
+    enable_ray_auth()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env=env, cwd=home)
+    running = LocalRay(pid=process.pid, address=f"127.0.0.1:{port}", temp_dir=str(temp_dir),
+                       log_file=str(log_file), started_at=time.time())
+    (home / RUN_FILE).write_text(json.dumps(asdict(running)))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stop_local_ray(home)
+            raise RuntimeError(f"Ray failed to start (exit {process.returncode}); see {log_file}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return running
+        time.sleep(0.2)
+    stop_local_ray(home)
+    raise RuntimeError(f"Ray did not start within {timeout_s:.0f} s; see {log_file}")
+
+
+def _stragglers(temp_dir: str) -> list[int]:
+    """Processes whose command line or open working folder names our temp folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            if temp_dir.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def stop_local_ray(home: str | Path, *, timeout_s: float = 20.0) -> bool:
+    """Stop the instance recorded for `home`, wait for its processes to end, remove its temp
+    folder and run file. True when there was one. Idempotent."""
+    home = Path(home)
+    running = read_run_file(home)
+    if running is None:
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(running.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (running.alive() or _group_alive(running.pid)):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(running.pid, signal.SIGKILL)
+    for pid in _stragglers(running.temp_dir):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and (_group_alive(running.pid) or _stragglers(running.temp_dir)):
+        time.sleep(0.1)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(running.pid, os.WNOHANG)
+    shutil.rmtree(running.temp_dir, ignore_errors=True)
+    (home / RUN_FILE).unlink(missing_ok=True)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False

@@ -1,0 +1,130 @@
+"""Admin and read routes: pipelines (PUT/GET/DELETE, restart, secret rotation), tokens,
+recent records, and `/healthz`. Every route but `/healthz` checks a bearer token's scope:
+reading needs `read`, changing needs `admin`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dash_ray.errors import MalformedBodyError, SpecError
+from serve_app.gateway import Gateway
+from serve_app.ingress import read_body
+from serve_app.responses import json_response
+
+__all__ = ["api_routes"]
+
+_MAX_SPEC_BYTES = 1024 * 1024
+_MAX_RECORDS = 10_000
+
+
+def _int_param(request: Request, name: str, default: int | None, *, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MalformedBodyError(f"query parameter {name!r} must be an integer", where=name) from None
+    if not low <= value <= high:
+        raise MalformedBodyError(f"query parameter {name!r} must be between {low} and {high}", where=name)
+    return value
+
+
+async def _json_body(request: Request) -> Any:
+    body = await read_body(request, _MAX_SPEC_BYTES)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
+
+
+def api_routes(gateway: Gateway) -> list[Route]:
+    async def auth(request: Request, needed: str) -> None:
+        await gateway.authorize(request.headers.get("authorization"), needed)
+
+    async def put_pipeline(request: Request) -> Response:
+        await auth(request, "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        data = await _json_body(request)
+        if not isinstance(data, dict):
+            raise SpecError("a pipeline spec must be a JSON object", where="(spec)")
+        data.setdefault("id", pipeline_id)
+        if data["id"] != pipeline_id:
+            raise SpecError(f"spec id {data['id']!r} does not match the URL's {pipeline_id!r}", where="id")
+        view = await gateway.call("put", data)
+        gateway.forget(pipeline_id)
+        return json_response(view, 201 if view.pop("created") else 200)
+
+    async def list_pipelines(request: Request) -> Response:
+        await auth(request, "read")
+        return json_response({"pipelines": await gateway.call("list")})
+
+    async def get_pipeline(request: Request) -> Response:
+        await auth(request, "read")
+        return json_response(await gateway.call("get", request.path_params["pipeline_id"]))
+
+    async def delete_pipeline(request: Request) -> Response:
+        await auth(request, "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        purge = request.query_params.get("purge", "false").lower() in ("1", "true", "yes")
+        await gateway.call("delete", pipeline_id, purge)
+        gateway.forget(pipeline_id)
+        return Response(status_code=204)
+
+    async def restart_pipeline(request: Request) -> Response:
+        await auth(request, "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        view = await gateway.call("restart", pipeline_id)
+        gateway.forget(pipeline_id)
+        return json_response(view)
+
+    async def rotate_secret(request: Request) -> Response:
+        await auth(request, "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        grace = _int_param(request, "grace", 86_400, low=0, high=30 * 86_400)
+        secret = await gateway.call("rotate_secret", pipeline_id, grace)
+        gateway.forget(pipeline_id)
+        return json_response({"id": pipeline_id, "ingest_secret": secret})
+
+    async def records(request: Request) -> Response:
+        await auth(request, "read")
+        pipeline_id = request.path_params["pipeline_id"]
+        limit = _int_param(request, "limit", 100, low=0, high=_MAX_RECORDS)
+        after = _int_param(request, "after", None, low=0, high=2**63 - 1)
+        await gateway.info(pipeline_id)  # 404 for an unknown pipeline
+        return json_response({"records": await gateway.records(pipeline_id, after, limit)})
+
+    async def create_token(request: Request) -> Response:
+        await auth(request, "admin")
+        data = await _json_body(request)
+        if not isinstance(data, dict) or not isinstance(data.get("scope"), str):
+            raise SpecError("give {\"scope\": \"read|write|admin\", \"name\": ...}", where="scope")
+        name = data.get("name") or data["scope"]
+        return json_response(await gateway.call("create_token", data["scope"], str(name)), 201)
+
+    async def revoke_token(request: Request) -> Response:
+        await auth(request, "admin")
+        await gateway.call("revoke_token", request.path_params["token_id"])
+        return Response(status_code=204)
+
+    async def healthz(request: Request) -> Response:
+        await gateway.call("ready")
+        return json_response({"status": "ok"})
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/pipelines", list_pipelines, methods=["GET"]),
+        Route("/v1/pipelines/{pipeline_id}", put_pipeline, methods=["PUT"]),
+        Route("/v1/pipelines/{pipeline_id}", get_pipeline, methods=["GET"]),
+        Route("/v1/pipelines/{pipeline_id}", delete_pipeline, methods=["DELETE"]),
+        Route("/v1/pipelines/{pipeline_id}/restart", restart_pipeline, methods=["POST"]),
+        Route("/v1/pipelines/{pipeline_id}/rotate-secret", rotate_secret, methods=["POST"]),
+        Route("/v1/pipelines/{pipeline_id}/records", records, methods=["GET"]),
+        Route("/v1/tokens", create_token, methods=["POST"]),
+        Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+    ]

@@ -1,0 +1,23 @@
+"""The Starlette application a web replica serves: ingest, admin and read routes over one
+Gateway, with every error turned into its JSON body and status."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from dash_ray.errors import DashError
+from dash_ray.settings import Settings
+from serve_app.api import api_routes
+from serve_app.gateway import Gateway
+from serve_app.ingress import ingest_routes
+from serve_app.responses import on_error
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
+    gateway = gateway or Gateway(settings)
+    app = Starlette(routes=ingest_routes(gateway) + api_routes(gateway),
+                    exception_handlers={DashError: on_error, Exception: on_error})
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,67 @@
+"""The Serve deployment of the web tier: each replica runs the HTTP server in its own event
+loop, on the platform's port.
+
+Why not Serve's proxy: measured here (`../shared/notes/ingress-paths.md`, and
+`benchmarks/ingest.py`), the Python proxy adds a hop that caps signed ingest at a few hundred
+requests a second, while a uvicorn server inside the replica serves ten times that.
+Serve still hosts, places (on `web` nodes) and restarts the replicas and health-checks the
+server; the proxy is disabled. Replicas on one node share the port with SO_REUSEPORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+from ray import serve
+
+from dash_ray.settings import Settings, web_selector
+from serve_app.app import build_app
+
+__all__ = ["APP_NAME", "Web", "web_app"]
+
+APP_NAME = "dash"
+log = logging.getLogger(__name__)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=2, health_check_timeout_s=10,
+                  graceful_shutdown_timeout_s=5)
+class Web:
+    def __init__(self, settings: Settings) -> None:
+        self._sock = _listen(settings.host, settings.port)
+        config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="none",
+                                lifespan="off", log_level="warning", access_log=False,
+                                timeout_keep_alive=30, backlog=4096)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._sock]))
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            raise RuntimeError(f"the HTTP server stopped: {self._task.exception()!r}")
+
+    async def __call__(self) -> str:
+        return "serving on its own port"
+
+    def __del__(self) -> None:
+        self._server.should_exit = True
+        self._sock.close()
+
+
+def web_app(settings: Settings) -> serve.Application:
+    return Web.options(
+        num_replicas=settings.web_replicas,
+        ray_actor_options={"num_cpus": 0, "label_selector": web_selector()},
+    ).bind(settings)

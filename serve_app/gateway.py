@@ -1,0 +1,186 @@
+"""What one web replica knows of the cluster: the registry, each pipeline's actor and
+coalescer, and short-lived caches of what checking a request needs (a pipeline's spec and
+secrets, a token's scope), so the hot path makes no registry call.
+
+Cache bounds: ingest info lives `info_ttl_s` (2 s) and is refreshed at most once a second
+per pipeline when a signature fails, so a rotated secret or a new pipeline is seen within
+seconds and a flood of bad signatures cannot flood the registry. Token scopes live
+`token_ttl_s` (10 s), so a revoked token stops working within that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from actors.pipeline import actor_name
+from actors.registry import REGISTRY_NAME
+from dash_ray.batch import Ack, RawBatch
+from dash_ray.errors import AuthError, DashError, ForbiddenError, InternalError, UnavailableError
+from dash_ray.settings import Settings
+from dash_ray.signing import Verifier
+from dash_ray.spec import PipelineSpec, WebhookSource, parse_spec
+from dash_ray.tokens import allows, hash_token
+from serve_app.coalescer import Coalescer
+
+__all__ = ["Gateway", "IngestInfo", "unwrap"]
+
+_MAX_CACHED_TOKENS = 10_000
+
+
+@dataclass(frozen=True)
+class IngestInfo:
+    spec: PipelineSpec
+    secrets: tuple[str, ...]
+    status: str
+    verifier: Verifier
+    fetched_at: float
+
+
+def unwrap(exc: BaseException) -> DashError:
+    """The DashError a Ray call failed with (the remote error itself when it was one)."""
+    if isinstance(exc, DashError) and not isinstance(exc, RayTaskError):
+        return exc
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, DashError):
+        return cause
+    if isinstance(exc, RayActorError):
+        return UnavailableError(f"actor is not reachable: {type(exc).__name__}", retry_after=1.0)
+    if isinstance(exc, RayTaskError):
+        return InternalError(f"internal error: {type(cause or exc).__name__}: {cause or exc}"[:500])
+    return InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
+
+
+def _verifier(spec: PipelineSpec) -> Verifier:
+    source = spec.source
+    if isinstance(source, WebhookSource):
+        return Verifier(scheme=source.verify, header=source.header, algorithm=source.algorithm,
+                        encoding=source.encoding, prefix=source.prefix)
+    return Verifier()
+
+
+class Gateway:
+    """One per replica (one event loop)."""
+
+    def __init__(self, settings: Settings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0) -> None:
+        self.settings = settings
+        self.info_ttl_s = info_ttl_s
+        self.token_ttl_s = token_ttl_s
+        self._registry: Any = None
+        self._info: dict[str, IngestInfo] = {}
+        self._refreshed: dict[str, float] = {}
+        self._tokens: dict[str, tuple[float, str | None]] = {}
+        self._actors: dict[str, Any] = {}
+        self._coalescers: dict[str, Coalescer] = {}
+
+    # -- the registry ----------------------------------------------------------------------
+
+    async def registry(self) -> Any:
+        if self._registry is None:
+            try:
+                self._registry = await asyncio.to_thread(
+                    ray.get_actor, REGISTRY_NAME, namespace=self.settings.namespace)
+            except ValueError:
+                raise UnavailableError("the registry is not running", retry_after=2.0) from None
+        return self._registry
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Call a registry method; its DashError is re-raised here as itself."""
+        registry = await self.registry()
+        try:
+            return await getattr(registry, method).remote(*args)
+        except Exception as exc:  # noqa: BLE001 - translated at the edge
+            if isinstance(exc, RayActorError):
+                self._registry = None
+            raise unwrap(exc) from None
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def authorize(self, authorization: str | None, needed: str) -> str:
+        """The scope of the request's bearer token, when it allows `needed`."""
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthError("missing bearer token (Authorization: Bearer <token>)", where="Authorization")
+        token = authorization[7:].strip()
+        scope = await self._scope(token)
+        if scope is None:
+            raise AuthError("unknown or revoked token", where="Authorization")
+        if not allows(scope, needed):
+            raise ForbiddenError(f"a {scope} token cannot do this; it needs {needed}", where="Authorization")
+        return scope
+
+    async def _scope(self, token: str) -> str | None:
+        if self.settings.admin_token_hash and hmac.compare_digest(hash_token(token), self.settings.admin_token_hash):
+            return "admin"
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._tokens.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.token_ttl_s:
+            return cached[1]
+        scope = await self.call("check_token", token)
+        if len(self._tokens) >= _MAX_CACHED_TOKENS:
+            self._tokens.clear()
+        self._tokens[key] = (now, scope)
+        return scope
+
+    # -- pipelines -------------------------------------------------------------------------
+
+    async def info(self, pipeline_id: str, *, refresh: bool = False) -> IngestInfo:
+        """The pipeline's spec, secrets and status (NotFoundError when there is none)."""
+        now = time.monotonic()
+        cached = self._info.get(pipeline_id)
+        if cached is not None and now - cached.fetched_at < self.info_ttl_s and not refresh:
+            return cached
+        if refresh and cached is not None and now - self._refreshed.get(pipeline_id, 0.0) < 1.0:
+            return cached
+        self._refreshed[pipeline_id] = now
+        spec_data, secrets, status = await self.call("ingest_info", pipeline_id)
+        spec = parse_spec(spec_data)
+        info = IngestInfo(spec, tuple(secrets), status, _verifier(spec), now)
+        self._info[pipeline_id] = info
+        return info
+
+    def forget(self, pipeline_id: str) -> None:
+        """Drop what is cached about a pipeline (after this replica changed it)."""
+        self._info.pop(pipeline_id, None)
+        self._actors.pop(pipeline_id, None)
+
+    async def actor(self, pipeline_id: str) -> Any:
+        actor = self._actors.get(pipeline_id)
+        if actor is None:
+            try:
+                actor = await asyncio.to_thread(
+                    ray.get_actor, actor_name(pipeline_id), namespace=self.settings.namespace)
+            except ValueError:
+                raise UnavailableError(f"pipeline {pipeline_id} is not running", retry_after=1.0) from None
+            self._actors[pipeline_id] = actor
+        return actor
+
+    async def ingest(self, pipeline_id: str, batch: RawBatch, queue_records: int) -> Ack | DashError:
+        """Hand `batch` to the pipeline through its coalescer; its Ack or the error."""
+        coalescer = self._coalescers.get(pipeline_id)
+        if coalescer is None:
+            async def send(batches: list[RawBatch]) -> Sequence[Ack | DashError]:
+                actor = await self.actor(pipeline_id)
+                return await actor.ingest.remote(batches)
+
+            coalescer = self._coalescers[pipeline_id] = Coalescer(
+                send, max_inflight=self.settings.coalesce_inflight, max_waiting_records=queue_records,
+                on_transport_error=lambda exc: self._actors.pop(pipeline_id, None))
+        return await coalescer.submit(batch)
+
+    async def records(self, pipeline_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+        actor = await self.actor(pipeline_id)
+        try:
+            return await actor.records.remote(after, limit)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, RayActorError):
+                self._actors.pop(pipeline_id, None)
+            raise unwrap(exc) from None

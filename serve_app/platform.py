@@ -1,0 +1,108 @@
+"""Bring the whole platform up on Ray and take it down: the registry actor, the Serve web
+tier, and (for a laptop) the local Ray instance itself. `dash-ray up`/`down` call these."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import ray
+from ray import serve
+
+from actors.registry import REGISTRY_NAME, get_or_create_registry
+from dash_ray.localray import LocalRay, enable_ray_auth, read_run_file, start_local_ray, stop_local_ray
+from dash_ray.settings import Settings
+from serve_app.deployment import APP_NAME, web_app
+
+__all__ = ["Platform", "connect_ray", "down", "up"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+    ray_address: str
+    local: LocalRay | None
+
+
+def connect_ray(address: str, namespace: str) -> None:
+    if ray.is_initialized():
+        return
+    enable_ray_auth()
+    ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
+    """Start (or join, with `settings.ray_address`) Ray, then the registry and the web tier;
+    returns once `GET /healthz` answers. The driver stays connected; `ray.shutdown()` when
+    done (the platform keeps running)."""
+    local = None
+    address = settings.ray_address
+    if address is None:
+        local = start_local_ray(settings.home)
+        address = local.address
+    try:
+        connect_ray(address, settings.namespace)
+        registry = get_or_create_registry(settings)
+        ray.get(registry.ready.remote(), timeout=timeout_s)
+        serve.start(proxy_location="Disabled")
+        serve.run(web_app(settings), name=APP_NAME, route_prefix=None, blocking=False)
+        url = f"http://{settings.host}:{settings.port}"
+        _wait_healthy(url, timeout_s)
+    except BaseException:
+        if local is not None:
+            if ray.is_initialized():
+                ray.shutdown()
+            stop_local_ray(settings.home)
+        raise
+    return Platform(url=url, ray_address=address, local=local)
+
+
+def _wait_healthy(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/healthz", timeout=5)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.25)
+    raise RuntimeError(f"Dash did not become healthy at {url} within {timeout_s:.0f} s: {last}")
+
+
+def down(settings: Settings) -> bool:
+    """Stop pipelines gracefully (they flush to the lake), the web tier and the registry;
+    then stop the local Ray instance if `up` started one. True when something was running."""
+    local = read_run_file(settings.home)
+    address = settings.ray_address or (local.address if local and local.alive() else None)
+    stopped = False
+    if address is not None:
+        try:
+            connect_ray(address, settings.namespace)
+            try:
+                registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
+            except ValueError:
+                registry = None
+            if registry is not None:
+                try:
+                    ray.get(registry.shutdown.remote(), timeout=60)
+                except Exception as exc:  # noqa: BLE001 - still tear down the rest
+                    log.warning("registry shutdown failed: %s", exc)
+                ray.kill(registry, no_restart=True)
+            serve.shutdown()
+            stopped = True
+        except Exception as exc:  # noqa: BLE001 - a dead instance is stopped by its pid below
+            log.warning("could not stop Dash cleanly: %s", exc)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+    if local is not None:
+        stopped = stop_local_ray(settings.home) or stopped
+    return stopped
