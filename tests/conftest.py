@@ -77,3 +77,73 @@ def s3_bucket(s3_server: dict) -> str:
     )
     client.create_bucket(Bucket=name)
     return name
+
+
+# -- the platform on a real local Ray --------------------------------------------------------
+
+import dataclasses  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+
+ADMIN_TOKEN = "dash_admin_test-token-for-the-suite"
+
+
+@dataclasses.dataclass
+class Running:
+    """A platform started for the tests: its settings, URL, admin token and an SDK client."""
+
+    settings: Any
+    url: str
+    token: str
+    client: Any
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def wait_for(self, check: Any, *, timeout: float = 60.0, every: float = 0.2, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+            except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
+                last = exc
+            else:
+                if last:
+                    return last
+            time.sleep(every)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def platform_settings(home: Path, **changes: Any) -> Any:
+    from dash_ray.settings import Settings
+    from dash_ray.supervision import RestartPolicy
+    from dash_ray.tokens import hash_token
+
+    values: dict[str, Any] = {
+        "home": str(home), "port": free_port(), "admin_token_hash": hash_token(ADMIN_TOKEN),
+        "restart": RestartPolicy(max_restarts=3, window_s=60, backoff_s=0.2, max_backoff_s=1.0),
+        "health_interval_s": 0.5,
+    }
+    values.update(changes)
+    return Settings.from_env(env={}, **values)
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """Dash on a local Ray instance of its own (registry, Serve web tier), for the session."""
+    from dash_ray.client import Client
+    from serve_app.platform import down, up
+
+    settings = platform_settings(tmp_path_factory.mktemp("platform") / "home")
+    started = up(settings)
+    client = Client(started.url, token=ADMIN_TOKEN)
+    try:
+        yield Running(settings, started.url, ADMIN_TOKEN, client)
+    finally:
+        client.close()
+        down(settings)
