@@ -1,0 +1,94 @@
+"""The `dash-ray` commands as a user runs them, in a fresh folder: `up --demo` shows data
+moving, `deploy`/`ls`/`status`/`records` work against it, and `down` leaves no process, port
+or temp folder behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dash(home: Path, port: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
+    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port)})
+    command = [str(Path(sys.executable).with_name("dash-ray")), *args]
+    return subprocess.run(command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=timeout)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_using(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in cmdline and state != "Z":
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def test_up_demo_deploy_ls_records_down_leaves_nothing(tmp_path: Path) -> None:
+    home = tmp_path / ".dash"
+    port = free_port()
+    up = dash(home, port, "up", "--demo")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{port}" in up.stdout
+        assert str(home / "admin.token") in up.stdout
+        assert (home / "admin.token").stat().st_mode & 0o777 == 0o600
+        run = orjson.loads((home / "run.json").read_text())
+        temp_dir = run["temp_dir"]
+        assert processes_using(temp_dir)
+
+        again = dash(home, port, "up")
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        deployed = dash(home, port, "deploy", str(ROOT / "configs" / "weather.yaml"))
+        assert deployed.returncode == 0, deployed.stderr
+        assert "ingest secret (shown once, keep it): whsec_" in deployed.stdout
+
+        deadline = time.monotonic() + 30
+        records: list[dict] = []
+        while time.monotonic() < deadline and len(records) < 3:
+            out = dash(home, port, "records", "demo", "--limit", "5")
+            records = [orjson.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+            time.sleep(0.5)
+        assert len(records) >= 3 and records[0]["data"]["device"].startswith("sensor-")
+
+        listed = dash(home, port, "ls")
+        assert listed.returncode == 0
+        lines = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:]}
+        assert lines["demo"][1] == "running" and lines["weather"][1] == "running"
+        status = dash(home, port, "status", "demo")
+        assert orjson.loads(status.stdout)["status"] == "running"
+    finally:
+        down = dash(home, port, "down")
+    assert down.returncode == 0 and "Dash stopped." in down.stdout, down.stdout + down.stderr
+    assert not processes_using(temp_dir)
+    assert not port_open(port)
+    assert not Path(temp_dir).exists()
+    assert not (home / "run.json").exists()
+    # The demo flushed to the lake on the way down.
+    assert list((home / "lake" / "bronze" / "demo").rglob("*.parquet"))
+    assert dash(home, port, "down").stdout.strip() == "Dash was not running."
