@@ -130,7 +130,8 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="dash-bench-"))
     token = "dash_admin_bench"
     settings = Settings.from_env(env={}, home=str(home / "home"), port=free_port(),
-                                 admin_token_hash=hash_token(token))
+                                 admin_token_hash=hash_token(token),
+                                 coalesce_inflight=int(os.environ.get("BENCH_INFLIGHT", "2")))
     platform = up(settings)
     accepted = 0
     try:
@@ -147,8 +148,10 @@ def main() -> int:
             result = wrk(url, ndjson, headers, c, duration)
             accepted += (result["requests"] - result["non2xx"]) * 1000
             rows.append(("dash: signed NDJSON x1000", c, result, 1000))
-        time.sleep(1.0)
-        counters = client.get("bench").counters
+        import ray
+
+        actor = ray.get_actor("pipeline:bench", namespace=settings.namespace)
+        counters = ray.get(actor.health.remote())["counters"]
         client.close()
     finally:
         down(settings)

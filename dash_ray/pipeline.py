@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "running", "closing", "closed", "failed"]
 _MAX_FLUSH_BACKOFF_S = 30.0
+# Mapping has a fixed cost per call, so durable entries are mapped together: once this many
+# records wait, or this long after the first one (reads and flushes map what waits at once).
+_MAP_BATCH_RECORDS = 2000
+_MAP_DELAY_S = 0.02
 
 
 @dataclass
@@ -73,9 +77,23 @@ class Counters:
 
 @dataclass
 class _Pending:
-    entry: LoggedEntry
+    """Consecutive durable entries, mapped together, waiting for the lake."""
+
+    entries: list[LoggedEntry]
     result: MappingResult
     keys: list[str] = field(default_factory=list)
+
+    @property
+    def first_seq(self) -> int:
+        return self.entries[0].first_seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.entries[-1].last_seq
+
+    @property
+    def count(self) -> int:
+        return sum(e.count for e in self.entries)
 
 
 def _utc_now() -> dt.datetime:
@@ -114,10 +132,12 @@ class PipelineCore:
         self._pending: list[_Pending] = []
         self._pending_records = 0
         self._inflight_keys: dict[str, asyncio.Future[Ack]] = {}
-        # Entries become visible (mapped, cached, queued for the lake) in seq order even if
-        # their syncs were to complete out of order.
+        # Durable entries are mapped after the ack, several at a time, in seq order (even if
+        # their syncs were to complete out of order); reads and flushes map what is due first.
         self._durable: dict[int, tuple[LoggedEntry, list[str]]] = {}
         self._applied_seq = 0
+        self._apply_scheduled = False
+        self._applied_pending = 0  # the part of _pending_records already mapped
         self._flush_wanted: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -163,9 +183,10 @@ class PipelineCore:
         if entries:
             self._wal.trim(stored)
         for entry in replay:
-            keys = self._remember_keys(entry)
-            self._apply(entry, keys)
+            self._durable[entry.first_seq] = (entry, self._remember_keys(entry))
+            self._pending_records += entry.count
             self.counters.replayed += entry.count
+        self._apply_ready()
         self.counters.last_seq = self._next_seq - 1
         self._state = "running"
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -279,23 +300,40 @@ class PipelineCore:
                     future.set_result(ack)
         if error is None and entry.count:
             self._durable[entry.first_seq] = (entry, keys)
-            while self._applied_seq + 1 in self._durable:
-                ready, ready_keys = self._durable.pop(self._applied_seq + 1)
-                self._apply(ready, ready_keys)
+            self._pending_records += entry.count
+            self.counters.pending = self._pending_records
+            self.counters.last_seq = max(self.counters.last_seq, entry.last_seq)
+            durable = self._pending_records - self._applied_pending
+            if durable >= _MAP_BATCH_RECORDS:
+                self._apply_ready()
+            elif not self._apply_scheduled:
+                self._apply_scheduled = True
+                asyncio.get_running_loop().call_later(_MAP_DELAY_S, self._apply_ready)
 
-    def _apply(self, entry: LoggedEntry, keys: list[str]) -> None:
-        """Map a durable entry, cache its rows, queue it for the lake."""
-        result = self._mapping.apply(input_table([entry]))
-        self._pending.append(_Pending(entry, result, keys))
-        self._pending_records += entry.count
-        self._applied_seq = entry.last_seq
-        self.counters.last_seq = max(self.counters.last_seq, entry.last_seq)
-        self.counters.pending = self._pending_records
+    def _apply_ready(self) -> None:
+        """Map the durable entries that follow the last mapped one, in one batch; cache the
+        rows, queue them for the lake."""
+        self._apply_scheduled = False
+        entries: list[LoggedEntry] = []
+        self._applied_pending = self._pending_records
+        keys: list[str] = []
+        while self._applied_seq + 1 in self._durable:
+            entry, entry_keys = self._durable.pop(self._applied_seq + 1)
+            entries.append(entry)
+            keys += entry_keys
+            self._applied_seq = entry.last_seq
+        if not entries:
+            return
+        result = self._mapping.apply(input_table(entries))
+        self._pending.append(_Pending(entries, result, keys))
+        self.counters.last_seq = max(self.counters.last_seq, self._applied_seq)
         self.counters.mapped += result.rows.num_rows
         self.counters.dead += result.dead.num_rows
         self.counters.filtered += result.filtered
         if result.rows.num_rows:
-            self._hot.extend(rows_to_records(result.rows, self._json_columns))
+            # Only the newest `capacity` rows can stay in the cache: convert just those.
+            rows = result.rows.slice(max(0, result.rows.num_rows - self._hot.capacity))
+            self._hot.extend(rows_to_records(rows, self._json_columns))
         if self._pending_records >= self.spec.flush.records and self._flush_wanted is not None:
             self._flush_wanted.set()
 
@@ -308,7 +346,9 @@ class PipelineCore:
     # -- reading ---------------------------------------------------------------------------
 
     def records(self, *, after: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest mapped records in the hot cache, oldest first (see HotBuffer.since)."""
+        """The newest mapped records in the hot cache, oldest first (see HotBuffer.since).
+        Every record acknowledged before the call is in it (or was, before newer ones)."""
+        self._apply_ready()
         return self._hot.since(after, limit)
 
     def health(self) -> dict[str, Any]:
@@ -345,18 +385,20 @@ class PipelineCore:
         of records written. Raises StorageError (the records stay queued and logged)."""
         assert self._flush_lock is not None
         async with self._flush_lock:
+            self._apply_ready()
             batch = list(self._pending)
             if not batch:
                 return 0
-            first, last = batch[0].entry.first_seq, batch[-1].entry.last_seq
+            first, last = batch[0].first_seq, batch[-1].last_seq
             await asyncio.to_thread(self._write, batch, first, last)
             self._wal.trim(last)
             keys = [k for p in batch for k in p.keys]
             if keys:
                 await asyncio.to_thread(self._idempotency.persist, keys)
             del self._pending[:len(batch)]
-            count = sum(p.entry.count for p in batch)
+            count = sum(p.count for p in batch)
             self._pending_records -= count
+            self._applied_pending -= count
             self.counters.pending = self._pending_records
             self.counters.stored_seq = last
             self.counters.flushes += 1
@@ -372,7 +414,7 @@ class PipelineCore:
             self.lake.write("silver", self.id, silver, first_seq=first, last_seq=last, day=day)
         if dead:
             self.lake.write("dead", self.id, pa.concat_tables(dead), first_seq=first, last_seq=last, day=day)
-        bronze = input_table([p.entry for p in batch])
+        bronze = input_table([e for p in batch for e in p.entries])
         # Last: the bronze file is the mark that this range is stored.
         self.lake.write("bronze", self.id, bronze, first_seq=first, last_seq=last, day=day)
 

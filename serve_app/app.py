@@ -9,15 +9,14 @@ from dash_ray.errors import DashError
 from dash_ray.settings import Settings
 from serve_app.api import api_routes
 from serve_app.gateway import Gateway
-from serve_app.ingress import ingest_routes
+from serve_app.ingress import IngestFront
 from serve_app.responses import on_error
 
 __all__ = ["build_app"]
 
 
-def build_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
+def build_app(settings: Settings, gateway: Gateway | None = None) -> IngestFront:
+    """The ASGI app: the ingest front, with Starlette behind it for every other route."""
     gateway = gateway or Gateway(settings)
-    app = Starlette(routes=ingest_routes(gateway) + api_routes(gateway),
-                    exception_handlers={DashError: on_error, Exception: on_error})
-    app.state.gateway = gateway
-    return app
+    app = Starlette(routes=api_routes(gateway), exception_handlers={DashError: on_error, Exception: on_error})
+    return IngestFront(app, gateway)

@@ -43,7 +43,7 @@ class Web:
     def __init__(self, settings: Settings) -> None:
         self._sock = _listen(settings.host, settings.port)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="none",
-                                lifespan="off", log_level="warning", access_log=False,
+                                lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
                                 timeout_keep_alive=30, backlog=4096)
         self._server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._sock]))

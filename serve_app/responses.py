@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from dash_ray.errors import DashError, InternalError, RetryableError
 
-__all__ = ["error_response", "json_response", "on_error"]
+__all__ = ["error_response", "json_response", "on_error", "retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+def retry_after(exc: RetryableError) -> str:
+    """The Retry-After header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(exc.retry_after)))
+
+
 def error_response(exc: DashError) -> Response:
     headers = None
     if isinstance(exc, RetryableError):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        headers = {"Retry-After": retry_after(exc)}
     return json_response(exc.to_body(), exc.status, headers)
 
 
