@@ -10,6 +10,8 @@ Rows:
   decodes, coalesces concurrent requests into one actor call, logs them with group commit
   (fdatasync) and answers 202 only once durable.
 - dash NDJSON x1000: one signed request carries 1,000 records.
+- dash via Serve proxy: the same platform and app with `DASH_INGRESS=serve`, i.e. Serve's
+  own HTTP proxy in front of the replica (the path a plain Serve deployment takes).
 Every 202 is counted against the pipeline's own `last_seq` afterwards, so the figures are
 durable records, not just answered requests. The load generator is `wrk -t1` on loopback;
 p50/p99 are wrk's latency percentiles. Times on a shared 2-core machine are noisy: compare
@@ -90,6 +92,50 @@ def wrk(url: str, body: bytes, headers: dict[str, str], connections: int, durati
             "errors": errors.group(1) if errors else "", "p50": pct("50"), "p99": pct("99")}
 
 
+def measure_platform(ingress: str, duration: int, single: bytes, ndjson: bytes, rows: list,
+                     single_conns: tuple[int, ...], ndjson_conns: tuple[int, ...]) -> tuple[int, dict]:
+    """Start the platform with `ingress`, drive it, stop it; append rows; return the records
+    wrk saw accepted and the pipeline's own counters."""
+    import ray
+
+    from dash_ray.client import Client
+    from dash_ray.localray import free_port
+    from dash_ray.settings import Settings
+    from dash_ray.signing import signature_header
+    from dash_ray.tokens import hash_token
+    from serve_app.platform import down, up
+
+    label = "dash" if ingress == "replica" else "dash via Serve proxy"
+    home = Path(tempfile.mkdtemp(prefix="dash-bench-"))
+    token = "dash_admin_bench"
+    settings = Settings.from_env(env={}, home=str(home / "home"), port=free_port(),
+                                 admin_token_hash=hash_token(token), ingress=ingress,
+                                 coalesce_inflight=int(os.environ.get("BENCH_INFLIGHT", "2")))
+    platform = up(settings)
+    accepted = 0
+    try:
+        client = Client(platform.url, token=token)
+        secret = client.deploy(SPEC).ingest_secret
+        url = f"{platform.url}/v1/pipelines/bench/events"
+        for c in single_conns:
+            headers = {"Content-Type": "application/json", "Dash-Signature": signature_header(secret, single)}
+            result = wrk(url, single, headers, c, duration)
+            accepted += result["requests"] - result["non2xx"]
+            rows.append((f"{label}: signed single event", c, result, 1))
+        for c in ndjson_conns:
+            headers = {"Content-Type": "application/x-ndjson", "Dash-Signature": signature_header(secret, ndjson)}
+            result = wrk(url, ndjson, headers, c, duration)
+            accepted += (result["requests"] - result["non2xx"]) * 1000
+            rows.append((f"{label}: signed NDJSON x1000", c, result, 1000))
+        actor = ray.get_actor("pipeline:bench", namespace=settings.namespace)
+        counters = ray.get(actor.health.remote())["counters"]
+        client.close()
+    finally:
+        down(settings)
+        shutil.rmtree(home, ignore_errors=True)
+    return accepted, counters
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
@@ -104,12 +150,7 @@ def main() -> int:
         return 2
     duration = 3 if args.quick else args.duration
 
-    from dash_ray.client import Client
     from dash_ray.localray import free_port
-    from dash_ray.settings import Settings
-    from dash_ray.signing import signature_header
-    from dash_ray.tokens import hash_token
-    from serve_app.platform import down, up
 
     single = orjson.dumps(record(1))
     ndjson = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(1000))
@@ -127,35 +168,10 @@ def main() -> int:
         ceiling.terminate()
         ceiling.wait()
 
-    home = Path(tempfile.mkdtemp(prefix="dash-bench-"))
-    token = "dash_admin_bench"
-    settings = Settings.from_env(env={}, home=str(home / "home"), port=free_port(),
-                                 admin_token_hash=hash_token(token),
-                                 coalesce_inflight=int(os.environ.get("BENCH_INFLIGHT", "2")))
-    platform = up(settings)
-    accepted = 0
-    try:
-        client = Client(platform.url, token=token)
-        secret = client.deploy(SPEC).ingest_secret
-        url = f"{platform.url}/v1/pipelines/bench/events"
-        for c in (32, 128):
-            headers = {"Content-Type": "application/json", "Dash-Signature": signature_header(secret, single)}
-            result = wrk(url, single, headers, c, duration)
-            accepted += result["requests"] - result["non2xx"]
-            rows.append(("dash: signed single event", c, result, 1))
-        for c in (8, 32):
-            headers = {"Content-Type": "application/x-ndjson", "Dash-Signature": signature_header(secret, ndjson)}
-            result = wrk(url, ndjson, headers, c, duration)
-            accepted += (result["requests"] - result["non2xx"]) * 1000
-            rows.append(("dash: signed NDJSON x1000", c, result, 1000))
-        import ray
-
-        actor = ray.get_actor("pipeline:bench", namespace=settings.namespace)
-        counters = ray.get(actor.health.remote())["counters"]
-        client.close()
-    finally:
-        down(settings)
-        shutil.rmtree(home, ignore_errors=True)
+    accepted, counters = measure_platform("replica", duration, single, ndjson, rows, (32, 128), (8, 32))
+    serve_rows: list = []
+    measure_platform("serve", duration, single, ndjson, serve_rows, (32,), (8,))
+    rows += serve_rows
 
     ceiling_rps = {c: r["rps"] for name, c, r, _ in rows if name.startswith("ceiling")}
     print(f"\nSigned ingest, wrk -t1, {duration} s per row, loopback, {os.cpu_count()} cores\n")

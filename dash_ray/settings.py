@@ -11,6 +11,7 @@ by value to every actor and replica. Nothing else in Dash reads `DASH_*` variabl
 | DASH_SECRET_KEY     | (created in $DASH_HOME/secret.key) | key encrypting secrets in the catalog  |
 | DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens                |
 | DASH_WEB_REPLICAS   | 1                               | ingress replicas per cluster              |
+| DASH_INGRESS        | replica                         | `replica`: HTTP server in each web replica; `serve`: Serve's own proxy (slower, see benchmarks/ingest.py) |
 | DASH_RAY_ADDRESS    | (start a local Ray)             | join an existing Ray cluster instead      |
 | DASH_MAX_RESTARTS   | 5                               | restarts allowed within the window ...    |
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
@@ -23,7 +24,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dash_ray.supervision import RestartPolicy
 
@@ -54,6 +55,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     web_replicas: int = 1
+    ingress: Literal["replica", "serve"] = "replica"
     namespace: str = "dash"
     ray_address: str | None = None
     restart: RestartPolicy = field(default_factory=RestartPolicy)
@@ -62,6 +64,10 @@ class Settings:
     coalesce_inflight: int = 2
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.ingress not in ("replica", "serve"):
+            raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
 
     @property
     def catalog_url(self) -> str:
@@ -92,6 +98,7 @@ class Settings:
             "host": env.get("DASH_HOST", "127.0.0.1"),
             "port": int(env.get("DASH_PORT", "8000")),
             "web_replicas": int(env.get("DASH_WEB_REPLICAS", "1")),
+            "ingress": env.get("DASH_INGRESS", "replica"),
             "ray_address": env.get("DASH_RAY_ADDRESS") or None,
             "restart": RestartPolicy(
                 max_restarts=int(env.get("DASH_MAX_RESTARTS", "5")),

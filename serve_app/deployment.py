@@ -1,5 +1,7 @@
-"""The Serve deployment of the web tier: each replica runs the HTTP server in its own event
-loop, on the platform's port.
+"""The Serve deployments of the web tier. By default (`ingress="replica"`) each replica runs
+the HTTP server in its own event loop, on the platform's port; `ingress="serve"` puts the
+same ASGI app behind Serve's own HTTP proxy instead, for comparison and for clusters that want
+Serve's routing.
 
 Why not Serve's proxy: measured here (`../shared/notes/ingress-paths.md`, and
 `benchmarks/ingest.py`), the Python proxy adds a hop that caps signed ingest at a few hundred
@@ -20,7 +22,7 @@ from ray import serve
 from dash_ray.settings import Settings, web_selector
 from serve_app.app import build_app
 
-__all__ = ["APP_NAME", "Web", "web_app"]
+__all__ = ["APP_NAME", "ProxiedWeb", "Web", "serve_options", "web_app"]
 
 APP_NAME = "dash"
 log = logging.getLogger(__name__)
@@ -60,8 +62,29 @@ class Web:
         self._sock.close()
 
 
+@serve.ingress()
+class ProxiedWeb:
+    """The same app, reached through Serve's proxy (one extra hop per request)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def __serve_build_asgi_app__(self) -> object:
+        return build_app(self._settings)
+
+
+def serve_options(settings: Settings) -> dict:
+    """`serve.start` arguments: no proxy when replicas serve HTTP themselves."""
+    if settings.ingress == "replica":
+        return {"proxy_location": "Disabled"}
+    return {"proxy_location": "EveryNode", "http_options": {"host": settings.host, "port": settings.port}}
+
+
 def web_app(settings: Settings) -> serve.Application:
-    return Web.options(
-        num_replicas=settings.web_replicas,
-        ray_actor_options={"num_cpus": 0, "label_selector": web_selector()},
+    actor_options = {"num_cpus": 0, "label_selector": web_selector()}
+    if settings.ingress == "replica":
+        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings)
+    return serve.deployment(ProxiedWeb).options(
+        num_replicas=settings.web_replicas, ray_actor_options=actor_options, max_ongoing_requests=1000,
+        logging_config={"enable_access_log": False},
     ).bind(settings)

@@ -15,7 +15,7 @@ from ray import serve
 from actors.registry import REGISTRY_NAME, get_or_create_registry
 from dash_ray.localray import LocalRay, enable_ray_auth, read_run_file, start_local_ray, stop_local_ray
 from dash_ray.settings import Settings
-from serve_app.deployment import APP_NAME, web_app
+from serve_app.deployment import APP_NAME, serve_options, web_app
 
 __all__ = ["Platform", "connect_ray", "down", "up"]
 
@@ -49,8 +49,9 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
         connect_ray(address, settings.namespace)
         registry = get_or_create_registry(settings)
         ray.get(registry.ready.remote(), timeout=timeout_s)
-        serve.start(proxy_location="Disabled")
-        serve.run(web_app(settings), name=APP_NAME, route_prefix=None, blocking=False)
+        serve.start(**serve_options(settings))
+        route_prefix = None if settings.ingress == "replica" else "/"
+        serve.run(web_app(settings), name=APP_NAME, route_prefix=route_prefix, blocking=False)
         url = f"http://{settings.host}:{settings.port}"
         _wait_healthy(url, timeout_s)
     except BaseException:

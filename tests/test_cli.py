@@ -21,9 +21,10 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dash(home: Path, port: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def dash(home: Path, port: int, *args: str, timeout: float = 180,
+         **env_extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
-    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port)})
+    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port), **env_extra})
     command = [str(Path(sys.executable).with_name("dash-ray")), *args]
     return subprocess.run(command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=timeout)
 
@@ -92,3 +93,27 @@ def test_up_demo_deploy_ls_records_down_leaves_nothing(tmp_path: Path) -> None:
     # The demo flushed to the lake on the way down.
     assert list((home / "lake" / "bronze" / "demo").rglob("*.parquet"))
     assert dash(home, port, "down").stdout.strip() == "Dash was not running."
+
+
+def test_serve_proxy_ingress_mode_serves_the_same_api(tmp_path: Path) -> None:
+    """`DASH_INGRESS=serve` puts the same app behind Serve's own proxy on the same port."""
+    import httpx
+
+    from dash_ray.client import Client
+
+    home = tmp_path / ".dash"
+    port = free_port()
+    up = dash(home, port, "up", DASH_INGRESS="serve")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        token = (home / "admin.token").read_text().strip()
+        with Client(f"http://127.0.0.1:{port}", token=token) as client:
+            created = client.deploy(ROOT / "configs" / "weather.yaml")
+            reading = {"ts": "2026-05-01T00:00:00Z", "device_id": "station-1", "metrics": {"temp": 20}}
+            assert client.ingest("weather", reading, secret=created.ingest_secret).last_seq == 1
+            assert client.records("weather")[0]["data"]["temp_f"] == 68.0
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/pipelines/weather/events", content=b"{}").status_code == 401
+    finally:
+        down = dash(home, port, "down")
+    assert down.returncode == 0
+    assert not port_open(port)
