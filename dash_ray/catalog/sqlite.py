@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,7 +58,7 @@ class SqliteBackend:
         except (OSError, sqlite3.Error) as exc:
             raise UnavailableError(f"catalog {self!r} cannot be opened: {exc}") from exc
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _journal_mode_wal(conn, busy_timeout_s)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
@@ -114,3 +115,17 @@ def _param(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
     return value
+
+
+def _journal_mode_wal(conn: sqlite3.Connection, timeout_s: float) -> str:
+    """Switch to WAL. Switching needs a moment's exclusive lock, and SQLite answers "locked"
+    at once instead of waiting when another connection opens the file at the same time, so
+    this waits and tries again, up to the busy timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
