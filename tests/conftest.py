@@ -1,14 +1,22 @@
-"""Shared fixtures: the real services tests run against (PostgreSQL, an S3 server on loopback).
+"""Shared fixtures: the real services tests run against (PostgreSQL, an S3 server on loopback,
+the platform on a local Ray) and helpers to run `dash-ray` as a user does.
 
 A missing service fails the test run; nothing here skips."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -81,14 +89,36 @@ def s3_bucket(s3_server: dict) -> str:
 
 # -- the platform on a real local Ray --------------------------------------------------------
 
-import dataclasses  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
 
 ADMIN_TOKEN = "dash_admin_test-token-for-the-suite"
+
+
+def dash(home: Path, port: int, *args: str, timeout: float = 180,
+         **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
+    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port), **env_extra})
+    command = [str(Path(sys.executable).with_name("dash-ray")), *args]
+    return subprocess.run(command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=timeout)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_using(marker: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in cmdline and state != "Z":
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
 
 
 @dataclasses.dataclass

@@ -4,49 +4,17 @@ or temp folder behind."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import dash, free_port, port_open, processes_using
 
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def dash(home: Path, port: int, *args: str, timeout: float = 180,
-         **env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
-    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port), **env_extra})
-    command = [str(Path(sys.executable).with_name("dash-ray")), *args]
-    return subprocess.run(command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=timeout)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def processes_using(marker: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if marker in cmdline and state != "Z":
-                found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
 
 
 def test_up_demo_deploy_ls_records_down_leaves_nothing(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +22,7 @@ import ray
 
 from dash_ray.lake import Lake
 from dash_ray.signing import signature_header
-from tests.conftest import free_port
+from tests.conftest import dash, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -141,13 +139,6 @@ def test_killing_the_pipeline_actor_under_load_loses_nothing(platform) -> None:
     assert_exactly_once(platform.settings.lake_url, pipeline_id, loader.acked, total)
 
 
-def _dash(home: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
-    env.update({"DASH_HOME": str(home), "DASH_PORT": str(port)})
-    return subprocess.run([str(Path(sys.executable).with_name("dash-ray")), *args], env=env,
-                          capture_output=True, text=True, timeout=240)
-
-
 def _sigkill_everything(home: Path) -> None:
     """What a power cut does to the Ray instance: every process of it dies at once."""
     run = orjson.loads((home / "run.json").read_text())
@@ -170,7 +161,7 @@ def _sigkill_everything(home: Path) -> None:
 def test_sigkill_of_the_whole_ray_instance_under_load_loses_nothing(tmp_path: Path) -> None:
     home = tmp_path / ".dash"
     port = free_port()
-    up = _dash(home, port, "up")
+    up = dash(home, port, "up")
     assert up.returncode == 0, up.stderr
     try:
         token = (home / "admin.token").read_text().strip()
@@ -187,12 +178,12 @@ def test_sigkill_of_the_whole_ray_instance_under_load_loses_nothing(tmp_path: Pa
         _sigkill_everything(home)
         time.sleep(1.0)
         # The loader keeps retrying against a closed port while the platform comes back.
-        again = _dash(home, port, "up")
+        again = dash(home, port, "up")
         assert again.returncode == 0, again.stdout + again.stderr
         loader.join()
         status = httpx.get(f"{url}/v1/pipelines/{pipeline_id}", headers=headers, timeout=30).json()
         assert status["status"] == "running"
         assert_exactly_once(str(home / "lake"), pipeline_id, loader.acked, total)
     finally:
-        down = _dash(home, port, "down")
+        down = dash(home, port, "down")
         assert down.returncode == 0, down.stderr
