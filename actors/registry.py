@@ -24,7 +24,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.pipeline import actor_name, launch
 from dash_ray.catalog import PipelineRecord, PipelineStatus, open_catalog
-from dash_ray.errors import DashError, NotFoundError, SpecError, UnavailableError
+from dash_ray.errors import DashError, NotFoundError, SpecError
 from dash_ray.lake import Lake
 from dash_ray.mapping import compile_mapping
 from dash_ray.secretbox import SecretBox
@@ -350,6 +350,3 @@ def get_or_create_registry(settings: Settings) -> Any:
         name=REGISTRY_NAME, namespace=settings.namespace, lifetime="detached", get_if_exists=True,
     ).remote(settings)
 
-
-def unavailable(exc: BaseException) -> UnavailableError:
-    return UnavailableError(f"registry is not reachable: {_error_text(exc)}", retry_after=1.0)

@@ -122,9 +122,9 @@ class PipelineCore:
             {"extra"} if spec.mapping.keep_extra or not spec.mapping.fields else set())
         self._wal_dir = Path(wal_dir)
         self._wal = WriteAheadLog(self._wal_dir, fsync=fsync)
-        self._idempotency = IdempotencyIndex(
-            None, window_s=idempotency_window_s, max_keys=idempotency_max_keys, clock=clock)
-        self._idempotency_args = (idempotency_window_s, idempotency_max_keys, clock)
+        self._idempotency_window_s = idempotency_window_s
+        self._idempotency_max_keys = idempotency_max_keys
+        self._idempotency = IdempotencyIndex(None)  # replaced by the persistent one in start()
         self._hot = HotBuffer(spec.hot_records)
         self._clock = clock
         self._state: State = "new"
@@ -162,9 +162,9 @@ class PipelineCore:
         self._flush_lock = asyncio.Lock()
         stored = await asyncio.to_thread(self._recover_lake)
         self._wal_dir.mkdir(parents=True, exist_ok=True)
-        window_s, max_keys, clock = self._idempotency_args
         self._idempotency = IdempotencyIndex(
-            self._wal_dir / "idempotency.sqlite", window_s=window_s, max_keys=max_keys, clock=clock)
+            self._wal_dir / "idempotency.sqlite", window_s=self._idempotency_window_s,
+            max_keys=self._idempotency_max_keys, clock=self._clock)
         entries = await asyncio.to_thread(self._wal.open)
         self.counters.stored_seq = stored
         self._applied_seq = stored

@@ -2,8 +2,8 @@
 coalescer, and short-lived caches of what checking a request needs (a pipeline's spec and
 secrets, a token's scope), so the hot path makes no registry call.
 
-Cache bounds: ingest info lives `info_ttl_s` (2 s) and is refreshed at most once a second
-per pipeline when a signature fails, so a rotated secret or a new pipeline is seen within
+Cache bounds: ingest info (or the fact that there is no such pipeline) lives `info_ttl_s`
+(2 s) and is refreshed at most once a second per pipeline when a signature fails, so a rotated secret or a new pipeline is seen within
 seconds and a flood of bad signatures cannot flood the registry. Token scopes live
 `token_ttl_s` (10 s), so a revoked token stops working within that.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,16 +25,17 @@ from ray.exceptions import RayActorError, RayTaskError
 from actors.pipeline import actor_name
 from actors.registry import REGISTRY_NAME
 from dash_ray.batch import Ack, RawBatch
-from dash_ray.errors import AuthError, DashError, ForbiddenError, InternalError, UnavailableError
+from dash_ray.errors import AuthError, DashError, ForbiddenError, InternalError, NotFoundError, UnavailableError
 from dash_ray.settings import Settings
 from dash_ray.signing import Verifier
-from dash_ray.spec import PipelineSpec, WebhookSource, parse_spec
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, WebhookSource, parse_spec
 from dash_ray.tokens import allows, hash_token
 from serve_app.coalescer import Coalescer
 
 __all__ = ["Gateway", "IngestInfo", "unwrap"]
 
-_MAX_CACHED_TOKENS = 10_000
+_MAX_CACHED = 10_000
+_PIPELINE_ID = re.compile(PIPELINE_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,12 @@ class IngestInfo:
     secrets: tuple[str, ...]
     status: str
     verifier: Verifier
-    fetched_at: float
+
+
+def _known(found: IngestInfo | NotFoundError) -> IngestInfo:
+    if isinstance(found, NotFoundError):
+        raise NotFoundError(found.message, where=found.where)
+    return found
 
 
 def unwrap(exc: BaseException) -> DashError:
@@ -75,8 +82,7 @@ class Gateway:
         self.info_ttl_s = info_ttl_s
         self.token_ttl_s = token_ttl_s
         self._registry: Any = None
-        self._info: dict[str, IngestInfo] = {}
-        self._refreshed: dict[str, float] = {}
+        self._info: dict[str, tuple[float, IngestInfo | NotFoundError]] = {}
         self._tokens: dict[str, tuple[float, str | None]] = {}
         self._actors: dict[str, Any] = {}
         self._coalescers: dict[str, Coalescer] = {}
@@ -125,7 +131,7 @@ class Gateway:
         if cached is not None and now - cached[0] < self.token_ttl_s:
             return cached[1]
         scope = await self.call("check_token", token)
-        if len(self._tokens) >= _MAX_CACHED_TOKENS:
+        if len(self._tokens) >= _MAX_CACHED:
             self._tokens.clear()
         self._tokens[key] = (now, scope)
         return scope
@@ -133,19 +139,30 @@ class Gateway:
     # -- pipelines -------------------------------------------------------------------------
 
     async def info(self, pipeline_id: str, *, refresh: bool = False) -> IngestInfo:
-        """The pipeline's spec, secrets and status (NotFoundError when there is none)."""
+        """The pipeline's spec, secrets and status (NotFoundError when there is none).
+
+        An unknown id is remembered as unknown for the same time, and an id that cannot be a
+        pipeline's is refused without asking, so a flood of requests for made-up pipelines
+        cannot flood the registry. The caches are cleared past `_MAX_CACHED` entries."""
         now = time.monotonic()
         cached = self._info.get(pipeline_id)
-        if cached is not None and now - cached.fetched_at < self.info_ttl_s and not refresh:
-            return cached
-        if refresh and cached is not None and now - self._refreshed.get(pipeline_id, 0.0) < 1.0:
-            return cached
-        self._refreshed[pipeline_id] = now
-        spec_data, secrets, status = await self.call("ingest_info", pipeline_id)
-        spec = parse_spec(spec_data)
-        info = IngestInfo(spec, tuple(secrets), status, _verifier(spec), now)
-        self._info[pipeline_id] = info
-        return info
+        if cached is not None and not refresh and now - cached[0] < self.info_ttl_s:
+            return _known(cached[1])
+        if refresh and cached is not None and now - cached[0] < 1.0:
+            return _known(cached[1])
+        if not _PIPELINE_ID.match(pipeline_id):
+            raise NotFoundError(f"no pipeline {pipeline_id[:80]!r}", where="pipeline id")
+        try:
+            spec_data, secrets, status = await self.call("ingest_info", pipeline_id)
+        except NotFoundError as exc:
+            found: IngestInfo | NotFoundError = exc
+        else:
+            spec = parse_spec(spec_data)
+            found = IngestInfo(spec, tuple(secrets), status, _verifier(spec))
+        if len(self._info) >= _MAX_CACHED:
+            self._info.clear()
+        self._info[pipeline_id] = (now, found)
+        return _known(found)
 
     def forget(self, pipeline_id: str) -> None:
         """Drop what is cached about a pipeline (after this replica changed it)."""

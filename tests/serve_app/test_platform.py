@@ -146,6 +146,8 @@ def test_request_errors_have_clear_statuses(platform) -> None:
     assert mixed.json()["rejected"] == [{"index": 1, "reason": "record is not a JSON object"}]
     with platform.http() as http:
         assert http.post("/v1/pipelines/no-such-pipe/events", content=b"{}").status_code == 404
+        assert http.post("/v1/pipelines/NOT_AN_ID/events", content=b"{}").status_code == 404
+        assert http.post(f"/v1/hooks/{'x' * 300}", content=b"{}").status_code == 404
         assert http.get("/v1/pipelines/no-such-pipe").status_code == 404
     assert [r["seq"] for r in platform.client.records(pipeline_id)] == [1, 3]
 
