@@ -182,6 +182,11 @@ def test_killed_pipeline_actor_is_restarted_and_takes_ingest_again(platform) -> 
     pipeline_id, secret = deploy(platform, spec("kill"))
     platform.client.ingest(pipeline_id, reading(1), secret=secret)
     ray.kill(_actor(platform, pipeline_id), no_restart=True)
+    body = orjson.dumps(reading(9))
+    with platform.http() as http:
+        refused = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body,
+                            headers={"dash-signature": signature_header(secret, body)})
+    assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
     restarted = platform.wait_for(
         lambda: (p := platform.client.get(pipeline_id)).restarts == 1 and p.status == "running" and p,
         what="the registry to restart the pipeline")
