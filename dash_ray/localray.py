@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dash_ray.settings import BOTH_ROLES, ROLE_LABEL
 
-__all__ = ["LocalRay", "enable_ray_auth", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
+__all__ = ["LocalRay", "enable_ray_auth", "ensure_not_running", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
 
 RUN_FILE = "run.json"
 
@@ -93,6 +93,14 @@ def read_run_file(home: str | Path) -> LocalRay | None:
         return None
 
 
+def ensure_not_running(home: str | Path) -> None:
+    """Raise RuntimeError when an instance started for `home` is still running."""
+    existing = read_run_file(home)
+    if existing is not None and existing.alive():
+        raise RuntimeError(f"Dash is already running from {home} (Ray pid {existing.pid}); "
+                           "run `dash-ray down` first")
+
+
 def _ray_command() -> list[str]:
     script = Path(sys.executable).with_name("ray")
     if script.exists():
@@ -106,10 +114,7 @@ def _ray_command() -> list[str]:
 def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s: float = 90.0) -> LocalRay:
     """Start a Ray head node for this `home` and wait until it takes connections."""
     home = Path(home)
-    existing = read_run_file(home)
-    if existing is not None and existing.alive():
-        raise RuntimeError(f"Dash is already running from {home} (Ray pid {existing.pid}); "
-                           "run `dash-ray down` first")
+    ensure_not_running(home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     temp_dir = _temp_dir(home)
     shutil.rmtree(temp_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ tier, and (for a laptop) the local Ray instance itself. `dash-ray up`/`down` cal
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,14 @@ import ray
 from ray import serve
 
 from actors.registry import REGISTRY_NAME, get_or_create_registry
-from dash_ray.localray import LocalRay, enable_ray_auth, read_run_file, start_local_ray, stop_local_ray
+from dash_ray.localray import (
+    LocalRay,
+    enable_ray_auth,
+    ensure_not_running,
+    read_run_file,
+    start_local_ray,
+    stop_local_ray,
+)
 from dash_ray.settings import Settings
 from serve_app.deployment import APP_NAME, serve_options, web_app
 
@@ -43,6 +51,8 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
     local = None
     address = settings.ray_address
     if address is None:
+        ensure_not_running(settings.home)
+        _check_port_free(settings.host, settings.port)
         local = start_local_ray(settings.home)
         address = local.address
     try:
@@ -61,6 +71,15 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
             stop_local_ray(settings.home)
         raise
     return Platform(url=url, ray_address=address, local=local)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); is something else "
+                               "using it? Set DASH_PORT (or --port) to another port") from None
 
 
 def _wait_healthy(url: str, timeout_s: float) -> None:

@@ -32,6 +32,9 @@ def test_up_demo_deploy_ls_records_down_leaves_nothing(tmp_path: Path) -> None:
 
         again = dash(home, port, "up")
         assert again.returncode == 1 and "already running" in again.stderr
+        taken = dash(tmp_path / "other", port, "up")
+        assert taken.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+        assert not (tmp_path / "other" / "run.json").exists()
 
         deployed = dash(home, port, "deploy", str(ROOT / "configs" / "weather.yaml"))
         assert deployed.returncode == 0, deployed.stderr
