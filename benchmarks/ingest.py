@@ -175,7 +175,7 @@ def main() -> int:
 
     ceiling_rps = {c: r["rps"] for name, c, r, _ in rows if name.startswith("ceiling")}
     print(f"\nSigned ingest, wrk -t1, {duration} s per row, loopback, {os.cpu_count()} cores\n")
-    print(f"| path | conns | req/s | records/s | p50 ms | p99 ms | non-2xx | vs ceiling req/s |")
+    print("| path | conns | req/s | records/s | p50 ms | p99 ms | non-2xx | vs ceiling req/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, c, r, per in rows:
         base = ceiling_rps.get(c) or ceiling_rps[32]

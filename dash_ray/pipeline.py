@@ -282,7 +282,7 @@ class PipelineCore:
                 self._fail(f"write-ahead log failed: {exc}")
                 error = UnavailableError(f"pipeline {self.id} cannot write its log: {exc}", retry_after=1.0)
         keys = []
-        for (i, batch), ack in zip(fresh, acks):
+        for (i, batch), ack in zip(fresh, acks, strict=True):
             key = batch.idempotency_key
             future = self._inflight_keys.pop(key, None) if key else None
             if error is not None:
