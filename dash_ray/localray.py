@@ -94,11 +94,15 @@ def read_run_file(home: str | Path) -> LocalRay | None:
 
 
 def ensure_not_running(home: str | Path) -> None:
-    """Raise RuntimeError when an instance started for `home` is still running."""
+    """Raise RuntimeError when an instance started for `home` is still running. When one died
+    without `down` (a crash, a power cut), clear the processes and temp folder it left."""
     existing = read_run_file(home)
-    if existing is not None and existing.alive():
+    if existing is None:
+        return
+    if existing.alive():
         raise RuntimeError(f"Dash is already running from {home} (Ray pid {existing.pid}); "
                            "run `dash-ray down` first")
+    stop_local_ray(home)
 
 
 def _ray_command() -> list[str]:
@@ -154,15 +158,25 @@ def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s:
     raise RuntimeError(f"Ray did not start within {timeout_s:.0f} s; see {log_file}")
 
 
-def _stragglers(temp_dir: str) -> list[int]:
-    """Processes whose command line or open working folder names our temp folder."""
+def _stragglers(temp_dir: str, pgid: int) -> list[int]:
+    """Live processes of the instance: in its process group, or naming or holding open its temp
+    folder (Ray renames some processes, e.g. `ray::DashboardAgent`, so the command line alone
+    does not find them all, and a process whose group leader died keeps the group id)."""
+    marker = temp_dir.encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            if temp_dir.encode() in cmdline:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            # The group id alone could be a reused pid's: it must also be a Ray process.
+            if marker in cmdline or (int(fields[2]) == pgid and b"ray" in cmdline):
+                found.append(int(entry.name))
+                continue
+            if any(os.readlink(fd).startswith(temp_dir) for fd in (entry / "fd").iterdir()):
                 found.append(int(entry.name))
     return found
 
@@ -177,15 +191,13 @@ def stop_local_ray(home: str | Path, *, timeout_s: float = 20.0) -> bool:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(running.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (running.alive() or _group_alive(running.pid)):
+    while time.monotonic() < deadline and _stragglers(running.temp_dir, running.pid):
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(running.pid, signal.SIGKILL)
-    for pid in _stragglers(running.temp_dir):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + 10
-    while time.monotonic() < end and (_group_alive(running.pid) or _stragglers(running.temp_dir)):
+    while time.monotonic() < end and (left := _stragglers(running.temp_dir, running.pid)):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(running.pid, os.WNOHANG)
@@ -193,13 +205,3 @@ def stop_local_ray(home: str | Path, *, timeout_s: float = 20.0) -> bool:
     (home / RUN_FILE).unlink(missing_ok=True)
     return True
 
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-    return False

@@ -75,6 +75,9 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As the web replicas bind (so old connections in TIME_WAIT do not count), but without
+        # SO_REUSEPORT, so any live listener, another Dash's replicas too, makes this fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

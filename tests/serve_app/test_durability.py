@@ -151,6 +151,7 @@ def _sigkill_everything(home: Path) -> None:
                     victims.add(int(entry.name))
             except OSError:
                 pass
+    os.killpg(run["pid"], signal.SIGKILL)
     for pid in victims:
         try:
             os.kill(pid, signal.SIGKILL)
