@@ -29,10 +29,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.mapping.timestamps import TIMESTAMP, parse_timestamps
+from dash_ray.mapping.timestamps import TIMESTAMP, parse_iso_text, parse_timestamps
 
-__all__ = ["ARROW_TYPES", "can_store", "cast_result", "cast_values", "iso_text", "json_bytes", "json_text",
-           "result_values", "show"]
+__all__ = ["ARROW_TYPES", "can_store", "cast_parsed", "cast_result", "cast_values", "iso_text", "json_bytes",
+           "json_text", "result_values", "show"]
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -92,7 +92,6 @@ def cast_values(
     if type_ == "timestamp":
         array, failed = parse_timestamps(values, unit=unit, fmt=fmt, timezone=timezone)
         return array, failed if failed.any() else None
-    kinds = set(map(type, values))
     target = ARROW_TYPES[type_]
     if type_ == "json":
         try:
@@ -102,7 +101,7 @@ def cast_values(
             failed = np.array([v is not None and o is None for v, o in zip(values, out)], dtype=bool)
             return pa.array(out, target), failed
     fast = _FAST.get(type_, frozenset())
-    if kinds <= fast:
+    if set(map(type, values)) <= fast:
         try:
             return pa.array(values, target), None
         except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
@@ -114,6 +113,44 @@ def cast_values(
         out = [None if v is _FAIL else v for v in out]
         return pa.array(out, target), failed
     return pa.array(out, target), None
+
+
+def cast_parsed(
+    values: list[Any], type_: str, *, unit: str | None = None, fmt: str | None = None,
+    timezone: str | None = None,
+) -> tuple[pa.Array, np.ndarray | None]:
+    """`cast_values` for values as orjson parses them: None, bool, int, float, str, list, dict.
+
+    `cast_values` lists the kinds of values first, which costs about as much again as the
+    conversion. Of the parsed kinds, Arrow's converter takes for a string column only str, for
+    a bool column only bool, and for a double column int, float and bool: so here it is tried
+    first, and when it refuses (or a double column held a bool) `cast_values` sorts it out.
+    Timestamps without a format are the same: all text (or None) is read as ISO 8601."""
+    if type_ == "timestamp" and fmt is None:
+        try:
+            text = pa.array(values, pa.string())
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        else:
+            array, failed = parse_iso_text(text, timezone=timezone)
+            return array, failed if failed.any() else None
+    if type_ in _EXACT or type_ == "double":
+        try:
+            array = pa.array(values, ARROW_TYPES[type_])
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        else:
+            if type_ != "double" or not _had_bool(values, array):
+                return array, None
+    return cast_values(values, type_, unit=unit, fmt=fmt, timezone=timezone)
+
+
+def _had_bool(values: list[Any], doubles: pa.Array) -> bool:
+    """Whether Arrow made a double of a JSON true or false (which are not numbers here). They
+    became 1.0 or 0.0, so only the values that came out as those need a look."""
+    numbers = doubles.to_numpy(zero_copy_only=False)  # nulls read as NaN
+    suspects = np.flatnonzero((numbers == 0.0) | (numbers == 1.0))
+    return any(type(values[i]) is bool for i in suspects.tolist())
 
 
 def _to_string(value: Any) -> Any:
@@ -179,6 +216,8 @@ _FAST = {
     "double": frozenset({int, float, _NONE}),
     "bool": frozenset({bool, _NONE}),
 }
+# Types whose Arrow conversion accepts no parsed JSON value beyond those in _FAST (see cast_parsed).
+_EXACT = frozenset({"string", "bool"})
 
 
 def iso_text(timestamps: pa.Array) -> pa.Array:

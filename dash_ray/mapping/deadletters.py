@@ -18,7 +18,8 @@ import pyarrow as pa
 from dash_ray.mapping.casts import json_bytes, json_text, result_values, show
 from dash_ray.mapping.timestamps import TIMESTAMP
 
-__all__ = ["DEAD_LETTER_SCHEMA", "Detail", "Verdicts", "cast_detail", "required_detail", "value_detail"]
+__all__ = ["DEAD_LETTER_SCHEMA", "NO_DEAD_LETTERS", "Detail", "Verdicts", "cast_detail", "required_detail",
+           "value_detail"]
 
 DEAD_LETTER_SCHEMA = pa.schema([
     ("seq", pa.int64()),
@@ -29,6 +30,9 @@ DEAD_LETTER_SCHEMA = pa.schema([
     ("value", pa.string()),
     ("reason", pa.string()),
 ])
+# No dead letters. Tables are immutable, so every batch without any can share this one
+# (making an empty table costs as much as a kernel call).
+NO_DEAD_LETTERS = DEAD_LETTER_SCHEMA.empty_table()
 # A failure's details for the record at an index: (value as JSON text or None, reason).
 Detail = Callable[[int], tuple[str | None, str]]
 
@@ -69,7 +73,7 @@ class Verdicts:
         """The dead-letter rows, in input order."""
         index = np.flatnonzero(self._status > 0)
         if not len(index):
-            return DEAD_LETTER_SCHEMA.empty_table()
+            return NO_DEAD_LETTERS
         fields, rules, values, reasons = [], [], [], []
         for i in index.tolist():
             rule, field, detail = self._failures[self._status[i] - 1]

@@ -39,11 +39,11 @@ import orjson
 import pyarrow as pa
 
 from dash_ray.errors import Problem, SpecError
-from dash_ray.mapping.casts import ARROW_TYPES, can_store, cast_result, cast_values, json_bytes, show
-from dash_ray.mapping.compute import Evaluator, compile_evaluator
+from dash_ray.mapping.casts import ARROW_TYPES, can_store, cast_parsed, cast_result, cast_values, json_bytes, show
+from dash_ray.mapping.compute import Evaluator, compile_evaluator, true_mask
 from dash_ray.mapping.deadletters import DEAD_LETTER_SCHEMA, Verdicts, cast_detail, required_detail, value_detail
 from dash_ray.mapping.expressions import ExpressionError, parse_expression
-from dash_ray.mapping.paths import ALL_KEYS, JsonPath, PathError, extract_all, parse_path
+from dash_ray.mapping.paths import ALL_KEYS, Extractor, JsonPath, PathError, parse_path
 from dash_ray.mapping.rules import Check, compile_rules
 from dash_ray.mapping.timestamps import TIMESTAMP, check_format, check_timezone
 from dash_ray.mapping.typecheck import check_expression
@@ -77,7 +77,7 @@ class _Field:
 
     def cast(self, values: list[Any]) -> tuple[pa.Array, np.ndarray | None]:
         s = self.spec
-        return cast_values(values, s.type, unit=s.unit, fmt=s.format, timezone=s.timezone)
+        return cast_parsed(values, s.type, unit=s.unit, fmt=s.format, timezone=s.timezone)
 
     def cast_result(self, result: pa.Array) -> tuple[pa.Array, np.ndarray | None, list[Any] | None]:
         s = self.spec
@@ -97,6 +97,7 @@ class CompiledMapping:
         self._fields = fields
         self._path_fields = [f for f in fields if f.path is not None]
         self._expr_fields = [f for f in fields if f.path is None]
+        self._extract = Extractor([f.path for f in self._path_fields])
         self._filter = filter_
         self._checks = checks
         self._passthrough = not fields
@@ -143,13 +144,13 @@ class CompiledMapping:
         n = len(seq)
         verdicts = Verdicts(n)
         # Bytes, not str: cheaper to make, and orjson then checks the UTF-8 itself (an Arrow
-        # string array built from raw buffers may hold invalid UTF-8; str() would raise).
-        docs = _parse(raw.cast(pa.binary()).to_pylist(), verdicts)
+        # string array built from raw buffers may hold invalid UTF-8; str() would raise). A
+        # view, not a cast: the two types share one layout, so no kernel needs to run.
+        docs = _parse(raw.view(pa.binary()).to_pylist(), verdicts)
         columns: dict[str, pa.Array] = {"received_at": received}
-        extracted = extract_all([f.path for f in self._path_fields], docs)
-        for f, values in zip(self._path_fields, extracted):
+        for f, values in zip(self._path_fields, self._extract(docs)):
             array, failed = f.cast(values)
-            if f.spec.required:
+            if f.spec.required and array.null_count:
                 missing = array.is_null().to_numpy(zero_copy_only=False)
                 if failed is not None:
                     missing &= ~failed
@@ -166,7 +167,7 @@ class CompiledMapping:
                 verdicts.fail(failed, "type", f.name, f.cast_failure(values))
             self._store(columns, f, array)
         if self._filter is not None:
-            verdicts.drop(self._filter(columns, n).fill_null(False).to_numpy(zero_copy_only=False))
+            verdicts.drop(true_mask(self._filter(columns, n)))
         for check in self._checks:
             column = columns[check.field]
             detail = value_detail(column, self._types[check.field], check.reason)
@@ -175,9 +176,10 @@ class CompiledMapping:
         return MappingResult(rows, verdicts.dead(seq, received, raw), verdicts.filtered)
 
     def _store(self, columns: dict[str, pa.Array], f: _Field, array: pa.Array) -> None:
-        if f.default is not None:
+        # fill_null is a kernel call: skipped when there is no null to fill.
+        if f.default is not None and array.null_count:
             array = array.fill_null(f.default)
-        if f.name == "time":
+        if f.name == "time" and array.null_count:
             array = array.fill_null(columns["received_at"])
         columns[f.name] = array
 
@@ -228,14 +230,23 @@ def _collector_paused() -> Iterator[None]:
 
 def _columns(batch: pa.Table) -> tuple[pa.Array, pa.Array, pa.Array]:
     try:
-        seq = batch.column("seq").combine_chunks().cast(pa.int64())
-        received = batch.column("received_at").combine_chunks().cast(TIMESTAMP)
-        raw = batch.column("raw").combine_chunks().cast(pa.string())
+        seq = _column(batch, "seq", pa.int64())
+        received = _column(batch, "received_at", TIMESTAMP)
+        raw = _column(batch, "raw", pa.string())
     except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise ValueError(
             "a mapping batch has columns seq (int64), received_at (timestamp[us, UTC]) and raw (string); "
             f"got {batch.schema.names}") from exc
     return seq, received, raw
+
+
+def _column(batch: pa.Table, name: str, type_: pa.DataType) -> pa.Array:
+    column = batch.column(name)
+    # The usual batch has one chunk of the right type: use it as it is (combining chunks
+    # copies them, the raw text included, and a cast to the same type is a kernel call).
+    one = isinstance(column, pa.ChunkedArray) and column.num_chunks == 1
+    array = column.chunk(0) if one else column.combine_chunks()
+    return array if array.type == type_ else array.cast(type_)
 
 
 _EMPTY: dict = {}

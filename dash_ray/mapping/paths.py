@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
-__all__ = ["ALL_KEYS", "Index", "JsonPath", "Key", "PathError", "Wildcard", "extract_all", "parse_path"]
+__all__ = ["ALL_KEYS", "Extractor", "Index", "JsonPath", "Key", "PathError", "Wildcard", "extract_all", "parse_path"]
 
 MAX_PATH_LENGTH = 1024
 MAX_STEPS = 32
@@ -194,26 +194,43 @@ def _quoted(text: str, at: int) -> tuple[str, int]:
 
 
 def extract_all(paths: list[JsonPath], docs: list[Any]) -> list[list[Any]]:
-    """The values of each path in each record. Paths sharing a prefix ($.device.id and
-    $.device.site) walk it once, and each step runs over the whole column at once, which is
-    several times faster than one call per record."""
-    walked: dict[tuple[Step, ...], list[Any]] = {(): docs}
-    out = []
-    for path in paths:
-        if path.has_wildcard:
-            match = path._matcher()
-            out.append([match(doc) for doc in docs])
-            continue
-        steps = path.steps
-        done = len(steps)
-        while steps[:done] not in walked:
-            done -= 1
-        values = walked[steps[:done]]
-        for at in range(done, len(steps)):
-            values = _step(values, steps[at])
-            walked[steps[:at + 1]] = values
-        out.append(values)
-    return out
+    """The values of each path in each record (see `Extractor`)."""
+    return Extractor(paths)(docs)
+
+
+class Extractor:
+    """Reads a fixed list of paths from a batch of records: `extractor(docs)` is the values of
+    each path in each record. Paths sharing a prefix ($.device.id and $.device.site) walk it
+    once, and each step runs over the whole column at once, which is several times faster
+    than one call per record. Which step extends which prefix is planned here, once per
+    mapping; a call keeps nothing (it is safe from several threads)."""
+
+    def __init__(self, paths: list[JsonPath]) -> None:
+        # Column k + 1 of a call is made by plan[k] from an earlier column (0: the records):
+        # (source column, step), or (None, matcher) for a wildcard path, matched per record.
+        self._plan: list[tuple[int | None, Any]] = []
+        self._outputs: list[int] = []
+        walked: dict[tuple[Step, ...], int] = {(): 0}
+        for path in paths:
+            if path.has_wildcard:
+                self._plan.append((None, path._matcher()))
+                self._outputs.append(len(self._plan))
+                continue
+            steps = path.steps
+            done = len(steps)
+            while steps[:done] not in walked:
+                done -= 1
+            column = walked[steps[:done]]
+            for at in range(done, len(steps)):
+                self._plan.append((column, steps[at]))
+                column = walked[steps[:at + 1]] = len(self._plan)
+            self._outputs.append(column)
+
+    def __call__(self, docs: list[Any]) -> list[list[Any]]:
+        columns = [docs]
+        for source, step in self._plan:
+            columns.append(list(map(step, docs)) if source is None else _step(columns[source], step))
+        return [columns[i] for i in self._outputs]
 
 
 def _step(values: list[Any], step: Step) -> list[Any]:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from dash_ray.errors import Problem
 from dash_ray.mapping.casts import ARROW_TYPES, cast_values, iso_text, json_text, show
+from dash_ray.mapping.compute import true_mask
 from dash_ray.mapping.timestamps import MAX_US, MIN_US
 from dash_ray.spec import RuleSpec
 
@@ -97,10 +98,6 @@ def _rule_checks(rule: RuleSpec, type_: str, where: str) -> tuple[list[Check], l
     return checks, problems
 
 
-def _numpy(mask: pa.Array) -> np.ndarray:
-    return mask.fill_null(False).to_numpy(zero_copy_only=False)
-
-
 def _is_null(column: pa.Array) -> np.ndarray:
     return column.is_null().to_numpy(zero_copy_only=False)
 
@@ -110,15 +107,20 @@ def _bound(name: str, bound: str, limit: float, type_: str) -> Check:
         scalar = pa.scalar(round(limit * 1_000_000), ARROW_TYPES["timestamp"])
         shown = iso_text(pa.array([scalar.value], ARROW_TYPES["timestamp"]))[0].as_py()
     else:
-        scalar = pa.scalar(float(limit))
-        shown = json_text(int(limit) if float(limit).is_integer() else limit)
+        number = float(limit)
+        shown = json_text(int(limit) if number.is_integer() else limit)
     kernel = pc.less if bound == "min" else pc.greater
+    compare = np.less if bound == "min" else np.greater
     words = "below the minimum" if bound == "min" else "above the maximum"
 
     def failing(column: pa.Array) -> np.ndarray:
-        if type_ == "int":  # Arrow's implicit int64 → double cast raises past 2**53
+        if type_ == "timestamp":
+            return true_mask(kernel(column, scalar))
+        if type_ == "int":  # compared as a double: rounded past 2**53 (an unsafe cast never raises)
             column = column.cast(pa.float64(), safe=False)
-        return _numpy(kernel(column, scalar))
+        # Doubles compare in numpy, cheaper than a kernel and its null mask to fill: nulls
+        # read as NaN, and a comparison with NaN is false, as a null's must be.
+        return compare(column.to_numpy(zero_copy_only=False), number)
 
     return Check(name, bound, failing, lambda v: f"{show(v)} is {words} {shown}")
 
@@ -132,13 +134,16 @@ def _enum(name: str, values: list[Any], type_: str) -> Check | Problem:
     allowed = show(values)
 
     def failing(column: pa.Array) -> np.ndarray:
-        return _numpy(pc.and_(column.is_valid(), pc.invert(pc.is_in(column, value_set=array))))
+        return true_mask(pc.and_(column.is_valid(), pc.invert(pc.is_in(column, value_set=array))))
 
     return Check(name, "enum", failing, lambda v: f"{show(v)} is not one of {allowed}")
 
 
 def _regex(name: str, pattern: str) -> Check:
     def failing(column: pa.Array) -> np.ndarray:
-        return _numpy(pc.invert(pc.match_substring_regex(column, pattern)))
+        matches = pc.match_substring_regex(column, pattern)
+        if matches.null_count:  # a null value does not fail (see the module docstring)
+            matches = matches.fill_null(True)
+        return ~matches.to_numpy(zero_copy_only=False)
 
     return Check(name, "regex", failing, lambda v: f"{show(v)} does not match {json_text(pattern)}")

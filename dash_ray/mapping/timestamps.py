@@ -42,6 +42,7 @@ __all__ = [
     "check_format",
     "check_timezone",
     "parse_iso_scalar",
+    "parse_iso_text",
     "parse_timestamps",
 ]
 
@@ -53,6 +54,7 @@ MIN_US = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta
 MAX_US = (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(
     microseconds=1)
 _PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+_TEXT = frozenset({str, type(None)})
 
 # An offset follows a time (`…T03`, `…:04`, `…:05.123`); a date alone ends in "-DD", not an offset.
 _OFFSET_AT_END = r"(?:[T ][0-9]{2}|:[0-9]{2}|\.[0-9]+)(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
@@ -113,7 +115,7 @@ def parse_timestamps(
     kinds = set(map(type, values))
     strings = None
     if str in kinds:
-        strings = _from_text(values, fmt, timezone)
+        strings = _from_text(values, fmt, timezone, only_text=kinds <= _TEXT)
     numbers = None
     if kinds & {int, float}:
         numbers = _from_numbers(values, unit or "s")
@@ -125,11 +127,21 @@ def parse_timestamps(
         result = numbers
     else:
         result = pc.coalesce(strings, numbers)
+    if not result.null_count:
+        return result, np.zeros(n, dtype=bool)
     valid = result.is_valid().to_numpy(zero_copy_only=False)
-    if valid.all():
-        return result, valid & False
     present = np.array([v is not None for v in values], dtype=bool)
     return result, present & ~valid
+
+
+def parse_iso_text(text: pa.Array, *, timezone: str | None = None) -> tuple[pa.Array, np.ndarray]:
+    """`parse_timestamps` without a format for values that are all text or None, given as a
+    string array: the same timestamps and mask of present values that could not be read."""
+    result = _from_iso(text, timezone)
+    if not result.null_count:
+        return result, np.zeros(len(text), dtype=bool)
+    present = text.is_valid().to_numpy(zero_copy_only=False)
+    return result, present & ~result.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _from_numbers(values: list[Any], unit: str) -> pa.Array:
@@ -153,10 +165,17 @@ def _in_range(micros: list[int | None]) -> pa.Array:
     return pa.array(checked, TIMESTAMP)
 
 
-def _from_text(values: list[Any], fmt: str | None, timezone: str | None) -> pa.Array:
+def _from_text(values: list[Any], fmt: str | None, timezone: str | None, *, only_text: bool) -> pa.Array:
+    """The text values (`only_text`: there are no others but None) as timestamps; others are null."""
     if fmt is not None:
         return _from_format(values, fmt, timezone)
-    text = pc.ascii_upper(pa.array([v if type(v) is str else None for v in values], pa.string()))
+    if not only_text:
+        values = [v if type(v) is str else None for v in values]
+    return _from_iso(pa.array(values, pa.string()), timezone)
+
+
+def _from_iso(text: pa.Array, timezone: str | None) -> pa.Array:
+    text = pc.ascii_upper(text)
     # The common batches are all-offset or all-local text: one vectorised cast each.
     try:
         return _bounded(text.cast(TIMESTAMP))
@@ -200,13 +219,15 @@ def _localize(naive: pa.Array, timezone: str | None) -> pa.Array:
 
 def _bounded(result: pa.Array) -> pa.Array:
     """Null out instants outside years 0001-9999 (an offset can push a parsed time past them)."""
-    micros = result.cast(pa.int64())
-    if micros.null_count:
-        micros = micros.fill_null(0)
-    view = micros.to_numpy(zero_copy_only=False)
-    if not len(view) or (view.min() >= MIN_US and view.max() <= MAX_US):
-        return result
+    if not result.null_count:
+        # The usual case, all inside, shown on a zero-copy numpy view, with no kernel to run.
+        micros = result.to_numpy().view(np.int64)
+        if not len(micros) or (micros.min() >= MIN_US and micros.max() <= MAX_US):
+            return result
+    view = result.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     inside = (view >= MIN_US) & (view <= MAX_US)
+    if inside.all():
+        return result
     return pc.if_else(pa.array(inside), result, None)
 
 
