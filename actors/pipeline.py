@@ -20,23 +20,28 @@ from dash_ray.pipeline import PipelineCore
 from dash_ray.settings import Settings, ingestor_selector
 from dash_ray.spec import DemoSource, PipelineSpec, parse_spec
 
-__all__ = ["PipelineActor", "actor_name", "launch"]
+__all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]
 
 
 def actor_name(pipeline_id: str) -> str:
     return f"pipeline:{pipeline_id}"
 
 
+def pipeline_lake(spec: PipelineSpec, settings: Settings) -> Lake:
+    """The pipeline's own lake when its spec names one, else the platform's."""
+    if spec.storage.lake:
+        return Lake.from_url(spec.storage.lake)
+    return Lake.from_url(settings.lake_url, storage_options=settings.lake_options)
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)
 class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: Settings) -> None:
         spec: PipelineSpec = parse_spec(spec_data)
-        lake_url = spec.storage.lake or settings.lake_url
-        options = settings.lake_options if not spec.storage.lake else None
         self._core = PipelineCore(
             spec,
             wal_dir=settings.wal_dir(spec.id),
-            lake=Lake.from_url(lake_url, storage_options=options),
+            lake=pipeline_lake(spec, settings),
             idempotency_window_s=settings.idempotency_window_s,
             idempotency_max_keys=settings.idempotency_max_keys,
         )

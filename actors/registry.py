@@ -22,10 +22,9 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.pipeline import actor_name, launch
+from actors.pipeline import actor_name, launch, pipeline_lake
 from dash_ray.catalog import PipelineRecord, PipelineStatus, open_catalog
 from dash_ray.errors import DashError, NotFoundError, SpecError
-from dash_ray.lake import Lake
 from dash_ray.mapping import compile_mapping
 from dash_ray.secretbox import SecretBox
 from dash_ray.settings import Settings
@@ -286,8 +285,7 @@ class Registry:
             self._pipelines.pop(pipeline_id, None)
             await asyncio.to_thread(self._catalog.delete_pipeline, pipeline_id)
         if purge:
-            lake = Lake.from_url(entry.spec.storage.lake or self._settings.lake_url,
-                                 storage_options=None if entry.spec.storage.lake else self._settings.lake_options)
+            lake = pipeline_lake(entry.spec, self._settings)
             await asyncio.to_thread(lake.purge, pipeline_id)
             await asyncio.to_thread(shutil.rmtree, self._settings.wal_dir(pipeline_id), True)
 

@@ -229,3 +229,23 @@ def test_restarted_registry_keeps_and_adopts_every_pipeline(platform) -> None:
     assert platform.client.get(pipeline_id).status == "running"
     ack = _ingest_retrying(platform, pipeline_id, secret, reading(2))
     assert ack.last_seq == 2
+
+
+def test_delete_keeps_data_unless_purged(platform) -> None:
+    data = spec("purge")
+    pipeline_id, secret = deploy(platform, data)
+    platform.client.ingest(pipeline_id, [reading(1), reading(2)], secret=secret)
+    lake = Lake.from_url(platform.settings.lake_url)
+    platform.wait_for(lambda: lake.last_seq("bronze", pipeline_id) == 2, what="the flush")
+    platform.client.delete(pipeline_id)
+    assert lake.last_seq("bronze", pipeline_id) == 2  # stored data stays
+    again = platform.client.deploy(data)
+    assert again.ingest_secret and again.ingest_secret != secret
+    # The re-created pipeline goes on from what the lake holds.
+    assert platform.client.ingest(pipeline_id, reading(3), secret=again.ingest_secret).last_seq == 3
+    assert [r["seq"] for r in platform.client.records(pipeline_id)] == [1, 2, 3]
+    platform.client.delete(pipeline_id, purge=True)
+    assert lake.files("bronze", pipeline_id) == [] and lake.files("silver", pipeline_id) == []
+    assert not platform.settings.wal_dir(pipeline_id).exists()
+    with platform.http() as http:
+        assert http.get(f"/v1/pipelines/{pipeline_id}").status_code == 404
