@@ -163,6 +163,15 @@ def test_admin_routes_check_token_scopes(platform) -> None:
         assert forbidden.status_code == 403 and forbidden.json()["error"]["type"] == "ForbiddenError"
     with platform.http() as http:
         assert http.get("/healthz").status_code == 200
+        assert http.put("/v1/pipelines/x1", content=b"not json").status_code == 400
+        mismatch = http.put("/v1/pipelines/x1", json={"id": "x2"})
+        assert mismatch.status_code == 422 and mismatch.json()["error"]["where"] == "id"
+        assert http.put("/v1/pipelines/x1", json=[1]).status_code == 422
+        assert http.put("/v1/pipelines/x1", content=b"{" + b" " * (2 * 2**20) + b"}").status_code == 413
+        assert http.get("/v1/pipelines/x1/records?limit=abc").status_code == 400
+        assert http.get("/v1/pipelines/x1/records?limit=999999").status_code == 400
+        assert http.post("/v1/tokens", json={"scope": "root"}).status_code == 422
+        assert http.delete("/v1/tokens/nope").status_code == 404
 
 
 def _actor(platform, pipeline_id: str) -> Any:
