@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from dash_ray.errors import BackpressureError, SignatureError
+from dash_ray.localray import read_run_file
 from dash_ray.signing import signature_header
 
 pytestmark = pytest.mark.ray
@@ -126,3 +127,11 @@ def test_secrets_are_encrypted_at_rest(platform) -> None:
     catalog = Path(platform.settings.catalog_url)
     files = [f for f in catalog.parent.iterdir() if f.name.startswith(catalog.name)]
     assert files and all(secret.encode() not in f.read_bytes() for f in files)
+    # ... and never logged, by Dash or by Ray, after it was used and rotated.
+    platform.client.ingest(pipeline_id, {"n": 1}, secret=secret)
+    platform.client.rotate_secret(pipeline_id, grace_s=60)
+    run = read_run_file(platform.settings.home)
+    logs = [f for root in (Path(run.temp_dir), Path(platform.settings.home) / "logs")
+            for f in root.rglob("*") if f.is_file() and f.suffix in (".log", ".out", ".err", "")]
+    assert len(logs) > 5
+    assert not [f for f in logs if secret.encode() in f.read_bytes()]
