@@ -131,6 +131,7 @@ class PipelineCore:
         self._next_seq = 1
         self._pending: list[_Pending] = []
         self._pending_records = 0
+        self._syncing = 0  # records of ingest calls waiting for their log sync
         self._inflight_keys: dict[str, asyncio.Future[Ack]] = {}
         # Durable entries are mapped after the ack, several at a time, in seq order (even if
         # their syncs were to complete out of order); reads and flushes map what is due first.
@@ -227,7 +228,9 @@ class PipelineCore:
             return [error] * len(batches)
         fresh: list[tuple[int, RawBatch]] = []
         waits: list[tuple[int, asyncio.Future[Ack]]] = []
-        room = self.spec.limits.queue_records - self._pending_records
+        # Records of calls still waiting for their sync count too, so concurrent calls
+        # cannot together pass the bound.
+        room = self.spec.limits.queue_records - self._pending_records - self._syncing
         loop = asyncio.get_running_loop()
         for i, batch in enumerate(batches):
             self.counters.received += batch.count
@@ -253,7 +256,12 @@ class PipelineCore:
             if key:
                 self._inflight_keys[key] = loop.create_future()
         if fresh:
-            await self._store(fresh, results)
+            reserved = sum(b.count for _, b in fresh)
+            self._syncing += reserved
+            try:
+                await self._store(fresh, results)
+            finally:
+                self._syncing -= reserved
         for i, future in waits:
             try:
                 ack = await asyncio.shield(future)

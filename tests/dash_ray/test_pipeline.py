@@ -218,3 +218,13 @@ async def test_replaying_bronze_gives_the_live_silver_rows(tmp_path: Path) -> No
     live = lake.read("silver", "weather")
     assert replayed.rows.to_pylist() == live.select(replayed.rows.column_names).to_pylist()
     assert replayed.dead.column("seq").to_pylist() == lake.read("dead", "weather").column("seq").to_pylist()
+
+
+async def test_concurrent_calls_cannot_together_pass_the_queue_bound(tmp_path: Path) -> None:
+    core = make(tmp_path, limits={"queue_records": 100})
+    await core.start()
+    results = await asyncio.gather(*(core.ingest([batch([reading(i) for i in range(30)])]) for _ in range(5)))
+    outcomes = [type(r[0]).__name__ for r in results]
+    assert outcomes.count("Ack") == 3 and outcomes.count("BackpressureError") == 2
+    assert core.counters.last_seq == 90
+    await core.close()
