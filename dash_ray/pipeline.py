@@ -138,7 +138,6 @@ class PipelineCore:
         self._durable: dict[int, tuple[LoggedEntry, list[str]]] = {}
         self._applied_seq = 0
         self._apply_scheduled = False
-        self._applied_pending = 0  # the part of _pending_records already mapped
         self._flush_wanted: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -311,8 +310,8 @@ class PipelineCore:
             self._pending_records += entry.count
             self.counters.pending = self._pending_records
             self.counters.last_seq = max(self.counters.last_seq, entry.last_seq)
-            durable = self._pending_records - self._applied_pending
-            if durable >= _MAP_BATCH_RECORDS:
+            # Durable but not yet mapped: everything logged after the last mapped seq.
+            if self.counters.last_seq - self._applied_seq >= _MAP_BATCH_RECORDS:
                 self._apply_ready()
             elif not self._apply_scheduled:
                 self._apply_scheduled = True
@@ -323,7 +322,6 @@ class PipelineCore:
         rows, queue them for the lake."""
         self._apply_scheduled = False
         entries: list[LoggedEntry] = []
-        self._applied_pending = self._pending_records
         keys: list[str] = []
         while self._applied_seq + 1 in self._durable:
             entry, entry_keys = self._durable.pop(self._applied_seq + 1)
@@ -406,7 +404,6 @@ class PipelineCore:
             del self._pending[:len(batch)]
             count = sum(p.count for p in batch)
             self._pending_records -= count
-            self._applied_pending -= count
             self.counters.pending = self._pending_records
             self.counters.stored_seq = last
             self.counters.flushes += 1
