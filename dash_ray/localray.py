@@ -55,12 +55,16 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie child of ours counts as gone.
     with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":
+        if _stat_fields(Path(f"/proc/{pid}"))[0] == "Z":
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             return False
     return True
+
+
+def _stat_fields(proc: Path) -> list[str]:
+    """The fields of `/proc/<pid>/stat` after the command name: state, ppid, pgrp, ..."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
 
 
 def enable_ray_auth() -> None:
@@ -168,7 +172,7 @@ def _stragglers(temp_dir: str, pgid: int) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(entry)
             if fields[0] == "Z":
                 continue
             cmdline = (entry / "cmdline").read_bytes()
