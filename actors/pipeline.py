@@ -12,12 +12,12 @@ from typing import Any
 
 import ray
 
-from dash_ray.batch import Ack, RawBatch
-from dash_ray.demo import feed
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.sources.demo import feed
 from dash_ray.errors import DashError
 from dash_ray.lake import Lake
-from dash_ray.pipeline import PipelineCore
-from dash_ray.settings import Settings, ingestor_selector
+from dash_ray.pipeline.core import PipelineCore
+from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.spec import DemoSource, PipelineSpec, parse_spec
 
 __all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]
@@ -27,7 +27,7 @@ def actor_name(pipeline_id: str) -> str:
     return f"pipeline:{pipeline_id}"
 
 
-def pipeline_lake(spec: PipelineSpec, settings: Settings) -> Lake:
+def pipeline_lake(spec: PipelineSpec, settings: PipelineSettings) -> Lake:
     """The pipeline's own lake when its spec names one, else the platform's."""
     if spec.storage.lake:
         return Lake.from_url(spec.storage.lake)
@@ -36,7 +36,7 @@ def pipeline_lake(spec: PipelineSpec, settings: Settings) -> Lake:
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)
 class PipelineActor:
-    def __init__(self, spec_data: dict[str, Any], settings: Settings) -> None:
+    def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         spec: PipelineSpec = parse_spec(spec_data)
         self._core = PipelineCore(
             spec,
@@ -78,7 +78,7 @@ class PipelineActor:
         await self._core.close()
 
 
-def launch(spec: PipelineSpec, settings: Settings) -> ray.actor.ActorHandle:
+def launch(spec: PipelineSpec, settings: PipelineSettings) -> ray.actor.ActorHandle:
     """Create the pipeline's actor (not yet started: call `start`)."""
     return PipelineActor.options(
         name=actor_name(spec.id),

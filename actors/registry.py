@@ -5,7 +5,7 @@ dies. It keeps specs, secrets and tokens in the catalog; starts one `pipeline:<i
 pipeline; checks their health; restarts a crashed one (one-for-one) with back-off, and after
 too many restarts in a window marks it `failed` with its last error instead of looping. When
 it restarts itself it rebuilds from the catalog and adopts the pipeline actors still alive.
-The restart policy is plain Python (`dash_ray.supervision`); this module wires it to Ray.
+The restart policy is plain Python (`dash_ray.supervision.policy`); this module wires it to Ray.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from actors.pipeline import actor_name, launch, pipeline_lake
 from dash_ray.catalog import PipelineRecord, PipelineStatus, open_catalog
 from dash_ray.errors import DashError, NotFoundError, SpecError
 from dash_ray.mapping import compile_mapping
-from dash_ray.secretbox import SecretBox
+from dash_ray.auth.secretbox import SecretBox
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec, parse_spec
-from dash_ray.supervision import RestartTracker
-from dash_ray.tokens import new_secret
+from dash_ray.supervision.policy import RestartTracker
+from dash_ray.auth.tokens import new_secret
 
 __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry"]
 
@@ -138,7 +138,7 @@ class Registry:
         deadline = time.monotonic() + 10.0
         while True:
             try:
-                return launch(spec, self._settings)
+                return launch(spec, self._settings.pipeline())
             except ValueError:
                 if time.monotonic() > deadline:
                     raise
@@ -285,7 +285,7 @@ class Registry:
             self._pipelines.pop(pipeline_id, None)
             await asyncio.to_thread(self._catalog.delete_pipeline, pipeline_id)
         if purge:
-            lake = pipeline_lake(entry.spec, self._settings)
+            lake = pipeline_lake(entry.spec, self._settings.pipeline())
             await asyncio.to_thread(lake.purge, pipeline_id)
             await asyncio.to_thread(shutil.rmtree, self._settings.wal_dir(pipeline_id), True)
 

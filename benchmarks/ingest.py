@@ -99,10 +99,10 @@ def measure_platform(ingress: str, duration: int, single: bytes, ndjson: bytes, 
     import ray
 
     from dash_ray.client import Client
-    from dash_ray.localray import free_port
+    from dash_ray.deploy.localray import free_port
     from dash_ray.settings import Settings
-    from dash_ray.signing import signature_header
-    from dash_ray.tokens import hash_token
+    from dash_ray.ingest.signing import signature_header
+    from dash_ray.auth.tokens import hash_token
     from serve_app.platform import down, up
 
     label = "dash" if ingress == "replica" else "dash via Serve proxy"
@@ -150,7 +150,7 @@ def main() -> int:
         return 2
     duration = 3 if args.quick else args.duration
 
-    from dash_ray.localray import free_port
+    from dash_ray.deploy.localray import free_port
 
     single = orjson.dumps(record(1))
     ndjson = b"".join(orjson.dumps(record(i)) + b"\n" for i in range(1000))

@@ -22,7 +22,7 @@ from typing import Any
 from dash_ray.client import Client
 from dash_ray.errors import DashError, NotFoundError
 from dash_ray.settings import Settings
-from dash_ray.tokens import hash_token, load_or_create_admin_token
+from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
 
 __all__ = ["main"]
 
@@ -53,7 +53,7 @@ def _print(data: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from dash_ray.demo import DEMO_SPEC
+    from dash_ray.sources.demo import DEMO_SPEC
     from serve_app.platform import up
 
     settings = _settings(args)

@@ -18,7 +18,7 @@ import httpx
 import orjson
 
 from dash_ray.errors import Problem, SpecError, UnavailableError, error_from_body
-from dash_ray.signing import signature_header
+from dash_ray.ingest.signing import signature_header
 from dash_ray.spec import PipelineSpec, load_spec
 
 __all__ = ["Client", "IngestResult", "Pipeline", "connect"]

@@ -14,6 +14,9 @@
     │   ├── BackpressureError      429  the pipeline's bounded queue is full
     │   ├── UnavailableError       503  the pipeline is (re)starting or failed
     │   └── StorageError           503  the lake or a store refused a read or write
+    ├── OperatorError              500  the installation needs an operator's hand
+    │   ├── SecretKeyError              a key or token file is missing, malformed or wrong
+    │   └── WalCorruptError             a write-ahead log is damaged past its torn tail
     └── InternalError              500  a bug: report it
 
 Every class pickles with its fields intact (they cross Ray actor boundaries), and
@@ -35,14 +38,17 @@ __all__ = [
     "InternalError",
     "MalformedBodyError",
     "NotFoundError",
+    "OperatorError",
     "PayloadTooLargeError",
     "Problem",
     "RetryableError",
+    "SecretKeyError",
     "SignatureError",
     "SpecError",
     "StorageError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
+    "WalCorruptError",
     "error_from_body",
 ]
 
@@ -185,17 +191,38 @@ class StorageError(RetryableError):
     status = 503
 
 
+class OperatorError(DashError):
+    """Not the caller's fault and not a bug: the installation (keys, files, disks) needs an
+    operator to fix it before the platform can go on. The message says what and where."""
+
+    status = 500
+
+
+class SecretKeyError(OperatorError):
+    """A key or token the platform needs is missing, malformed, or not the one the stored
+    secrets were encrypted with. The message names the source (variable or file), never the
+    key. Fix the configuration and start again."""
+
+
+class WalCorruptError(OperatorError):
+    """A write-ahead log segment is damaged somewhere other than its torn tail (valid frames
+    follow the damage), so recovery refuses to guess rather than drop acknowledged data."""
+
+
 class InternalError(DashError):
     status = 500
 
 
+def _descendants(cls: type[DashError]) -> list[type[DashError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found += _descendants(sub)
+    return found
+
+
+# Derived from the tree, so a new error class cannot be forgotten here.
 _BY_NAME: dict[str, type[DashError]] = {
-    cls.__name__: cls
-    for cls in (
-        DashError, InputError, SpecError, MalformedBodyError, UnsupportedMediaTypeError,
-        PayloadTooLargeError, SignatureError, AuthError, ForbiddenError, NotFoundError,
-        RetryableError, BackpressureError, UnavailableError, StorageError, InternalError,
-    )
+    cls.__name__: cls for cls in _descendants(DashError) if cls.__module__ == __name__
 }
 
 

@@ -1,5 +1,7 @@
-"""The platform's settings: read once from the environment at the edge (the CLI), then passed
-by value to every actor and replica. Nothing else in Dash reads `DASH_*` variables.
+"""The platform's settings: read once from the environment at the edge (the CLI) into
+`Settings`; each actor and replica is then given only its own part by value (a pipeline actor
+`PipelineSettings`, a web replica `WebSettings`), so the catalog's encryption key and DSN stay
+with the registry. Nothing else in Dash reads `DASH_*` variables.
 
 | variable            | default                         | meaning                                   |
 |---------------------|---------------------------------|-------------------------------------------|
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from dash_ray.supervision import RestartPolicy
+from dash_ray.supervision.policy import RestartPolicy
 
-__all__ = ["ROLE_LABEL", "Settings", "ingestor_selector", "web_selector"]
+__all__ = ["ROLE_LABEL", "PipelineSettings", "Settings", "WebSettings", "ingestor_selector", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
@@ -42,6 +44,34 @@ def web_selector() -> dict[str, str]:
 
 def ingestor_selector() -> dict[str, str]:
     return {ROLE_LABEL: f"in(ingestor,{BOTH_ROLES})"}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What a pipeline actor needs: where its log and the platform's lake are, and the
+    idempotency bounds. No catalog key, no DSN."""
+
+    wal_root: str
+    lake_url: str
+    lake_options: dict[str, Any] | None = None
+    namespace: str = "dash"
+    idempotency_window_s: float = 3600.0
+    idempotency_max_keys: int = 100_000
+
+    def wal_dir(self, pipeline_id: str) -> Path:
+        return Path(self.wal_root) / pipeline_id
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What a web replica needs: where to listen, how to find the registry, how to check
+    the admin token (its hash only), and how to coalesce ingest."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    namespace: str = "dash"
+    admin_token_hash: str = ""
+    coalesce_inflight: int = 2
 
 
 @dataclass(frozen=True)
@@ -74,7 +104,19 @@ class Settings:
         return self.pg_dsn or str(Path(self.home) / "catalog.sqlite")
 
     def wal_dir(self, pipeline_id: str) -> Path:
-        return Path(self.home) / "wal" / pipeline_id
+        return self.pipeline().wal_dir(pipeline_id)
+
+    def pipeline(self) -> PipelineSettings:
+        """The part a pipeline actor gets."""
+        return PipelineSettings(
+            wal_root=str(Path(self.home) / "wal"), lake_url=self.lake_url, lake_options=self.lake_options,
+            namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
+            idempotency_max_keys=self.idempotency_max_keys)
+
+    def web(self) -> WebSettings:
+        """The part a web replica gets."""
+        return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
+                           admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -138,7 +138,7 @@ class WebhookSource(_Model):
 
 
 class DemoSource(_Model):
-    """Built-in generator of simulated sensor readings (`dash_ray.demo`), `rate` records a
+    """Built-in generator of simulated sensor readings (`dash_ray.sources.demo`), `rate` records a
     second, fed through the same durable ingest path as pushed records."""
 
     kind: Literal["demo"] = "demo"
@@ -157,10 +157,12 @@ class FlushSpec(_Model):
 
 
 class LimitsSpec(_Model):
-    """Bounds on what one pipeline accepts; past `queue_records` unflushed records, 429."""
+    """Bounds on what one pipeline accepts: past `queue_records` records or `queue_bytes`
+    bytes of raw records not yet stored, 429; a single request larger than either, 413."""
 
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     queue_records: int = Field(default=200_000, ge=100, le=50_000_000)
+    queue_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
 
 
 class StorageSpec(_Model):

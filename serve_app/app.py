@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from dash_ray.errors import DashError
-from dash_ray.settings import Settings
+from dash_ray.settings import WebSettings
 from serve_app.api import api_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
@@ -15,7 +15,7 @@ from serve_app.responses import on_error
 __all__ = ["build_app"]
 
 
-def build_app(settings: Settings, gateway: Gateway | None = None) -> IngestFront:
+def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFront:
     """The ASGI app: the ingest front, with Starlette behind it for every other route."""
     gateway = gateway or Gateway(settings)
     app = Starlette(routes=api_routes(gateway), exception_handlers={DashError: on_error, Exception: on_error})

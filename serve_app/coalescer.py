@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from dash_ray.batch import Ack, RawBatch
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, DashError, UnavailableError
 
 __all__ = ["Coalescer"]

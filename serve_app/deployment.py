@@ -19,7 +19,7 @@ import socket
 import uvicorn
 from ray import serve
 
-from dash_ray.settings import Settings, web_selector
+from dash_ray.settings import Settings, WebSettings, web_selector
 from serve_app.app import build_app
 
 __all__ = ["APP_NAME", "ProxiedWeb", "Web", "serve_options", "web_app"]
@@ -42,7 +42,7 @@ def _listen(host: str, port: int) -> socket.socket:
 @serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=2, health_check_timeout_s=10,
                   graceful_shutdown_timeout_s=5)
 class Web:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WebSettings) -> None:
         self._sock = _listen(settings.host, settings.port)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="none",
                                 lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
@@ -66,7 +66,7 @@ class Web:
 class ProxiedWeb:
     """The same app, reached through Serve's proxy (one extra hop per request)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WebSettings) -> None:
         self._settings = settings
 
     def __serve_build_asgi_app__(self) -> object:
@@ -83,8 +83,8 @@ def serve_options(settings: Settings) -> dict:
 def web_app(settings: Settings) -> serve.Application:
     actor_options = {"num_cpus": 0, "label_selector": web_selector()}
     if settings.ingress == "replica":
-        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings)
+        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings.web())
     return serve.deployment(ProxiedWeb).options(
         num_replicas=settings.web_replicas, ray_actor_options=actor_options, max_ongoing_requests=1000,
         logging_config={"enable_access_log": False},
-    ).bind(settings)
+    ).bind(settings.web())

@@ -24,12 +24,12 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors.pipeline import actor_name
 from actors.registry import REGISTRY_NAME
-from dash_ray.batch import Ack, RawBatch
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import AuthError, DashError, ForbiddenError, InternalError, NotFoundError, UnavailableError
-from dash_ray.settings import Settings
-from dash_ray.signing import Verifier
+from dash_ray.settings import WebSettings
+from dash_ray.ingest.signing import Verifier
 from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, WebhookSource, parse_spec
-from dash_ray.tokens import allows, hash_token
+from dash_ray.auth.tokens import allows, hash_token
 from serve_app.coalescer import Coalescer
 
 __all__ = ["Gateway", "IngestInfo", "unwrap"]
@@ -77,7 +77,7 @@ def _verifier(spec: PipelineSpec) -> Verifier:
 class Gateway:
     """One per replica (one event loop)."""
 
-    def __init__(self, settings: Settings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0) -> None:
+    def __init__(self, settings: WebSettings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0) -> None:
         self.settings = settings
         self.info_ttl_s = info_ttl_s
         self.token_ttl_s = token_ttl_s

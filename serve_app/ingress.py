@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from dash_ray.batch import Ack
-from dash_ray.body import decode_body
+from dash_ray.ingest.batch import Ack
+from dash_ray.ingest.body import decode_body
 from dash_ray.errors import (
     DashError,
     MalformedBodyError,

@@ -14,7 +14,7 @@ import ray
 from ray import serve
 
 from actors.registry import REGISTRY_NAME, get_or_create_registry
-from dash_ray.localray import (
+from dash_ray.deploy.localray import (
     LocalRay,
     enable_ray_auth,
     ensure_not_running,

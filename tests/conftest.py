@@ -151,8 +151,8 @@ class Running:
 
 def platform_settings(home: Path, **changes: Any) -> Any:
     from dash_ray.settings import Settings
-    from dash_ray.supervision import RestartPolicy
-    from dash_ray.tokens import hash_token
+    from dash_ray.supervision.policy import RestartPolicy
+    from dash_ray.auth.tokens import hash_token
 
     values: dict[str, Any] = {
         "home": str(home), "port": free_port(), "admin_token_hash": hash_token(ADMIN_TOKEN),

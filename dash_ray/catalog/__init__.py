@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
 from dash_ray.catalog.catalog import Catalog
-from dash_ray.secretbox import SecretBox
+from dash_ray.auth.secretbox import SecretBox
 
 __all__ = [
     "Catalog",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from dash_ray.spec import PipelineSpec
-from dash_ray.tokens import Scope
+from dash_ray.auth.tokens import Scope
 
 __all__ = [
     "Backend",

@@ -23,9 +23,9 @@ from dash_ray.catalog.base import (
     Transaction,
 )
 from dash_ray.errors import InternalError, NotFoundError
-from dash_ray.secretbox import SecretBox
+from dash_ray.auth.secretbox import SecretBox
 from dash_ray.spec import PipelineSpec, parse_spec
-from dash_ray.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
+from dash_ray.auth.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
 
 __all__ = ["Catalog"]
 

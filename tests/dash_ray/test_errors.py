@@ -1,4 +1,5 @@
 import pickle
+import types
 
 import pytest
 
@@ -54,3 +55,28 @@ def test_exported_names_are_pinned():
     assert set(dash_ray.__all__) >= {"DashError", "SpecError", "PipelineSpec", "load_spec", "connect", "Client"}
     for name in dash_ray.__all__:
         assert hasattr(dash_ray, name), name
+
+
+def test_the_sdk_exports_exactly_these_names():
+    # httpx's test_exported_members style: adding or dropping a public name is a decision.
+    assert sorted(dash_ray.__all__) == sorted([
+        "AuthError", "BackpressureError", "Client", "DashError", "ForbiddenError", "IngestResult",
+        "InputError", "InternalError", "MalformedBodyError", "NotFoundError", "OperatorError",
+        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "RetryableError", "SecretKeyError",
+        "SignatureError", "SpecError", "StorageError", "UnavailableError", "UnsupportedMediaTypeError",
+        "WalCorruptError", "__version__", "connect", "load_spec", "parse_spec",
+    ])
+    # Submodules become attributes once imported anywhere; any other public name is a leak.
+    members = {n for n, v in vars(dash_ray).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+    assert members == set(dash_ray.__all__) - {"__version__"}, members
+
+
+def test_errors_module_exports_every_error_class_it_defines():
+    defined = {name for name, obj in vars(errors).items()
+               if isinstance(obj, type) and issubclass(obj, DashError) and obj.__module__ == errors.__name__}
+    assert defined <= set(errors.__all__)
+
+
+def test_every_error_class_in_the_tree_has_a_name_in_the_body_table():
+    for cls in ALL:
+        assert type(error_from_body(cls.status, make(cls).to_body())) is cls

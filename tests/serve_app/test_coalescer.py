@@ -1,6 +1,6 @@
 import asyncio
 
-from dash_ray.batch import Ack, RawBatch
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, SpecError, UnavailableError
 from serve_app.coalescer import Coalescer
 

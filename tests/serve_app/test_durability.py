@@ -21,7 +21,7 @@ import pytest
 import ray
 
 from dash_ray.lake import Lake
-from dash_ray.signing import signature_header
+from dash_ray.ingest.signing import signature_header
 from tests.conftest import dash, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

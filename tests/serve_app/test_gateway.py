@@ -9,7 +9,7 @@ import pytest
 
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError
 from dash_ray.settings import Settings
-from dash_ray.tokens import hash_token
+from dash_ray.auth.tokens import hash_token
 from serve_app.gateway import Gateway
 
 ADMIN = "dash_admin_gateway-test"
@@ -50,7 +50,7 @@ class FakeRegistry:
 @pytest.fixture()
 def gateway(tmp_path) -> tuple[Gateway, FakeRegistry]:
     settings = Settings.from_env(env={}, home=str(tmp_path), admin_token_hash=hash_token(ADMIN))
-    gw = Gateway(settings, info_ttl_s=60, token_ttl_s=60)
+    gw = Gateway(settings.web(), info_ttl_s=60, token_ttl_s=60)
     registry = FakeRegistry()
     gw._registry = registry
     return gw, registry

@@ -15,7 +15,7 @@ import ray
 
 from dash_ray.errors import SignatureError, SpecError, UnavailableError
 from dash_ray.lake import Lake
-from dash_ray.signing import signature_header
+from dash_ray.ingest.signing import signature_header
 
 pytestmark = pytest.mark.ray
 

@@ -19,7 +19,8 @@ import pytest
 
 from dash_ray.catalog import Catalog, PipelineRecord, open_catalog
 from dash_ray.errors import InternalError, NotFoundError
-from dash_ray.secretbox import SecretBox, SecretKeyError
+from dash_ray.auth.secretbox import SecretBox
+from dash_ray.errors import SecretKeyError
 from dash_ray.spec import parse_spec
 
 T0 = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

@@ -6,7 +6,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from dash_ray.demo import DEMO_SPEC
+from dash_ray.sources.demo import DEMO_SPEC
 from dash_ray.errors import Problem, SpecError
 from dash_ray.mapping import DEAD_LETTER_SCHEMA, MappingResult, compile_mapping
 from dash_ray.spec import load_spec

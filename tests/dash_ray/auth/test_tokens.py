@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dash_ray.tokens import (
+from dash_ray.auth.tokens import (
     allows,
     hash_token,
     load_or_create_admin_token,

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.batch import RawBatch, Rejection
+from dash_ray.ingest.batch import RawBatch, Rejection
 
 __all__ = ["BatchMeta", "LoggedEntry", "decode_entry", "encode_entry", "input_table", "INPUT_SCHEMA"]
 
@@ -38,6 +38,11 @@ class BatchMeta:
     received_at_us: int
     idempotency_key: str | None
     rejected: tuple[Rejection, ...]
+    replay_key: str | None = None
+
+    @property
+    def dedupe_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in (self.idempotency_key, self.replay_key) if k)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +63,14 @@ class LoggedEntry:
 def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEntry, bytes]:
     """The entry for `batches` numbered from `first_seq`, and its bytes for the log."""
     metas = tuple(
-        BatchMeta(b.count, b.received_at_us, b.idempotency_key, b.rejected) for b in batches
+        BatchMeta(b.count, b.received_at_us, b.idempotency_key, b.rejected, b.replay_key) for b in batches
     )
     payload = b"".join(b.payload for b in batches)
     header = orjson.dumps({
         "s": first_seq,
         "b": [
-            [m.count, m.received_at_us, m.idempotency_key, [[r.index, r.reason] for r in m.rejected]]
+            [m.count, m.received_at_us, m.idempotency_key, [[r.index, r.reason] for r in m.rejected],
+             m.replay_key]
             for m in metas
         ],
     })
@@ -79,9 +85,10 @@ def decode_entry(data: bytes) -> LoggedEntry:
         raise ValueError(f"unknown log entry version {version}")
     start = _HEAD.size
     header = orjson.loads(data[start:start + header_len])
+    # Entries written before replay keys existed have four fields per batch.
     metas = tuple(
-        BatchMeta(count, received, key, tuple(Rejection(i, reason) for i, reason in rejected))
-        for count, received, key, rejected in header["b"]
+        BatchMeta(b[0], b[1], b[2], tuple(Rejection(i, reason) for i, reason in b[3]), b[4] if len(b) > 4 else None)
+        for b in header["b"]
     )
     return LoggedEntry(header["s"], metas, data[start + header_len:])
 

@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Literal, get_args
 
-from dash_ray.secretbox import read_or_create_private_file
+from dash_ray.auth.secretbox import read_or_create_private_file
 
 __all__ = [
     "SCOPES",

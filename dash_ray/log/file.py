@@ -31,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Entry", "WalCorruptError", "WalStats", "WriteAheadLog"]
+from dash_ray.errors import WalCorruptError
+from dash_ray.log.base import Entry, LogStats
+
+__all__ = ["WriteAheadLog"]
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +42,6 @@ _MAGIC = 0xDA5B_10C1
 _FRAME = struct.Struct("<IIQI")
 _KEY = struct.Struct("<Q")
 _SUFFIX = ".wal"
-
-
-class WalCorruptError(RuntimeError):
-    """A segment is damaged somewhere other than its torn tail."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    key: int
-    data: bytes
-
-
-@dataclass
-class WalStats:
-    segments: int = 0
-    bytes: int = 0
-    appended: int = 0
-    fsyncs: int = 0
-    last_key: int = 0
-    truncated_bytes: int = 0
 
 
 @dataclass
@@ -104,7 +87,7 @@ class WriteAheadLog:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
-        self.stats = WalStats()
+        self.stats = LogStats()
         self._state: Literal["new", "open", "closed", "failed"] = "new"
         self._segments: list[_Segment] = []
         self._fd: int | None = None

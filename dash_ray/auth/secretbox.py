@@ -18,17 +18,9 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from dash_ray.errors import DashError
+from dash_ray.errors import SecretKeyError
 
-__all__ = ["SecretBox", "SecretKeyError", "read_or_create_private_file"]
-
-
-class SecretKeyError(DashError):
-    """A key or token the platform needs is missing, malformed, or not the one the stored
-    secrets were encrypted with. The message names the source (variable or file), never the
-    key. Fix the configuration and start again."""
-
-    status = 500
+__all__ = ["SecretBox", "read_or_create_private_file"]
 
 
 class SecretBox:

@@ -31,10 +31,18 @@ class RawBatch:
     received_at_us: int
     idempotency_key: str | None = None
     rejected: tuple[Rejection, ...] = field(default=())
+    # Set by the ingress from the request's signature or the provider's delivery id, so a
+    # replayed request is a duplicate even when a client-chosen Idempotency-Key differs.
+    replay_key: str | None = None
 
     @property
     def nbytes(self) -> int:
         return len(self.payload)
+
+    @property
+    def dedupe_keys(self) -> tuple[str, ...]:
+        """Every key under which this request counts once."""
+        return tuple(k for k in (self.idempotency_key, self.replay_key) if k)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-from dash_ray.supervision import RestartPolicy, RestartTracker
+from dash_ray.supervision.policy import RestartPolicy, RestartTracker
 
 
 def test_backoff_doubles_up_to_a_cap():

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from dash_ray.batch import RawBatch
+from dash_ray.ingest.batch import RawBatch
 
 __all__ = ["DEMO_SPEC", "DemoGenerator", "feed"]
 

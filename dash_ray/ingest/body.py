@@ -11,7 +11,7 @@ import zlib
 
 import orjson
 
-from dash_ray.batch import RawBatch, Rejection
+from dash_ray.ingest.batch import RawBatch, Rejection
 from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 __all__ = ["JSON_TYPES", "NDJSON_TYPES", "decode_body", "gunzip_bounded", "media_kind"]

@@ -1,5 +1,5 @@
-from dash_ray.batch import Ack, Rejection
-from dash_ray.idempotency import IdempotencyIndex
+from dash_ray.ingest.batch import Ack, Rejection
+from dash_ray.ingest.idempotency import IdempotencyIndex
 
 
 class Clock:

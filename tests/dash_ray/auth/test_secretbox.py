@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dash_ray.secretbox import SecretBox, SecretKeyError, read_or_create_private_file
+from dash_ray.auth.secretbox import SecretBox, read_or_create_private_file
+from dash_ray.errors import SecretKeyError
 
 
 def test_round_trip_hides_the_plaintext() -> None:

@@ -29,15 +29,15 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from dash_ray.batch import Ack, RawBatch
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, DashError, StorageError, UnavailableError
-from dash_ray.hot import HotBuffer, rows_to_records
-from dash_ray.idempotency import IdempotencyIndex
+from dash_ray.pipeline.hot import HotBuffer, rows_to_records
+from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
-from dash_ray.logentry import LoggedEntry, decode_entry, encode_entry, input_table
+from dash_ray.pipeline.entry import LoggedEntry, decode_entry, encode_entry, input_table
 from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
 from dash_ray.spec import PipelineSpec
-from dash_ray.wal import WriteAheadLog
+from dash_ray.log.file import WriteAheadLog
 
 __all__ = ["Counters", "PipelineCore"]
 
@@ -208,10 +208,11 @@ class PipelineCore:
         keys = []
         seq = entry.first_seq
         for meta in entry.batches:
-            if meta.idempotency_key:
+            if meta.dedupe_keys:
                 ack = Ack(meta.count - len(meta.rejected), seq, seq + meta.count - 1, meta.rejected)
-                self._idempotency.remember(meta.idempotency_key, ack, at=meta.received_at_us / 1e6)
-                keys.append(meta.idempotency_key)
+                for key in meta.dedupe_keys:
+                    self._idempotency.remember(key, ack, at=meta.received_at_us / 1e6)
+                    keys.append(key)
             seq += meta.count
         return keys
 
@@ -233,16 +234,16 @@ class PipelineCore:
         loop = asyncio.get_running_loop()
         for i, batch in enumerate(batches):
             self.counters.received += batch.count
-            key = batch.idempotency_key
-            if key:
-                prior = self._idempotency.get(key)
-                if prior is not None:
-                    results[i] = prior
-                    self.counters.duplicates += 1
-                    continue
-                if key in self._inflight_keys:
-                    waits.append((i, self._inflight_keys[key]))
-                    continue
+            keys = batch.dedupe_keys
+            prior = next((a for a in map(self._idempotency.get, keys) if a is not None), None)
+            if prior is not None:
+                results[i] = prior
+                self.counters.duplicates += 1
+                continue
+            inflight = next((self._inflight_keys[k] for k in keys if k in self._inflight_keys), None)
+            if inflight is not None:
+                waits.append((i, inflight))
+                continue
             if batch.count > room:
                 self.counters.rejected_requests += 1
                 results[i] = BackpressureError(
@@ -252,8 +253,10 @@ class PipelineCore:
                 continue
             room -= batch.count
             fresh.append((i, batch))
-            if key:
-                self._inflight_keys[key] = loop.create_future()
+            if keys:
+                future = loop.create_future()
+                for key in keys:
+                    self._inflight_keys[key] = future
         if fresh:
             reserved = sum(b.count for _, b in fresh)
             self._syncing += reserved
@@ -290,8 +293,9 @@ class PipelineCore:
                 error = UnavailableError(f"pipeline {self.id} cannot write its log: {exc}", retry_after=1.0)
         keys = []
         for (i, batch), ack in zip(fresh, acks, strict=True):
-            key = batch.idempotency_key
-            future = self._inflight_keys.pop(key, None) if key else None
+            future = None
+            for key in batch.dedupe_keys:
+                future = self._inflight_keys.pop(key, None) or future
             if error is not None:
                 results[i] = error
                 if future is not None:
@@ -300,11 +304,11 @@ class PipelineCore:
                 continue
             results[i] = ack
             self.counters.accepted += ack.accepted
-            if key:
+            for key in batch.dedupe_keys:
                 self._idempotency.remember(key, ack)
                 keys.append(key)
-                if future is not None:
-                    future.set_result(ack)
+            if future is not None:
+                future.set_result(ack)
         if error is None and entry.count:
             self._durable[entry.first_seq] = (entry, keys)
             self._pending_records += entry.count

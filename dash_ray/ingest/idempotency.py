@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from dash_ray.batch import Ack, Rejection
+from dash_ray.ingest.batch import Ack, Rejection
 
 __all__ = ["IdempotencyIndex"]
 

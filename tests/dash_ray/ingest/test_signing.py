@@ -5,7 +5,7 @@ import hmac
 import pytest
 
 from dash_ray.errors import SignatureError
-from dash_ray.signing import Verifier, sign, signature_header, verify_dash, verify_header_hmac
+from dash_ray.ingest.signing import Verifier, sign, signature_header, verify_dash, verify_header_hmac
 
 BODY = b'{"a": 1}'
 

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from dash_ray.hot import HotBuffer, rows_to_records
+from dash_ray.pipeline.hot import HotBuffer, rows_to_records
 
 
 def records(seqs):

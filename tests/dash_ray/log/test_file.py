@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from dash_ray.wal import WalCorruptError, WriteAheadLog
+from dash_ray.errors import WalCorruptError
+from dash_ray.log.file import WriteAheadLog
 
 
 async def test_append_and_recover_in_order(tmp_path):
@@ -127,7 +128,7 @@ async def test_close_is_idempotent_and_appends_after_close_fail(tmp_path):
 
 _CHILD = textwrap.dedent("""
     import asyncio, sys
-    from dash_ray.wal import WriteAheadLog
+    from dash_ray.log.file import WriteAheadLog
 
     async def main():
         wal = WriteAheadLog(sys.argv[1], segment_bytes=64 * 1024)

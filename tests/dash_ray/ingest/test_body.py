@@ -3,7 +3,7 @@ import gzip
 import orjson
 import pytest
 
-from dash_ray.body import decode_body, gunzip_bounded, media_kind
+from dash_ray.ingest.body import decode_body, gunzip_bounded, media_kind
 from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 

@@ -12,11 +12,11 @@ import duckdb
 import orjson
 import pytest
 
-from dash_ray.batch import Ack, RawBatch
-from dash_ray.demo import DEMO_SPEC, feed
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.sources.demo import DEMO_SPEC, feed
 from dash_ray.errors import BackpressureError, UnavailableError
 from dash_ray.lake import Lake
-from dash_ray.pipeline import PipelineCore
+from dash_ray.pipeline.core import PipelineCore
 from dash_ray.spec import parse_spec
 
 SPEC = {
@@ -148,6 +148,27 @@ async def test_idempotency_key_is_kept_across_flush_and_restart(tmp_path: Path) 
     assert restarted.counters.last_seq == 3
     await restarted.close()
     assert silver_seqs(tmp_path) == [1, 2, 3]
+
+
+async def test_a_replayed_request_is_a_duplicate_whatever_its_idempotency_key(tmp_path: Path) -> None:
+    """The replay key (from the signature) is checked as well as the client's own key, which
+    is not signed and so can be changed by whoever replays a captured request."""
+    import dataclasses
+
+    core = make(tmp_path)
+    await core.start()
+    original = dataclasses.replace(batch([reading(1)], key="client-1"), replay_key="sig:abc")
+    [first] = await core.ingest([original])
+    [replayed] = await core.ingest([dataclasses.replace(original, idempotency_key="client-2")])
+    [unkeyed] = await core.ingest([dataclasses.replace(original, idempotency_key=None)])
+    assert not first.duplicate and replayed.duplicate and unkeyed.duplicate
+    assert replayed.last_seq == unkeyed.last_seq == first.last_seq == 1
+    await core.close(flush=False)
+    restarted = make(tmp_path)
+    await restarted.start()  # the replay key comes back from the log
+    [after] = await restarted.ingest([dataclasses.replace(original, idempotency_key="client-3")])
+    assert after.duplicate and restarted.counters.last_seq == 1
+    await restarted.close()
 
 
 async def test_a_full_queue_refuses_with_backpressure_and_stores_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Bearer tokens, ingest secrets and secrets at rest."""

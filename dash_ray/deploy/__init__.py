@@ -1,0 +1,1 @@
+"""Starting and joining Ray: the local instance `dash-ray up` runs."""

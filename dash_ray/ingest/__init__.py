@@ -1,0 +1,2 @@
+"""What arrives and how it is checked: raw batches and acks, body decoding, signatures,
+idempotency."""
