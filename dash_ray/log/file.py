@@ -264,7 +264,7 @@ class WriteAheadLog:
 
     # -- trim / close ----------------------------------------------------------------------
 
-    def trim(self, through_key: int) -> int:
+    async def trim(self, through_key: int) -> int:
         """Delete every segment whose entries all have key <= `through_key` (their data is in
         the lake). Returns how many were deleted. Safe while appends run."""
         with self._lock:

@@ -18,8 +18,8 @@ import pyarrow as pa
 from dash_ray.mapping.casts import json_bytes, json_text, result_values, show
 from dash_ray.mapping.timestamps import TIMESTAMP
 
-__all__ = ["DEAD_LETTER_SCHEMA", "NO_DEAD_LETTERS", "Detail", "Verdicts", "cast_detail", "required_detail",
-           "value_detail"]
+__all__ = ["DEAD_LETTER_SCHEMA", "NO_DEAD_LETTERS", "Detail", "Verdicts", "cast_detail", "internal_failure",
+           "required_detail", "value_detail"]
 
 DEAD_LETTER_SCHEMA = pa.schema([
     ("seq", pa.int64()),
@@ -38,6 +38,22 @@ Detail = Callable[[int], tuple[str | None, str]]
 
 _OPEN = 0
 _FILTERED = -1
+
+
+def internal_failure(batch: pa.Table, reason: str) -> pa.Table:
+    """Dead letters for a whole input batch (seq, received_at, raw) that could not be mapped
+    for a reason that is not the records' fault: rule `internal`, so they can be replayed once
+    the cause is fixed."""
+    n = batch.num_rows
+    return pa.table({
+        "seq": batch.column("seq"),
+        "received_at": batch.column("received_at"),
+        "raw": batch.column("raw"),
+        "field": pa.nulls(n, pa.string()),
+        "rule": pa.array(["internal"] * n, pa.string()),
+        "value": pa.nulls(n, pa.string()),
+        "reason": pa.array([reason] * n, pa.string()),
+    }, schema=DEAD_LETTER_SCHEMA)
 
 
 class Verdicts:

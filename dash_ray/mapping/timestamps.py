@@ -97,6 +97,14 @@ def check_format(fmt: str) -> str | None:
             i += 2
         else:
             i += 1
+    try:
+        # strptime compiles the format into a regular expression on first use; a format it
+        # cannot compile (a repeated directive such as "%H:%M %H") fails for every value.
+        dt.datetime.strptime("", fmt)
+    except ValueError:
+        pass  # the empty text does not match: the format itself compiled
+    except re.error as exc:
+        return f"format {fmt!r} cannot parse anything: {exc.msg} (is a directive repeated?)"
     return None
 
 

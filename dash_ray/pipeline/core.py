@@ -1,17 +1,20 @@
 """The life of one pipeline in plain Python: durable ingest through the write-ahead log,
-mapping, the hot cache, flushes to the lake, recovery after a crash. The Ray actor in
-`actors/pipeline.py` is a thin shell around `PipelineCore`.
+mapping, the hot cache, handing mapped records to sinks, storage through the commit step,
+recovery after a crash. The Ray actor in `actors/pipeline.py` is a thin shell around it.
 
 Guarantees:
 - `ingest` answers with an Ack only after the batch is in the write-ahead log and synced;
-  a batch it refuses (429, 503) was not stored.
+  a batch it refuses (413, 429, 503) was not stored.
 - Sequence numbers are consecutive, start at 1, and never repeat, across restarts.
-- A flush writes the silver and dead-letter files of a sequence range first and the bronze
-  file last; the bronze file marks the range as stored, and only then is the log trimmed.
-  Recovery drops silver/dead files past the last bronze file and replays the log after it,
-  so every acknowledged record lands in the lake exactly once (file names are seq ranges,
-  so a repeated flush replaces rather than duplicates).
-- A retried request with the same `Idempotency-Key` within the window gets the first ack.
+- Every acknowledged record is stored exactly once: the commit step (`commit.py`) writes a
+  range's silver and dead rows, then its bronze file (the mark), then its keys, then trims
+  the log; a restart discards what an unfinished commit left and replays the log after the
+  mark. A mapping error that is not the record's fault dead-letters the batch with rule
+  `internal` rather than losing it.
+- A retried request with the same `Idempotency-Key` (or the same replay key, which the
+  ingress derives from the signature) within the window gets the first ack.
+- `start` returns once the log is read; what it holds is mapped in the background while new
+  ingest is acknowledged, so a large backlog does not hold up a restart.
 Not guaranteed: the hot cache and the counters are memory; after a restart the hot cache is
 rebuilt from the lake's newest silver rows and the log, and the counters start again.
 """
@@ -23,21 +26,26 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-
+from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.errors import BackpressureError, DashError, StorageError, UnavailableError
-from dash_ray.pipeline.hot import HotBuffer, rows_to_records
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
-from dash_ray.pipeline.entry import LoggedEntry, decode_entry, encode_entry, input_table
-from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
-from dash_ray.spec import PipelineSpec
+from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
+from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
+from dash_ray.mapping.deadletters import internal_failure
+from dash_ray.pipeline.admission import Admission, Plan
+from dash_ray.pipeline.commit import Commit, Mapped
+from dash_ray.pipeline.counters import Counters
+from dash_ray.pipeline.entry import LoggedEntry, decode_entry, encode_entry, input_table
+from dash_ray.pipeline.hot import HotBuffer, rows_to_records
+from dash_ray.silver.base import SilverStore
+from dash_ray.silver.lake import LakeSilver
+from dash_ray.sinks.base import MappedBatch, Sinks
+from dash_ray.spec import PipelineSpec
 
 __all__ = ["Counters", "PipelineCore"]
 
@@ -49,55 +57,18 @@ _MAX_FLUSH_BACKOFF_S = 30.0
 # records wait, or this long after the first one (reads and flushes map what waits at once).
 _MAP_BATCH_RECORDS = 2000
 _MAP_DELAY_S = 0.02
-
-
-@dataclass
-class Counters:
-    """What a pipeline has done since it (re)started; `last_seq` and `stored_seq` are durable
-    facts, the rest are memory."""
-
-    received: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected_requests: int = 0
-    mapped: int = 0
-    dead: int = 0
-    filtered: int = 0
-    flushes: int = 0
-    last_seq: int = 0
-    stored_seq: int = 0
-    pending: int = 0
-    replayed: int = 0
-    last_flush_at: str | None = None
-    last_error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Pending:
-    """Consecutive durable entries, mapped together, waiting for the lake."""
-
-    entries: list[LoggedEntry]
-    result: MappingResult
-    keys: list[str] = field(default_factory=list)
-
-    @property
-    def first_seq(self) -> int:
-        return self.entries[0].first_seq
-
-    @property
-    def last_seq(self) -> int:
-        return self.entries[-1].last_seq
-
-    @property
-    def count(self) -> int:
-        return sum(e.count for e in self.entries)
+# A background pass maps at most this many records before yielding to the event loop.
+_MAP_CHUNK_RECORDS = 20_000
+# `health` maps what waits (so its counters are current) unless more than this waits.
+_HEALTH_MAP_LIMIT = 50_000
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 class PipelineCore:
@@ -109,6 +80,9 @@ class PipelineCore:
         *,
         wal_dir: str | Path,
         lake: Lake,
+        silver: SilverStore | None = None,
+        log: Log | None = None,
+        sinks: Sinks | None = None,
         idempotency_window_s: float = 3600.0,
         idempotency_max_keys: int = 100_000,
         fsync: bool = True,
@@ -121,26 +95,29 @@ class PipelineCore:
         self._json_columns = frozenset(n for n, f in spec.mapping.fields.items() if f.type == "json") | (
             {"extra"} if spec.mapping.keep_extra or not spec.mapping.fields else set())
         self._wal_dir = Path(wal_dir)
-        self._wal = WriteAheadLog(self._wal_dir, fsync=fsync)
+        self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
+        self._silver = silver or LakeSilver(lake, spec.id)
+        self._sinks = sinks or Sinks()
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
-        self._idempotency = IdempotencyIndex(None)  # replaced by the persistent one in start()
+        self._admission = Admission(spec, self.counters)
+        self._commit: Commit | None = None
         self._hot = HotBuffer(spec.hot_records)
         self._clock = clock
         self._state: State = "new"
         self._next_seq = 1
-        self._pending: list[_Pending] = []
-        self._pending_records = 0
-        self._syncing = 0  # records of ingest calls waiting for their log sync
-        self._inflight_keys: dict[str, asyncio.Future[Ack]] = {}
-        # Durable entries are mapped after the ack, several at a time, in seq order (even if
-        # their syncs were to complete out of order); reads and flushes map what is due first.
+        # Acknowledged, not yet stored: unmapped entries by first seq (mapped in seq order,
+        # even if their syncs completed out of order), then mapped ranges.
         self._durable: dict[int, tuple[LoggedEntry, list[str]]] = {}
+        self._mapped: list[Mapped] = []
         self._applied_seq = 0
-        self._apply_scheduled = False
+        self._pending_records = 0
+        self._pending_bytes = 0
+        self._map_scheduled = False
         self._flush_wanted: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_error: str | None = None
         self._failure: str | None = None
 
     @property
@@ -154,67 +131,55 @@ class PipelineCore:
     # -- start / recover -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from the lake and the log, then accept ingest. Raises StorageError when the
-        lake cannot be read, WalCorruptError when the log is damaged."""
+        """Recover from the lake and the log, then accept ingest; the log's entries are mapped
+        in the background. Raises StorageError when the lake cannot be read, WalCorruptError
+        when the log is damaged."""
         if self._state != "new":
             raise RuntimeError(f"pipeline {self.id} is {self._state}")
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        stored = await asyncio.to_thread(self._recover_lake)
         self._wal_dir.mkdir(parents=True, exist_ok=True)
-        self._idempotency = IdempotencyIndex(
+        index = self._admission.keys = IdempotencyIndex(
             self._wal_dir / "idempotency.sqlite", window_s=self._idempotency_window_s,
             max_keys=self._idempotency_max_keys, clock=self._clock)
-        entries = await asyncio.to_thread(self._wal.open)
-        self.counters.stored_seq = stored
-        self._applied_seq = stored
+        self._commit = Commit(self.id, lake=self.lake, silver=self._silver, log=self._wal, keys=index)
+        recovery = await asyncio.to_thread(self._commit.recover, self.spec.hot_records)
+        if recovery.silver_tail is not None and recovery.silver_tail.num_rows:
+            tail = recovery.silver_tail
+            self._hot.extend(rows_to_records(tail.drop_columns([c for c in ("date",) if c in tail.column_names]),
+                                             self._json_columns))
+        entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in self._wal.open()])
+        stored = recovery.stored_seq
+        self.counters.stored_seq = self._applied_seq = stored
         self._next_seq = stored + 1
-        replay = []
-        for raw in entries:
-            entry = decode_entry(raw.data)
+        stored_keys: list[str] = []
+        for entry in entries:
+            # Every entry's keys are remembered, also those already in the lake: a crash
+            # between the lake write and the trim must not forget them.
+            keys = self._admission.remember_logged(entry)
             if entry.last_seq <= stored:
+                stored_keys += keys
                 continue
             if entry.first_seq != self._next_seq:
-                raise StorageError(
+                raise InternalError(
                     f"pipeline {self.id}: log entry starts at seq {entry.first_seq}, expected "
                     f"{self._next_seq}; the lake and the log disagree")
-            replay.append(entry)
-            self._next_seq = entry.last_seq + 1
-        if entries:
-            self._wal.trim(stored)
-        for entry in replay:
-            self._durable[entry.first_seq] = (entry, self._remember_keys(entry))
+            self._durable[entry.first_seq] = (entry, keys)
             self._pending_records += entry.count
+            self._pending_bytes += len(entry.payload)
             self.counters.replayed += entry.count
-        self._apply_ready()
+            self._next_seq = entry.last_seq + 1
+        if stored_keys:
+            await asyncio.to_thread(index.persist, stored_keys)
+        if entries:
+            await self._wal.trim(stored)
         self.counters.last_seq = self._next_seq - 1
         self._state = "running"
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
-        if replay:
-            log.info("pipeline %s: replayed %d record(s) from the log", self.id, self.counters.replayed)
-            self._flush_wanted.set()
-
-    def _recover_lake(self) -> int:
-        stored = self.lake.last_seq("bronze", self.id)
-        for area in ("silver", "dead"):
-            self.lake.remove_after(area, self.id, stored)  # type: ignore[arg-type]
-        tail = self.lake.tail("silver", self.id, self.spec.hot_records)
-        if tail is not None and tail.num_rows:
-            self._hot.extend(rows_to_records(tail.drop_columns(
-                [c for c in ("date",) if c in tail.column_names]), self._json_columns))
-        return stored
-
-    def _remember_keys(self, entry: LoggedEntry) -> list[str]:
-        keys = []
-        seq = entry.first_seq
-        for meta in entry.batches:
-            if meta.dedupe_keys:
-                ack = Ack(meta.count - len(meta.rejected), seq, seq + meta.count - 1, meta.rejected)
-                for key in meta.dedupe_keys:
-                    self._idempotency.remember(key, ack, at=meta.received_at_us / 1e6)
-                    keys.append(key)
-            seq += meta.count
-        return keys
+        if self._durable:
+            log.info("pipeline %s: %d record(s) in the log, mapping them in the background",
+                     self.id, self.counters.replayed)
+            self._schedule_map(0.0)
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -222,65 +187,25 @@ class PipelineCore:
         """Store each batch durably and answer for each: its Ack, or the error that refused
         it. Batches refused with an error were not stored. Batches of one call are logged
         in one entry, so they share one sync."""
-        results: list[Ack | DashError | None] = [None] * len(batches)
         if self._state != "running":
             error = UnavailableError(f"pipeline {self.id} is {self._state}", retry_after=1.0)
             return [error] * len(batches)
-        fresh: list[tuple[int, RawBatch]] = []
-        waits: list[tuple[int, asyncio.Future[Ack]]] = []
-        # Records of calls still waiting for their sync count too, so concurrent calls
-        # cannot together pass the bound.
-        room = self.spec.limits.queue_records - self._pending_records - self._syncing
-        loop = asyncio.get_running_loop()
-        for i, batch in enumerate(batches):
-            self.counters.received += batch.count
-            keys = batch.dedupe_keys
-            prior = next((a for a in map(self._idempotency.get, keys) if a is not None), None)
-            if prior is not None:
-                results[i] = prior
-                self.counters.duplicates += 1
-                continue
-            inflight = next((self._inflight_keys[k] for k in keys if k in self._inflight_keys), None)
-            if inflight is not None:
-                waits.append((i, inflight))
-                continue
-            if batch.count > room:
-                self.counters.rejected_requests += 1
-                results[i] = BackpressureError(
-                    f"pipeline {self.id} has {self._pending_records} records waiting for the lake "
-                    f"(limit {self.spec.limits.queue_records})",
-                    retry_after=max(1.0, self.spec.flush.seconds))
-                continue
-            room -= batch.count
-            fresh.append((i, batch))
-            if keys:
-                future = loop.create_future()
-                for key in keys:
-                    self._inflight_keys[key] = future
-        if fresh:
-            reserved = sum(b.count for _, b in fresh)
-            self._syncing += reserved
-            try:
-                await self._store(fresh, results)
-            finally:
-                self._syncing -= reserved
-        for i, future in waits:
-            try:
-                ack = await asyncio.shield(future)
-            except DashError as exc:
-                results[i] = exc
-            else:
-                self.counters.duplicates += 1
-                results[i] = Ack(ack.accepted, ack.first_seq, ack.last_seq, ack.rejected, duplicate=True)
-        return [r if r is not None else UnavailableError("not answered") for r in results]
+        plan = self._admission.plan(batches, queued_records=self._pending_records, queued_bytes=self._pending_bytes)
+        if plan.fresh:
+            await self._log(plan)
+        else:
+            self._admission.settle(plan, [], None)
+        await self._admission.answer_twins(plan)
+        return [r if r is not None else UnavailableError("not answered") for r in plan.results]
 
-    async def _store(self, fresh: list[tuple[int, RawBatch]], results: list[Any]) -> None:
-        stored = [b for _, b in fresh if b.count]
+    async def _log(self, plan: Plan) -> None:
+        """Append the plan's fresh batches as one log entry; on its sync, answer them."""
+        stored = [b for _, b in plan.fresh if b.count]
         first = self._next_seq
         entry, data = encode_entry(first, stored)
         acks: list[Ack] = []
         seq = first
-        for _, batch in fresh:
+        for _, batch in plan.fresh:
             acks.append(Ack(batch.count - len(batch.rejected), seq, seq + batch.count - 1, batch.rejected))
             seq += batch.count
         error: DashError | None = None
@@ -288,55 +213,68 @@ class PipelineCore:
             self._next_seq = entry.last_seq + 1
             try:
                 await self._wal.append(entry.last_seq, data)
-            except Exception as exc:  # noqa: BLE001 - the log failed: nothing here is acknowledged
-                self._fail(f"write-ahead log failed: {exc}")
+            except BaseException as exc:
+                # Not acknowledged. Whatever the log did, a seq given out cannot be taken
+                # back, so the pipeline stops; a restart recovers what the log holds.
+                self._fail(f"write-ahead log failed: {_error_text(exc)}")
                 error = UnavailableError(f"pipeline {self.id} cannot write its log: {exc}", retry_after=1.0)
-        keys = []
-        for (i, batch), ack in zip(fresh, acks, strict=True):
-            future = None
-            for key in batch.dedupe_keys:
-                future = self._inflight_keys.pop(key, None) or future
-            if error is not None:
-                results[i] = error
-                if future is not None:
-                    future.set_exception(error)
-                    future.exception()  # retrieved: a waiter may not exist
-                continue
-            results[i] = ack
-            self.counters.accepted += ack.accepted
-            for key in batch.dedupe_keys:
-                self._idempotency.remember(key, ack)
-                keys.append(key)
-            if future is not None:
-                future.set_result(ack)
+                if not isinstance(exc, Exception):
+                    self._admission.settle(plan, acks, error)
+                    raise
+        keys = self._admission.settle(plan, acks, error)
         if error is None and entry.count:
             self._durable[entry.first_seq] = (entry, keys)
             self._pending_records += entry.count
-            self.counters.pending = self._pending_records
+            self._pending_bytes += len(entry.payload)
             self.counters.last_seq = max(self.counters.last_seq, entry.last_seq)
             # Durable but not yet mapped: everything logged after the last mapped seq.
             if self.counters.last_seq - self._applied_seq >= _MAP_BATCH_RECORDS:
-                self._apply_ready()
-            elif not self._apply_scheduled:
-                self._apply_scheduled = True
-                asyncio.get_running_loop().call_later(_MAP_DELAY_S, self._apply_ready)
+                self._map_ready(_MAP_CHUNK_RECORDS)
+            self._schedule_map(_MAP_DELAY_S)
 
-    def _apply_ready(self) -> None:
-        """Map the durable entries that follow the last mapped one, in one batch; cache the
-        rows, queue them for the lake."""
-        self._apply_scheduled = False
+    # -- mapping ---------------------------------------------------------------------------
+
+    def _schedule_map(self, delay: float) -> None:
+        if not self._map_scheduled and self._durable:
+            self._map_scheduled = True
+            asyncio.get_running_loop().call_later(delay, self._map_pass)
+
+    def _map_pass(self) -> None:
+        self._map_scheduled = False
+        if self._state in ("running", "closing"):
+            self._map_ready(_MAP_CHUNK_RECORDS)
+            self._schedule_map(0.0)  # more may wait (a backlog is mapped a chunk at a time)
+
+    def _map_ready(self, max_records: int | None = None) -> int:
+        """Map the durable entries that follow the last mapped one (at least one entry, about
+        `max_records` records when given, else all), cache the rows, hand them to the sinks
+        and queue them for storage. Returns how many records were mapped."""
         entries: list[LoggedEntry] = []
         keys: list[str] = []
-        while self._applied_seq + 1 in self._durable:
-            entry, entry_keys = self._durable.pop(self._applied_seq + 1)
+        count = 0
+        seq = self._applied_seq + 1
+        while seq in self._durable and (max_records is None or not entries or count < max_records):
+            entry, entry_keys = self._durable[seq]
             entries.append(entry)
             keys += entry_keys
-            self._applied_seq = entry.last_seq
+            count += entry.count
+            seq = entry.last_seq + 1
         if not entries:
-            return
-        result = self._mapping.apply(input_table(entries))
-        self._pending.append(_Pending(entries, result, keys))
-        self.counters.last_seq = max(self.counters.last_seq, self._applied_seq)
+            return 0
+        table = input_table(entries)
+        try:
+            result = self._mapping.apply(table)
+        except Exception as exc:  # noqa: BLE001 - not the records' fault: keep them, say why
+            log.exception("pipeline %s: mapping seq %d..%d failed; dead-lettering them", self.id,
+                          entries[0].first_seq, entries[-1].last_seq)
+            result = MappingResult(self._mapping.schema.empty_table(),
+                                   internal_failure(table, f"mapping failed: {_error_text(exc)}"), 0)
+        # Only now, with the result in hand, do the entries leave the durable queue.
+        for entry in entries:
+            del self._durable[entry.first_seq]
+        self._applied_seq = entries[-1].last_seq
+        mapped = Mapped(entries, result, keys)
+        self._mapped.append(mapped)
         self.counters.mapped += result.rows.num_rows
         self.counters.dead += result.dead.num_rows
         self.counters.filtered += result.filtered
@@ -344,8 +282,16 @@ class PipelineCore:
             # Only the newest `capacity` rows can stay in the cache: convert just those.
             rows = result.rows.slice(max(0, result.rows.num_rows - self._hot.capacity))
             self._hot.extend(rows_to_records(rows, self._json_columns))
+            if len(self._sinks):
+                self._sinks.offer(MappedBatch(self.id, mapped.first_seq, mapped.last_seq, result.rows))
         if self._pending_records >= self.spec.flush.records and self._flush_wanted is not None:
             self._flush_wanted.set()
+        return count
+
+    def _map_all(self, limit: int | None = None) -> None:
+        mapped = 0
+        while (limit is None or mapped < limit) and (n := self._map_ready(_MAP_CHUNK_RECORDS)):
+            mapped += n
 
     def _fail(self, reason: str) -> None:
         log.error("pipeline %s failed: %s", self.id, reason)
@@ -358,18 +304,25 @@ class PipelineCore:
     def records(self, *, after: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest mapped records in the hot cache, oldest first (see HotBuffer.since).
         Every record acknowledged before the call is in it (or was, before newer ones)."""
-        self._apply_ready()
+        self._map_all()
         return self._hot.since(after, limit)
 
     def health(self) -> dict[str, Any]:
-        """State and counters; raises UnavailableError when the pipeline cannot go on."""
-        if self._state == "failed":
-            raise UnavailableError(f"pipeline {self.id} failed: {self._failure}")
-        if self._flusher is not None and self._flusher.done() and self._state == "running":
+        """State and counters, current as of the call; raises UnavailableError unless the
+        pipeline is running (a closing or closed core cannot take ingest: replace it)."""
+        if self._state != "running":
+            why = f": {self._failure}" if self._failure else ""
+            raise UnavailableError(f"pipeline {self.id} is {self._state}{why}")
+        if self._flusher is not None and self._flusher.done():
             raise UnavailableError(f"pipeline {self.id}: flush loop stopped")
-        return {"state": self._state, "counters": self.counters.as_dict(), "wal_bytes": self._wal.stats.bytes}
+        self._map_all(_HEALTH_MAP_LIMIT)
+        c = self.counters
+        c.pending, c.pending_bytes = self._pending_records, self._pending_bytes
+        c.mapping_backlog = sum(e.count for e, _ in self._durable.values())
+        return {"state": self._state, "counters": c.as_dict(), "wal_bytes": self._wal.stats.bytes,
+                "flush_error": self._flush_error}
 
-    # -- flushing --------------------------------------------------------------------------
+    # -- storing ---------------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
         assert self._flush_wanted is not None
@@ -383,55 +336,48 @@ class PipelineCore:
             if self._state != "running":
                 break
             try:
-                await self.flush()
+                await self._store_mapped()
                 backoff = 0.0
-            except StorageError as exc:
+            except InternalError as exc:
+                # The queue itself is wrong: stop before anything is trimmed; a restart
+                # replays the log.
+                self._fail(str(exc))
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the records, retry, say why
                 backoff = min(max(backoff * 2, 0.5), _MAX_FLUSH_BACKOFF_S)
-                self.counters.last_error = str(exc)
-                log.warning("pipeline %s: flush failed, retrying in %.1f s: %s", self.id, backoff, exc)
+                self._flush_error = self.counters.last_error = _error_text(exc)
+                self.counters.flush_failures += 1
+                log.warning("pipeline %s: storing failed, retrying in %.1f s: %s", self.id, backoff,
+                            self._flush_error, exc_info=not isinstance(exc, DashError))
 
     async def flush(self) -> int:
-        """Write everything applied so far to the lake, then trim the log; returns the number
-        of records written. Raises StorageError (the records stay queued and logged)."""
-        assert self._flush_lock is not None
-        async with self._flush_lock:
-            self._apply_ready()
-            batch = list(self._pending)
-            if not batch:
-                return 0
-            first, last = batch[0].first_seq, batch[-1].last_seq
-            await asyncio.to_thread(self._write, batch, first, last)
-            self._wal.trim(last)
-            keys = [k for p in batch for k in p.keys]
-            if keys:
-                await asyncio.to_thread(self._idempotency.persist, keys)
-            del self._pending[:len(batch)]
-            count = sum(p.count for p in batch)
-            self._pending_records -= count
-            self.counters.pending = self._pending_records
-            self.counters.stored_seq = last
-            self.counters.flushes += 1
-            self.counters.last_flush_at = _utc_now().isoformat()
-            return count
+        """Map everything acknowledged so far and store it, then trim the log; returns the
+        number of records stored. Raises StorageError (the records stay queued and logged)."""
+        self._map_all()
+        return await self._store_mapped()
 
-    def _write(self, batch: list[_Pending], first: int, last: int) -> None:
-        day = _utc_now().date()
-        rows = [p.result.rows for p in batch if p.result.rows.num_rows]
-        dead = [p.result.dead for p in batch if p.result.dead.num_rows]
-        if rows:
-            silver = pa.concat_tables(rows, promote_options="permissive")
-            self.lake.write("silver", self.id, silver, first_seq=first, last_seq=last, day=day)
-        if dead:
-            self.lake.write("dead", self.id, pa.concat_tables(dead), first_seq=first, last_seq=last, day=day)
-        bronze = input_table([e for p in batch for e in p.entries])
-        # Last: the bronze file is the mark that this range is stored.
-        self.lake.write("bronze", self.id, bronze, first_seq=first, last_seq=last, day=day)
+    async def _store_mapped(self) -> int:
+        """Store the mapped ranges: first a range an earlier attempt pinned, as it was."""
+        assert self._flush_lock is not None and self._commit is not None
+        async with self._flush_lock:
+            total = 0
+            while batch := (self._commit.pinned or list(self._mapped)):
+                last = await self._commit.store(batch, stored_seq=self.counters.stored_seq)
+                del self._mapped[:len(batch)]
+                count = sum(m.count for m in batch)
+                total += count
+                self._pending_records -= count
+                self._pending_bytes -= sum(m.nbytes for m in batch)
+                self.counters.stored_seq = last
+                self.counters.flushes += 1
+                self.counters.last_flush_at = _utc_now().isoformat()
+                self._flush_error = None
+            return total
 
     # -- close -----------------------------------------------------------------------------
 
     async def close(self, *, flush: bool = True) -> None:
-        """Stop taking ingest, flush what is queued (when `flush` and the lake allows), close
-        the log. What could not be flushed stays in the log for the next start. Idempotent."""
+        """Stop taking ingest, store what is queued (when `flush` and storage allows), close
+        the log. What could not be stored stays in the log for the next start. Idempotent."""
         if self._state in ("closed", "new"):
             self._state = "closed"
             return
@@ -444,8 +390,10 @@ class PipelineCore:
         if flush and was_running:
             try:
                 await self.flush()
-            except StorageError as exc:
-                log.warning("pipeline %s: final flush failed; the log keeps the records: %s", self.id, exc)
+            except Exception as exc:  # noqa: BLE001 - the log keeps them for the next start
+                log.warning("pipeline %s: final flush failed; the log keeps the records: %s", self.id,
+                            _error_text(exc))
+        await self._sinks.close()
         await self._wal.close()
-        self._idempotency.close()
+        self._admission.keys.close()
         self._state = "closed"

@@ -52,7 +52,7 @@ async def test_segments_roll_and_trim_deletes_only_flushed_ones(tmp_path):
     for key in range(1, 41):
         await wal.append(key, b"x" * 100)
     assert wal.stats.segments > 3
-    removed = wal.trim(20)
+    removed = await wal.trim(20)
     assert removed >= 1
     await wal.close()
     again = WriteAheadLog(tmp_path, segment_bytes=1000)
@@ -66,7 +66,7 @@ async def test_trim_everything_rolls_the_active_segment(tmp_path):
     wal.open()
     for key in range(1, 6):
         await wal.append(key, b"data")
-    assert wal.trim(5) == 1
+    assert await wal.trim(5) == 1
     await wal.append(6, b"after")
     await wal.close()
     again = WriteAheadLog(tmp_path)

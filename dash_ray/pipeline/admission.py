@@ -1,0 +1,145 @@
+"""Admission of one pipeline's ingest calls: for each batch, whether it is a duplicate
+(answered with the first ack), the twin of a request still being logged (answered when that
+one is), larger than the whole queue (413), past the queue's room (429), or to be stored.
+
+Bounds: the queue holds the records acknowledged but not yet stored, counted in records and in
+raw bytes; records of calls still waiting for their log sync count too (they are reserved when
+admitted), so concurrent calls cannot together pass the bound. Refused batches cost nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dash_ray.errors import BackpressureError, DashError, PayloadTooLargeError
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.ingest.idempotency import IdempotencyIndex
+from dash_ray.pipeline.counters import Counters
+from dash_ray.pipeline.entry import LoggedEntry
+from dash_ray.spec import PipelineSpec
+
+__all__ = ["Admission", "Plan"]
+
+
+@dataclass
+class Plan:
+    """How one call's batches are answered: `results[i]` is set for those answered at once;
+    `fresh` are to be logged; `waits` wait for a twin in flight."""
+
+    results: list[Ack | DashError | None]
+    fresh: list[tuple[int, RawBatch]] = field(default_factory=list)
+    waits: list[tuple[int, asyncio.Future[Ack]]] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        return sum(b.count for _, b in self.fresh)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for _, b in self.fresh)
+
+
+class Admission:
+    """One pipeline's admission: its idempotency window and the keys in flight."""
+
+    def __init__(self, spec: PipelineSpec, counters: Counters) -> None:
+        self.spec = spec
+        self.counters = counters
+        self.keys = IdempotencyIndex(None)  # the pipeline swaps in its persistent index on start
+        self._inflight: dict[str, asyncio.Future[Ack]] = {}
+        self.reserved_records = 0
+        self.reserved_bytes = 0
+
+    def plan(self, batches: Sequence[RawBatch], *, queued_records: int, queued_bytes: int) -> Plan:
+        """Sort a call's batches; reserves room for the fresh ones until `settle`."""
+        limits = self.spec.limits
+        plan = Plan([None] * len(batches))
+        room = limits.queue_records - queued_records - self.reserved_records
+        room_bytes = limits.queue_bytes - queued_bytes - self.reserved_bytes
+        loop = asyncio.get_running_loop()
+        for i, batch in enumerate(batches):
+            self.counters.received += batch.count
+            keys = batch.dedupe_keys
+            prior = next((a for a in map(self.keys.get, keys) if a is not None), None)
+            if prior is not None:
+                plan.results[i] = prior
+                self.counters.duplicates += 1
+                continue
+            twin = next((self._inflight[k] for k in keys if k in self._inflight), None)
+            if twin is not None:
+                plan.waits.append((i, twin))
+                continue
+            if batch.count > limits.queue_records or batch.nbytes > limits.queue_bytes:
+                self.counters.rejected_requests += 1
+                plan.results[i] = PayloadTooLargeError(
+                    f"a request of {batch.count} records and {batch.nbytes} bytes is larger than pipeline "
+                    f"{self.spec.id}'s whole queue ({limits.queue_records} records, {limits.queue_bytes} bytes)")
+                continue
+            if batch.count > room or batch.nbytes > room_bytes:
+                self.counters.rejected_requests += 1
+                plan.results[i] = BackpressureError(
+                    f"pipeline {self.spec.id} has {queued_records} records ({queued_bytes} bytes) waiting "
+                    f"for the lake (limits {limits.queue_records} records, {limits.queue_bytes} bytes)",
+                    retry_after=max(1.0, self.spec.flush.seconds))
+                continue
+            room -= batch.count
+            room_bytes -= batch.nbytes
+            plan.fresh.append((i, batch))
+            if keys:
+                future = loop.create_future()
+                for key in keys:
+                    self._inflight[key] = future
+        self.reserved_records += plan.records
+        self.reserved_bytes += plan.nbytes
+        return plan
+
+    def settle(self, plan: Plan, acks: Sequence[Ack], error: DashError | None) -> list[str]:
+        """The fresh batches were logged (or failed with `error`): answer them and their
+        twins, release the reservation; returns the keys now remembered."""
+        self.reserved_records -= plan.records
+        self.reserved_bytes -= plan.nbytes
+        remembered = []
+        for (i, batch), ack in zip(plan.fresh, acks, strict=True):
+            future = None
+            for key in batch.dedupe_keys:
+                future = self._inflight.pop(key, None) or future
+            if error is not None:
+                plan.results[i] = error
+                if future is not None:
+                    future.set_exception(error)
+                    future.exception()  # retrieved: a twin may not exist
+                continue
+            plan.results[i] = ack
+            self.counters.accepted += ack.accepted
+            for key in batch.dedupe_keys:
+                self.keys.remember(key, ack)
+                remembered.append(key)
+            if future is not None:
+                future.set_result(ack)
+        return remembered
+
+    def remember_logged(self, entry: LoggedEntry) -> list[str]:
+        """Remember the keys of a batch found in the log on restart, with its first ack."""
+        keys = []
+        seq = entry.first_seq
+        for meta in entry.batches:
+            if meta.dedupe_keys:
+                ack = Ack(meta.count - len(meta.rejected), seq, seq + meta.count - 1, meta.rejected)
+                for key in meta.dedupe_keys:
+                    self.keys.remember(key, ack, at=meta.received_at_us / 1e6)
+                    keys.append(key)
+            seq += meta.count
+        return keys
+
+    async def answer_twins(self, plan: Plan) -> None:
+        """Answer each batch that waited for its twin with the twin's ack, as a duplicate."""
+        for i, future in plan.waits:
+            try:
+                ack = await asyncio.shield(future)
+            except DashError as exc:
+                plan.results[i] = exc
+            else:
+                self.counters.duplicates += 1
+                plan.results[i] = Ack(ack.accepted, ack.first_seq, ack.last_seq, ack.rejected, duplicate=True)

@@ -1,0 +1,100 @@
+"""A pipeline restarting with a large log takes ingest at once and maps the backlog in the
+background; the queue is bounded in bytes as well as records; health refuses a pipeline that
+cannot take ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from dash_ray.errors import BackpressureError, PayloadTooLargeError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.lake import Lake
+from dash_ray.pipeline.core import PipelineCore
+from dash_ray.spec import parse_spec
+
+SPEC = {
+    "id": "backlog",
+    "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}, "pad": {"path": "$.pad", "type": "string"}}},
+    "flush": {"records": 1_000_000, "seconds": 3600},
+    "limits": {"queue_records": 1_000_000},
+}
+
+
+def batch(first: int, count: int, pad: int = 0) -> RawBatch:
+    payload = b"".join(orjson.dumps({"n": n, "pad": "x" * pad}) + b"\n" for n in range(first, first + count))
+    return RawBatch(payload=payload, count=count, received_at_us=time.time_ns() // 1000)
+
+
+def make(tmp_path: Path, **changes) -> PipelineCore:
+    return PipelineCore(parse_spec({**SPEC, **changes}), wal_dir=tmp_path / "wal",
+                        lake=Lake.from_url(str(tmp_path / "lake")))
+
+
+async def test_a_large_log_is_mapped_in_the_background_while_ingest_goes_on(tmp_path: Path) -> None:
+    core = make(tmp_path)
+    await core.start()
+    total = 0
+    for first in range(0, 200_000, 10_000):
+        [ack] = await core.ingest([batch(first, 10_000)])
+        assert isinstance(ack, Ack)
+        total += 10_000
+    await core.close(flush=False)  # the records stay in the log only
+
+    restarted = make(tmp_path)
+    await restarted.start()
+    assert restarted.counters.replayed == total
+    # Start returned with the backlog still unmapped, and ingest is acknowledged at once.
+    assert sum(e.count for e, _ in restarted._durable.values()) > total // 2
+    [ack] = await restarted.ingest([batch(total, 1)])
+    assert isinstance(ack, Ack) and ack.first_seq == total + 1
+    for _ in range(400):
+        if not restarted._durable:
+            break
+        await asyncio.sleep(0.01)
+    assert not restarted._durable, "the background mapping did not finish"
+    assert restarted.counters.mapped == total + 1
+    assert await restarted.flush() == total + 1
+    await restarted.close()
+
+
+async def test_the_queue_is_bounded_in_bytes_and_a_request_larger_than_it_is_413(tmp_path: Path) -> None:
+    core = make(tmp_path, limits={"queue_records": 1_000_000, "queue_bytes": 1024 * 1024})
+    await core.start()
+    [ok] = await core.ingest([batch(0, 600, pad=1000)])  # ~600 KB
+    [full] = await core.ingest([batch(600, 600, pad=1000)])
+    [huge] = await core.ingest([batch(1200, 1200, pad=1000)])  # ~1.2 MB: never fits
+    assert isinstance(ok, Ack)
+    assert isinstance(full, BackpressureError) and "bytes" in full.message
+    assert isinstance(huge, PayloadTooLargeError) and huge.status == 413
+    assert core.counters.last_seq == 600
+    await core.flush()
+    [later] = await core.ingest([batch(600, 600, pad=1000)])
+    assert isinstance(later, Ack) and later.first_seq == 601
+    await core.close()
+
+
+async def test_health_refuses_a_pipeline_that_is_not_running(tmp_path: Path) -> None:
+    core = make(tmp_path)
+    with pytest.raises(UnavailableError, match="is new"):
+        core.health()
+    await core.start()
+    assert core.health()["state"] == "running"
+    await core.close()
+    with pytest.raises(UnavailableError, match="is closed"):
+        core.health()
+
+
+async def test_health_counters_are_current(tmp_path: Path) -> None:
+    spec = {**SPEC, "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}},
+                                "filter": "n <> 1", "validate": [{"field": "n", "max": 5}]}}
+    core = PipelineCore(parse_spec(spec), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")))
+    await core.start()
+    await core.ingest([batch(0, 10)])
+    counters = core.health()["counters"]  # no wait for the background mapping
+    assert (counters["mapped"], counters["filtered"], counters["dead"]) == (5, 1, 4)
+    await core.close()
