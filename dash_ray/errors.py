@@ -3,6 +3,7 @@
     DashError
     ├── InputError                 fix the request or the spec, then send it again
     │   ├── SpecError              422  an invalid pipeline spec; `problems` lists each one
+    │   ├── QueryError             400  a query parameter is wrong; `where` names it
     │   ├── MalformedBodyError     400  the body is not JSON/NDJSON; says where
     │   ├── UnsupportedMediaTypeError 415
     │   ├── PayloadTooLargeError   413
@@ -41,6 +42,7 @@ __all__ = [
     "OperatorError",
     "PayloadTooLargeError",
     "Problem",
+    "QueryError",
     "RetryableError",
     "SecretKeyError",
     "SignatureError",
@@ -129,6 +131,10 @@ class SpecError(InputError):
         body = super().to_body()
         body["error"]["problems"] = [asdict(p) for p in self.problems]
         return body
+
+
+class QueryError(InputError):
+    status = 400
 
 
 class MalformedBodyError(InputError):

@@ -78,6 +78,11 @@ class Lake:
     def __repr__(self) -> str:
         return f"Lake({self.url!r})"
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the lake is a folder on this machine (DuckDB can read it directly)."""
+        return self._local
+
     def _dir(self, area: Area, pipeline: str) -> str:
         if area not in AREAS:
             raise ValueError(f"unknown lake area {area!r}")
@@ -107,7 +112,7 @@ class Lake:
 
     def remove_after(self, area: Area, pipeline: str, seq: int) -> int:
         """Delete files whose range starts after `seq` (left by an unfinished flush)."""
-        doomed = [f.path for f in self.files(area, pipeline) if f.first_seq > seq]
+        doomed = [f.path for f in self.files(area, pipeline, superseded=True) if f.first_seq > seq]
         for path in doomed:
             self._guard(self.fs.rm_file, path)
         return len(doomed)
@@ -135,8 +140,10 @@ class Lake:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def files(self, area: Area, pipeline: str) -> list[LakeFile]:
-        """Every file of an area, in seq order."""
+    def files(self, area: Area, pipeline: str, *, superseded: bool = False) -> list[LakeFile]:
+        """The files of an area that readers use, in seq order: a file whose range lies
+        inside another file's range of the same day is superseded (compaction wrote the
+        bigger one and has not yet deleted it) and left out, unless `superseded`."""
         directory = self._dir(area, pipeline)
         if not self._guard(self.fs.exists, directory):
             return []
@@ -146,7 +153,8 @@ class Lake:
             if match:
                 day, first, last = match.groups()
                 found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path))
-        return sorted(found)
+        found.sort()
+        return found if superseded else _live(found)
 
     def last_seq(self, area: Area, pipeline: str) -> int:
         files = self.files(area, pipeline)
@@ -178,16 +186,22 @@ class Lake:
         files = self.files(area, pipeline)
         if not files:
             return None
+        return self.dataset_of(files, base_dir=self._dir(area, pipeline))
+
+    def dataset_of(self, files: list[LakeFile], *, base_dir: str | None = None) -> ds.Dataset:
+        """These files as one pyarrow dataset with one schema over all of them (a spec update
+        can add or retype columns); with `base_dir`, the hive `date` column too."""
         filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
-        # A spec update can add or retype columns; one schema over all files keeps them all.
         schema = pa.unify_schemas([self._guard(self._schema, f.path) for f in files],
                                   promote_options="permissive")
+        if base_dir is None:
+            return ds.dataset([f.path for f in files], filesystem=filesystem, format="parquet", schema=schema)
         if "date" not in schema.names:
             schema = schema.append(pa.field("date", pa.string()))
         return ds.dataset(
             [f.path for f in files], filesystem=filesystem, format="parquet", schema=schema,
             partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
-            partition_base_dir=self._dir(area, pipeline),
+            partition_base_dir=base_dir,
         )
 
     def _read_files(self, files: list[LakeFile], *, after_seq: int | None = None,
@@ -219,6 +233,23 @@ class Lake:
             raise
         except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
             raise StorageError(f"lake {self.url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _live(files: list[LakeFile]) -> list[LakeFile]:
+    """`files` (sorted) without those whose range another file of the same day covers."""
+    by_day: dict[dt.date, list[LakeFile]] = {}
+    for f in files:
+        by_day.setdefault(f.day, []).append(f)
+    keep: set[str] = set()
+    for day_files in by_day.values():
+        # Sorted by first seq, widest first for equal starts: a file is covered when an
+        # earlier-listed file reaches at least as far.
+        reach = -1
+        for f in sorted(day_files, key=lambda f: (f.first_seq, -f.last_seq)):
+            if f.last_seq > reach:
+                keep.add(f.path)
+                reach = f.last_seq
+    return [f for f in files if f.path in keep]
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

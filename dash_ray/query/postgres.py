@@ -1,0 +1,122 @@
+"""The PostgreSQL query engine: the same SQL as DuckDB's (`sql.py`) on the pipeline's silver
+table (`dash_ray.silver.pgschema`), over a few pooled connections. Each query is one
+read-only transaction with a statement timeout."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dash_ray.errors import QueryError, StorageError
+from dash_ray.query.model import Column, Query
+from dash_ray.query.result import aggregate_answer, raw_answer
+from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
+from dash_ray.silver import pgschema
+
+__all__ = ["PostgresEngine"]
+
+
+class _Pool:
+    """At most `size` connections to `dsn`, opened on demand; a broken one is dropped."""
+
+    def __init__(self, dsn: str, size: int, connect_timeout_s: float) -> None:
+        self._dsn = dsn
+        self._timeout = connect_timeout_s
+        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._closed = False
+
+    def take(self) -> psycopg.Connection[Any]:
+        self._slots.acquire()
+        try:
+            while True:
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    return psycopg.connect(self._dsn, connect_timeout=self._timeout)
+                if not conn.closed:
+                    return conn
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def give(self, conn: psycopg.Connection[Any]) -> None:
+        if self._closed or conn.closed or conn.broken:
+            conn.close()
+        else:
+            self._idle.put(conn)
+        self._slots.release()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class PostgresEngine:
+    """Queries on one pipeline's silver table. Thread-safe."""
+
+    def __init__(self, dsn: str, pipeline_id: str, *, pool_size: int = 4, timeout_s: float = 30.0) -> None:
+        self.pipeline_id = pipeline_id
+        self._table = pgschema.table(pipeline_id)
+        self._pool = _Pool(dsn, pool_size, connect_timeout_s=5.0)
+        self._timeout_ms = int(timeout_s * 1000)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def run(self, query: Query) -> dict[str, Any]:
+        """The answer to `query`; StorageError when PostgreSQL cannot answer. Blocking."""
+        try:
+            conn = self._pool.take()
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL is not reachable for queries: {type(exc).__name__}") from exc
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self._timeout_ms)))
+                return self._run(conn, query)
+        except psycopg.Error as exc:
+            raise StorageError(f"query on PostgreSQL failed: {type(exc).__name__}: {exc}"[:500]) from exc
+        finally:
+            self._pool.give(conn)
+
+    def _run(self, conn: psycopg.Connection[Any], query: Query) -> dict[str, Any]:
+        present = {row[0] for row in conn.execute(pgschema.present_columns(), (pgschema.SCHEMA, self.pipeline_id))}
+        if not present:
+            return {"rows": []} if query.aggregate else {"rows": [], "next": None}
+        source = self._source(query, present)
+        if query.aggregate:
+            return aggregate_answer(query, self._fetch(conn, source, aggregate_sql("postgres", query)))
+        after_us = None
+        if query.after is not None:
+            found = self._fetch(conn, source, after_time_sql("postgres", query.after))
+            if not found:
+                raise QueryError(f"'after': no row with seq {query.after}", where="after")
+            after_us = found[0][0]
+        return raw_answer(query, self._fetch(conn, source, raw_sql("postgres", query, after_time_us=after_us)))
+
+    def _source(self, query: Query, present: set[str]) -> sql.Composed:
+        wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
+        columns = [sql.SQL("seq"), sql.SQL("time"), *(_select(c, c.name in present) for c in wanted.values())]
+        return sql.SQL("WITH silver AS (SELECT {} FROM {})").format(sql.SQL(", ").join(columns), self._table)
+
+    @staticmethod
+    def _fetch(conn: psycopg.Connection[Any], source: sql.Composed, st: Statement) -> Sequence[Sequence[Any]]:
+        text = sql.SQL(" ").join([source, sql.SQL(st.text)])  # type: ignore[arg-type]
+        return conn.execute(text, st.params).fetchall()
+
+
+def _select(column: Column, present: bool) -> sql.Composable:
+    name = sql.Identifier(column.name)
+    if present:
+        return name
+    return sql.SQL("CAST(NULL AS {}) AS {}").format(sql.SQL(pgschema.PG_TYPES[column.type]), name)

@@ -1,0 +1,151 @@
+"""The SQL of a checked `Query`, for DuckDB and PostgreSQL alike: one builder, two dialects,
+so both stores answer with the same rows.
+
+Only names from the pipeline's schema reach the SQL text, each double-quoted after checking
+it is a plain identifier; every value (times, bucket width, seq, limit) is a bound parameter.
+The relation queried is named `silver` (a CTE or view the engine provides) with columns
+`seq`, `time` and the schema's fields. Buckets are computed on integer epoch microseconds,
+`e - ((e % w) + w) % w`, which floors to the epoch-aligned bucket in both dialects (also
+before 1970). Strings sort bytewise (`COLLATE "C"` on PostgreSQL, DuckDB's default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dash_ray.query.model import Agg, Column, Query
+
+__all__ = ["Dialect", "Statement", "after_time_sql", "aggregate_sql", "from_micros", "quote", "raw_sql"]
+
+Dialect = Literal["duckdb", "postgres"]
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def from_micros(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def quote(name: str) -> str:
+    """A schema name as a quoted SQL identifier; anything else is a bug (ValueError)."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return f'"{name}"'
+
+
+@dataclass
+class Statement:
+    """SQL text with positional placeholders and its parameters, in order."""
+
+    dialect: Dialect
+    parts: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, text: str, *params: Any) -> Statement:
+        self.parts.append(text)
+        self.params.extend(params)
+        return self
+
+    @property
+    def text(self) -> str:
+        sql = " ".join(self.parts)
+        return sql.replace("%", "%%").replace("?", "%s") if self.dialect == "postgres" else sql
+
+
+def _epoch_us(dialect: Dialect, column: str = "time") -> str:
+    if dialect == "duckdb":
+        return f"epoch_us({column})"
+    return f"(extract(epoch from {column}) * 1000000)::bigint"
+
+
+def _sort_key(dialect: Dialect, column: Column) -> str:
+    name = quote(column.name)
+    if dialect == "postgres" and column.type == "string":
+        return f'{name} COLLATE "C"'
+    return name
+
+
+def _where(st: Statement, query: Query) -> None:
+    # On the column itself, so PostgreSQL's index and DuckDB's row-group statistics apply.
+    st.add("WHERE TRUE")
+    if query.start_us is not None:
+        st.add("AND time >= ?", from_micros(query.start_us))
+    if query.end_us is not None:
+        st.add("AND time < ?", from_micros(query.end_us))
+
+
+def raw_sql(dialect: Dialect, query: Query, *, after_time_us: int | None = None) -> Statement:
+    """Rows in (time, seq) order (or its reverse), one more than `limit` so the caller knows
+    whether there is a next page. `after_time_us` is the time of the row `query.after`."""
+    st = Statement(dialect)
+    columns = ", ".join(quote(c.name) for c in query.fields)
+    st.add(f"SELECT seq, {_epoch_us(dialect)} AS time_us" + (f", {columns}" if columns else "") + " FROM silver")
+    _where(st, query)
+    if query.after is not None:
+        assert after_time_us is not None
+        e = _epoch_us(dialect)
+        op = ">" if query.order == "asc" else "<"
+        st.add(f"AND ({e} {op} ? OR ({e} = ? AND seq {op} ?))", after_time_us, after_time_us, query.after)
+    direction = "ASC" if query.order == "asc" else "DESC"
+    st.add(f"ORDER BY time {direction}, seq {direction} LIMIT ?", query.limit + 1)
+    return st
+
+
+def after_time_sql(dialect: Dialect, seq: int) -> Statement:
+    """The time (epoch microseconds) of the row with `seq`."""
+    return Statement(dialect).add(f"SELECT {_epoch_us(dialect)} FROM silver WHERE seq = ?", seq)
+
+
+def _agg_expr(dialect: Dialect, agg: Agg) -> str:
+    if agg.column is None:
+        return "count(*)"
+    name = quote(agg.column.name)
+    if agg.fn == "count":
+        return f"count({name})"
+    if agg.fn == "avg":
+        return f"avg({name})::double precision" if dialect == "postgres" else f"avg({name})"
+    if agg.fn == "sum" and agg.column.type == "int" and dialect == "postgres":
+        return f"sum({name})"  # numeric: exact, as DuckDB's HUGEINT
+    if agg.fn in ("min", "max") and agg.column.type == "bool" and dialect == "postgres":
+        return f"{'bool_and' if agg.fn == 'min' else 'bool_or'}({name})"  # PostgreSQL has no max(boolean)
+    if agg.fn in ("sum", "min", "max"):
+        return f"{agg.fn}({name})"
+    direction = "" if agg.fn == "first" else " DESC"
+    if dialect == "duckdb":
+        fn = "arg_min" if agg.fn == "first" else "arg_max"
+        return f"{fn}({name}, ({_epoch_us(dialect)}, seq)) FILTER (WHERE {name} IS NOT NULL)"
+    return f"(array_agg({name} ORDER BY time{direction}, seq{direction}) FILTER (WHERE {name} IS NOT NULL))[1]"
+
+
+def aggregate_sql(dialect: Dialect, query: Query) -> Statement:
+    """One row per bucket (when `bucket_us`) and `by` group that holds rows, ordered by
+    bucket then the `by` fields, nulls last; columns `bucket_us`?, the by fields, then each
+    aggregate named as the API names it."""
+    st = Statement(dialect)
+    select: list[str] = []
+    keys: list[str] = []
+    order: list[str] = []
+    params: list[Any] = []
+    if query.bucket_us is not None:
+        e = _epoch_us(dialect)
+        select.append(f"({e} - ((({e} % ?) + ?) % ?)) AS bucket_us")
+        params += [query.bucket_us] * 3
+        keys.append("bucket_us")
+        order.append("bucket_us")
+    for column in query.by:
+        select.append(quote(column.name))
+        keys.append(quote(column.name))
+        order.append(f"{_sort_key(dialect, column)} NULLS LAST")
+    select += [f"{_agg_expr(dialect, agg)} AS {quote(agg.name)}" for agg in query.aggs]
+    st.add("SELECT " + ", ".join(select) + " FROM silver", *params)
+    _where(st, query)
+    if keys:
+        st.add("GROUP BY " + ", ".join(keys))
+    st.add("HAVING count(*) > 0")
+    if order:
+        st.add("ORDER BY " + ", ".join(order))
+    st.add("LIMIT ?", query.limit)
+    return st
