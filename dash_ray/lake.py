@@ -20,7 +20,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -33,8 +33,11 @@ from dash_ray.errors import StorageError
 
 __all__ = ["AREAS", "Area", "Lake", "LakeFile"]
 
-Area = Literal["bronze", "silver", "dead"]
+# The three areas of every pipeline, and rollup areas named `rollup-<granularity>-<plan key>`
+# (partial aggregates kept beside silver; see dash_ray.query.rollup).
+Area = str
 AREAS: tuple[Area, ...] = ("bronze", "silver", "dead")
+_ROLLUP_AREA = re.compile(r"^rollup-[0-9a-z]{2,4}-[0-9a-f]{10}$")
 _NAME = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/(\d{20})-(\d{20})\.parquet$")
 # zstd: at level 1 it writes about as fast as snappy here and makes files ~30% smaller.
 _COMPRESSION = "zstd"
@@ -84,9 +87,16 @@ class Lake:
         return self._local
 
     def _dir(self, area: Area, pipeline: str) -> str:
-        if area not in AREAS:
+        if area not in AREAS and not _ROLLUP_AREA.match(area):
             raise ValueError(f"unknown lake area {area!r}")
         return f"{self.root}/{area}/{pipeline}"
+
+    def rollup_areas(self) -> list[Area]:
+        """The rollup areas present in the lake (any pipeline)."""
+        if not self._guard(self.fs.exists, self.root):
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self._guard(self.fs.ls, self.root, detail=False)]
+        return sorted(n for n in names if _ROLLUP_AREA.match(n))
 
     def path(self, area: Area, pipeline: str, *, first_seq: int, last_seq: int, day: dt.date) -> str:
         return f"{self._dir(area, pipeline)}/date={day.isoformat()}/{first_seq:020d}-{last_seq:020d}.parquet"
@@ -118,8 +128,8 @@ class Lake:
         return len(doomed)
 
     def purge(self, pipeline: str) -> None:
-        """Delete every area of `pipeline`."""
-        for area in AREAS:
+        """Delete every area of `pipeline`, rollups included."""
+        for area in (*AREAS, *self.rollup_areas()):
             directory = self._dir(area, pipeline)
             if self._guard(self.fs.exists, directory):
                 self._guard(self.fs.rm, directory, recursive=True)

@@ -17,7 +17,10 @@ from dash_ray.errors import QueryError, StorageError
 from dash_ray.lake import Lake, LakeFile
 from dash_ray.query.model import Column, Query
 from dash_ray.query.result import aggregate_answer, raw_answer
+from dash_ray.query.rollup import RollupPlan
+from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
+from dash_ray.silver.lake import rollup_area
 
 __all__ = ["DuckDBEngine", "days_of"]
 
@@ -36,9 +39,11 @@ def days_of(query: Query) -> tuple[dt.date | None, dt.date | None]:
 class DuckDBEngine:
     """Queries on one pipeline's silver area. Thread-safe: each query runs on its own cursor."""
 
-    def __init__(self, lake: Lake, pipeline_id: str, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+    def __init__(self, lake: Lake, pipeline_id: str, *, plan: RollupPlan | None = None,
+                 memory_limit: str = "1GB", threads: int = 2) -> None:
         self.lake = lake
         self.pipeline_id = pipeline_id
+        self.plan = plan
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": threads})
         self._lock = threading.Lock()
 
@@ -48,15 +53,15 @@ class DuckDBEngine:
 
     def run(self, query: Query) -> dict[str, Any]:
         """The answer to `query` (see dash_ray.query.model for its semantics). Blocking."""
-        files = self._files(query)
+        files = self._files("silver", query)
         if not files:
             return {"rows": [], "next": None} if not query.aggregate else {"rows": []}
         with self._lock:
             cursor = self._con.cursor()
         try:
-            source = self._source(cursor, files, query)
             if query.aggregate:
-                return aggregate_answer(query, self._fetch(cursor, source, aggregate_sql("duckdb", query)))
+                return aggregate_answer(query, self._aggregate(cursor, files, query))
+            source = self._source(cursor, {"silver": files}, _wanted(query))
             after_us = None
             if query.after is not None:
                 found = self._fetch(cursor, source, after_time_sql("duckdb", query.after))
@@ -69,31 +74,67 @@ class DuckDBEngine:
         finally:
             cursor.close()
 
-    def _files(self, query: Query) -> list[LakeFile]:
+    def _aggregate(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
+        """From rollups where they can answer (merged with the raw edges and with ranges not
+        rolled up yet), else from the raw rows."""
+        plan = self.plan
+        granularity = plan.choose(query) if plan is not None else None
+        if plan is None or granularity is None or middle_of(query, granularity) is None:
+            return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
+                               aggregate_sql("duckdb", query))
+        rolled = self._files(rollup_area(plan, granularity), query)
+        if not rolled:
+            return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
+                               aggregate_sql("duckdb", query))
+        covered: dict[dt.date, list[LakeFile]] = {}
+        for f in rolled:
+            covered.setdefault(f.day, []).append(f)
+        unrolled = [f for f in files if not any(r.first_seq <= f.first_seq and f.last_seq <= r.last_seq
+                                                for r in covered.get(f.day, ()))]
+        relations = {"silver": files, "rolled": rolled, **({"unrolled": unrolled} if unrolled else {})}
+        columns = {c.name: c for c in (*plan.by, *plan.fields)}
+        source = self._source(cursor, relations, columns)
+        return self._fetch(cursor, source, rollup_sql("duckdb", query, plan, granularity,
+                                                      has_unrolled=bool(unrolled)))
+
+    def _files(self, area: str, query: Query) -> list[LakeFile]:
         first, last = days_of(query)
-        return [f for f in self.lake.files("silver", self.pipeline_id)
+        return [f for f in self.lake.files(area, self.pipeline_id)
                 if (first is None or f.day >= first) and (last is None or f.day <= last)]
 
-    def _source(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Statement:
-        """The `silver` CTE: the chosen files with every column the query names (a field no
-        file has yet, added by a later spec version, reads as null)."""
-        wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
-        if self.lake.is_local:
-            paths = [f.path for f in files]
-            relation = cursor.read_parquet(paths, union_by_name=True)
-            present = set(relation.columns)
-            scan, params = "read_parquet(?, union_by_name = true)", [paths]
-        else:
-            dataset = self.lake.dataset_of(files)
-            cursor.register("silver_files", dataset)
-            present = set(dataset.schema.names)
-            scan, params = "silver_files", []
-        columns = ["seq", "time", *(_select(c, c.name in present) for c in wanted.values())]
-        return Statement("duckdb").add(f"WITH silver AS (SELECT {', '.join(columns)} FROM {scan})", *params)
+    def _source(self, cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[LakeFile]],
+                wanted: dict[str, Column]) -> Statement:
+        """`WITH name AS (...)` for each relation: its files, with every column of `wanted`
+        for silver ones (a field no file has yet, added by a later spec version, reads as
+        null); rollup relations keep their own columns."""
+        st = Statement("duckdb")
+        parts = []
+        for name, files in relations.items():
+            if self.lake.is_local:
+                paths = [f.path for f in files]
+                present = set(cursor.read_parquet(paths, union_by_name=True).columns)
+                scan, params = "read_parquet(?, union_by_name = true)", [paths]
+            else:
+                dataset = self.lake.dataset_of(files)
+                cursor.register(f"{name}_files", dataset)
+                present = set(dataset.schema.names)
+                scan, params = f"{name}_files", []
+            if name == "rolled":
+                columns = ["*"]
+            else:
+                columns = ["seq", "time", *(_select(c, c.name in present) for c in wanted.values())]
+            parts.append(f"{name} AS (SELECT {', '.join(columns)} FROM {scan})")
+            st.params.extend(params)
+        st.parts.append("WITH " + ", ".join(parts))
+        return st
 
     @staticmethod
     def _fetch(cursor: duckdb.DuckDBPyConnection, source: Statement, st: Statement) -> Sequence[Sequence[Any]]:
         return cursor.execute(f"{source.text} {st.text}", [*source.params, *st.params]).fetchall()
+
+
+def _wanted(query: Query) -> dict[str, Column]:
+    return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
 
 
 def _select(column: Column, present: bool) -> str:

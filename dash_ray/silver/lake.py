@@ -1,6 +1,7 @@
 """The embedded silver store: mapped rows as Parquet files in the lake's `silver` area, one
 file per sequence range and *event* date (see `dash_ray.lake` for the layout), so a query on
-a time range reads only the files of its days. Queried with DuckDB."""
+a time range reads only the files of its days; beside them, per range and day, the rollup
+plan's partial aggregates in `rollup-<granularity>-<plan>` areas. Queried with DuckDB."""
 
 from __future__ import annotations
 
@@ -11,17 +12,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake
+from dash_ray.query.rollup import RollupPlan, partials
 
-__all__ = ["LakeSilver", "split_by_event_day"]
+__all__ = ["LakeSilver", "rollup_area", "split_by_day"]
 
 _US_PER_DAY = 86_400_000_000
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def split_by_event_day(rows: pa.Table) -> list[tuple[dt.date, pa.Table]]:
-    """`rows` grouped by the UTC date of their `time` column, days in order, rows in their
-    input order within a day."""
-    micros = pc.cast(rows.column("time"), pa.int64()).to_numpy(zero_copy_only=False)
+def rollup_area(plan: RollupPlan, granularity: str) -> str:
+    return f"rollup-{granularity}-{plan.key}"
+
+
+def split_by_day(rows: pa.Table, column: str = "time") -> list[tuple[dt.date, pa.Table]]:
+    """`rows` grouped by the UTC date of `column` (a timestamp, or epoch microseconds), days
+    in order, rows in their input order within a day."""
+    micros = pc.cast(rows.column(column), pa.int64()).to_numpy(zero_copy_only=False)
     days = np.floor_divide(micros, _US_PER_DAY)
     unique = np.unique(days)
     if len(unique) == 1:
@@ -31,25 +37,36 @@ def split_by_event_day(rows: pa.Table) -> list[tuple[dt.date, pa.Table]]:
 
 
 class LakeSilver:
-    """`SilverStore` over one pipeline's `silver` area of a lake."""
+    """`SilverStore` over one pipeline's `silver` area of a lake (and its rollup areas)."""
 
-    def __init__(self, lake: Lake, pipeline_id: str) -> None:
+    def __init__(self, lake: Lake, pipeline_id: str, plan: RollupPlan | None = None) -> None:
         self.lake = lake
         self.pipeline_id = pipeline_id
+        self.plan = plan
 
     def __repr__(self) -> str:
         return f"LakeSilver({self.lake.url!r}, {self.pipeline_id!r})"
 
     def write(self, rows: pa.Table, *, first_seq: int, last_seq: int) -> None:
-        """One file per event day of the range. Idempotent by range: the names depend only
-        on the range and the rows, so a retry replaces them. An empty `rows` writes nothing."""
+        """One file per event day of the range, then its partials per day and granularity.
+        Idempotent by range: the names depend only on the range and the rows, so a retry
+        replaces them. An empty `rows` writes nothing."""
         if not rows.num_rows:
             return
-        for day, part in split_by_event_day(rows):
+        for day, part in split_by_day(rows):
             self.lake.write("silver", self.pipeline_id, part, first_seq=first_seq, last_seq=last_seq, day=day)
+        if self.plan is None:
+            return
+        for granularity in self.plan.granularities:
+            for day, part in split_by_day(partials(rows, self.plan, granularity), "bucket_us"):
+                self.lake.write(rollup_area(self.plan, granularity), self.pipeline_id, part,
+                                first_seq=first_seq, last_seq=last_seq, day=day)
 
     def discard_after(self, seq: int) -> int:
-        return self.lake.remove_after("silver", self.pipeline_id, seq)
+        removed = self.lake.remove_after("silver", self.pipeline_id, seq)
+        for area in self.lake.rollup_areas():
+            removed += self.lake.remove_after(area, self.pipeline_id, seq)
+        return removed
 
     def stored_seq(self) -> int:
         return self.lake.last_seq("silver", self.pipeline_id)

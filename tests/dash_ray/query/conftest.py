@@ -18,6 +18,7 @@ from dash_ray.lake import Lake
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.query.model import Column, Schema
 from dash_ray.query.postgres import PostgresEngine
+from dash_ray.query.rollup import plan_for
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.postgres import PostgresSilver
 
@@ -50,9 +51,12 @@ class Stores:
     def __init__(self, tmp_path: Path, dsn: str) -> None:
         self.pipeline_id = f"q-{uuid.uuid4().hex[:8]}"
         self.lake = Lake.from_url(str(tmp_path / "lake"))
-        self.lake_silver = LakeSilver(self.lake, self.pipeline_id)
+        self.plan = plan_for(SCHEMA, by=["device", "ok"], granularities=["10s", "1m", "1h", "1d"])
+        self.lake_silver = LakeSilver(self.lake, self.pipeline_id, self.plan)
         self.pg_silver = PostgresSilver(dsn, self.pipeline_id, list(SCHEMA.columns))
+        # Each store answers raw and, where a query allows, from its rollups.
         self.engines = {"duckdb": DuckDBEngine(self.lake, self.pipeline_id),
+                        "duckdb+rollups": DuckDBEngine(self.lake, self.pipeline_id, plan=self.plan),
                         "postgres": PostgresEngine(dsn, self.pipeline_id)}
 
     def write(self, rows: list[dict[str, Any]], *, chunk: int = 50) -> None:
@@ -70,15 +74,25 @@ class Stores:
         self.pg_silver.close()
 
 
-@pytest.fixture()
-def stores(tmp_path: Path, pg_dsn: str) -> Iterator[Stores]:
-    made = Stores(tmp_path, pg_dsn)
+def _stores(path: Path, dsn: str) -> Iterator[Stores]:
+    made = Stores(path, dsn)
     try:
         yield made
     finally:
         made.close()
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP TABLE IF EXISTS dash_silver."{made.pipeline_id}"')
+
+
+@pytest.fixture()
+def stores(tmp_path: Path, pg_dsn: str) -> Iterator[Stores]:
+    yield from _stores(tmp_path, pg_dsn)
+
+
+@pytest.fixture(scope="module")
+def module_stores(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[Stores]:
+    """Stores shared by a module's read-only tests (writing is the slow part)."""
+    yield from _stores(tmp_path_factory.mktemp("stores"), pg_dsn)
 
 
 def same(a: Any, b: Any, path: str = "", depth: int = 0) -> None:

@@ -62,11 +62,11 @@ QUERIES: list[dict[str, str]] = [
 ]
 
 
-@pytest.fixture()
-def filled(stores: Stores) -> tuple[Stores, list[dict[str, Any]]]:
+@pytest.fixture(scope="module")
+def filled(module_stores: Stores) -> tuple[Stores, list[dict[str, Any]]]:
     rows = sample_rows()
-    stores.write(rows)
-    return stores, rows
+    module_stores.write(rows)
+    return module_stores, rows
 
 
 @pytest.mark.parametrize("params", QUERIES, ids=[str(sorted(q.items())) for q in QUERIES])

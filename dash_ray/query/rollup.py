@@ -1,0 +1,136 @@
+"""Rollups: per-bucket partial aggregates of a pipeline's silver rows, kept by the store as
+each range is written, so an aggregate over millions of rows reads thousands.
+
+A `RollupPlan` says which rows are rolled up: grouped by the epoch-aligned bucket of each
+granularity (10s, 1m, 1h by default) and by the `by` fields (default: the string and bool
+fields, at most four), with partials for each numeric field. A partial row holds, per field,
+the non-null count, the sum (exact decimal for int fields), min, max, and the first and last
+non-null value with the (time, seq) that orders them: everything the query API's functions
+need, and all of it mergeable, so partials of different ranges combine into the same answer
+as the raw rows (the contract suite checks this on every store).
+
+A query uses a rollup when its bucket is a multiple of the granularity, its `by` fields are a
+subset of the plan's and its functions are on numeric fields (or `count`); the range's edges
+that do not fill a whole rollup bucket, and ranges not rolled up yet, are read raw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dash_ray.query.model import NUMERIC, Column, Query, Schema
+
+__all__ = ["GRANULARITIES", "RollupPlan", "partials", "plan_for"]
+
+GRANULARITIES: dict[str, int] = {"10s": 10_000_000, "1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
+DEFAULT_GRANULARITIES = ("10s", "1m", "1h")
+MAX_DEFAULT_BY = 4
+_SUMS = {"int": pa.decimal128(38, 0), "double": pa.float64()}
+_VALUES = {"int": pa.int64(), "double": pa.float64()}
+PARTS = ("n", "sum", "min", "max", "first", "first_t", "first_s", "last", "last_t", "last_s")
+
+
+def part(column: Column, what: str) -> str:
+    """The name of a partial column: `<field>__<what>`, or a digest for a long field name
+    (identifiers stop at 63 characters in PostgreSQL)."""
+    base = column.name if len(column.name) <= 48 else "h" + hashlib.sha1(column.name.encode()).hexdigest()[:12]
+    return f"{base}__{what}"
+
+
+@dataclass(frozen=True)
+class RollupPlan:
+    by: tuple[Column, ...]
+    fields: tuple[Column, ...]
+    granularities: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """Names the plan: partials of another plan are not used (they group differently)."""
+        text = "|".join([",".join(f"{c.name}:{c.type}" for c in self.by),
+                         ",".join(f"{c.name}:{c.type}" for c in self.fields), ",".join(self.granularities)])
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+    def schema(self) -> pa.Schema:
+        """Columns of a partial row: bucket_us, the by fields, rows, then each field's parts."""
+        fields = [pa.field("bucket_us", pa.int64()), *(pa.field(c.name, _arrow(c)) for c in self.by),
+                  pa.field("rows", pa.int64())]
+        for c in self.fields:
+            types = {"n": pa.int64(), "sum": _SUMS[c.type], "first_t": pa.int64(), "first_s": pa.int64(),
+                     "last_t": pa.int64(), "last_s": pa.int64()}
+            fields += [pa.field(part(c, p), types.get(p, _VALUES[c.type])) for p in PARTS]
+        return pa.schema(fields)
+
+    def choose(self, query: Query) -> str | None:
+        """The coarsest granularity that can answer `query`, or None (read it raw)."""
+        if not query.aggregate or not set(query.by) <= set(self.by):
+            return None
+        for agg in query.aggs:
+            if agg.column is not None and agg.column not in self.fields:
+                return None
+        fits = [g for g in self.granularities
+                if query.bucket_us is None or query.bucket_us % GRANULARITIES[g] == 0]
+        return max(fits, key=GRANULARITIES.__getitem__, default=None)
+
+
+def _arrow(column: Column) -> pa.DataType:
+    return {"string": pa.string(), "bool": pa.bool_(), "int": pa.int64(), "double": pa.float64(),
+            "timestamp": pa.timestamp("us", tz="UTC")}[column.type]
+
+
+def plan_for(schema: Schema, *, by: Sequence[str] | None = None,
+             granularities: Sequence[str] = DEFAULT_GRANULARITIES) -> RollupPlan | None:
+    """The plan for a pipeline's schema; None when nothing is worth rolling up."""
+    if by is None:
+        dims = tuple(c for c in schema.columns if c.type in ("string", "bool"))[:MAX_DEFAULT_BY]
+    else:
+        dims = tuple(c for name in by if (c := schema.get(name)) is not None)
+    fields = tuple(c for c in schema.columns if c.type in NUMERIC and c not in dims)
+    if not granularities:
+        return None
+    return RollupPlan(dims, fields, tuple(sorted(set(granularities), key=GRANULARITIES.__getitem__)))
+
+
+def partials(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
+    """The partial rows of `rows` (mapped silver rows: seq, time, fields) for one granularity,
+    one per bucket and `by` group; columns missing from `rows` count as null."""
+    width = GRANULARITIES[granularity]
+    if not rows.num_rows:
+        return plan.schema().empty_table()
+    ordered = rows.sort_by([("time", "ascending"), ("seq", "ascending")])
+    micros = pc.cast(ordered.column("time"), pa.int64())
+    values = micros.to_numpy(zero_copy_only=False)
+    columns: dict[str, pa.Array] = {"bucket_us": pa.array(values - np.mod(values, width), pa.int64())}
+    n = ordered.num_rows
+    for c in plan.by:
+        columns[c.name] = ordered.column(c.name) if c.name in ordered.column_names else pa.nulls(n, _arrow(c))
+    columns["_one"] = pa.array(np.ones(n, dtype=np.int64))
+    aggregations: list[tuple[str, str]] = [("_one", "sum")]
+    for c in plan.fields:
+        value = ordered.column(c.name).cast(_VALUES[c.type]) if c.name in ordered.column_names else pa.nulls(
+            n, _VALUES[c.type])
+        valid = pc.is_valid(value)
+        columns[f"{c.name}#v"] = value
+        columns[f"{c.name}#s"] = value.cast(_SUMS[c.type])
+        columns[f"{c.name}#t"] = pc.if_else(valid, micros, pa.nulls(n, pa.int64()))
+        columns[f"{c.name}#q"] = pc.if_else(valid, ordered.column("seq"), pa.nulls(n, pa.int64()))
+        aggregations += [(f"{c.name}#v", "count"), (f"{c.name}#s", "sum"), (f"{c.name}#v", "min"),
+                         (f"{c.name}#v", "max"), (f"{c.name}#v", "first"), (f"{c.name}#t", "first"),
+                         (f"{c.name}#q", "first"), (f"{c.name}#v", "last"), (f"{c.name}#t", "last"),
+                         (f"{c.name}#q", "last")]
+    keys = ["bucket_us", *(c.name for c in plan.by)]
+    grouped = pa.table(columns).group_by(keys, use_threads=False).aggregate(aggregations)
+    out = {"bucket_us": grouped.column("bucket_us"), **{c.name: grouped.column(c.name) for c in plan.by},
+           "rows": grouped.column("_one_sum")}
+    for c in plan.fields:
+        sources = {"n": "#v_count", "sum": "#s_sum", "min": "#v_min", "max": "#v_max", "first": "#v_first",
+                   "first_t": "#t_first", "first_s": "#q_first", "last": "#v_last", "last_t": "#t_last",
+                   "last_s": "#q_last"}
+        for what in PARTS:
+            out[part(c, what)] = grouped.column(f"{c.name}{sources[what]}")
+    return pa.table(out).cast(plan.schema())
