@@ -269,7 +269,7 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 
 def _write_local(path: str, data: bytes) -> None:
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    _makedirs_synced(directory)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -281,6 +281,25 @@ def _write_local(path: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(directory)
+
+
+def _makedirs_synced(directory: str) -> None:
+    """`os.makedirs`, then fsync the parent of each folder it created (top down): a new
+    folder's entry in its parent is not durable until the parent is synced."""
+    missing = []
+    path = os.path.abspath(directory)
+    while not os.path.isdir(path):
+        missing.append(path)
+        if os.path.dirname(path) == path:
+            break
+        path = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(os.path.dirname(created))
+
+
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -5,12 +5,16 @@ in a local folder); a replicated backend for clusters implements the same four m
 An entry is `(key, data)`: opaque bytes under a key that never decreases (the pipeline uses
 the last sequence number an entry holds). Every backend guarantees:
 - `append` resolves only once the entry is durable (for the file log: written and
-  fdatasync'd); appends are durable and recovered in call order; an append that fails
-  leaves nothing behind that `open` would return.
+  fdatasync'd); appends are durable and recovered in call order. An append whose future
+  fails leaves nothing behind that `open` would return, and the log then refuses further
+  appends until it is reopened.
 - `open` returns every entry not yet trimmed, in order, exactly once, or raises
   WalCorruptError rather than silently drop an acknowledged entry.
 - `trim(k)` removes entries with key <= k at the backend's granularity (whole segments for
   the file log, so some may survive until later); it never removes an entry with key > k.
+  It is done by the log itself, ordered with the writes, never by the caller's thread.
+- `close` finishes what is pending; it is idempotent, and after it appends are refused.
+Tests: `tests/dash_ray/log/test_contract.py` runs these against every backend.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class LogStats:
     appended: int = 0
     fsyncs: int = 0
     last_key: int = 0
-    truncated_bytes: int = 0
+    truncated_bytes: int = 0  # torn tail cut by open
+    trimmed: int = 0  # storage units trim deleted (segments for the file log)
 
 
 class Log(Protocol):
@@ -47,19 +52,22 @@ class Log(Protocol):
 
     def open(self) -> list[Entry]:
         """Recover: every entry still in the log, in order; then accept appends. Blocking
-        I/O: call it in a thread. Raises WalCorruptError when the log is damaged."""
+        I/O: call it in a thread. Raises WalCorruptError when the log is damaged (and then
+        changes nothing), RuntimeError when called twice."""
         ...
 
     def append(self, key: int, data: bytes) -> asyncio.Future[None]:
         """Queue an entry now (so appends keep call order); the future resolves once it is
-        durable and fails with the write error otherwise."""
+        durable and fails with OSError otherwise. Raises RuntimeError when the log is not
+        open (not yet, closed, or failed), ValueError when `key` is below the last key."""
         ...
 
     async def trim(self, through_key: int) -> None:
-        """Drop entries with key <= `through_key` (their data is stored elsewhere). Never
-        blocks the event loop; safe while appends run."""
+        """Drop entries with key <= `through_key` (their data is stored elsewhere) and return
+        once done. Never blocks the event loop; safe while appends run and while other trims
+        wait (the highest key wins). Does nothing when the log is not open."""
         ...
 
     async def close(self) -> None:
-        """Finish pending appends and release the log. Idempotent."""
+        """Finish pending appends and trims and release the log. Idempotent."""
         ...

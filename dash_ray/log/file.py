@@ -1,87 +1,51 @@
-"""The write-ahead log of one pipeline: append with group commit, recover, trim.
+"""The write-ahead log of one pipeline in a local folder: append with group commit, recover, trim.
 
-An entry is `(key, data)`; keys never decrease (the pipeline uses the last sequence number of
-the batch). The log is a directory of segment files `<n>.wal`, each a run of frames:
-
-    magic u32 | length u32 | key u64 | crc32(key, data) u32 | data
+The folder holds segment files `<n>.wal` (format and recovery in `segments.py`). One writer
+thread owns them: it alone writes, syncs, rolls and deletes segments, so a trim can never
+close or remove a file that a write is about to use.
 
 Guarantees:
 - `append(...)` resolves only after the entry is written and `fdatasync`'d; entries appended
   while a sync is running share the next one (group commit), so concurrent appenders pay for
-  one sync between them. The event loop never blocks on the disk: a writer thread does it.
+  one sync between them. The event loop never blocks on the disk: the writer thread does it.
 - Entries are made durable, and recovered by `open()`, in append order.
 - A crash can leave a torn frame at the end of the last segment; `open()` cuts it off (those
-  bytes were never acknowledged). Damage anywhere else is `WalCorruptError`: recovery refuses
-  to guess rather than silently dropping acknowledged data.
-- After a failed write the log is truncated back to its last good frame and the pending
-  appends fail; nothing is acknowledged that did not reach the disk.
-Not guaranteed: anything on a disk that lies about fsync.
+  bytes were never acknowledged). A bad frame with a valid one after it, or anything bad in an
+  earlier segment, is `WalCorruptError`: recovery refuses rather than drop acknowledged data.
+- A failed write or sync truncates the segment back to its last synced frame, fails every
+  append not yet durable, and fails the log (later appends raise). When a group spans a roll,
+  the part synced before the roll is durable and its appends succeed.
+- `trim(k)` is done by the writer between groups; it deletes whole segments whose entries all
+  have key <= k (rolling the active one first when all of its entries do) and never one that
+  holds a key > k.
+- New folders, new segment files and trim's deletions are fsync'd into their directory.
+Not guaranteed: anything on a disk that lies about fsync; telling a damaged last frame from a
+torn write (both are cut, as nothing valid follows them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import struct
 import threading
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, LogStats
+from dash_ray.log.segments import Segment, encode, make_dirs, recover, segment_path, sync_dir
 
 __all__ = ["WriteAheadLog"]
 
 log = logging.getLogger(__name__)
 
-_MAGIC = 0xDA5B_10C1
-_FRAME = struct.Struct("<IIQI")
-_KEY = struct.Struct("<Q")
-_SUFFIX = ".wal"
-
-
-@dataclass
-class _Segment:
-    number: int
-    path: Path
-    size: int = 0
-    max_key: int | None = None
-
-
-def _crc(key: int, data: bytes) -> int:
-    return zlib.crc32(data, zlib.crc32(_KEY.pack(key)))
-
-
-def _frames(buf: bytes) -> Iterator[tuple[int, Entry | None, str | None]]:
-    """(offset, entry, problem) for each frame; stops at the first problem."""
-    offset = 0
-    end = len(buf)
-    while offset < end:
-        if end - offset < _FRAME.size:
-            yield offset, None, "incomplete frame header"
-            return
-        magic, length, key, crc = _FRAME.unpack_from(buf, offset)
-        if magic != _MAGIC:
-            yield offset, None, "bad magic"
-            return
-        start = offset + _FRAME.size
-        if start + length > end:
-            yield offset, None, "frame runs past the end of the file"
-            return
-        data = bytes(buf[start:start + length])
-        if _crc(key, data) != crc:
-            yield offset, None, "checksum mismatch"
-            return
-        yield offset, Entry(key, data), None
-        offset = start + length
+_Append = tuple[int, bytes, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 class WriteAheadLog:
-    """Append-only, group-committed log in one directory (which must hold only this log)."""
+    """Append-only, group-committed log in one directory (its `*.wal` files are this log's)."""
 
     def __init__(self, directory: str | Path, *, segment_bytes: int = 64 * 2**20, fsync: bool = True) -> None:
         self.directory = Path(directory)
@@ -89,13 +53,17 @@ class WriteAheadLog:
         self.fsync = fsync
         self.stats = LogStats()
         self._state: Literal["new", "open", "closed", "failed"] = "new"
-        self._segments: list[_Segment] = []
-        self._fd: int | None = None
-        self._lock = threading.Condition()
-        self._pending: list[tuple[int, bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._last_key = -1
+        # Shared with the writer thread, under the lock:
+        self._lock = threading.Condition()
+        self._pending: list[_Append] = []
+        self._trim_to: int | None = None
+        self._trim_waiters: list[_Waiter] = []
+        # The writer thread's alone once the log is open:
+        self._segments: list[Segment] = []
+        self._fd: int | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def state(self) -> str:
@@ -105,36 +73,16 @@ class WriteAheadLog:
 
     def open(self) -> list[Entry]:
         """Recover: every entry still in the log, in order. Cuts a torn tail; raises
-        WalCorruptError for damage elsewhere. Then the log accepts appends."""
+        WalCorruptError for damage elsewhere (leaving the files as they were). Then the log
+        accepts appends. Blocking I/O: call it in a thread. Creates the folder if needed."""
         if self._state != "new":
             raise RuntimeError(f"log is {self._state}")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        paths = sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem))
-        entries: list[Entry] = []
-        for i, path in enumerate(paths):
-            segment = _Segment(int(path.stem), path)
-            buf = path.read_bytes()
-            good = 0
-            for offset, entry, problem in _frames(buf):
-                if problem is not None:
-                    if i != len(paths) - 1:
-                        raise WalCorruptError(f"{path}: {problem} at byte {offset}; the log is damaged")
-                    dropped = len(buf) - offset
-                    log.warning("%s: cut %d byte(s) of torn tail (%s)", path, dropped, problem)
-                    self.stats.truncated_bytes += dropped
-                    with open(path, "r+b") as f:
-                        f.truncate(offset)
-                        os.fsync(f.fileno())
-                    break
-                assert entry is not None
-                if entry.key < self._last_key:
-                    raise WalCorruptError(f"{path}: key {entry.key} after {self._last_key} at byte {offset}")
-                entries.append(entry)
-                self._last_key = entry.key
-                segment.max_key = entry.key
-                good = offset + _FRAME.size + len(entry.data)
-            segment.size = good
-            self._segments.append(segment)
+        make_dirs(self.directory, sync=self.fsync)
+        recovery = recover(self.directory)
+        self._segments = recovery.segments
+        self.stats.truncated_bytes += recovery.truncated_bytes
+        if recovery.entries:
+            self._last_key = recovery.entries[-1].key
         if not self._segments:
             self._new_segment(1)
         self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -143,34 +91,27 @@ class WriteAheadLog:
         self._refresh_stats()
         self._thread = threading.Thread(target=self._writer, name=f"wal:{self.directory.name}", daemon=True)
         self._thread.start()
-        return entries
+        return recovery.entries
 
-    def _new_segment(self, number: int) -> _Segment:
-        segment = _Segment(number, self.directory / f"{number:012d}{_SUFFIX}")
+    def _new_segment(self, number: int) -> Segment:
+        segment = Segment(number, segment_path(self.directory, number))
         fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        self._sync_dir()
+        if self.fsync:
+            sync_dir(self.directory)
         self._segments.append(segment)
         return segment
-
-    def _sync_dir(self) -> None:
-        if not self.fsync:
-            return
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _refresh_stats(self) -> None:
         self.stats.segments = len(self._segments)
         self.stats.bytes = sum(s.size for s in self._segments)
 
-    # -- append ----------------------------------------------------------------------------
+    # -- the event loop's side -------------------------------------------------------------
 
     def append(self, key: int, data: bytes) -> asyncio.Future[None]:
-        """Queue an entry now (so appends keep call order) and return a future that
-        resolves once it is durable, or fails with the write error."""
+        """Queue an entry now (so appends keep call order) and return a future that resolves
+        once it is durable, or fails with OSError. Raises RuntimeError when the log is not
+        open (not yet, closed, or failed) and ValueError when `key` is below the last key."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
@@ -183,127 +124,150 @@ class WriteAheadLog:
             self._lock.notify()
         return future
 
-    def _writer(self) -> None:
-        while True:
-            with self._lock:
-                while not self._pending and self._state == "open":
-                    self._lock.wait()
-                group, self._pending = self._pending, []
-                if not group and self._state != "open":
-                    return
-            error: BaseException | None = None
-            try:
-                self._write_group(group)
-            except BaseException as exc:  # noqa: BLE001 - reported to every waiter
-                error = exc
-                log.exception("write-ahead log %s: write failed", self.directory)
-                with self._lock:
-                    self._failure = exc
-                    self._state = "failed"
-                    failed, self._pending = self._pending, []
-                group += failed
-            for _, _, loop, future in group:
-                try:
-                    loop.call_soon_threadsafe(_settle, future, error)
-                except RuntimeError:
-                    pass  # the loop is gone; nobody waits any more
-            if error is not None:
+    async def trim(self, through_key: int) -> None:
+        """Ask the writer to delete every segment whose entries all have key <= `through_key`
+        (their data is stored elsewhere) and wait until it has. Trims asked for while one is
+        waiting merge (the highest key wins). Safe while appends run; never blocks the loop.
+        Does nothing when the log is not open, or fails before it gets to the trim; raises
+        OSError when the trim's own I/O fails (the log has then failed too)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._state != "open":
                 return
+            self._trim_to = through_key if self._trim_to is None else max(self._trim_to, through_key)
+            self._trim_waiters.append((loop, future))
+            self._lock.notify()
+        await future
 
-    def _write_group(self, group: list[tuple[int, bytes, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
-        chunks: list[bytes] = []
-        size = 0
-        max_key = None
-        for key, data, _, _ in group:
-            frame = _FRAME.pack(_MAGIC, len(data), key, _crc(key, data)) + data
+    async def close(self) -> None:
+        """Finish the pending appends and trims, then close. Idempotent."""
+        with self._lock:
+            if self._state in ("new", "open"):
+                self._state = "closed"
+            self._lock.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        self._state = "closed"
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _writer(self) -> None:
+        try:
+            while self._serve_once():
+                pass
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _serve_once(self) -> bool:
+        """Write what is pending, then trim what was asked; False once the log is done."""
+        with self._lock:
+            while not self._pending and self._trim_to is None and self._state == "open":
+                self._lock.wait()
+            group, self._pending = self._pending, []
+            trim_to, self._trim_to = self._trim_to, None
+            waiters, self._trim_waiters = self._trim_waiters, []
+            if not group and trim_to is None:
+                return False  # closed, and nothing left to do
+        trimming = False
+        try:
+            self._write_group(group)
+            if trim_to is not None:
+                trimming = True
+                self._trim(trim_to)
+        except BaseException as exc:  # noqa: BLE001 - reported to every waiter
+            log.exception("write-ahead log %s: %s failed", self.directory, "trim" if trimming else "write")
+            with self._lock:
+                self._failure = exc
+                self._state = "failed"
+                group += self._pending
+                later = self._trim_waiters
+                self._pending, self._trim_waiters, self._trim_to = [], [], None
+            _settle_all([(loop, future) for _, _, loop, future in group], exc)
+            _settle_all(waiters, exc if trimming else None)
+            _settle_all(later, None)
+            return False
+        _settle_all(waiters, None)
+        return True
+
+    def _write_group(self, group: list[_Append]) -> None:
+        """Write `group` in order, one synced run per segment. Each run's appends are resolved
+        and removed from the front of `group` once durable, so on an error `group` holds
+        exactly the appends that are not."""
+        while group:
             segment = self._segments[-1]
-            if segment.size + size + len(frame) > self.segment_bytes and (segment.size + size) > 0:
-                self._flush(chunks, size, max_key)
-                chunks, size, max_key = [], 0, None
-                self._roll()
-            chunks.append(frame)
-            size += len(frame)
-            max_key = key
-        self._flush(chunks, size, max_key)
-        if self.fsync:
-            assert self._fd is not None
-            os.fdatasync(self._fd)
-            self.stats.fsyncs += 1
-        self.stats.appended += len(group)
-        self.stats.last_key = group[-1][0]
+            chunks: list[bytes] = []
+            size = 0
+            for key, data, _, _ in group:
+                frame = encode(key, data)
+                if segment.size + size + len(frame) > self.segment_bytes and segment.size + size > 0:
+                    break
+                chunks.append(frame)
+                size += len(frame)
+            if not chunks:
+                self._roll()  # the active segment is full
+                continue
+            count = len(chunks)
+            self._write(segment, b"".join(chunks), max_key=group[count - 1][0])
+            done = group[:count]
+            del group[:count]
+            self.stats.appended += count
+            self.stats.last_key = done[-1][0]
+            _settle_all([(loop, future) for _, _, loop, future in done], None)
 
-    def _flush(self, chunks: list[bytes], size: int, max_key: int | None) -> None:
-        if not chunks:
-            return
+    def _write(self, segment: Segment, data: bytes, *, max_key: int) -> None:
         assert self._fd is not None
-        segment = self._segments[-1]
-        data = b"".join(chunks)
         try:
             view = memoryview(data)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+            if self.fsync:
+                os.fdatasync(self._fd)
+                self.stats.fsyncs += 1
         except BaseException:
-            # Leave only whole frames behind, so the next open sees a clean log.
-            os.ftruncate(self._fd, segment.size)
+            # Leave only synced frames behind, so the next open sees none of this run.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, segment.size)
+                if self.fsync:
+                    os.fdatasync(self._fd)
             raise
-        segment.size += size
+        segment.size += len(data)
         segment.max_key = max_key
-        with self._lock:
-            self._refresh_stats()
+        self._refresh_stats()
 
     def _roll(self) -> None:
-        """Close the active segment (synced) and start the next one."""
-        assert self._fd is not None
-        if self.fsync:
-            os.fdatasync(self._fd)
-            self.stats.fsyncs += 1
-        os.close(self._fd)
+        """Start the next segment. The active one needs no sync: every run in it had one."""
         segment = self._new_segment(self._segments[-1].number + 1)
-        self._fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
 
-    # -- trim / close ----------------------------------------------------------------------
-
-    async def trim(self, through_key: int) -> int:
-        """Delete every segment whose entries all have key <= `through_key` (their data is in
-        the lake). Returns how many were deleted. Safe while appends run."""
-        with self._lock:
-            if self._state != "open":
-                return 0
-            removable = [s for s in self._segments[:-1] if s.max_key is None or s.max_key <= through_key]
-            active = self._segments[-1]
-            roll = (active.max_key is not None and active.max_key <= through_key
-                    and not self._pending)
-        if roll:
-            # The writer thread is idle only between groups; take the lock around the swap.
-            with self._lock:
-                if not self._pending and active is self._segments[-1] and self._state == "open":
-                    self._roll()
-                    removable.append(active)
-        for segment in removable:
-            segment.path.unlink(missing_ok=True)
-        if removable:
-            with self._lock:
-                self._segments = [s for s in self._segments if s not in removable]
-                self._refresh_stats()
-            self._sync_dir()
-        return len(removable)
-
-    async def close(self) -> None:
-        """Finish pending appends and close. Idempotent."""
-        if self._state in ("new", "closed"):
-            self._state = "closed"
+    def _trim(self, through_key: int) -> None:
+        active = self._segments[-1]
+        if active.max_key is not None and active.max_key <= through_key:
+            self._roll()
+        doomed = [s for s in self._segments[:-1] if s.max_key is None or s.max_key <= through_key]
+        if not doomed:
             return
-        with self._lock:
-            if self._state == "open":
-                self._state = "closed"
-            self._lock.notify()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._state = "closed"
+        for segment in doomed:  # oldest first: a crash part-way leaves a suffix of the log
+            segment.path.unlink(missing_ok=True)
+        self._segments = [s for s in self._segments if s not in doomed]
+        self.stats.trimmed += len(doomed)
+        self._refresh_stats()
+        if self.fsync:
+            sync_dir(self.directory)
+
+
+def _settle_all(waiters: list[_Waiter], error: BaseException | None) -> None:
+    for loop, future in waiters:
+        try:
+            loop.call_soon_threadsafe(_settle, future, error)
+        except RuntimeError:
+            pass  # the loop is gone; nobody waits any more
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
@@ -312,4 +276,6 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
     if error is None:
         future.set_result(None)
     else:
-        future.set_exception(OSError(f"write-ahead log write failed: {error}"))
+        failure = OSError(f"write-ahead log failed: {error!r}")
+        failure.__cause__ = error
+        future.set_exception(failure)

@@ -138,7 +138,9 @@ class PipelineCore:
             raise RuntimeError(f"pipeline {self.id} is {self._state}")
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        self._wal_dir.mkdir(parents=True, exist_ok=True)
+        # The log first: it creates its folder (fsync'd into its parent), where the keys live.
+        entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in self._wal.open()])
+        self._wal_dir.mkdir(parents=True, exist_ok=True)  # for a log kept elsewhere
         index = self._admission.keys = IdempotencyIndex(
             self._wal_dir / "idempotency.sqlite", window_s=self._idempotency_window_s,
             max_keys=self._idempotency_max_keys, clock=self._clock)
@@ -148,7 +150,6 @@ class PipelineCore:
             tail = recovery.silver_tail
             self._hot.extend(rows_to_records(tail.drop_columns([c for c in ("date",) if c in tail.column_names]),
                                              self._json_columns))
-        entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in self._wal.open()])
         stored = recovery.stored_seq
         self.counters.stored_seq = self._applied_seq = stored
         self._next_seq = stored + 1

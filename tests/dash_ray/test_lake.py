@@ -1,4 +1,6 @@
 import datetime as dt
+import os
+import stat
 
 import duckdb
 import pyarrow as pa
@@ -96,3 +98,22 @@ def test_missing_bucket_fails_check(s3_server):
 def test_unsupported_url():
     with pytest.raises(ValueError):
         Lake.from_url("ftp://host/x")
+
+
+def test_local_writes_fsync_the_parent_of_every_directory_they_create(tmp_path, monkeypatch):
+    synced: set[str] = set()
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    base = os.path.realpath(tmp_path)
+    lake = Lake.from_url(f"{base}/lake")
+    lake.write("silver", "p", rows(1, 3), first_seq=1, last_seq=3, day=DAY)
+    created = [f"{base}/lake", f"{base}/lake/silver", f"{base}/lake/silver/p",
+               f"{base}/lake/silver/p/date=2026-11-23"]
+    wanted = {os.path.dirname(d) for d in created} | {created[-1]}  # and the file's own folder
+    assert wanted <= synced, f"not fsync'd: {sorted(wanted - synced)}"

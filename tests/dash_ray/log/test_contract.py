@@ -1,0 +1,183 @@
+"""The `Log` Protocol's guarantees (dash_ray/log/base.py), checked against every backend.
+
+A backend joins by adding a `Backend` to BACKENDS: how to make an instance over storage at a
+path (making another over the same path is a reopen), how to crash one, how to make its next
+write fail for real, and how to damage what it stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dash_ray.errors import WalCorruptError
+from dash_ray.log.base import Entry, Log
+from dash_ray.log.file import WriteAheadLog
+from tests.dash_ray.log.conftest import FailingWrites, abandon
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    make: Callable[[Path], Log]
+    crash: Callable[[Log], None]  # stop without a clean close; nothing unacknowledged is flushed
+    break_writes: Callable[[pytest.FixtureRequest], Callable[[], None]]  # -> arm: the next write fails
+    damage: Callable[[Path], None]  # flip a byte inside the stored entries, acknowledged ones after it
+
+
+def _file_break_writes(request: pytest.FixtureRequest) -> Callable[[], None]:
+    failing: FailingWrites = request.getfixturevalue("failing_writes")
+    return failing.arm
+
+
+def _file_damage(path: Path) -> None:
+    first = sorted(path.glob("*.wal"))[0]
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.write_bytes(bytes(data))
+
+
+BACKENDS = [
+    Backend(
+        name="file",
+        # Small segments so that appends roll and trims delete whole files.
+        make=lambda path: WriteAheadLog(path, segment_bytes=2048),
+        crash=lambda log: abandon(log),  # type: ignore[arg-type]
+        break_writes=_file_break_writes,
+        damage=_file_damage,
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request) -> Backend:
+    return request.param
+
+
+def _data(key: int, n: int = 0) -> bytes:
+    return b"%d:%d:" % (key, n) + b"p" * (key * 7 % 200)
+
+
+async def _open(backend: Backend, path: Path) -> tuple[Log, list[Entry]]:
+    log = backend.make(path)
+    entries = await asyncio.to_thread(log.open)
+    return log, entries
+
+
+async def _recovered(backend: Backend, path: Path) -> list[tuple[int, bytes]]:
+    log, entries = await _open(backend, path)
+    await log.close()
+    return [(e.key, e.data) for e in entries]
+
+
+async def test_a_new_log_opens_empty(backend, tmp_path):
+    assert await _recovered(backend, tmp_path / "log") == []
+
+
+async def test_appends_are_recovered_in_call_order_exactly_once(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    # Keys may repeat (they never decrease); data may be empty; appends run concurrently.
+    calls = [(k // 3, _data(k // 3, k) if k % 5 else b"") for k in range(3, 300)]
+    await asyncio.gather(*(log.append(k, d) for k, d in calls))
+    assert log.stats.appended == len(calls) and log.stats.last_key == calls[-1][0]
+    await log.close()
+    assert await _recovered(backend, tmp_path) == calls
+
+
+async def test_an_acknowledged_append_survives_a_crash(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    for key in range(1, 30):
+        await log.append(key, _data(key))
+    backend.crash(log)
+    assert await _recovered(backend, tmp_path) == [(k, _data(k)) for k in range(1, 30)]
+
+
+async def test_keys_must_not_decrease(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    await log.append(5, b"a")
+    with pytest.raises(ValueError):
+        log.append(4, b"b")
+    await log.append(5, b"c")  # the refusal left the log usable
+    await log.close()
+    assert await _recovered(backend, tmp_path) == [(5, b"a"), (5, b"c")]
+
+
+async def test_trim_never_removes_a_key_above_the_watermark(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    watermark = 0
+    for start in range(1, 400, 40):
+        appends = [log.append(k, _data(k)) for k in range(start, start + 40)]
+        watermark = start - 1
+        await asyncio.gather(log.trim(watermark), *appends)  # trims race the appends
+    await log.close()
+    keys = [k for k, _ in await _recovered(backend, tmp_path)]
+    assert keys == list(range(keys[0], 401)) and keys[0] <= watermark + 1, keys[:5]
+
+
+async def test_concurrent_trims_all_return_and_the_highest_wins(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    await asyncio.gather(*(log.append(k, _data(k)) for k in range(1, 200)))
+    await asyncio.wait_for(asyncio.gather(log.trim(20), log.trim(150), log.trim(90)), 10)
+    await log.close()
+    keys = [k for k, _ in await _recovered(backend, tmp_path)]
+    assert keys == list(range(keys[0], 200)) and keys[0] <= 151
+
+
+async def test_trim_on_a_log_that_is_not_open_does_nothing(backend, tmp_path):
+    log = backend.make(tmp_path)
+    await log.trim(10)
+    await asyncio.to_thread(log.open)
+    await log.append(1, b"x")
+    await log.close()
+    await log.trim(10)
+    assert await _recovered(backend, tmp_path) == [(1, b"x")]
+
+
+async def test_close_finishes_pending_appends(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    futures = [log.append(k, _data(k)) for k in range(1, 100)]
+    await log.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert [k for k, _ in await _recovered(backend, tmp_path)] == list(range(1, 100))
+
+
+async def test_close_is_idempotent_and_appends_after_it_are_refused(backend, tmp_path):
+    unopened = backend.make(tmp_path / "unopened")
+    await unopened.close()
+    await unopened.close()
+    log, _ = await _open(backend, tmp_path / "log")
+    await log.append(1, b"x")
+    await log.close()
+    await log.close()
+    with pytest.raises(RuntimeError):
+        log.append(2, b"y")
+    with pytest.raises(RuntimeError):
+        log.open()
+
+
+async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backend, tmp_path, request):
+    arm = backend.break_writes(request)
+    log, _ = await _open(backend, tmp_path)
+    for key in range(1, 4):
+        await log.append(key, _data(key))
+    arm()
+    doomed = [log.append(k, _data(k)) for k in range(4, 9)]
+    results = await asyncio.gather(*doomed, return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results), results
+    with pytest.raises(RuntimeError):
+        log.append(9, b"after")  # a failed log takes nothing more until it is reopened
+    await log.close()
+    assert await _recovered(backend, tmp_path) == [(k, _data(k)) for k in range(1, 4)]
+
+
+async def test_damage_is_refused_not_dropped(backend, tmp_path):
+    log, _ = await _open(backend, tmp_path)
+    await asyncio.gather(*(log.append(k, _data(k)) for k in range(1, 60)))
+    await log.close()
+    backend.damage(tmp_path)
+    for _ in range(2):  # a refused open changed nothing: it refuses again
+        with pytest.raises(WalCorruptError):
+            backend.make(tmp_path).open()
