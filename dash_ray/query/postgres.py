@@ -15,8 +15,10 @@ from psycopg import sql
 from dash_ray.errors import QueryError, StorageError
 from dash_ray.query.model import Column, Query
 from dash_ray.query.result import aggregate_answer, raw_answer
+from dash_ray.query.rollup import RollupPlan
+from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
-from dash_ray.silver import pgschema
+from dash_ray.silver import pgrollup, pgschema
 
 __all__ = ["PostgresEngine"]
 
@@ -64,8 +66,10 @@ class _Pool:
 class PostgresEngine:
     """Queries on one pipeline's silver table. Thread-safe."""
 
-    def __init__(self, dsn: str, pipeline_id: str, *, pool_size: int = 4, timeout_s: float = 30.0) -> None:
+    def __init__(self, dsn: str, pipeline_id: str, *, plan: RollupPlan | None = None, pool_size: int = 4,
+                 timeout_s: float = 30.0) -> None:
         self.pipeline_id = pipeline_id
+        self.plan = plan
         self._table = pgschema.table(pipeline_id)
         self._pool = _Pool(dsn, pool_size, connect_timeout_s=5.0)
         self._timeout_ms = int(timeout_s * 1000)
@@ -93,9 +97,9 @@ class PostgresEngine:
         present = {row[0] for row in conn.execute(pgschema.present_columns(), (pgschema.SCHEMA, self.pipeline_id))}
         if not present:
             return {"rows": []} if query.aggregate else {"rows": [], "next": None}
-        source = self._source(query, present)
         if query.aggregate:
-            return aggregate_answer(query, self._fetch(conn, source, aggregate_sql("postgres", query)))
+            return aggregate_answer(query, self._aggregate(conn, query, present))
+        source = self._source(query, present)
         after_us = None
         if query.after is not None:
             found = self._fetch(conn, source, after_time_sql("postgres", query.after))
@@ -104,8 +108,22 @@ class PostgresEngine:
             after_us = found[0][0]
         return raw_answer(query, self._fetch(conn, source, raw_sql("postgres", query, after_time_us=after_us)))
 
-    def _source(self, query: Query, present: set[str]) -> sql.Composed:
-        wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
+    def _aggregate(self, conn: psycopg.Connection[Any], query: Query, present: set[str]) -> Sequence[Sequence[Any]]:
+        """From the rollup table where it holds the current plan and can answer (with the
+        raw edges), else from the raw rows."""
+        plan = self.plan
+        granularity = plan.choose(query) if plan is not None else None
+        if (plan is None or granularity is None or middle_of(query, granularity) is None
+                or pgrollup.current_plan(conn, self.pipeline_id, granularity) != plan.key):
+            return self._fetch(conn, self._source(query, present), aggregate_sql("postgres", query))
+        wanted = {c.name: c for c in (*plan.by, *plan.fields)}
+        source = sql.SQL("{}, rolled AS (SELECT * FROM {})").format(
+            self._source(query, present, wanted), pgrollup.table(self.pipeline_id, granularity))
+        return self._fetch(conn, source, rollup_sql("postgres", query, plan, granularity, has_unrolled=False))
+
+    def _source(self, query: Query, present: set[str], wanted: dict[str, Column] | None = None) -> sql.Composed:
+        if wanted is None:
+            wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
         columns = [sql.SQL("seq"), sql.SQL("time"), *(_select(c, c.name in present) for c in wanted.values())]
         return sql.SQL("WITH silver AS (SELECT {} FROM {})").format(sql.SQL(", ").join(columns), self._table)
 

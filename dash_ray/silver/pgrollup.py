@@ -52,6 +52,9 @@ def _columns(plan: RollupPlan) -> list[tuple[str, str]]:
 
 
 def current_plan(conn: psycopg.Connection[Any], pipeline_id: str, granularity: str) -> str | None:
+    """The key of the plan the pipeline's table of `granularity` holds (None: no table)."""
+    if conn.execute("SELECT to_regclass('dash_rollup.plans')").fetchone()[0] is None:  # type: ignore[index]
+        return None
     row = conn.execute(sql.SQL("SELECT plan FROM {} WHERE pipeline = %s AND granularity = %s").format(PLANS),
                        (pipeline_id, granularity)).fetchone()
     return None if row is None else row[0]

@@ -1,9 +1,10 @@
 """The PostgreSQL silver store: a pipeline's mapped rows COPY'd into its table
 (`pgschema.py`), idempotent by seq.
 
-`write(rows, first_seq=a, last_seq=b)` is one transaction: delete the rows of `a..b`, then
-COPY the new ones (CSV written by Arrow, the fastest path measured here; see
-benchmarks/silver.py), so a repeated or replayed range never doubles a row. The table gains
+`write(rows, first_seq=a, last_seq=b)` is one transaction: delete the rows of `a..b`, COPY
+the new ones (CSV written by Arrow, the fastest path measured here; see
+benchmarks/silver.py), and bring the rollups (`pgrollup.py`) up to date, so a repeated or
+replayed range never doubles a row and the rollups never lag the rows. The table gains
 a column when the spec gains a field (columns are never dropped or retyped here; the deploy
 check refuses a type change that cannot be cast). The connection is opened on first use and
 again after it breaks; every database error is a StorageError with its cause chained.
@@ -22,7 +23,8 @@ from psycopg import sql
 
 from dash_ray.errors import StorageError
 from dash_ray.query.model import Column
-from dash_ray.silver import pgschema
+from dash_ray.query.rollup import RollupPlan
+from dash_ray.silver import pgrollup, pgschema
 
 __all__ = ["PostgresSilver"]
 
@@ -33,9 +35,11 @@ class PostgresSilver:
     """`SilverStore` over one pipeline's table in PostgreSQL. Thread-safe (one connection,
     used by one call at a time)."""
 
-    def __init__(self, dsn: str, pipeline_id: str, columns: list[Column], *, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, pipeline_id: str, columns: list[Column], *, plan: RollupPlan | None = None,
+                 connect_timeout_s: float = 5.0) -> None:
         self.pipeline_id = pipeline_id
         self.columns = list(columns)
+        self.plan = plan
         self._dsn = dsn
         self._timeout = connect_timeout_s
         self._table = pgschema.table(pipeline_id)
@@ -56,6 +60,8 @@ class PostgresSilver:
                 self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{self.pipeline_id}",))
                 for statement in pgschema.create_table(self.pipeline_id, self.columns):
                     self._conn.execute(statement)
+                if self.plan is not None:
+                    pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
             self._ready = True
         return self._conn
 
@@ -78,20 +84,35 @@ class PostgresSilver:
             pacsv.write_csv(rows.select(names), body, _CSV)
 
         def work(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(sql.SQL("DELETE FROM {} WHERE seq BETWEEN %s AND %s").format(self._table),
-                         (first_seq, last_seq))
-            if not rows.num_rows:
+            replaced = self._delete(conn, sql.SQL("seq BETWEEN %s AND %s"), (first_seq, last_seq))
+            if rows.num_rows:
+                copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                    self._table, sql.SQL(", ").join(map(sql.Identifier, names)))
+                with conn.cursor() as cursor, cursor.copy(copy) as stream:
+                    stream.write(body.getbuffer())
+            if self.plan is None:
                 return
-            copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                self._table, sql.SQL(", ").join(map(sql.Identifier, names)))
-            with conn.cursor() as cursor, cursor.copy(copy) as stream:
-                stream.write(body.getbuffer())
+            if replaced:
+                # A range written again: its old partials cannot be taken out, so recompute.
+                new = rows.column("time").cast(pa.int64()).to_pylist() if rows.num_rows else []
+                pgrollup.recompute(conn, self.pipeline_id, self.plan, replaced + new)
+            elif rows.num_rows:
+                pgrollup.merge(conn, self.pipeline_id, self.plan, rows)
 
         self._run(f"writing seq {first_seq}..{last_seq}", work)
 
+    def _delete(self, conn: psycopg.Connection[Any], where: sql.Composable, params: tuple[Any, ...]) -> list[int]:
+        """Delete silver rows; the instant (epoch us) of each row deleted."""
+        cursor = conn.execute(sql.SQL("DELETE FROM {} WHERE {} RETURNING (extract(epoch from time) * 1000000)"
+                                      "::bigint").format(self._table, where), params)
+        return [row[0] for row in cursor.fetchall()]
+
     def discard_after(self, seq: int) -> int:
         def work(conn: psycopg.Connection[Any]) -> int:
-            return conn.execute(sql.SQL("DELETE FROM {} WHERE seq > %s").format(self._table), (seq,)).rowcount
+            gone = self._delete(conn, sql.SQL("seq > %s"), (seq,))
+            if self.plan is not None:
+                pgrollup.recompute(conn, self.pipeline_id, self.plan, gone)
+            return len(gone)
 
         return self._run(f"discarding rows after seq {seq}", work)
 

@@ -53,11 +53,12 @@ class Stores:
         self.lake = Lake.from_url(str(tmp_path / "lake"))
         self.plan = plan_for(SCHEMA, by=["device", "ok"], granularities=["10s", "1m", "1h", "1d"])
         self.lake_silver = LakeSilver(self.lake, self.pipeline_id, self.plan)
-        self.pg_silver = PostgresSilver(dsn, self.pipeline_id, list(SCHEMA.columns))
+        self.pg_silver = PostgresSilver(dsn, self.pipeline_id, list(SCHEMA.columns), plan=self.plan)
         # Each store answers raw and, where a query allows, from its rollups.
         self.engines = {"duckdb": DuckDBEngine(self.lake, self.pipeline_id),
                         "duckdb+rollups": DuckDBEngine(self.lake, self.pipeline_id, plan=self.plan),
-                        "postgres": PostgresEngine(dsn, self.pipeline_id)}
+                        "postgres": PostgresEngine(dsn, self.pipeline_id),
+                        "postgres+rollups": PostgresEngine(dsn, self.pipeline_id, plan=self.plan)}
 
     def write(self, rows: list[dict[str, Any]], *, chunk: int = 50) -> None:
         """Write `rows` (seq order) in ranges of `chunk`, as successive commits would."""
@@ -82,6 +83,8 @@ def _stores(path: Path, dsn: str) -> Iterator[Stores]:
         made.close()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP TABLE IF EXISTS dash_silver."{made.pipeline_id}"')
+            for granularity in made.plan.granularities:
+                conn.execute(f'DROP TABLE IF EXISTS dash_rollup_{granularity}."{made.pipeline_id}"')
 
 
 @pytest.fixture()
