@@ -24,6 +24,9 @@ __all__ = [
     "PushSource",
     "RuleSpec",
     "Source",
+    "CompactionSpec",
+    "RetentionSpec",
+    "RollupsSpec",
     "StorageSpec",
     "WebhookSource",
     "load_spec",
@@ -165,10 +168,48 @@ class LimitsSpec(_Model):
     queue_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
 
 
+Granularity = Literal["10s", "1m", "1h", "1d"]
+
+
+class RollupsSpec(_Model):
+    """Per-bucket partial aggregates the silver store keeps as each range is stored, so
+    aggregate queries read buckets instead of rows (dash_ray.query.rollup). `by`: the fields
+    they are grouped by (default: the string and bool fields, at most four; `[]` for none)."""
+
+    enabled: bool = True
+    by: list[FieldName] | None = Field(default=None, max_length=8)
+    granularities: list[Granularity] = Field(default_factory=lambda: ["10s", "1m", "1h"], min_length=1)
+
+
+class RetentionSpec(_Model):
+    """How many days each kind of data is kept (by its partition's date: receive date for
+    bronze and dead letters, event date for silver and rollups); unset keeps it forever."""
+
+    bronze_days: int | None = Field(default=None, ge=1, le=100_000)
+    silver_days: int | None = Field(default=None, ge=1, le=100_000)
+    dead_days: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class CompactionSpec(_Model):
+    """Small lake files are merged in the background into files of about `target_bytes`,
+    once at least `min_files` small ones of a day wait."""
+
+    enabled: bool = True
+    target_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=4 * 1024**3)
+    min_files: int = Field(default=8, ge=2, le=10_000)
+    interval_s: float = Field(default=60.0, ge=1.0, le=86_400.0)
+
+
 class StorageSpec(_Model):
-    """Where this pipeline's data goes; unset means the platform's default lake."""
+    """Where this pipeline's data goes and how it is kept. `lake` unset means the platform's
+    lake; `silver` unset means PostgreSQL when the platform has a database (DASH_PG_DSN), the
+    lake's own silver Parquet otherwise (queried with DuckDB)."""
 
     lake: str | None = None
+    silver: Literal["lake", "postgres"] | None = None
+    rollups: RollupsSpec = Field(default_factory=RollupsSpec)
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    compaction: CompactionSpec = Field(default_factory=CompactionSpec)
 
     @model_validator(mode="after")
     def _scheme(self) -> StorageSpec:

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dash_ray.errors import BackpressureError, DashError, PayloadTooLargeError
+from dash_ray.errors import BackpressureError, DashError, PayloadTooLargeError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.pipeline.counters import Counters
@@ -52,8 +52,10 @@ class Admission:
         self.reserved_records = 0
         self.reserved_bytes = 0
 
-    def plan(self, batches: Sequence[RawBatch], *, queued_records: int, queued_bytes: int) -> Plan:
-        """Sort a call's batches; reserves room for the fresh ones until `settle`."""
+    def plan(self, batches: Sequence[RawBatch], *, queued_records: int, queued_bytes: int,
+             storage_error: str | None = None) -> Plan:
+        """Sort a call's batches; reserves room for the fresh ones until `settle`. Past the
+        queue's room a batch gets 429, or 503 when `storage_error` says storing is failing."""
         limits = self.spec.limits
         plan = Plan([None] * len(batches))
         room = limits.queue_records - queued_records - self.reserved_records
@@ -79,6 +81,12 @@ class Admission:
                 continue
             if batch.count > room or batch.nbytes > room_bytes:
                 self.counters.rejected_requests += 1
+                if storage_error is not None:
+                    # Not busy but blocked: the backlog cannot drain until storage is back.
+                    plan.results[i] = UnavailableError(
+                        f"pipeline {self.spec.id} cannot store: {storage_error}; its backlog of "
+                        f"{queued_records} records ({queued_bytes} bytes) is full", retry_after=5.0)
+                    continue
                 plan.results[i] = BackpressureError(
                     f"pipeline {self.spec.id} has {queued_records} records ({queued_bytes} bytes) waiting "
                     f"for the lake (limits {limits.queue_records} records, {limits.queue_bytes} bytes)",

@@ -42,6 +42,7 @@ from dash_ray.pipeline.commit import Commit, Mapped
 from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import LoggedEntry, decode_entry, encode_entry, input_table
 from dash_ray.pipeline.hot import HotBuffer, rows_to_records
+from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.base import SilverStore
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.sinks.base import MappedBatch, Sinks
@@ -96,7 +97,7 @@ class PipelineCore:
             {"extra"} if spec.mapping.keep_extra or not spec.mapping.fields else set())
         self._wal_dir = Path(wal_dir)
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
-        self._silver = silver or LakeSilver(lake, spec.id)
+        self._silver = silver or LakeSilver(lake, spec.id, spec_plan(spec))
         self._sinks = sinks or Sinks()
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
@@ -191,7 +192,8 @@ class PipelineCore:
         if self._state != "running":
             error = UnavailableError(f"pipeline {self.id} is {self._state}", retry_after=1.0)
             return [error] * len(batches)
-        plan = self._admission.plan(batches, queued_records=self._pending_records, queued_bytes=self._pending_bytes)
+        plan = self._admission.plan(batches, queued_records=self._pending_records, queued_bytes=self._pending_bytes,
+                                    storage_error=self._flush_error)
         if plan.fresh:
             await self._log(plan)
         else:

@@ -25,8 +25,9 @@ from typing import Literal
 
 from dash_ray.errors import QueryError
 from dash_ray.mapping.timestamps import MAX_US, MIN_US, parse_iso_scalar
+from dash_ray.spec import PipelineSpec
 
-__all__ = ["AGG_FUNCTIONS", "Agg", "Column", "Query", "Schema", "parse_query", "schema_of"]
+__all__ = ["AGG_FUNCTIONS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of", "spec_schema"]
 
 AggFunction = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGG_FUNCTIONS: tuple[AggFunction, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -86,6 +87,12 @@ class Query:
     @property
     def aggregate(self) -> bool:
         return bool(self.aggs)
+
+
+def spec_schema(spec: PipelineSpec) -> Schema:
+    """The queryable columns of a pipeline's silver rows."""
+    mapping = spec.mapping
+    return schema_of({name: f.type for name, f in mapping.fields.items()}, keep_extra=mapping.keep_extra)
 
 
 def schema_of(fields: Mapping[str, str], *, keep_extra: bool) -> Schema:

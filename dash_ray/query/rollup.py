@@ -24,9 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.query.model import NUMERIC, Column, Query, Schema
+from dash_ray.errors import Problem
+from dash_ray.query.model import NUMERIC, Column, Query, Schema, spec_schema
+from dash_ray.spec import PipelineSpec
 
-__all__ = ["GRANULARITIES", "RollupPlan", "partials", "plan_for"]
+__all__ = ["GRANULARITIES", "RollupPlan", "partials", "plan_for", "rollup_problems", "spec_plan"]
 
 GRANULARITIES: dict[str, int] = {"10s": 10_000_000, "1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 DEFAULT_GRANULARITIES = ("10s", "1m", "1h")
@@ -134,3 +136,24 @@ def partials(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
         for what in PARTS:
             out[part(c, what)] = grouped.column(f"{c.name}{sources[what]}")
     return pa.table(out).cast(plan.schema())
+
+
+def spec_plan(spec: PipelineSpec) -> RollupPlan | None:
+    """The rollup plan a pipeline spec asks for (None when rollups are off)."""
+    rollups = spec.storage.rollups
+    if not rollups.enabled:
+        return None
+    return plan_for(spec_schema(spec), by=rollups.by, granularities=rollups.granularities)
+
+
+def rollup_problems(spec: PipelineSpec) -> list[Problem]:
+    """What is wrong with a spec's rollups, for a 422 at deploy."""
+    schema = spec_schema(spec)
+    problems = []
+    for i, name in enumerate(spec.storage.rollups.by or ()):
+        column = schema.get(name)
+        if column is None:
+            problems.append(Problem(f"storage.rollups.by.{i}", f"no mapped field {name!r}"))
+        elif column.type in ("json", "double"):
+            problems.append(Problem(f"storage.rollups.by.{i}", f"cannot group by {column.type} field {name!r}"))
+    return problems

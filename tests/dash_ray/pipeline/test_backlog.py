@@ -98,3 +98,31 @@ async def test_health_counters_are_current(tmp_path: Path) -> None:
     counters = core.health()["counters"]  # no wait for the background mapping
     assert (counters["mapped"], counters["filtered"], counters["dead"]) == (5, 1, 4)
     await core.close()
+
+
+async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dash_ray.errors import StorageError
+
+    def down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise StorageError("lake s3://b/p unreachable: ConnectTimeout")
+
+    core = make(tmp_path, limits={"queue_records": 100}, flush={"records": 10, "seconds": 0.05})
+    monkeypatch.setattr(Lake, "write", down)
+    await core.start()
+    [ok] = await core.ingest([batch(0, 100)])
+    assert isinstance(ok, Ack)
+    for _ in range(100):
+        if core.health()["flush_error"]:
+            break
+        await asyncio.sleep(0.02)
+    [refused] = await core.ingest([batch(100, 1)])
+    assert isinstance(refused, UnavailableError) and refused.status == 503 and refused.retry_after >= 1
+    assert "unreachable" in refused.message
+    monkeypatch.undo()
+    for _ in range(400):
+        if core.counters.stored_seq == 100:
+            break
+        await asyncio.sleep(0.02)
+    [accepted] = await core.ingest([batch(100, 1)])
+    assert isinstance(accepted, Ack) and accepted.first_seq == 101
+    await core.close()
