@@ -7,12 +7,13 @@ pipeline's secret; it returns only after the server has made the records durable
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip as gzip_module
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -20,6 +21,9 @@ import orjson
 from dash_ray.errors import Problem, SpecError, UnavailableError, error_from_body
 from dash_ray.ingest.signing import signature_header
 from dash_ray.spec import PipelineSpec, load_spec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Client", "IngestResult", "Pipeline", "connect"]
 
@@ -189,6 +193,63 @@ class Client:
             params["after"] = after
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/records", params=params)["records"]
 
+    def query(
+        self,
+        pipeline_id: str,
+        *,
+        start: TimeArg = None,
+        end: TimeArg = None,
+        fields: Sequence[str] | str | None = None,
+        bucket: str | None = None,
+        agg: Sequence[str] | str | None = None,
+        by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        order: str | None = None,
+        after: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of the pipeline's silver store (`GET /v1/pipelines/{id}/query`; docs/API.md).
+
+        Raw rows (no `agg`): one page of at most `limit` rows (default 1,000) ordered by
+        time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
+        like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
+        one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
+        take datetimes, ISO 8601 text or epoch seconds. Raises QueryError naming a bad
+        parameter."""
+        return self._query(pipeline_id, _query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
+
+    def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
+        """Each page of a raw-rows query in turn, following `next` to the end."""
+        params = _query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
+                               None, None, None, options.pop("limit", None), options.pop("order", None),
+                               options.pop("after", None))
+        if options:
+            raise TypeError(f"unexpected options for query_pages: {', '.join(options)}")
+        while True:
+            page = self._query(pipeline_id, params)
+            yield page["rows"]
+            if page.get("next") is None:
+                return
+            params["after"] = page["next"]
+
+    def query_table(self, pipeline_id: str, **options: Any) -> pa.Table:
+        """`query` as a pyarrow Table (`.to_pandas()` for a DataFrame); for raw rows, every
+        page up to `limit` rows in all (default: all of them)."""
+        import pyarrow as pa  # only here: the rest of the SDK does not need it
+
+        if options.get("agg"):
+            return pa.Table.from_pylist(self.query(pipeline_id, **options))
+        limit = options.pop("limit", None)
+        rows: list[dict[str, Any]] = []
+        for page in self.query_pages(pipeline_id, limit=min(limit or 100_000, 100_000), **options):
+            rows += page
+            if limit is not None and len(rows) >= limit:
+                rows = rows[:limit]
+                break
+        return pa.Table.from_pylist(rows)
+
+    def _query(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params)
+
     # -- platform --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
@@ -200,6 +261,33 @@ class Client:
 
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
+
+
+TimeArg = dt.datetime | str | float | int | None
+
+
+def _time_param(value: TimeArg) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("give a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
+        return value.isoformat()
+    return str(value)
+
+
+def _listed(value: Sequence[str] | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return ",".join(value)
+
+
+def _query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | None, bucket: str | None,
+                  agg: Sequence[str] | str | None, by: Sequence[str] | str | None, limit: int | None,
+                  order: str | None, after: int | None) -> dict[str, Any]:
+    params = {"from": _time_param(start), "to": _time_param(end), "fields": _listed(fields), "bucket": bucket,
+              "agg": _listed(agg), "by": _listed(by), "limit": limit, "order": order, "after": after}
+    return {k: v for k, v in params.items() if v is not None}
 
 
 def connect(url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0) -> Client:

@@ -65,13 +65,17 @@ class PipelineSettings:
 @dataclass(frozen=True)
 class WebSettings:
     """What a web replica needs: where to listen, how to find the registry, how to check
-    the admin token (its hash only), and how to coalesce ingest."""
+    the admin token (its hash only), how to coalesce ingest, and where queries read."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     namespace: str = "dash"
     admin_token_hash: str = ""
     coalesce_inflight: int = 2
+    # Queries read the lake, and PostgreSQL when pipelines keep silver there.
+    lake_url: str = ""
+    lake_options: dict[str, Any] | None = None
+    pg_dsn: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ class Settings:
     def web(self) -> WebSettings:
         """The part a web replica gets."""
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
-                           admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight)
+                           admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
+                           lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -1,0 +1,103 @@
+"""`GET /v1/pipelines/{id}/query`: a pipeline's silver rows and aggregates (read scope).
+
+Each web replica keeps one engine per pipeline and spec: PostgreSQL when the pipeline's
+silver is there (the spec says `postgres`, or says nothing on a platform with a database),
+DuckDB over the pipeline's lake otherwise, and also when PostgreSQL cannot answer (it may be
+down; the lake always holds every stored row). The answer's `Dash-Query-Store` header says
+which store answered. Queries run in a thread, so the event loop keeps serving ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dash_ray.errors import StorageError
+from dash_ray.lake import Lake
+from dash_ray.query.duckdb import DuckDBEngine
+from dash_ray.query.model import parse_query, spec_schema
+from dash_ray.query.postgres import PostgresEngine
+from dash_ray.query.rollup import spec_plan
+from dash_ray.settings import WebSettings
+from dash_ray.spec import PipelineSpec
+from serve_app.gateway import Gateway
+from serve_app.responses import json_response
+
+__all__ = ["QueryEngines", "query_routes"]
+
+log = logging.getLogger(__name__)
+_MAX_ENGINES = 256
+
+
+class QueryEngines:
+    """The engines of one replica, by pipeline; rebuilt when a pipeline's spec changes."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+        self._engines: dict[str, tuple[str, DuckDBEngine, PostgresEngine | None]] = {}
+        self._lock = threading.Lock()
+
+    def _for(self, spec: PipelineSpec) -> tuple[DuckDBEngine, PostgresEngine | None]:
+        with self._lock:
+            return self._locked_for(spec)
+
+    def _locked_for(self, spec: PipelineSpec) -> tuple[DuckDBEngine, PostgresEngine | None]:
+        key = spec.model_dump_json()
+        cached = self._engines.get(spec.id)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        if cached is not None:
+            self._close(cached)
+        if len(self._engines) >= _MAX_ENGINES:
+            for old in list(self._engines.values())[: _MAX_ENGINES // 4]:
+                self._close(old)
+            self._engines = dict(list(self._engines.items())[_MAX_ENGINES // 4:])
+        plan = spec_plan(spec)
+        if spec.storage.lake:
+            lake = Lake.from_url(spec.storage.lake)
+        else:
+            lake = Lake.from_url(self.settings.lake_url, storage_options=self.settings.lake_options)
+        duck = DuckDBEngine(lake, spec.id, plan=plan)
+        silver = spec.storage.silver or ("postgres" if self.settings.pg_dsn else "lake")
+        pg = PostgresEngine(self.settings.pg_dsn, spec.id, plan=plan) if silver == "postgres" and self.settings.pg_dsn else None
+        self._engines[spec.id] = (key, duck, pg)
+        return duck, pg
+
+    @staticmethod
+    def _close(entry: tuple[str, DuckDBEngine, PostgresEngine | None]) -> None:
+        entry[1].close()
+        if entry[2] is not None:
+            entry[2].close()
+
+    def run(self, spec: PipelineSpec, params: dict[str, str]) -> tuple[dict[str, Any], str]:
+        """(answer, store that answered). Blocking: call it in a thread."""
+        query = parse_query(params, spec_schema(spec))
+        duck, pg = self._for(spec)
+        if pg is not None:
+            try:
+                return pg.run(query), "postgres"
+            except StorageError as exc:
+                log.warning("pipeline %s: PostgreSQL could not answer a query, the lake does: %s", spec.id, exc)
+        return duck.run(query), "lake"
+
+    def close(self) -> None:
+        for entry in self._engines.values():
+            self._close(entry)
+        self._engines.clear()
+
+
+def query_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
+    async def query(request: Request) -> Response:
+        await gateway.authorize(request.headers.get("authorization"), "read")
+        info = await gateway.info(request.path_params["pipeline_id"])
+        params = dict(request.query_params)
+        answer, store = await asyncio.to_thread(engines.run, info.spec, params)
+        return json_response(answer, headers={"Dash-Query-Store": store})
+
+    return [Route("/v1/pipelines/{pipeline_id}/query", query, methods=["GET"])]
