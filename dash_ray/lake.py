@@ -19,7 +19,7 @@ import datetime as dt
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -49,6 +49,7 @@ class LakeFile:
     last_seq: int
     day: dt.date
     path: str
+    size: int = field(default=0, compare=False)
 
 
 class Lake:
@@ -158,11 +159,11 @@ class Lake:
         if not self._guard(self.fs.exists, directory):
             return []
         found = []
-        for path in self._guard(self.fs.find, directory):
+        for path, info in self._guard(self.fs.find, directory, detail=True).items():
             match = _NAME.search(path)
             if match:
                 day, first, last = match.groups()
-                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path))
+                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path, int(info.get("size") or 0)))
         found.sort()
         return found if superseded else _live(found)
 
@@ -223,6 +224,20 @@ class Lake:
         if after_seq is not None:
             table = table.filter(pc.greater(table.column("seq"), after_seq))
         return table.sort_by("seq") if table.num_rows else table
+
+    def read_file(self, file: LakeFile, *, columns: list[str] | None = None) -> pa.Table:
+        """One file's rows."""
+        return self._guard(self._read_one, file.path, columns)
+
+    def delete(self, files: list[LakeFile]) -> None:
+        """Delete these files (gone already is fine)."""
+        for file in files:
+            try:
+                self.fs.rm_file(file.path)
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+                raise StorageError(f"lake {self.url}: cannot delete {file.path}: {exc}") from exc
 
     def _read_one(self, path: str, columns: list[str] | None) -> pa.Table:
         with self.fs.open(path, "rb") as f:

@@ -33,6 +33,7 @@ from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
+from dash_ray.lifecycle.maintenance import Maintenance
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
 from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
@@ -97,7 +98,9 @@ class PipelineCore:
             {"extra"} if spec.mapping.keep_extra or not spec.mapping.fields else set())
         self._wal_dir = Path(wal_dir)
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
-        self._silver = silver or LakeSilver(lake, spec.id, spec_plan(spec))
+        plan = spec_plan(spec)
+        self._silver = silver or LakeSilver(lake, spec.id, plan)
+        self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq)
         self._sinks = sinks or Sinks()
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
@@ -178,6 +181,7 @@ class PipelineCore:
         self.counters.last_seq = self._next_seq - 1
         self._state = "running"
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        self.maintenance.start()
         if self._durable:
             log.info("pipeline %s: %d record(s) in the log, mapping them in the background",
                      self.id, self.counters.replayed)
@@ -396,6 +400,7 @@ class PipelineCore:
             except Exception as exc:  # noqa: BLE001 - the log keeps them for the next start
                 log.warning("pipeline %s: final flush failed; the log keeps the records: %s", self.id,
                             _error_text(exc))
+        await self.maintenance.close()
         await self._sinks.close()
         await self._wal.close()
         self._admission.keys.close()

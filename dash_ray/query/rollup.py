@@ -157,3 +157,29 @@ def rollup_problems(spec: PipelineSpec) -> list[Problem]:
         elif column.type in ("json", "double"):
             problems.append(Problem(f"storage.rollups.by.{i}", f"cannot group by {column.type} field {name!r}"))
     return problems
+
+
+def merge_partials(parts: pa.Table, plan: RollupPlan) -> pa.Table:
+    """Partial rows merged into one row per bucket and group (what compaction writes): the
+    same answers, fewer rows."""
+    import duckdb  # the engine the lake's queries use; here for its arg_min over a tuple
+
+    if not parts.num_rows:
+        return plan.schema().empty_table()
+    keys = ", ".join(['"bucket_us"', *(f'"{c.name}"' for c in plan.by)])
+    select = [keys, 'CAST(sum("rows") AS BIGINT) AS "rows"']
+    for c in plan.fields:
+        p = {what: f'"{part(c, what)}"' for what in PARTS}
+        select += [f"CAST(sum({p['n']}) AS BIGINT) AS {p['n']}", f"sum({p['sum']}) AS {p['sum']}",
+                   f"min({p['min']}) AS {p['min']}", f"max({p['max']}) AS {p['max']}"]
+        for end, fn in (("first", "arg_min"), ("last", "arg_max")):
+            value, t, s = p[end], p[f"{end}_t"], p[f"{end}_s"]
+            for column in (value, t, s):
+                select.append(f"{fn}({column}, ({t}, {s})) FILTER (WHERE {value} IS NOT NULL) AS {column}")
+    con = duckdb.connect()
+    try:
+        con.register("parts", parts)
+        merged = con.sql(f"SELECT {', '.join(select)} FROM parts GROUP BY {keys}").to_arrow_table()
+    finally:
+        con.close()
+    return merged.select(plan.schema().names).cast(plan.schema())
