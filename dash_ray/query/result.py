@@ -41,35 +41,72 @@ def value_of(column: Column | None, value: Any) -> Any:
     return value
 
 
+def _convert(column_type: str | None, values: list[Any]) -> list[Any]:
+    """A column of database values as the API shows them; each distinct value is converted
+    once (buckets and group keys repeat a lot)."""
+    plain = {int, str, bool, type(None)}
+    if column_type in ("int", "string", "bool") and all(type(v) in plain for v in values):
+        return values
+    if column_type == "double" and all(type(v) is float and math.isfinite(v) or v is None for v in values):
+        return values
+    seen: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        try:
+            converted = seen[value]
+        except KeyError:
+            converted = seen[value] = value_of(_COLUMN.get(column_type), value)
+        except TypeError:  # unhashable (a json value already parsed)
+            converted = value_of(_COLUMN.get(column_type), value)
+        out.append(converted)
+    return out
+
+
+_COLUMN = {t: Column("_", t) for t in ("string", "int", "double", "bool", "timestamp", "json")}  # type: ignore[arg-type]
+
+
+def _iso_column(values: list[int]) -> list[str]:
+    seen: dict[int, str] = {}
+    return [seen[v] if v in seen else seen.setdefault(v, iso(v)) for v in values]
+
+
+def _records(names: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
 def raw_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Rows are (seq, time_us, *fields); one more than the limit means there is a next page."""
     more = len(rows) > query.limit
-    out = []
-    for row in rows[:query.limit]:
-        record: dict[str, Any] = {"seq": row[0], "time": iso(row[1])}
-        for column, value in zip(query.fields, row[2:], strict=True):
-            record[column.name] = value_of(column, value)
-        out.append(record)
-    return {"rows": out, "next": out[-1]["seq"] if more and out else None}
+    page = rows[:query.limit]
+    if not page:
+        return {"rows": [], "next": None}
+    columns = [list(c) for c in zip(*page)]
+    out_columns = [columns[0], _iso_column(columns[1])]
+    out_columns += [_convert(c.type, values) for c, values in zip(query.fields, columns[2:], strict=True)]
+    out = _records(["seq", "time", *(c.name for c in query.fields)], out_columns)
+    return {"rows": out, "next": out[-1]["seq"] if more else None}
 
 
 def aggregate_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
     """Rows are (bucket_us?, *by, *aggs) as `aggregate_sql` selects them."""
-    out = []
-    for row in rows:
-        values = list(row)
-        record: dict[str, Any] = {}
-        if query.bucket_us is not None:
-            record["bucket"] = iso(values.pop(0))
-        for column in query.by:
-            record[column.name] = value_of(column, values.pop(0))
-        for agg in query.aggs:
-            value = values.pop(0)
-            if agg.fn == "count":
-                record[agg.name] = int(value or 0)
-            elif agg.fn == "avg":
-                record[agg.name] = None if value is None else value_of(None, float(value))
-            else:
-                record[agg.name] = value_of(agg.column, value)
-        out.append(record)
-    return {"rows": out}
+    if not rows:
+        return {"rows": []}
+    columns = [list(c) for c in zip(*rows)]
+    names: list[str] = []
+    out: list[list[Any]] = []
+    if query.bucket_us is not None:
+        names.append("bucket")
+        out.append(_iso_column(columns.pop(0)))
+    for column in query.by:
+        names.append(column.name)
+        out.append(_convert(column.type, columns.pop(0)))
+    for agg in query.aggs:
+        values = columns.pop(0)
+        names.append(agg.name)
+        if agg.fn == "count":
+            out.append([int(v or 0) for v in values])
+        elif agg.fn == "avg":
+            out.append(_convert("double", [None if v is None else float(v) for v in values]))
+        else:
+            out.append(_convert(agg.column.type if agg.column else None, values))
+    return {"rows": _records(names, out)}
