@@ -8,6 +8,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
 | DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
+| DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's `storage.lake` may be (the platform's lake always may) |
 | DASH_PG_DSN         | (none: SQLite catalog)          | PostgreSQL for the catalog                |
 | DASH_ADMIN_TOKEN    | (created in $DASH_HOME/admin.token) | the admin bearer token               |
 | DASH_SECRET_KEY     | (created in $DASH_HOME/secret.key) | key encrypting secrets in the catalog  |
@@ -83,6 +84,7 @@ class Settings:
     home: str
     lake_url: str
     lake_options: dict[str, Any] | None = None
+    lake_roots: tuple[str, ...] = ()
     pg_dsn: str | None = field(default=None, repr=False)
     admin_token_hash: str = ""
     secret_key: str | None = field(default=None, repr=False)
@@ -102,6 +104,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.ingress not in ("replica", "serve"):
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
+        for root in self.lake_roots:
+            if not root.startswith(("/", "file://", "s3://")):
+                raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
 
     @property
     def catalog_url(self) -> str:
@@ -140,6 +145,7 @@ class Settings:
             "home": str(home),
             "lake_url": lake_url,
             "lake_options": lake_options,
+            "lake_roots": tuple(r.strip() for r in env.get("DASH_LAKE_ROOTS", "").split(",") if r.strip()),
             "pg_dsn": env.get("DASH_PG_DSN") or None,
             "secret_key": env.get("DASH_SECRET_KEY") or None,
             "host": env.get("DASH_HOST", "127.0.0.1"),

@@ -1,12 +1,14 @@
 """Admin and read routes: pipelines (PUT/GET/DELETE, restart, secret rotation), tokens,
 recent records, and `/healthz`. Every route but `/healthz` checks a bearer token's scope:
-reading needs `read`, changing needs `admin`."""
+reading needs `read`, changing needs `admin`. A spec may be PUT as JSON or as YAML
+(`Content-Type: application/yaml`, `text/yaml` or `application/x-yaml`), at most 1 MiB."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,11 +17,24 @@ from dash_ray.errors import MalformedBodyError, SpecError
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body
 from serve_app.responses import json_response
+from serve_app.views import deployed_body, pipeline_body, token_body
 
 __all__ = ["api_routes"]
 
 _MAX_SPEC_BYTES = 1024 * 1024
 _MAX_RECORDS = 10_000
+_YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: an alias repeats a node by reference, and a few of them
+    nested let a small body stand for an enormous spec."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a spec",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 def _int_param(request: Request, name: str, default: int | None, *, low: int, high: int) -> int | None:
@@ -43,6 +58,19 @@ async def _json_body(request: Request) -> Any:
         raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
 
 
+async def _spec_body(request: Request) -> Any:
+    """The spec a PUT carries, as plain data with its keys in the order written."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in _YAML_TYPES:
+        return await _json_body(request)
+    body = await read_body(request, _MAX_SPEC_BYTES)
+    try:
+        return yaml.load(body, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise MalformedBodyError(f"body is not valid YAML: {problem}", where="body") from None
+
+
 def api_routes(gateway: Gateway) -> list[Route]:
     async def auth(request: Request, needed: str) -> None:
         await gateway.authorize(request.headers.get("authorization"), needed)
@@ -50,44 +78,44 @@ def api_routes(gateway: Gateway) -> list[Route]:
     async def put_pipeline(request: Request) -> Response:
         await auth(request, "admin")
         pipeline_id = request.path_params["pipeline_id"]
-        data = await _json_body(request)
+        data = await _spec_body(request)
         if not isinstance(data, dict):
-            raise SpecError("a pipeline spec must be a JSON object", where="(spec)")
+            raise SpecError("a pipeline spec must be a JSON or YAML object", where="(spec)")
         data.setdefault("id", pipeline_id)
         if data["id"] != pipeline_id:
             raise SpecError(f"spec id {data['id']!r} does not match the URL's {pipeline_id!r}", where="id")
-        view = await gateway.call("put", data)
+        deployed = await gateway.registry.put(data)
         gateway.forget(pipeline_id)
-        return json_response(view, 201 if view.pop("created") else 200)
+        return json_response(deployed_body(deployed), 201 if deployed.created else 200)
 
     async def list_pipelines(request: Request) -> Response:
         await auth(request, "read")
-        return json_response({"pipelines": await gateway.call("list")})
+        return json_response({"pipelines": [pipeline_body(v) for v in await gateway.registry.pipelines()]})
 
     async def get_pipeline(request: Request) -> Response:
         await auth(request, "read")
-        return json_response(await gateway.call("get", request.path_params["pipeline_id"]))
+        return json_response(pipeline_body(await gateway.registry.get(request.path_params["pipeline_id"])))
 
     async def delete_pipeline(request: Request) -> Response:
         await auth(request, "admin")
         pipeline_id = request.path_params["pipeline_id"]
         purge = request.query_params.get("purge", "false").lower() in ("1", "true", "yes")
-        await gateway.call("delete", pipeline_id, purge)
+        await gateway.registry.delete(pipeline_id, purge=purge)
         gateway.forget(pipeline_id)
         return Response(status_code=204)
 
     async def restart_pipeline(request: Request) -> Response:
         await auth(request, "admin")
         pipeline_id = request.path_params["pipeline_id"]
-        view = await gateway.call("restart", pipeline_id)
+        view = await gateway.registry.restart(pipeline_id)
         gateway.forget(pipeline_id)
-        return json_response(view)
+        return json_response(pipeline_body(view))
 
     async def rotate_secret(request: Request) -> Response:
         await auth(request, "admin")
         pipeline_id = request.path_params["pipeline_id"]
         grace = _int_param(request, "grace", 86_400, low=0, high=30 * 86_400)
-        secret = await gateway.call("rotate_secret", pipeline_id, grace)
+        secret = await gateway.registry.rotate_secret(pipeline_id, grace_s=grace)
         gateway.forget(pipeline_id)
         return json_response({"id": pipeline_id, "ingest_secret": secret})
 
@@ -105,15 +133,15 @@ def api_routes(gateway: Gateway) -> list[Route]:
         if not isinstance(data, dict) or not isinstance(data.get("scope"), str):
             raise SpecError("give {\"scope\": \"read|write|admin\", \"name\": ...}", where="scope")
         name = data.get("name") or data["scope"]
-        return json_response(await gateway.call("create_token", data["scope"], str(name)), 201)
+        return json_response(token_body(await gateway.registry.create_token(data["scope"], name=str(name))), 201)
 
     async def revoke_token(request: Request) -> Response:
         await auth(request, "admin")
-        await gateway.call("revoke_token", request.path_params["token_id"])
+        await gateway.registry.revoke_token(request.path_params["token_id"])
         return Response(status_code=204)
 
     async def healthz(request: Request) -> Response:
-        await gateway.call("ready")
+        await gateway.registry.ready()
         return json_response({"status": "ok"})
 
     return [

@@ -1,6 +1,6 @@
-"""What one web replica knows of the cluster: the registry, each pipeline's actor and
-coalescer, and short-lived caches of what checking a request needs (a pipeline's spec and
-secrets, a token's scope), so the hot path makes no registry call.
+"""What one web replica knows of the cluster: the registry (`registry_client.py`), each
+pipeline's actor and coalescer, and short-lived caches of what checking a request needs (a
+pipeline's spec and secrets, a token's scope), so the hot path makes no registry call.
 
 Cache bounds: ingest info (or the fact that there is no such pipeline) lives `info_ttl_s`
 (2 s) and is refreshed at most once a second per pipeline when a signature fails, so a rotated secret or a new pipeline is seen within
@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
 from actors.pipeline import actor_name
-from actors.registry import REGISTRY_NAME
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.errors import AuthError, DashError, ForbiddenError, InternalError, NotFoundError, UnavailableError
+from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.settings import WebSettings
 from dash_ray.ingest.signing import Verifier
-from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, WebhookSource, parse_spec
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, WebhookSource
 from dash_ray.auth.tokens import allows, hash_token
 from serve_app.coalescer import Coalescer
+from serve_app.registry_client import RegistryClient, unwrap
 
 __all__ = ["Gateway", "IngestInfo", "unwrap"]
 
@@ -52,20 +52,6 @@ def _known(found: IngestInfo | NotFoundError) -> IngestInfo:
     return found
 
 
-def unwrap(exc: BaseException) -> DashError:
-    """The DashError a Ray call failed with (the remote error itself when it was one)."""
-    if isinstance(exc, DashError) and not isinstance(exc, RayTaskError):
-        return exc
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, DashError):
-        return cause
-    if isinstance(exc, RayActorError):
-        return UnavailableError(f"actor is not reachable: {type(exc).__name__}", retry_after=1.0)
-    if isinstance(exc, RayTaskError):
-        return InternalError(f"internal error: {type(cause or exc).__name__}: {cause or exc}"[:500])
-    return InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
-
-
 def _verifier(spec: PipelineSpec) -> Verifier:
     source = spec.source
     if isinstance(source, WebhookSource):
@@ -77,36 +63,16 @@ def _verifier(spec: PipelineSpec) -> Verifier:
 class Gateway:
     """One per replica (one event loop)."""
 
-    def __init__(self, settings: WebSettings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0) -> None:
+    def __init__(self, settings: WebSettings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0,
+                 registry: RegistryClient | None = None) -> None:
         self.settings = settings
         self.info_ttl_s = info_ttl_s
         self.token_ttl_s = token_ttl_s
-        self._registry: Any = None
+        self.registry = registry or RegistryClient(settings.namespace)
         self._info: dict[str, tuple[float, IngestInfo | NotFoundError]] = {}
         self._tokens: dict[str, tuple[float, str | None]] = {}
         self._actors: dict[str, Any] = {}
         self._coalescers: dict[str, Coalescer] = {}
-
-    # -- the registry ----------------------------------------------------------------------
-
-    async def registry(self) -> Any:
-        if self._registry is None:
-            try:
-                self._registry = await asyncio.to_thread(
-                    ray.get_actor, REGISTRY_NAME, namespace=self.settings.namespace)
-            except ValueError:
-                raise UnavailableError("the registry is not running", retry_after=2.0) from None
-        return self._registry
-
-    async def call(self, method: str, *args: Any) -> Any:
-        """Call a registry method; its DashError is re-raised here as itself."""
-        registry = await self.registry()
-        try:
-            return await getattr(registry, method).remote(*args)
-        except Exception as exc:  # noqa: BLE001 - translated at the edge
-            if isinstance(exc, RayActorError):
-                self._registry = None
-            raise unwrap(exc) from None
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -130,7 +96,7 @@ class Gateway:
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.token_ttl_s:
             return cached[1]
-        scope = await self.call("check_token", token)
+        scope = await self.registry.check_token(token)
         if len(self._tokens) >= _MAX_CACHED:
             self._tokens.clear()
         self._tokens[key] = (now, scope)
@@ -153,11 +119,11 @@ class Gateway:
         if not _PIPELINE_ID.match(pipeline_id):
             raise NotFoundError(f"no pipeline {pipeline_id[:80]!r}", where="pipeline id")
         try:
-            spec_data, secrets, status = await self.call("ingest_info", pipeline_id)
+            access = await self.registry.ingest_info(pipeline_id)
         except NotFoundError as exc:
             found: IngestInfo | NotFoundError = exc
         else:
-            spec = parse_spec(spec_data)
+            spec, secrets, status = access.spec, access.secrets, access.status
             found = IngestInfo(spec, tuple(secrets), status, _verifier(spec))
         if len(self._info) >= _MAX_CACHED:
             self._info.clear()

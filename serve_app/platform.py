@@ -22,8 +22,10 @@ from dash_ray.deploy.localray import (
     start_local_ray,
     stop_local_ray,
 )
+from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
 from serve_app.deployment import APP_NAME, serve_options, web_app
+from serve_app.registry_client import unwrap
 
 __all__ = ["Platform", "connect_ray", "down", "up"]
 
@@ -57,8 +59,7 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
         address = local.address
     try:
         connect_ray(address, settings.namespace)
-        registry = get_or_create_registry(settings)
-        ray.get(registry.ready.remote(), timeout=timeout_s)
+        _wait_registry(get_or_create_registry(settings), timeout_s)
         serve.start(**serve_options(settings))
         route_prefix = None if settings.ingress == "replica" else "/"
         serve.run(web_app(settings), name=APP_NAME, route_prefix=route_prefix, blocking=False)
@@ -71,6 +72,24 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
             stop_local_ray(settings.home)
         raise
     return Platform(url=url, ray_address=address, local=local)
+
+
+def _wait_registry(registry: Any, timeout_s: float) -> None:
+    """Until the registry has booted; raises the OperatorError that stops it at once (a wrong
+    key), else RuntimeError with its last reason after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            ray.get(registry.ready.remote(min(5.0, max(left, 0.0))), timeout=max(left, 0.0) + 10)
+            return
+        except Exception as exc:  # noqa: BLE001 - the registry's own error, or Ray's
+            error = unwrap(exc)
+            if not isinstance(error, UnavailableError):
+                raise error from None  # an OperatorError (a wrong key) or a bug: waiting will not help
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the registry did not become ready within {timeout_s:.0f} s: "
+                                   f"{error.message}") from None
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -66,13 +66,44 @@ class Catalog:
 
     # -- pipelines -------------------------------------------------------------------------
 
+    def create_pipeline(self, spec: PipelineSpec, *, secret: str) -> PipelineRecord | None:
+        """Create the pipeline with `secret` as its one ingest secret (status `starting`,
+        version 1); None, changing nothing, when a pipeline of that id already exists. Atomic
+        against any other writer of the same database: of two creators racing, exactly one
+        gets the record and the other None, so the first one's secret stays valid."""
+        now = self._now()
+        spec_json = _spec_json(spec)
+        sealed = self._box.encrypt(secret)
+
+        def work(tx: Transaction) -> PipelineRecord | None:
+            inserted = tx.execute(
+                "INSERT INTO pipelines (id, spec, status, restarts, last_error, version,"
+                " created_at, updated_at) VALUES (?, ?, 'starting', 0, NULL, 1, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
+                (spec.id, spec_json, now, now),
+            )
+            if not inserted:
+                return None
+            tx.execute(
+                "INSERT INTO pipeline_secrets (pipeline_id, seq, ciphertext, valid_until,"
+                " created_at) VALUES (?, 1, ?, NULL, ?)",
+                (spec.id, sealed, now),
+            )
+            return self._load(tx, spec.id)
+
+        return self._backend.run(work)
+
     def put_pipeline(self, spec: PipelineSpec, *, secret: str | None) -> PipelineRecord:
         """Create the pipeline (then `secret` is required and becomes its one ingest secret;
         status `starting`, version 1) or replace its spec (version + 1; status and
         restarts are kept). On update `secret=None` keeps the secrets, while a secret
-        replaces all of them. Raises NotFoundError when updating with no such pipeline."""
+        replaces all of them. Raises NotFoundError when updating with no such pipeline.
+        To create without ever replacing another creator's secret, use `create_pipeline`.
+
+        The spec is kept as given, its keys in their order: the order of `mapping.fields`
+        is part of the spec (an expression may use only the fields declared before it)."""
         now = self._now()
-        spec_json = json.dumps(spec.to_json_dict(), separators=(",", ":"), sort_keys=True)
+        spec_json = _spec_json(spec)
         sealed = None if secret is None else self._box.encrypt(secret)
 
         def work(tx: Transaction) -> PipelineRecord:
@@ -325,6 +356,11 @@ class Catalog:
             created_at=_utc(created_at),
             updated_at=_utc(updated_at),
         )
+
+
+def _spec_json(spec: PipelineSpec) -> str:
+    # Not sorted: the order of the keys is part of the spec.
+    return json.dumps(spec.to_json_dict(), separators=(",", ":"))
 
 
 def _token_info(row: Sequence[Any]) -> TokenInfo:

@@ -62,7 +62,12 @@ class PostgresBackend:
         self._where = _describe(dsn, schema)
         # Two processes opening the same catalog take turns at creating its tables.
         self._migration_lock_key = zlib.crc32(f"dash.catalog.{schema}".encode())
-        self.migrations: tuple[tuple[str, ...], ...] = (_baseline(schema),)
+        self.migrations: tuple[tuple[str, ...], ...] = (
+            _baseline(schema),
+            # 2: specs as the text they were given; JSONB reorders keys, and the order of
+            # a mapping's fields is part of the spec.
+            ("ALTER TABLE pipelines ALTER COLUMN spec TYPE TEXT USING spec::text",),
+        )
         self._lock = threading.Lock()
         self._closed = False
         self._conn: psycopg.Connection[Any] = self._connect()

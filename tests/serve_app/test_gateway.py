@@ -1,5 +1,5 @@
-"""The gateway's caches and token checks, driven without Ray: a stand-in registry counts the
-calls that reach it."""
+"""The gateway's caches and token checks, driven without Ray: a stand-in registry handle,
+reached through the real RegistryClient, counts the calls that reach it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 
+from actors.registry import IngestAccess
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError
 from dash_ray.settings import Settings
 from dash_ray.auth.tokens import hash_token
+from dash_ray.spec import parse_spec
 from serve_app.gateway import Gateway
+from serve_app.registry_client import RegistryClient
 
 ADMIN = "dash_admin_gateway-test"
 
@@ -38,10 +41,10 @@ class FakeRegistry:
             raise AttributeError(name)
         return _Method(self, name)
 
-    def do_ingest_info(self, pipeline_id: str) -> tuple[dict, tuple[str, ...], str]:
+    def do_ingest_info(self, pipeline_id: str) -> IngestAccess:
         if pipeline_id != "weather":
             raise NotFoundError(f"no pipeline {pipeline_id!r}", where=pipeline_id)
-        return {"id": "weather"}, self.secrets, "running"
+        return IngestAccess(parse_spec({"id": "weather"}), self.secrets, "running")
 
     def do_check_token(self, token: str) -> str | None:
         return self.tokens.get(token)
@@ -50,9 +53,9 @@ class FakeRegistry:
 @pytest.fixture()
 def gateway(tmp_path) -> tuple[Gateway, FakeRegistry]:
     settings = Settings.from_env(env={}, home=str(tmp_path), admin_token_hash=hash_token(ADMIN))
-    gw = Gateway(settings.web(), info_ttl_s=60, token_ttl_s=60)
     registry = FakeRegistry()
-    gw._registry = registry
+    gw = Gateway(settings.web(), info_ttl_s=60, token_ttl_s=60,
+                 registry=RegistryClient(settings.namespace, handle=registry))
     return gw, registry
 
 
@@ -98,3 +101,15 @@ async def test_tokens_admin_by_hash_others_cached_scopes_enforced(gateway) -> No
         await gw.authorize(None, "read")
     with pytest.raises(AuthError):
         await gw.authorize("Basic abc", "read")
+
+
+async def test_the_registry_client_reraises_dash_errors_and_forgets_a_dead_registry(gateway) -> None:
+    from ray.exceptions import ActorDiedError
+
+    from dash_ray.errors import UnavailableError
+
+    gw, registry = gateway
+    registry.do_check_token = lambda token: (_ for _ in ()).throw(ActorDiedError())  # type: ignore[method-assign]
+    with pytest.raises(UnavailableError, match="not reachable"):
+        await gw.registry.check_token("dash_0123456789ab_other")
+    assert gw.registry._handle is None  # looked up again on the next call

@@ -6,6 +6,7 @@ start goes `failed`, a restarted registry keeps and adopts every pipeline)."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -209,7 +210,12 @@ def test_killed_pipeline_actor_is_restarted_and_takes_ingest_again(platform) -> 
 
 
 def test_pipeline_that_crashes_on_start_goes_failed(platform) -> None:
-    data = spec("crash", storage={"lake": "/dev/null/lake"})
+    # A lake under an allowed root (the platform's) whose folder cannot be made, because a
+    # file stands where it would go: the start fails as /dev/null/lake's did.
+    blocker = Path(platform.settings.lake_url) / f"not-a-folder-{uuid.uuid4().hex[:6]}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("")
+    data = spec("crash", storage={"lake": f"{blocker}/lake"})
     with platform.http() as http:
         response = http.put(f"/v1/pipelines/{data['id']}", json=data)
     assert response.status_code == 201
@@ -258,3 +264,116 @@ def test_delete_keeps_data_unless_purged(platform) -> None:
     assert not platform.settings.wal_dir(pipeline_id).exists()
     with platform.http() as http:
         assert http.get(f"/v1/pipelines/{pipeline_id}").status_code == 404
+
+
+# -- supervision and admin hardening ---------------------------------------------------------
+
+
+def test_concurrent_creating_puts_make_one_pipeline_and_keep_the_first_secret(platform) -> None:
+    import threading
+
+    for _ in range(3):
+        data = spec("race")
+        barrier = threading.Barrier(4)
+        answers: list[Any] = []
+
+        def put() -> None:
+            with platform.http() as http:
+                barrier.wait()
+                answers.append(http.put(f"/v1/pipelines/{data['id']}", json=data))
+
+        threads = [threading.Thread(target=put) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [200, 200, 200, 201], [a.text for a in answers]
+        [created] = [a for a in answers if a.status_code == 201]
+        secret = created.json()["ingest_secret"]
+        assert all("ingest_secret" not in a.json() for a in answers if a is not created)
+        assert platform.client.ingest(data["id"], reading(1), secret=secret).last_seq == 1
+
+
+def test_redeploying_an_identical_spec_changes_nothing(platform) -> None:
+    data = spec("same")
+    pipeline_id, _ = deploy(platform, data)
+    actor_id = _actor(platform, pipeline_id)._actor_id.hex()
+    with platform.http() as http:
+        again = http.put(f"/v1/pipelines/{pipeline_id}", json=data)
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == 1 and again.json()["status"] == "running"
+    assert _actor(platform, pipeline_id)._actor_id.hex() == actor_id  # not restarted
+
+
+def test_a_spec_may_be_put_as_yaml(platform) -> None:
+    import yaml
+
+    data = spec("yaml")
+    url = f"/v1/pipelines/{data['id']}"
+    with platform.http() as http:
+        created = http.put(url, content=yaml.safe_dump(data, sort_keys=False),
+                           headers={"content-type": "application/yaml"})
+        assert created.status_code == 201, created.text
+        assert list(created.json()["spec"]["mapping"]["fields"]) == ["time", "device", "temp_c"]
+        data["hot_records"] = 7
+        for kind, version in (("text/yaml", 2), ("application/x-yaml; charset=utf-8", 2)):
+            updated = http.put(url, content=yaml.safe_dump(data), headers={"content-type": kind})
+            assert updated.status_code == 200, updated.text
+            assert updated.json()["version"] == version and updated.json()["spec"]["hot_records"] == 7
+        bad = http.put(url, content=b"id: [unclosed\n", headers={"content-type": "application/yaml"})
+        assert bad.status_code == 400 and "YAML" in bad.json()["error"]["message"]
+        assert "line" in bad.json()["error"]["message"]
+        listed = http.put(url, content=b"- 1\n- 2\n", headers={"content-type": "text/yaml"})
+        assert listed.status_code == 422
+        big = http.put(url, content=b"#" * (2 * 2**20), headers={"content-type": "application/yaml"})
+        assert big.status_code == 413
+
+
+def test_counters_are_current_right_after_a_202(platform) -> None:
+    data = spec("fresh", mapping={
+        "fields": {"device": {"path": "$.device_id", "type": "string"},
+                   "temp_c": {"path": "$.metrics.temp", "type": "double"}},
+        "filter": "device <> 'test-rig'",
+        "validate": [{"field": "temp_c", "max": 60}]})
+    pipeline_id, secret = deploy(platform, data)
+    for round_no in range(1, 4):
+        batch = [reading(1), {"device_id": "hot", "metrics": {"temp": 99}}, {"device_id": "test-rig"}]
+        platform.client.ingest(pipeline_id, batch, secret=secret)
+        platform.client.records(pipeline_id)
+        with platform.http() as http:
+            body = http.get(f"/v1/pipelines/{pipeline_id}").json()
+        counters = body["counters"]
+        assert (counters["mapped"], counters["dead"], counters["filtered"]) == (round_no,) * 3, counters
+        assert counters["last_seq"] == 3 * round_no
+        assert body["counters_at"].endswith("Z")
+
+
+def test_a_crash_looping_pipeline_is_retried_until_it_runs_and_loses_nothing(platform) -> None:
+    data = spec("loop", flush={"records": 1000, "seconds": 0.2})
+    pipeline_id, secret = deploy(platform, data)
+    sent = 0
+    for kill in range(1, 8):
+        sent += 1
+        _ingest_retrying(platform, pipeline_id, secret, reading(sent))
+        ray.kill(_actor(platform, pipeline_id), no_restart=True)
+        platform.wait_for(lambda: (p := platform.client.get(pipeline_id)).restarts == kill
+                          and p.status == "running" and p, timeout=60,
+                          what=f"the pipeline to run again after kill {kill}")
+    pipeline = platform.client.get(pipeline_id)
+    assert pipeline.status == "running" and pipeline.restarts == 7
+    lake = Lake.from_url(platform.settings.lake_url)
+    platform.wait_for(lambda: lake.last_seq("bronze", pipeline_id) == sent, what="every record in the lake")
+    # The web tier's handle on the killed actor answers one 503 before it is looked up again.
+    platform.wait_for(lambda: [r["seq"] for r in platform.client.records(pipeline_id)] == list(range(1, sent + 1)),
+                      what="every record in the hot cache")
+
+
+def test_a_lake_outside_the_configured_roots_is_refused(platform) -> None:
+    platform_lake = platform.settings.lake_url
+    with platform.http() as http:
+        for lake in ("memory://lake", "/tmp/elsewhere", f"{platform_lake}/bronze/x"):
+            data = spec("roots", storage={"lake": lake})
+            response = http.put(f"/v1/pipelines/{data['id']}", json=data)
+            assert response.status_code == 422, (lake, response.text)
+            assert response.json()["error"]["where"] == "storage.lake"

@@ -10,11 +10,9 @@ import sqlite3
 import stat
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from dash_ray.catalog import Catalog, PipelineRecord, open_catalog
@@ -22,74 +20,7 @@ from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.errors import SecretKeyError
 from dash_ray.spec import parse_spec
-
-T0 = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-
-
-class FakeClock:
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@dataclasses.dataclass
-class Place:
-    """Where a test's catalog lives; opens it (again) and reads its tables raw."""
-
-    backend: str
-    url: str
-    schema: str
-    key: str
-
-    def open(self, *, box: SecretBox | None = None, clock: Callable[[], dt.datetime] | None = None) -> Catalog:
-        return open_catalog(self.url, box=box or SecretBox([self.key]), clock=clock, pg_schema=self.schema)
-
-    def raw_rows(self, table: str) -> list[tuple[Any, ...]]:
-        if self.backend == "sqlite":
-            with sqlite3.connect(self.url) as conn:
-                rows = conn.execute(f"SELECT * FROM {table}").fetchall()
-            conn.close()
-            return rows
-        with psycopg.connect(self.url) as conn:
-            return conn.execute(f'SELECT * FROM "{self.schema}".{table}').fetchall()
-
-    def raw_bytes(self) -> bytes:
-        """Everything stored, as bytes: every table's rows and, for SQLite, the files too."""
-        dump = repr([self.raw_rows(t) for t in ("pipelines", "pipeline_secrets", "tokens")]).encode()
-        if self.backend == "sqlite":
-            for path in Path(self.url).parent.glob(Path(self.url).name + "*"):
-                dump += path.read_bytes()
-        return dump
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
-    key = SecretBox.generate_key()
-    if request.param == "sqlite":
-        yield Place("sqlite", str(tmp_path / "home" / "catalog.sqlite"), "dash", key)
-        return
-    dsn = request.getfixturevalue("pg_dsn")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield Place("postgres", dsn, schema, key)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture()
-def catalog(place: Place, clock: FakeClock) -> Iterator[Catalog]:
-    cat = place.open(clock=clock)
-    yield cat
-    cat.close()
+from tests.dash_ray.catalog.conftest import T0, FakeClock, Place
 
 
 def spec(pipeline_id: str = "weather", **extra: Any):
@@ -340,12 +271,16 @@ def test_everything_survives_a_reopen(catalog: Catalog, place: Place) -> None:
         again.close()
 
 
+# PostgreSQL's migration 2 turned the spec column from JSONB into TEXT (field order).
+SCHEMA_VERSIONS = {"sqlite": [1], "postgres": [1, 2]}
+
+
 def test_schema_is_versioned(catalog: Catalog, place: Place) -> None:
     versions = place.raw_rows("schema_version")
-    assert [row[0] for row in versions] == [1]
+    assert [row[0] for row in versions] == SCHEMA_VERSIONS[place.backend]
     catalog.close()
     place.open().close()  # opening again migrates nothing
-    assert [row[0] for row in place.raw_rows("schema_version")] == [1]
+    assert [row[0] for row in place.raw_rows("schema_version")] == SCHEMA_VERSIONS[place.backend]
 
 
 def test_several_openers_at_once_create_the_schema_once(place: Place) -> None:
@@ -365,7 +300,7 @@ def test_several_openers_at_once_create_the_schema_once(place: Place) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert [row[0] for row in place.raw_rows("schema_version")] == [1]
+    assert [row[0] for row in place.raw_rows("schema_version")] == SCHEMA_VERSIONS[place.backend]
 
 
 def test_many_threads_can_write_at_once(catalog: Catalog) -> None:
@@ -421,50 +356,6 @@ def test_sqlite_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
         conn.close()
     finally:
         catalog.close()
-
-
-def test_postgres_tables_live_in_their_own_schema(pg_dsn: str) -> None:
-    catalog = open_catalog(pg_dsn, box=SecretBox([SecretBox.generate_key()]))
-    try:
-        with psycopg.connect(pg_dsn) as conn:
-            tables = conn.execute(
-                "SELECT table_schema, table_name FROM information_schema.tables"
-                " WHERE table_name IN ('pipelines', 'pipeline_secrets', 'tokens', 'schema_version')"
-            ).fetchall()
-        assert sorted(tables) == [
-            ("dash", "pipeline_secrets"), ("dash", "pipelines"), ("dash", "schema_version"), ("dash", "tokens"),
-        ]
-    finally:
-        catalog.close()
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA dash CASCADE")
-
-
-def test_postgres_reconnects_once_after_a_dropped_connection(pg_dsn: str) -> None:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    catalog = open_catalog(pg_dsn, box=SecretBox([SecretBox.generate_key()]), pg_schema=schema)
-    try:
-        catalog.put_pipeline(spec(), secret="whsec_a")
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            pid = catalog._backend._conn.info.backend_pid  # type: ignore[attr-defined]
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        catalog.set_state("weather", status="running", restarts=0, last_error=None)
-        assert catalog.get_pipeline("weather").status == "running"  # type: ignore[union-attr]
-    finally:
-        catalog.close()
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def test_postgres_unreachable_is_unavailable_and_hides_the_password() -> None:
-    from dash_ray.errors import UnavailableError
-
-    with pytest.raises(UnavailableError) as caught:
-        open_catalog(
-            "postgresql://dash:hunter2@127.0.0.1:1/nowhere?connect_timeout=2",
-            box=SecretBox([SecretBox.generate_key()]),
-        )
-    assert "hunter2" not in str(caught.value) and "127.0.0.1:1/nowhere" in str(caught.value)
 
 
 def test_an_unknown_url_scheme_is_refused() -> None:

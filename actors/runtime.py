@@ -1,0 +1,85 @@
+"""The Ray implementation of the supervisor's `Runtime`: one detached `pipeline:<id>` actor per
+pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed; and the
+purge of a deleted pipeline's lake folders and log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+
+import ray
+from ray.actor import ActorHandle
+
+from actors.pipeline import actor_name, launch, pipeline_lake
+from dash_ray.settings import Settings
+from dash_ray.spec import PipelineSpec
+from dash_ray.supervision.runtime import Health
+
+__all__ = ["RayRuntime"]
+
+log = logging.getLogger(__name__)
+
+_NAME_RELEASE_S = 10.0
+_GRACEFUL_STOP_S = 30.0
+
+
+class RayRuntime:
+    """Pipelines as Ray actors in the platform's namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pipeline_settings = settings.pipeline()
+
+    async def find(self, pipeline_id: str) -> ActorHandle | None:
+        try:
+            return await asyncio.to_thread(ray.get_actor, actor_name(pipeline_id),
+                                           namespace=self._settings.namespace)
+        except ValueError:
+            return None
+
+    async def start(self, spec: PipelineSpec) -> tuple[ActorHandle, Health]:
+        """Create the actor and wait (up to `start_timeout_s`) for its `start`, which recovers
+        from the log and lake. On any failure, or when cancelled, the actor is killed."""
+        actor = await self._create(spec)
+        try:
+            answer = await asyncio.wait_for(actor.start.remote(), self._settings.start_timeout_s)
+        except BaseException:
+            await self._kill(actor)
+            raise
+        return actor, Health.from_answer(answer)
+
+    async def health(self, handle: ActorHandle) -> Health:
+        return Health.from_answer(await handle.health.remote())
+
+    async def stop(self, handle: ActorHandle, *, graceful: bool) -> None:
+        if graceful:
+            try:
+                await asyncio.wait_for(handle.stop.remote(), _GRACEFUL_STOP_S)
+            except Exception as exc:  # noqa: BLE001 - it keeps its log; the next start replays it
+                log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
+        await self._kill(handle)
+
+    async def purge(self, spec: PipelineSpec) -> None:
+        """Delete the pipeline's folders in its lake, and its log. Raises StorageError."""
+        lake = pipeline_lake(spec, self._pipeline_settings)
+        await asyncio.to_thread(lake.purge, spec.id)
+        await asyncio.to_thread(shutil.rmtree, self._settings.wal_dir(spec.id), True)
+
+    async def _create(self, spec: PipelineSpec) -> ActorHandle:
+        # The name of a just-killed actor may take a moment to be released.
+        deadline = time.monotonic() + _NAME_RELEASE_S
+        while True:
+            try:
+                return launch(spec, self._pipeline_settings)
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def _kill(self, handle: ActorHandle) -> None:
+        try:
+            await asyncio.to_thread(ray.kill, handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass

@@ -1,0 +1,99 @@
+"""The web tier's one way to the registry actor: a typed method per registry call, and the
+translation of what a Ray call fails with into the DashError it stands for (`unwrap`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from actors.registry import REGISTRY_NAME, IngestAccess, NewToken
+from dash_ray.errors import DashError, InternalError, UnavailableError
+from dash_ray.supervision.view import Deployed, PipelineView
+
+__all__ = ["RegistryClient", "unwrap"]
+
+T = TypeVar("T")
+
+
+def unwrap(exc: BaseException) -> DashError:
+    """The DashError a Ray call failed with (the remote error itself when it was one)."""
+    if isinstance(exc, DashError) and not isinstance(exc, RayTaskError):
+        return exc
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, DashError):
+        return cause
+    if isinstance(exc, RayActorError):
+        return UnavailableError(f"actor is not reachable: {type(exc).__name__}", retry_after=1.0)
+    if isinstance(exc, RayTaskError):
+        return InternalError(f"internal error: {type(cause or exc).__name__}: {cause or exc}"[:500])
+    return InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
+
+
+class RegistryClient:
+    """The registry of the platform in `namespace`, looked up on first use and again after
+    it became unreachable. Every method raises the DashError the registry raised (NotFoundError,
+    SpecError, ...), or UnavailableError when the registry cannot be reached; none retries."""
+
+    def __init__(self, namespace: str, *, handle: Any = None) -> None:
+        self._namespace = namespace
+        self._handle = handle
+
+    async def _registry(self) -> Any:
+        if self._handle is None:
+            try:
+                self._handle = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+            except ValueError:
+                raise UnavailableError("the registry is not running", retry_after=2.0) from None
+        return self._handle
+
+    async def _call(self, send: Callable[[Any], Awaitable[T]]) -> T:
+        registry = await self._registry()
+        try:
+            return await send(registry)
+        except Exception as exc:  # noqa: BLE001 - translated at the edge
+            if isinstance(exc, RayActorError):
+                self._handle = None
+            raise unwrap(exc) from None
+
+    async def ready(self, *, wait_s: float = 0.0) -> None:
+        """Returns once the registry has booted; UnavailableError saying why while not."""
+        await self._call(lambda r: r.ready.remote(wait_s))
+
+    async def put(self, spec_data: dict[str, Any]) -> Deployed:
+        """Create or update a pipeline from its spec (plain data, fields in their order)."""
+        return await self._call(lambda r: r.put.remote(spec_data))
+
+    async def get(self, pipeline_id: str) -> PipelineView:
+        """The pipeline, its counters asked of it now (or the last known, see `counters_at`)."""
+        return await self._call(lambda r: r.get.remote(pipeline_id))
+
+    async def pipelines(self) -> list[PipelineView]:
+        """Every pipeline by id, counters as of the last health round."""
+        return await self._call(lambda r: r.pipelines.remote())
+
+    async def delete(self, pipeline_id: str, *, purge: bool = False) -> None:
+        await self._call(lambda r: r.delete.remote(pipeline_id, purge))
+
+    async def restart(self, pipeline_id: str) -> PipelineView:
+        return await self._call(lambda r: r.restart.remote(pipeline_id))
+
+    async def rotate_secret(self, pipeline_id: str, *, grace_s: float) -> str:
+        """A new current ingest secret; the previous one stays valid for `grace_s` seconds."""
+        return await self._call(lambda r: r.rotate_secret.remote(pipeline_id, grace_s))
+
+    async def ingest_info(self, pipeline_id: str) -> IngestAccess:
+        return await self._call(lambda r: r.ingest_info.remote(pipeline_id))
+
+    async def check_token(self, token: str) -> str | None:
+        """The scope of a catalog token, None when it is unknown or revoked."""
+        return await self._call(lambda r: r.check_token.remote(token))
+
+    async def create_token(self, scope: str, *, name: str) -> NewToken:
+        return await self._call(lambda r: r.create_token.remote(scope, name))
+
+    async def revoke_token(self, token_id: str) -> None:
+        await self._call(lambda r: r.revoke_token.remote(token_id))

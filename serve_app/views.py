@@ -1,0 +1,50 @@
+"""How the admin API renders the registry's answers as JSON bodies: a pipeline
+(`PipelineView`), the answer to a PUT (`Deployed`), a new token. Times are ISO 8601 UTC with
+a `Z`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from actors.registry import NewToken
+from dash_ray.supervision.view import Deployed, PipelineView
+
+__all__ = ["deployed_body", "pipeline_body", "token_body"]
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def pipeline_body(view: PipelineView) -> dict[str, Any]:
+    """`GET /v1/pipelines/{id}`: the spec as deployed (fields in their order), the status, and
+    the counters as of `counters_at`."""
+    return {
+        "id": view.id,
+        "status": view.status,
+        "restarts": view.restarts,
+        "last_error": view.last_error,
+        "version": view.version,
+        "counters": dict(view.counters),
+        "counters_at": _time(view.counters_at),
+        "waiting_in_log": view.waiting_in_log,
+        "next_restart_at": _time(view.next_restart_at),
+        "spec": view.spec.to_json_dict(),
+        "created_at": _time(view.created_at),
+        "updated_at": _time(view.updated_at),
+    }
+
+
+def deployed_body(deployed: Deployed) -> dict[str, Any]:
+    """`PUT /v1/pipelines/{id}`: the pipeline, with its `ingest_secret` when this call made it."""
+    body = pipeline_body(deployed.pipeline)
+    if deployed.ingest_secret is not None:
+        body["ingest_secret"] = deployed.ingest_secret
+    return body
+
+
+def token_body(token: NewToken) -> dict[str, Any]:
+    return {"id": token.id, "token": token.token, "scope": token.scope, "name": token.name}
