@@ -26,9 +26,11 @@ from typing import Any
 
 from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus
-from dash_ray.errors import NotFoundError, OperatorError, UnavailableError
+from dash_ray.errors import NotFoundError, OperatorError, SpecError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.mapping import compile_mapping
+from dash_ray.query.rollup import rollup_problems
+from dash_ray.silver.evolution import evolution_problems
 from dash_ray.spec import PipelineSpec, parse_spec
 from dash_ray.supervision.clock import Clock, SystemClock
 from dash_ray.supervision.policy import RestartPolicy
@@ -202,6 +204,9 @@ class Supervisor:
         async with self._locks.hold(spec.id):
             self._require_booted()
             entry = self._pipelines.get(spec.id)
+            problems = rollup_problems(spec) + (evolution_problems(entry.spec, spec) if entry else [])
+            if problems:
+                raise SpecError(problems=problems)
             if self._lake_roots is not None:
                 others = [e.spec.storage.lake for pid, e in self._pipelines.items()
                           if pid != spec.id and e.spec.storage.lake]

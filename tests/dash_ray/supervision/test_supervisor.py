@@ -186,3 +186,20 @@ async def test_every_failure_inside_a_gather_is_logged_with_its_cause(make, runt
     assert second.status("two") == "running"
     [record] = [r for r in caplog.records if "adoption of pipeline one failed" in r.getMessage()]
     assert "Odd: a failure no except clause expects" in record.getMessage() and record.exc_info
+
+
+async def test_put_refuses_a_type_change_old_rows_cannot_take_and_bad_rollups(make, runtime: FakeRuntime) -> None:
+    supervisor = await booted(make)
+    await supervisor.put(spec())
+    narrowed = spec()
+    narrowed["mapping"]["fields"]["temp_c"] = {"path": "$.t", "type": "int"}
+    with pytest.raises(SpecError) as caught:
+        await supervisor.put(narrowed)
+    assert [p.path for p in caught.value.problems] == ["mapping.fields.temp_c.type"]
+    widened = spec()
+    widened["mapping"]["fields"]["label"] = {"path": "$.l", "type": "string"}
+    assert (await supervisor.put(widened)).pipeline.version == 2
+    with pytest.raises(SpecError) as caught:
+        await supervisor.put(spec("other", storage={"rollups": {"by": ["nope"]}}))
+    assert [p.path for p in caught.value.problems] == ["storage.rollups.by.0"]
+    assert runtime.starts("weather") == 2
