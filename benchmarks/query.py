@@ -37,7 +37,7 @@ from dash_ray.query.duckdb import DuckDBEngine  # noqa: E402
 from dash_ray.query.model import Column, Schema, parse_query  # noqa: E402
 from dash_ray.query.postgres import PostgresEngine  # noqa: E402
 from dash_ray.query.rollup import plan_for  # noqa: E402
-from dash_ray.silver.lake import LakeSilver, rollup_area, split_by_day  # noqa: E402
+from dash_ray.silver.lake import LakeSilver, rollup_area  # noqa: E402
 from dash_ray.silver.postgres import PostgresSilver  # noqa: E402
 
 SCHEMA = Schema((Column("device", "string"), Column("temp_c", "double"), Column("humidity", "double")))

@@ -36,17 +36,16 @@ from dash_ray.lake import Lake
 from dash_ray.lifecycle.maintenance import Maintenance
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
-from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
-from dash_ray.mapping.deadletters import internal_failure
+from dash_ray.lifecycle.jobs import Replays
 from dash_ray.pipeline.admission import Admission, Plan
-from dash_ray.pipeline.commit import Commit, Mapped
+from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters
-from dash_ray.pipeline.entry import LoggedEntry, decode_entry, encode_entry, input_table
-from dash_ray.pipeline.hot import HotBuffer, rows_to_records
+from dash_ray.pipeline.entry import decode_entry, encode_entry
+from dash_ray.pipeline.mapper import Mapper
 from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.base import SilverStore
 from dash_ray.silver.lake import LakeSilver
-from dash_ray.sinks.base import MappedBatch, Sinks
+from dash_ray.sinks.base import Sinks
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["Counters", "PipelineCore"]
@@ -55,12 +54,6 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "running", "closing", "closed", "failed"]
 _MAX_FLUSH_BACKOFF_S = 30.0
-# Mapping has a fixed cost per call, so durable entries are mapped together: once this many
-# records wait, or this long after the first one (reads and flushes map what waits at once).
-_MAP_BATCH_RECORDS = 2000
-_MAP_DELAY_S = 0.02
-# A background pass maps at most this many records before yielding to the event loop.
-_MAP_CHUNK_RECORDS = 20_000
 # `health` maps what waits (so its counters are current) unless more than this waits.
 _HEALTH_MAP_LIMIT = 50_000
 
@@ -93,31 +86,25 @@ class PipelineCore:
         self.spec = spec
         self.lake = lake
         self.counters = Counters()
-        self._mapping: CompiledMapping = compile_mapping(spec.mapping)
-        self._json_columns = frozenset(n for n, f in spec.mapping.fields.items() if f.type == "json") | (
-            {"extra"} if spec.mapping.keep_extra or not spec.mapping.fields else set())
         self._wal_dir = Path(wal_dir)
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
         plan = spec_plan(spec)
         self._silver = silver or LakeSilver(lake, spec.id, plan)
         self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq)
         self._sinks = sinks or Sinks()
+        self._mapper = Mapper(spec, self.counters, sinks=self._sinks, on_mapped=self._mapped_some,
+                              active=lambda: self._state in ("running", "closing"))
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
         self._admission = Admission(spec, self.counters)
         self._commit: Commit | None = None
-        self._hot = HotBuffer(spec.hot_records)
+        self.replays: Replays | None = None
         self._clock = clock
         self._state: State = "new"
         self._next_seq = 1
-        # Acknowledged, not yet stored: unmapped entries by first seq (mapped in seq order,
-        # even if their syncs completed out of order), then mapped ranges.
-        self._durable: dict[int, tuple[LoggedEntry, list[str]]] = {}
-        self._mapped: list[Mapped] = []
-        self._applied_seq = 0
+        # Acknowledged, not yet stored (unmapped, then mapped: see `_mapper`).
         self._pending_records = 0
         self._pending_bytes = 0
-        self._map_scheduled = False
         self._flush_wanted: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -150,12 +137,12 @@ class PipelineCore:
             max_keys=self._idempotency_max_keys, clock=self._clock)
         self._commit = Commit(self.id, lake=self.lake, silver=self._silver, log=self._wal, keys=index)
         recovery = await asyncio.to_thread(self._commit.recover, self.spec.hot_records)
-        if recovery.silver_tail is not None and recovery.silver_tail.num_rows:
-            tail = recovery.silver_tail
-            self._hot.extend(rows_to_records(tail.drop_columns([c for c in ("date",) if c in tail.column_names]),
-                                             self._json_columns))
+        self._mapper.warm(recovery.silver_tail)
+        self.replays = Replays(self.id, lake=self.lake, mapping=self._mapper.mapping, silver=self._silver,
+                               lock=self.maintenance.lock, stored_seq=lambda: self.counters.stored_seq,
+                               path=self._wal_dir / "jobs.sqlite")
         stored = recovery.stored_seq
-        self.counters.stored_seq = self._applied_seq = stored
+        self.counters.stored_seq = self._mapper.applied_seq = stored
         self._next_seq = stored + 1
         stored_keys: list[str] = []
         for entry in entries:
@@ -169,7 +156,7 @@ class PipelineCore:
                 raise InternalError(
                     f"pipeline {self.id}: log entry starts at seq {entry.first_seq}, expected "
                     f"{self._next_seq}; the lake and the log disagree")
-            self._durable[entry.first_seq] = (entry, keys)
+            self._mapper.durable[entry.first_seq] = (entry, keys)
             self._pending_records += entry.count
             self._pending_bytes += len(entry.payload)
             self.counters.replayed += entry.count
@@ -182,10 +169,10 @@ class PipelineCore:
         self._state = "running"
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         self.maintenance.start()
-        if self._durable:
+        if self._mapper.durable:
             log.info("pipeline %s: %d record(s) in the log, mapping them in the background",
                      self.id, self.counters.replayed)
-            self._schedule_map(0.0)
+            self._mapper.schedule(0.0)
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -230,75 +217,14 @@ class PipelineCore:
                     raise
         keys = self._admission.settle(plan, acks, error)
         if error is None and entry.count:
-            self._durable[entry.first_seq] = (entry, keys)
             self._pending_records += entry.count
             self._pending_bytes += len(entry.payload)
             self.counters.last_seq = max(self.counters.last_seq, entry.last_seq)
-            # Durable but not yet mapped: everything logged after the last mapped seq.
-            if self.counters.last_seq - self._applied_seq >= _MAP_BATCH_RECORDS:
-                self._map_ready(_MAP_CHUNK_RECORDS)
-            self._schedule_map(_MAP_DELAY_S)
+            self._mapper.add(entry, keys)
 
-    # -- mapping ---------------------------------------------------------------------------
-
-    def _schedule_map(self, delay: float) -> None:
-        if not self._map_scheduled and self._durable:
-            self._map_scheduled = True
-            asyncio.get_running_loop().call_later(delay, self._map_pass)
-
-    def _map_pass(self) -> None:
-        self._map_scheduled = False
-        if self._state in ("running", "closing"):
-            self._map_ready(_MAP_CHUNK_RECORDS)
-            self._schedule_map(0.0)  # more may wait (a backlog is mapped a chunk at a time)
-
-    def _map_ready(self, max_records: int | None = None) -> int:
-        """Map the durable entries that follow the last mapped one (at least one entry, about
-        `max_records` records when given, else all), cache the rows, hand them to the sinks
-        and queue them for storage. Returns how many records were mapped."""
-        entries: list[LoggedEntry] = []
-        keys: list[str] = []
-        count = 0
-        seq = self._applied_seq + 1
-        while seq in self._durable and (max_records is None or not entries or count < max_records):
-            entry, entry_keys = self._durable[seq]
-            entries.append(entry)
-            keys += entry_keys
-            count += entry.count
-            seq = entry.last_seq + 1
-        if not entries:
-            return 0
-        table = input_table(entries)
-        try:
-            result = self._mapping.apply(table)
-        except Exception as exc:  # noqa: BLE001 - not the records' fault: keep them, say why
-            log.exception("pipeline %s: mapping seq %d..%d failed; dead-lettering them", self.id,
-                          entries[0].first_seq, entries[-1].last_seq)
-            result = MappingResult(self._mapping.schema.empty_table(),
-                                   internal_failure(table, f"mapping failed: {_error_text(exc)}"), 0)
-        # Only now, with the result in hand, do the entries leave the durable queue.
-        for entry in entries:
-            del self._durable[entry.first_seq]
-        self._applied_seq = entries[-1].last_seq
-        mapped = Mapped(entries, result, keys)
-        self._mapped.append(mapped)
-        self.counters.mapped += result.rows.num_rows
-        self.counters.dead += result.dead.num_rows
-        self.counters.filtered += result.filtered
-        if result.rows.num_rows:
-            # Only the newest `capacity` rows can stay in the cache: convert just those.
-            rows = result.rows.slice(max(0, result.rows.num_rows - self._hot.capacity))
-            self._hot.extend(rows_to_records(rows, self._json_columns))
-            if len(self._sinks):
-                self._sinks.offer(MappedBatch(self.id, mapped.first_seq, mapped.last_seq, result.rows))
+    def _mapped_some(self) -> None:
         if self._pending_records >= self.spec.flush.records and self._flush_wanted is not None:
             self._flush_wanted.set()
-        return count
-
-    def _map_all(self, limit: int | None = None) -> None:
-        mapped = 0
-        while (limit is None or mapped < limit) and (n := self._map_ready(_MAP_CHUNK_RECORDS)):
-            mapped += n
 
     def _fail(self, reason: str) -> None:
         log.error("pipeline %s failed: %s", self.id, reason)
@@ -311,8 +237,8 @@ class PipelineCore:
     def records(self, *, after: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest mapped records in the hot cache, oldest first (see HotBuffer.since).
         Every record acknowledged before the call is in it (or was, before newer ones)."""
-        self._map_all()
-        return self._hot.since(after, limit)
+        self._mapper.map_all()
+        return self._mapper.hot.since(after, limit)
 
     def health(self) -> dict[str, Any]:
         """State and counters, current as of the call; raises UnavailableError unless the
@@ -322,10 +248,10 @@ class PipelineCore:
             raise UnavailableError(f"pipeline {self.id} is {self._state}{why}")
         if self._flusher is not None and self._flusher.done():
             raise UnavailableError(f"pipeline {self.id}: flush loop stopped")
-        self._map_all(_HEALTH_MAP_LIMIT)
+        self._mapper.map_all(_HEALTH_MAP_LIMIT)
         c = self.counters
         c.pending, c.pending_bytes = self._pending_records, self._pending_bytes
-        c.mapping_backlog = sum(e.count for e, _ in self._durable.values())
+        c.mapping_backlog = self._mapper.backlog
         return {"state": self._state, "counters": c.as_dict(), "wal_bytes": self._wal.stats.bytes,
                 "flush_error": self._flush_error}
 
@@ -359,7 +285,7 @@ class PipelineCore:
     async def flush(self) -> int:
         """Map everything acknowledged so far and store it, then trim the log; returns the
         number of records stored. Raises StorageError (the records stay queued and logged)."""
-        self._map_all()
+        self._mapper.map_all()
         return await self._store_mapped()
 
     async def _store_mapped(self) -> int:
@@ -367,9 +293,9 @@ class PipelineCore:
         assert self._flush_lock is not None and self._commit is not None
         async with self._flush_lock:
             total = 0
-            while batch := (self._commit.pinned or list(self._mapped)):
+            while batch := (self._commit.pinned or list(self._mapper.mapped)):
                 last = await self._commit.store(batch, stored_seq=self.counters.stored_seq)
-                del self._mapped[:len(batch)]
+                del self._mapper.mapped[:len(batch)]
                 count = sum(m.count for m in batch)
                 total += count
                 self._pending_records -= count
@@ -400,6 +326,8 @@ class PipelineCore:
             except Exception as exc:  # noqa: BLE001 - the log keeps them for the next start
                 log.warning("pipeline %s: final flush failed; the log keeps the records: %s", self.id,
                             _error_text(exc))
+        if self.replays is not None:
+            await self.replays.close()
         await self.maintenance.close()
         await self._sinks.close()
         await self._wal.close()

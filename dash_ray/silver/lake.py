@@ -47,20 +47,22 @@ class LakeSilver:
     def __repr__(self) -> str:
         return f"LakeSilver({self.lake.url!r}, {self.pipeline_id!r})"
 
-    def write(self, rows: pa.Table, *, first_seq: int, last_seq: int) -> None:
-        """One file per event day of the range, then its partials per day and granularity.
-        Idempotent by range: the names depend only on the range and the rows, so a retry
-        replaces them. An empty `rows` writes nothing."""
+    def write(self, rows: pa.Table, *, first_seq: int, last_seq: int, replacing: bool = False) -> list[str]:
+        """One file per event day of the range and its partials per day and granularity;
+        returns the paths written. Idempotent by range: the names depend only on the range
+        and the rows, so a retry replaces them. An empty `rows` writes nothing.
+
+        A new range's rows go first (a query counts them raw until their partials exist); a
+        range `replacing` stored files of its span writes its partials first (they cover the
+        old partials and rows at once, so nothing is counted twice meanwhile)."""
         if not rows.num_rows:
-            return
-        for day, part in split_by_day(rows):
-            self.lake.write("silver", self.pipeline_id, part, first_seq=first_seq, last_seq=last_seq, day=day)
-        if self.plan is None:
-            return
-        for granularity in self.plan.granularities:
-            for day, part in split_by_day(partials(rows, self.plan, granularity), "bucket_us"):
-                self.lake.write(rollup_area(self.plan, granularity), self.pipeline_id, part,
-                                first_seq=first_seq, last_seq=last_seq, day=day)
+            return []
+        silver = [("silver", day, part) for day, part in split_by_day(rows)]
+        parts = [] if self.plan is None else [
+            (rollup_area(self.plan, g), day, part)
+            for g in self.plan.granularities for day, part in split_by_day(partials(rows, self.plan, g), "bucket_us")]
+        return [self.lake.write(area, self.pipeline_id, part, first_seq=first_seq, last_seq=last_seq, day=day)
+                for area, day, part in (parts + silver if replacing else silver + parts)]
 
     def discard_after(self, seq: int) -> int:
         removed = self.lake.remove_after("silver", self.pipeline_id, seq)

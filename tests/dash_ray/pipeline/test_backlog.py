@@ -49,14 +49,14 @@ async def test_a_large_log_is_mapped_in_the_background_while_ingest_goes_on(tmp_
     await restarted.start()
     assert restarted.counters.replayed == total
     # Start returned with the backlog still unmapped, and ingest is acknowledged at once.
-    assert sum(e.count for e, _ in restarted._durable.values()) > total // 2
+    assert sum(e.count for e, _ in restarted._mapper.durable.values()) > total // 2
     [ack] = await restarted.ingest([batch(total, 1)])
     assert isinstance(ack, Ack) and ack.first_seq == total + 1
     for _ in range(400):
-        if not restarted._durable:
+        if not restarted._mapper.durable:
             break
         await asyncio.sleep(0.01)
-    assert not restarted._durable, "the background mapping did not finish"
+    assert not restarted._mapper.durable, "the background mapping did not finish"
     assert restarted.counters.mapped == total + 1
     assert await restarted.flush() == total + 1
     await restarted.close()

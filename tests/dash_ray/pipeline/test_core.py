@@ -119,7 +119,7 @@ async def test_a_partial_flush_is_redone_not_duplicated(tmp_path: Path) -> None:
     # The silver file of a flush is written, then the process dies before the bronze file.
     lake = Lake.from_url(str(tmp_path / "lake"))
     core.records()  # maps what is durable
-    pending = core._mapped
+    pending = core._mapper.mapped
     import datetime as dt
     lake.write("silver", "weather", pending[0].result.rows, first_seq=1, last_seq=4, day=dt.date(2026, 1, 1))
     again = make(tmp_path)

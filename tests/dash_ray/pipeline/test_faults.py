@@ -183,7 +183,7 @@ async def test_a_flush_refuses_to_trim_a_range_that_is_not_contiguous(tmp_path: 
         await core.ingest([batch(range(first, first + 3))])
     core.records()
     # A bug elsewhere loses one queued entry: the flush must notice, not trim past it.
-    [mapped] = core._mapped
+    [mapped] = core._mapper.mapped
     assert [e.first_seq for e in mapped.entries] == [1, 4, 7]
     mapped.entries.pop(1)
     with pytest.raises(Exception, match="not contiguous"):
