@@ -72,8 +72,11 @@ class Replays:
         self._db.execute("UPDATE jobs SET state = 'failed', error = 'interrupted by a restart of the pipeline;"
                          " run it again (replay is idempotent)' WHERE state = 'running'")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def get(self, job_id: str) -> Job:
+        if self._closed:
+            raise NotFoundError(f"pipeline {self.pipeline_id} is closing", where=job_id)
         row = self._db.execute("SELECT id, kind, state, done, total, error, created_at, updated_at FROM jobs"
                                " WHERE id = ?", (job_id,)).fetchone()
         if row is None:
@@ -81,6 +84,9 @@ class Replays:
         return Job(*row)
 
     def _save(self, job: Job) -> None:
+        """Only on the event loop; a no-op once closed."""
+        if self._closed:
+            return
         job.updated_at = _now()
         self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (job.id, job.kind, job.state, job.done, job.total, job.error, job.created_at, job.updated_at))
@@ -116,8 +122,7 @@ class Replays:
 
         def work() -> None:
             spans = spans_for(self.lake, self.pipeline_id, ranges(), stored_seq=self._stored_seq())
-            progress.total = job.total = sum(b - a + 1 for a, b in spans)
-            self._save(job)
+            progress.total = sum(b - a + 1 for a, b in spans)
             replay_spans(self.lake, self.pipeline_id, spans, mapping=self.mapping, silver=self.silver,
                          secondaries=self._secondaries(), progress=progress)
 
@@ -125,7 +130,7 @@ class Replays:
             worker = asyncio.ensure_future(asyncio.to_thread(work))
             while not worker.done():
                 await asyncio.wait([worker], timeout=1.0)
-                job.done = progress.done
+                job.done, job.total = progress.done, progress.total
                 self._save(job)
             try:
                 worker.result()
@@ -161,4 +166,6 @@ class Replays:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A worker thread still running writes no job record (only the loop does).
+        self._closed = True
         self._db.close()
