@@ -13,12 +13,14 @@ from typing import Any
 import ray
 
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.sources.demo import feed
-from dash_ray.errors import DashError
+from dash_ray.errors import DashError, UnavailableError
+from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lake import Lake
+from dash_ray.lake_roots import pipeline_lake as lake_of
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
-from dash_ray.spec import DemoSource, PipelineSpec, parse_spec
+from dash_ray.sources.registry import source_for
+from dash_ray.spec import PipelineSpec, parse_spec
 
 __all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]
 
@@ -28,10 +30,8 @@ def actor_name(pipeline_id: str) -> str:
 
 
 def pipeline_lake(spec: PipelineSpec, settings: PipelineSettings) -> Lake:
-    """The pipeline's own lake when its spec names one, else the platform's."""
-    if spec.storage.lake:
-        return Lake.from_url(spec.storage.lake)
-    return Lake.from_url(settings.lake_url, storage_options=settings.lake_options)
+    """The pipeline's lake (see `dash_ray.lake_roots.pipeline_lake`)."""
+    return lake_of(spec, lake_url=settings.lake_url, lake_options=settings.lake_options)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)
@@ -51,10 +51,9 @@ class PipelineActor:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
         await asyncio.to_thread(self._core.lake.check)
         await self._core.start()
-        source = self._core.spec.source
-        if isinstance(source, DemoSource):
-            self._feeder = asyncio.get_running_loop().create_task(
-                feed(self._core.ingest, rate=source.rate, devices=source.devices))
+        # An active source (the demo) feeds the core from here; a passive one returns at once.
+        self._feeder = asyncio.get_running_loop().create_task(
+            source_for(self._core.spec.source).run(self._core.ingest))
         return self._core.health()
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
@@ -68,6 +67,23 @@ class PipelineActor:
 
     async def flush(self) -> int:
         return await self._core.flush()
+
+    async def replay(self, start_us: int | None, end_us: int | None, first_seq: int | None,
+                     last_seq: int | None) -> dict[str, Any]:
+        """Start a replay job of what was received in the range (dash_ray.lifecycle.jobs)."""
+        return self._replays().replay(start_us=start_us, end_us=end_us, first_seq=first_seq,
+                                      last_seq=last_seq).as_dict()
+
+    async def replay_dead(self) -> dict[str, Any]:
+        return self._replays().replay_dead().as_dict()
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return self._replays().get(job_id).as_dict()
+
+    def _replays(self) -> Replays:
+        if self._core.replays is None:
+            raise UnavailableError(f"pipeline {self._core.id} is not running yet", retry_after=1.0)
+        return self._core.replays
 
     async def stop(self) -> None:
         """Flush what is queued and close the log; the actor can then be killed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip as gzip_module
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -246,6 +247,37 @@ class Client:
                 rows = rows[:limit]
                 break
         return pa.Table.from_pylist(rows)
+
+    def replay(self, pipeline_id: str, *, start: TimeArg = None, end: TimeArg = None,
+               from_seq: int | None = None, to_seq: int | None = None) -> dict[str, Any]:
+        """Re-run the pipeline's current mapping over stored raw records (received between
+        `start` and `end`, or seqs `from_seq..to_seq`, or all) into silver and dead letters,
+        idempotently; returns the job (`{"job", "state", "done", "total", ...}`)."""
+        body = {k: v for k, v in {"from": _time_param(start), "to": _time_param(end), "from_seq": from_seq,
+                                  "to_seq": to_seq}.items() if v is not None}
+        return self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
+
+    def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
+        """Re-run every dead-lettered record through the current mapping; returns the job."""
+        return self._request("POST", f"/v1/pipelines/{pipeline_id}/dead/replay")
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def wait_job(self, job_id: str, *, timeout: float = 300.0, every: float = 0.5) -> dict[str, Any]:
+        """Poll a job until it is done or failed (TimeoutError past `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] != "running":
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still running after {timeout:.0f} s: {job['done']}/{job['total']}")
+            time.sleep(every)
+
+    def dead(self, pipeline_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead-lettered records, newest first, each with its rule and reason."""
+        return self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})["dead"]
 
     def _query(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from dash_ray.errors import Problem, SpecError
+from dash_ray.lake import Lake
+from dash_ray.spec import PipelineSpec
 
-__all__ = ["LakeRoots"]
+__all__ = ["LakeRoots", "pipeline_lake"]
 
 # A lake keeps each pipeline's files in <root>/<area>/<pipeline>/ (see dash_ray.lake).
 _AREAS = ("bronze", "silver", "dead")
@@ -99,6 +102,20 @@ class LakeRoots:
                     raise _refuse(f"{lake} is inside the {area} area of the lake {other}")
                 if other.within(place.area(area)):
                     raise _refuse(f"{lake} would hold the lake {other} in its {area} area")
+            for inner, outer in ((place, other), (other, place)):
+                # Rollup areas are named rollup-<granularity>-<plan> (dash_ray.lake).
+                if inner.within(outer) and len(inner.parts) > len(outer.parts) and \
+                        inner.parts[len(outer.parts)].startswith("rollup-"):
+                    raise _refuse(f"{lake} overlaps a rollup area of the lake {outer}")
             if other in customs and (place.within(other) or other.within(place)):
                 raise _refuse(f"{lake} overlaps the lake {other} of another pipeline; "
                               "use the same lake or one apart from it")
+
+
+def pipeline_lake(spec: PipelineSpec, *, lake_url: str, lake_options: dict[str, Any] | None) -> Lake:
+    """The one place that picks a pipeline's lake: its own when its spec names one (an
+    `s3://` one with the platform's S3 options, endpoint and credentials), else the platform's."""
+    if spec.storage.lake:
+        own = spec.storage.lake
+        return Lake.from_url(own, storage_options=lake_options if own.startswith("s3://") else None)
+    return Lake.from_url(lake_url, storage_options=lake_options)

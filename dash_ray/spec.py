@@ -121,12 +121,16 @@ class PushSource(_Model):
 
 
 class WebhookSource(_Model):
-    """A webhook receiver at `POST /v1/hooks/{id}`, verified by one of three schemes:
-    `dash` (this project's `Dash-Signature`), `github` (`X-Hub-Signature-256`), or
-    `hmac` (a generic header carrying an HMAC of the raw body)."""
+    """A webhook receiver at `POST /v1/hooks/{id}`, verified by one scheme (each described in
+    `dash_ray.ingest.signing`): `dash` (this project's `Dash-Signature`), `github`
+    (`X-Hub-Signature-256`), `stripe` (`Stripe-Signature`), `slack` (`X-Slack-Signature`),
+    `shopify` (`X-Shopify-Hmac-Sha256`), `standard` (Standard Webhooks), or `hmac` (a header
+    you name, carrying an HMAC of the raw body: `header`, `algorithm`, `encoding`, `prefix`).
+    `idempotency_header` names a header whose value is the request's idempotency key (by
+    default GitHub's and Shopify's delivery id)."""
 
     kind: Literal["webhook"] = "webhook"
-    verify: Literal["dash", "github", "hmac"] = "dash"
+    verify: Literal["dash", "github", "stripe", "slack", "shopify", "standard", "hmac"] = "dash"
     header: str | None = None
     algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
     encoding: Literal["hex", "base64"] = "hex"
@@ -137,6 +141,13 @@ class WebhookSource(_Model):
     def _header(self) -> WebhookSource:
         if self.verify == "hmac" and not self.header:
             raise ValueError("verify 'hmac' needs 'header', the request header holding the signature")
+        if self.verify != "hmac":
+            # Values other than the defaults (a stored spec carries every field).
+            options = [name for name in ("algorithm", "encoding", "header", "prefix")
+                       if getattr(self, name) != WebhookSource.model_fields[name].default]
+            if options:
+                raise ValueError(f"{', '.join(repr(o) for o in options)} apply only to verify 'hmac'; "
+                                 f"{self.verify!r} fixes its own")
         return self
 
 

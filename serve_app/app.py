@@ -10,6 +10,7 @@ from dash_ray.settings import WebSettings
 from serve_app.api import api_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
+from serve_app.jobs import job_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import on_error
 
@@ -19,6 +20,7 @@ __all__ = ["build_app"]
 def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFront:
     """The ASGI app: the ingest front, with Starlette behind it for every other route."""
     gateway = gateway or Gateway(settings)
-    routes = api_routes(gateway) + query_routes(gateway, QueryEngines(settings))
+    engines = QueryEngines(settings)
+    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
     return IngestFront(app, gateway)

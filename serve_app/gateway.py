@@ -26,8 +26,9 @@ from actors.pipeline import actor_name
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.settings import WebSettings
-from dash_ray.ingest.signing import Verifier
-from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, WebhookSource
+from dash_ray.sources.base import Source
+from dash_ray.sources.registry import source_for
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec
 from dash_ray.auth.tokens import allows, hash_token
 from serve_app.coalescer import Coalescer
 from serve_app.registry_client import RegistryClient, unwrap
@@ -40,10 +41,13 @@ _PIPELINE_ID = re.compile(PIPELINE_ID_PATTERN)
 
 @dataclass(frozen=True)
 class IngestInfo:
+    """What checking an ingest request needs: the spec, the valid secrets, the status, and
+    the pipeline's Source (which route it answers, how its requests are verified)."""
+
     spec: PipelineSpec
     secrets: tuple[str, ...]
     status: str
-    verifier: Verifier
+    source: Source
 
 
 def _known(found: IngestInfo | NotFoundError) -> IngestInfo:
@@ -52,12 +56,6 @@ def _known(found: IngestInfo | NotFoundError) -> IngestInfo:
     return found
 
 
-def _verifier(spec: PipelineSpec) -> Verifier:
-    source = spec.source
-    if isinstance(source, WebhookSource):
-        return Verifier(scheme=source.verify, header=source.header, algorithm=source.algorithm,
-                        encoding=source.encoding, prefix=source.prefix)
-    return Verifier()
 
 
 class Gateway:
@@ -123,8 +121,7 @@ class Gateway:
         except NotFoundError as exc:
             found: IngestInfo | NotFoundError = exc
         else:
-            spec, secrets, status = access.spec, access.secrets, access.status
-            found = IngestInfo(spec, tuple(secrets), status, _verifier(spec))
+            found = IngestInfo(access.spec, tuple(access.secrets), access.status, source_for(access.spec.source))
         if len(self._info) >= _MAX_CACHED:
             self._info.clear()
         self._info[pipeline_id] = (now, found)
@@ -160,9 +157,25 @@ class Gateway:
         return await coalescer.submit(batch)
 
     async def records(self, pipeline_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+        return await self._on_actor(pipeline_id, lambda actor: actor.records.remote(after, limit))
+
+    async def replay(self, pipeline_id: str, *, start_us: int | None, end_us: int | None,
+                     first_seq: int | None, last_seq: int | None) -> dict[str, Any]:
+        """Start a replay job on the pipeline; its job record."""
+        return await self._on_actor(pipeline_id, lambda a: a.replay.remote(start_us, end_us, first_seq, last_seq))
+
+    async def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
+        return await self._on_actor(pipeline_id, lambda actor: actor.replay_dead.remote())
+
+    async def job(self, pipeline_id: str, job_id: str) -> dict[str, Any]:
+        return await self._on_actor(pipeline_id, lambda actor: actor.job.remote(job_id))
+
+    async def _on_actor(self, pipeline_id: str, call: Any) -> Any:
+        """A call on the pipeline's actor; a dead actor's handle is forgotten (the next call
+        looks it up again, so a restarted pipeline answers)."""
         actor = await self.actor(pipeline_id)
         try:
-            return await actor.records.remote(after, limit)
+            return await call(actor)
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, RayActorError):
                 self._actors.pop(pipeline_id, None)

@@ -5,15 +5,20 @@ Starlette's routing and middleware, which serve every other route (measured in
 `benchmarks/ingest.py`: Starlette's per-request machinery costs more CPU than the check).
 
 A request is answered 202 only once the pipeline has made its records durable. In order:
-the pipeline must exist (404) and take this route's kind of source (404 otherwise); the body
-is read up to the pipeline's size limit (413); the signature is checked over the raw bytes
-(401); the body is decoded (415, 400 naming the line); the batch goes to the pipeline's
-actor through the replica's coalescer (429 with Retry-After when its queue is full, 503
-while it restarts).
+the pipeline must exist (404) and its source answer this route (404 otherwise); the headers
+alone must be able to be authentic (401: no signature, a malformed or stale one; the body is
+not read); the declared size must fit the pipeline's limit (413) and the replica's budget for
+unverified bodies (503 with Retry-After; see `dash_ray.ingest.budget`); the body is read (413
+past the limit, 400 when it does not arrive within `body_timeout_s`); the signature is checked
+over the raw bytes (401) and gives the request's replay key; the body is decoded (415, 400
+naming the line); a request larger than the pipeline's whole queue is 413 naming the limit;
+the batch goes to the pipeline's actor through the replica's coalescer (429 with Retry-After
+when its queue is full, 503 while it restarts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,8 +26,6 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from dash_ray.ingest.batch import Ack
-from dash_ray.ingest.body import decode_body
 from dash_ray.errors import (
     DashError,
     MalformedBodyError,
@@ -32,36 +35,81 @@ from dash_ray.errors import (
     SignatureError,
     UnavailableError,
 )
-from dash_ray.spec import PushSource, WebhookSource
-from serve_app.gateway import Gateway
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.ingest.body import decode_body
+from dash_ray.ingest.budget import BodyBudget
+from dash_ray.sources.base import Route
+from dash_ray.spec import LimitsSpec
+from serve_app.gateway import Gateway, IngestInfo
 from serve_app.responses import retry_after
 
 __all__ = ["IngestFront", "read_body"]
 
 _IDEMPOTENCY_KEY_MAX = 200
+_BODY_TIMEOUT_S = 60.0
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refusing (413) as soon as it passes `max_bytes`."""
-    return await _read(request.headers.get("content-length"), request.receive, max_bytes)
+    body, _ = await _read(request.headers.get("content-length"), request.receive, max_bytes)
+    return body
 
 
-async def _read(length: str | None, receive: Callable[[], Awaitable[dict]], max_bytes: int) -> bytes:
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+async def _read(length: str | None, receive: Callable[[], Awaitable[dict]], max_bytes: int,
+                budget: BodyBudget | None = None) -> tuple[bytes, int]:
+    """The body and the bytes it holds in `budget` (the caller gives them back once the body
+    is verified). Bounded by `max_bytes` (413) and by the budget for unverified bodies (503):
+    the declared length is taken before anything is read, and a body sent without one takes
+    what has arrived as it arrives. On an error nothing stays taken."""
+    declared = int(length) if length is not None and length.isdigit() else None
+    if declared is not None and declared > max_bytes:
         raise PayloadTooLargeError(f"body of {length} bytes is larger than the limit of {max_bytes} bytes")
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise MalformedBodyError("the client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLargeError(f"body is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    held = 0
+    if budget is not None and declared is not None:
+        if not budget.take(declared):
+            raise _busy()
+        held = declared
+    try:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise MalformedBodyError("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(f"body is larger than the limit of {max_bytes} bytes")
+            if budget is not None and size > held:
+                if not budget.take(size - held):
+                    raise _busy()
+                held = size
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), held
+    except BaseException:
+        if budget is not None:
+            budget.give(held)
+        raise
+
+
+def _busy() -> UnavailableError:
+    return UnavailableError("this replica holds as many unverified request bodies as it may; try again",
+                            where="body", retry_after=1.0)
+
+
+def _check_queue(batch: RawBatch, limits: LimitsSpec) -> None:
+    # Larger than the pipeline's whole queue: no wait would ever make room, so not a 429.
+    if batch.count > limits.queue_records:
+        raise PayloadTooLargeError(
+            f"request has {batch.count} records, more than this pipeline's whole queue holds "
+            f"(limits.queue_records = {limits.queue_records}); send it in smaller requests",
+            where="limits.queue_records")
+    if batch.nbytes > limits.queue_bytes:
+        raise PayloadTooLargeError(
+            f"request has {batch.nbytes} bytes of records, more than this pipeline's whole queue holds "
+            f"(limits.queue_bytes = {limits.queue_bytes}); send it in smaller requests",
+            where="limits.queue_bytes")
 
 
 _EVENTS_PREFIX, _EVENTS_SUFFIX = "/v1/pipelines/", "/events"
@@ -70,34 +118,46 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 class IngestFront:
-    """ASGI app: POSTs to the ingest routes are answered here; everything else goes to `app`."""
+    """ASGI app: POSTs to the ingest routes are answered here; everything else goes to `app`.
 
-    def __init__(self, app: Any, gateway: Gateway) -> None:
+    `budget` bounds the bytes of bodies read but not yet verified, across this replica;
+    `body_timeout_s` bounds how long one body may take to arrive (so a stalled client cannot
+    keep its share of the budget)."""
+
+    def __init__(self, app: Any, gateway: Gateway, *, budget: BodyBudget | None = None,
+                 body_timeout_s: float = _BODY_TIMEOUT_S) -> None:
         self.app = app
         self.gateway = gateway
+        self.budget = budget or BodyBudget()
+        self.body_timeout_s = body_timeout_s
+        # Tasks reading a body, by deadline; one timer sweeps them (a timer per request would
+        # cost more than the rest of a small request's checks).
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             pipeline_id = None
-            webhook = False
+            route: Route = "events"
             if path.startswith(_EVENTS_PREFIX) and path.endswith(_EVENTS_SUFFIX):
                 pipeline_id = path[len(_EVENTS_PREFIX):-len(_EVENTS_SUFFIX)]
             elif path.startswith(_HOOKS_PREFIX):
-                pipeline_id, webhook = path[len(_HOOKS_PREFIX):], True
+                pipeline_id, route = path[len(_HOOKS_PREFIX):], "hooks"
             if pipeline_id and "/" not in pipeline_id:
-                status, body, extra = await self.handle(pipeline_id, scope, receive, webhook=webhook)
+                status, body, extra = await self.handle(pipeline_id, scope, receive, route=route)
                 await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
 
     async def handle(self, pipeline_id: str, scope: dict, receive: Any, *,
-                     webhook: bool) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+                     route: Route) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """One ingest request: (status, JSON body, extra headers)."""
         received_at_us = time.time_ns() // 1000
         try:
-            result = await self._ingest(pipeline_id, scope, receive, webhook, received_at_us)
+            result = await self._ingest(pipeline_id, scope, receive, route, received_at_us)
         except DashError as exc:
             result = exc
         if isinstance(result, DashError):
@@ -107,36 +167,88 @@ class IngestFront:
             return result.status, orjson.dumps(result.to_body()), extra
         return 202, orjson.dumps(result.to_body()), []
 
-    async def _ingest(self, pipeline_id: str, scope: dict, receive: Any, webhook: bool,
+    async def _ingest(self, pipeline_id: str, scope: dict, receive: Any, route: Route,
                       received_at_us: int) -> Ack | DashError:
         gateway = self.gateway
         info = await gateway.info(pipeline_id)
-        source = info.spec.source
-        if webhook and not isinstance(source, WebhookSource):
-            raise NotFoundError(f"pipeline {pipeline_id} takes no webhooks", where=pipeline_id)
-        if not webhook and not isinstance(source, PushSource):
+        if info.source.route != route:
+            if route == "hooks":
+                raise NotFoundError(f"pipeline {pipeline_id} takes no webhooks", where=pipeline_id)
             raise NotFoundError(f"pipeline {pipeline_id} takes no pushed events; its source is "
-                                f"{source.kind}", where=pipeline_id)
+                                f"{info.spec.source.kind}", where=pipeline_id)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        limits = info.spec.limits
-        body = await _read(headers.get("content-length"), receive, limits.max_body_bytes)
         try:
-            info.verifier.verify(headers, body, info.secrets)
+            checked = _precheck(info, headers)
         except SignatureError:
             # A secret rotated or a pipeline re-created moments ago: look once more.
             fresh = await gateway.info(pipeline_id, refresh=True)
             if fresh is info:
                 raise
-            fresh.verifier.verify(headers, body, fresh.secrets)
+            info = fresh
+            checked = _precheck(info, headers)
+        limits = info.spec.limits
+        body, held = await self._read_in_time(headers.get("content-length"), receive, limits.max_body_bytes)
+        try:
+            try:
+                replay_key = info.source.verify(headers, body, info.secrets, checked)
+            except SignatureError:
+                fresh = await gateway.info(pipeline_id, refresh=True)
+                if fresh is info:
+                    raise
+                info = fresh
+                replay_key = info.source.verify(headers, body, info.secrets)
+        finally:
+            self.budget.give(held)
         if info.status == "failed":
             raise UnavailableError(f"pipeline {pipeline_id} has failed; see its last error", retry_after=30)
         key = headers.get("idempotency-key")
-        if key is None and isinstance(source, WebhookSource) and source.idempotency_header:
-            key = headers.get(source.idempotency_header.lower())
+        if key is None and info.source.idempotency_header:
+            key = headers.get(info.source.idempotency_header)
         if key is not None and (not key or len(key) > _IDEMPOTENCY_KEY_MAX):
             raise MalformedBodyError(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_MAX} characters",
                                      where="Idempotency-Key")
         batch = decode_body(
             body, content_type=headers.get("content-type"), content_encoding=headers.get("content-encoding"),
-            max_bytes=limits.max_body_bytes, received_at_us=received_at_us, idempotency_key=key)
+            max_bytes=limits.max_body_bytes, received_at_us=received_at_us, idempotency_key=key,
+            replay_key=replay_key)
+        _check_queue(batch, limits)
         return await gateway.ingest(pipeline_id, batch, limits.queue_records)
+
+    async def _read_in_time(self, length: str | None, receive: Any, max_bytes: int) -> tuple[bytes, int]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._deadlines[task] = time.monotonic() + self.body_timeout_s
+        if self._sweep_timer is None:
+            self._sweep_timer = asyncio.get_running_loop().call_later(min(1.0, self.body_timeout_s), self._sweep)
+        try:
+            return await _read(length, receive, max_bytes, self.budget)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            raise MalformedBodyError(f"the body did not arrive within {self.body_timeout_s:g} s",
+                                     where="body") from None
+        finally:
+            del self._deadlines[task]
+            self._expired.discard(task)
+
+    def _sweep(self) -> None:
+        """Cancel the reads past their deadline (each then answers 400); runs every second
+        while any body is being read."""
+        self._sweep_timer = None
+        if not self._deadlines:
+            return
+        now = time.monotonic()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._sweep_timer = asyncio.get_running_loop().call_later(min(1.0, self.body_timeout_s), self._sweep)
+
+
+def _precheck(info: IngestInfo, headers: dict[str, str]) -> Any:
+    if not info.secrets:
+        raise SignatureError("this pipeline has no valid ingest secret")
+    return info.source.precheck(headers)

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from dash_ray.errors import StorageError
 from dash_ray.lake import Lake
+from dash_ray.lake_roots import pipeline_lake
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.query.model import parse_query, spec_schema
 from dash_ray.query.postgres import PostgresEngine
@@ -59,15 +60,15 @@ class QueryEngines:
                 self._close(old)
             self._engines = dict(list(self._engines.items())[_MAX_ENGINES // 4:])
         plan = spec_plan(spec)
-        if spec.storage.lake:
-            lake = Lake.from_url(spec.storage.lake)
-        else:
-            lake = Lake.from_url(self.settings.lake_url, storage_options=self.settings.lake_options)
+        lake = self.lake(spec)
         duck = DuckDBEngine(lake, spec.id, plan=plan)
         silver = spec.storage.silver or ("postgres" if self.settings.pg_dsn else "lake")
         pg = PostgresEngine(self.settings.pg_dsn, spec.id, plan=plan) if silver == "postgres" and self.settings.pg_dsn else None
         self._engines[spec.id] = (key, duck, pg)
         return duck, pg
+
+    def lake(self, spec: PipelineSpec) -> Lake:
+        return pipeline_lake(spec, lake_url=self.settings.lake_url, lake_options=self.settings.lake_options)
 
     @staticmethod
     def _close(entry: tuple[str, DuckDBEngine, PostgresEngine | None]) -> None:

@@ -8,6 +8,7 @@ high-entropy, a plain SHA-256 is enough; no slow password hash is needed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -76,8 +77,10 @@ def token_matches(token: str, stored_hash: str) -> bool:
 
 
 def new_secret() -> str:
-    """A new pipeline ingest secret: `whsec_` and 32 random bytes, url-safe base64."""
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A new pipeline ingest secret: `whsec_` and 33 random bytes in standard base64 (44
+    characters, no padding), the form Standard Webhooks senders decode the key from (their
+    reference library drops url-safe `-` and `_` characters)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(33)).decode()
 
 
 def load_or_create_admin_token(env_value: str | None, path: Path) -> str:

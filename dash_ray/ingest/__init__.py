@@ -1,2 +1,2 @@
 """What arrives and how it is checked: raw batches and acks, body decoding, signatures,
-idempotency."""
+the budget for unverified bodies, idempotency."""

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.ingest.batch import RawBatch, Rejection
+from dash_ray.ingest.batch import RawBatch, Rejections
 
 __all__ = ["BatchMeta", "LoggedEntry", "decode_entry", "encode_entry", "input_table", "INPUT_SCHEMA"]
 
@@ -37,7 +37,7 @@ class BatchMeta:
     count: int
     received_at_us: int
     idempotency_key: str | None
-    rejected: tuple[Rejection, ...]
+    rejected: Rejections
     replay_key: str | None = None
 
     @property
@@ -69,8 +69,7 @@ def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEnt
     header = orjson.dumps({
         "s": first_seq,
         "b": [
-            [m.count, m.received_at_us, m.idempotency_key, [[r.index, r.reason] for r in m.rejected],
-             m.replay_key]
+            [m.count, m.received_at_us, m.idempotency_key, m.rejected.to_json(), m.replay_key]
             for m in metas
         ],
     })
@@ -85,9 +84,10 @@ def decode_entry(data: bytes) -> LoggedEntry:
         raise ValueError(f"unknown log entry version {version}")
     start = _HEAD.size
     header = orjson.loads(data[start:start + header_len])
-    # Entries written before replay keys existed have four fields per batch.
+    # Entries written before replay keys existed have four fields per batch, and before
+    # compact rejections a list of [index, reason] pairs (Rejections.from_json reads both).
     metas = tuple(
-        BatchMeta(b[0], b[1], b[2], tuple(Rejection(i, reason) for i, reason in b[3]), b[4] if len(b) > 4 else None)
+        BatchMeta(b[0], b[1], b[2], Rejections.from_json(b[3]), b[4] if len(b) > 4 else None)
         for b in header["b"]
     )
     return LoggedEntry(header["s"], metas, data[start + header_len:])

@@ -27,18 +27,24 @@ class Source(Protocol):
     source that takes no requests."""
 
     route: Route | None
+    # A header (lower-case) whose value is the request's idempotency key when it carries no
+    # `Idempotency-Key`: a provider's unsigned delivery id (`x-github-delivery`), or None.
+    idempotency_header: str | None
 
-    def precheck(self, headers: Mapping[str, str]) -> None:
+    def precheck(self, headers: Mapping[str, str]) -> Any:
         """Refuse a request before its body is read when its headers alone show it cannot be
-        authentic (no signature, or a timestamp outside the clock window): SignatureError.
-        `headers` have lower-case names."""
+        authentic (no signature, a malformed one, or a timestamp outside the clock window):
+        SignatureError. `headers` have lower-case names. Returns what the headers said, to be
+        handed back to `verify` (so they are read once)."""
         ...
 
-    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> str | None:
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str],
+               checked: Any = None) -> str | None:
         """Check the request's signature over the raw body against any of `secrets`
-        (SignatureError when none matches). Returns the key that makes a replay of this
-        request harmless (the provider's delivery id, or one derived from the signature),
-        or None when the scheme has none."""
+        (SignatureError when none matches); `checked` is what `precheck` returned, if it was
+        called. Returns the key that makes a replay of this request harmless (a signed
+        delivery id, or a digest of the signed content; see `dash_ray.ingest.signing`), or
+        None when the scheme has none."""
         ...
 
     async def run(self, ingest: Ingest) -> None:

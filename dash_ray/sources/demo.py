@@ -10,14 +10,18 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from dash_ray.errors import NotFoundError
 from dash_ray.ingest.batch import RawBatch
+from dash_ray.sources.base import Ingest, Route
+from dash_ray.spec import DemoSource
 
-__all__ = ["DEMO_SPEC", "DemoGenerator", "feed"]
+__all__ = ["DEMO_SPEC", "DemoFeed", "DemoGenerator", "feed"]
 
 DEMO_SPEC: dict[str, Any] = {
     "id": "demo",
@@ -89,3 +93,29 @@ async def feed(ingest: Callable[[list[RawBatch]], Awaitable[list[Any]]], *, rate
         records = generator.records(count, int(now * 1000))
         payload = b"".join(orjson.dumps(r) + b"\n" for r in records)
         await ingest([RawBatch(payload=payload, count=count, received_at_us=int(now * 1e6))])
+
+
+@dataclass(frozen=True)
+class DemoFeed:
+    """The `demo` source: takes no requests; inside the pipeline actor it feeds generated
+    readings through the pipeline's own durable ingest."""
+
+    rate: float
+    devices: int
+    clock: Callable[[], float] = time.time
+    route: Route | None = None
+    idempotency_header: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: DemoSource, *, clock: Callable[[], float] = time.time) -> DemoFeed:
+        return cls(spec.rate, spec.devices, clock)
+
+    def precheck(self, headers: Mapping[str, str]) -> Any:
+        raise NotFoundError("a demo pipeline takes no requests")
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str],
+               checked: Any = None) -> str | None:
+        raise NotFoundError("a demo pipeline takes no requests")
+
+    async def run(self, ingest: Ingest) -> None:
+        await feed(ingest, rate=self.rate, devices=self.devices, clock=self.clock)

@@ -338,7 +338,8 @@ def test_counters_are_current_right_after_a_202(platform) -> None:
         "validate": [{"field": "temp_c", "max": 60}]})
     pipeline_id, secret = deploy(platform, data)
     for round_no in range(1, 4):
-        batch = [reading(1), {"device_id": "hot", "metrics": {"temp": 99}}, {"device_id": "test-rig"}]
+        # Each round's body differs: the same body signed in the same second is a replay.
+        batch = [reading(round_no), {"device_id": "hot", "metrics": {"temp": 99}}, {"device_id": "test-rig"}]
         platform.client.ingest(pipeline_id, batch, secret=secret)
         platform.client.records(pipeline_id)
         with platform.http() as http:

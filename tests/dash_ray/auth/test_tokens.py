@@ -62,3 +62,17 @@ def test_admin_token_env_wins_then_file_then_new(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text() == made + "\n"
     assert load_or_create_admin_token("", path) == made
+
+
+def test_ingest_secrets_decode_the_way_standard_webhooks_senders_decode_them():
+    import base64
+
+    from dash_ray.auth.tokens import new_secret
+
+    for _ in range(200):
+        secret = new_secret()
+        assert secret.startswith("whsec_")
+        # The reference library's lenient decode drops characters outside the standard
+        # alphabet; a strict decode must give the same 33 key bytes.
+        strict = base64.b64decode(secret[6:], validate=True)
+        assert base64.b64decode(secret[6:] + "==") == strict and len(strict) == 33

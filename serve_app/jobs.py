@@ -1,0 +1,121 @@
+"""Replay and dead-letter routes: `POST /v1/pipelines/{id}/replay` and
+`/dead/replay` start jobs on the pipeline's actor (admin), `GET /v1/jobs/{id}` reads one
+(read), `GET /v1/pipelines/{id}/dead` lists the newest dead letters from the lake (read).
+
+A replay's range is on the *receive* time (`from`, `to`: ISO 8601 or epoch seconds; bronze is
+kept by when records arrived), or on sequence numbers (`from_seq`, `to_seq`); none replays
+everything. A job id names its pipeline (`<pipeline>.<n>`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dash_ray.errors import MalformedBodyError, NotFoundError, QueryError
+from dash_ray.query.model import Schema, iso, parse_query
+from dash_ray.spec import PIPELINE_ID_PATTERN
+from serve_app.gateway import Gateway
+from serve_app.ingress import read_body
+from serve_app.query import QueryEngines
+from serve_app.responses import json_response
+
+__all__ = ["job_routes"]
+
+_MAX_DEAD = 10_000
+_PIPELINE = re.compile(PIPELINE_ID_PATTERN)
+_NO_COLUMNS = Schema(())
+
+
+def _replay_range(body: Any) -> dict[str, int | None]:
+    if not isinstance(body, dict):
+        raise MalformedBodyError('give {"from": ..., "to": ...} (receive times) or {"from_seq": ..., "to_seq": ...}',
+                                 where="body")
+    unknown = set(body) - {"from", "to", "from_seq", "to_seq"}
+    if unknown:
+        raise MalformedBodyError(f"unknown field {sorted(unknown)[0]!r} in the replay request", where=sorted(unknown)[0])
+    times = {k: str(body[k]) for k in ("from", "to") if body.get(k) is not None}
+    try:
+        checked = parse_query(times, _NO_COLUMNS)  # the query API's time rules and messages
+    except QueryError as exc:
+        raise MalformedBodyError(exc.message, where=exc.where) from None
+    seqs = {}
+    for name in ("from_seq", "to_seq"):
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            raise MalformedBodyError(f"{name!r} must be a positive integer", where=name)
+        seqs[name] = value
+    if times and any(seqs.values()):
+        raise MalformedBodyError("give times or sequence numbers, not both", where="from_seq")
+    return {"start_us": checked.start_us, "end_us": checked.end_us,
+            "first_seq": seqs["from_seq"], "last_seq": seqs["to_seq"]}
+
+
+def _dead_rows(engines: QueryEngines, spec: Any, limit: int) -> list[dict[str, Any]]:
+    table = engines.lake(spec).tail("dead", spec.id, limit)
+    if table is None:
+        return []
+    rows = table.sort_by([("seq", "descending")]).to_pylist()
+    out = []
+    for row in rows:
+        raw = row.get("raw")
+        try:
+            record = orjson.loads(raw) if raw is not None else None
+        except orjson.JSONDecodeError:
+            record = raw  # not JSON at all: shown as received
+        received = row.get("received_at")
+        out.append({"seq": row["seq"], "received_at": iso(int(received.timestamp() * 1_000_000)) if received else None,
+                    "field": row.get("field"), "rule": row.get("rule"), "value": row.get("value"),
+                    "reason": row.get("reason"), "record": record})
+    return out
+
+
+def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
+    async def replay(request: Request) -> Response:
+        await gateway.authorize(request.headers.get("authorization"), "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        await gateway.info(pipeline_id)  # 404 for an unknown pipeline
+        raw = await read_body(request, 64 * 1024)
+        try:
+            body = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
+        job = await gateway.replay(pipeline_id, **_replay_range(body))
+        return json_response({"job": job["id"], **job}, 202)
+
+    async def replay_dead(request: Request) -> Response:
+        await gateway.authorize(request.headers.get("authorization"), "admin")
+        pipeline_id = request.path_params["pipeline_id"]
+        await gateway.info(pipeline_id)
+        job = await gateway.replay_dead(pipeline_id)
+        return json_response({"job": job["id"], **job}, 202)
+
+    async def job(request: Request) -> Response:
+        await gateway.authorize(request.headers.get("authorization"), "read")
+        job_id = request.path_params["job_id"]
+        pipeline_id, dot, number = job_id.rpartition(".")
+        if not dot or not number.isdigit() or not _PIPELINE.match(pipeline_id):
+            raise NotFoundError(f"no job {job_id[:80]!r}", where="job id")
+        await gateway.info(pipeline_id)
+        return json_response(await gateway.job(pipeline_id, job_id))
+
+    async def dead(request: Request) -> Response:
+        await gateway.authorize(request.headers.get("authorization"), "read")
+        info = await gateway.info(request.path_params["pipeline_id"])
+        raw_limit = request.query_params.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_DEAD:
+            raise MalformedBodyError(f"'limit' must be between 1 and {_MAX_DEAD}", where="limit")
+        rows = await asyncio.to_thread(_dead_rows, engines, info.spec, int(raw_limit))
+        return json_response({"dead": rows})
+
+    return [
+        Route("/v1/pipelines/{pipeline_id}/replay", replay, methods=["POST"]),
+        Route("/v1/pipelines/{pipeline_id}/dead/replay", replay_dead, methods=["POST"]),
+        Route("/v1/pipelines/{pipeline_id}/dead", dead, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", job, methods=["GET"]),
+    ]
