@@ -37,6 +37,7 @@ from dash_ray.lifecycle.maintenance import Maintenance
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
 from dash_ray.lifecycle.jobs import Replays
+from dash_ray.live.feed import LiveFeed
 from dash_ray.pipeline.admission import Admission, Plan
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters
@@ -94,6 +95,8 @@ class PipelineCore:
         self._sinks = sinks or Sinks()
         self._mapper = Mapper(spec, self.counters, sinks=self._sinks, on_mapped=self._mapped_some,
                               active=lambda: self._state in ("running", "closing"))
+        self.live = LiveFeed(self._mapper.json_columns, stored_seq=lambda: self.counters.stored_seq)
+        self._sinks.add(self.live)
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
         self._admission = Admission(spec, self.counters)
@@ -143,6 +146,7 @@ class PipelineCore:
                                path=self._wal_dir / "jobs.sqlite")
         stored = recovery.stored_seq
         self.counters.stored_seq = self._mapper.applied_seq = stored
+        self.live.begin(stored)
         self._next_seq = stored + 1
         stored_keys: list[str] = []
         for entry in entries:
@@ -223,6 +227,7 @@ class PipelineCore:
             self._mapper.add(entry, keys)
 
     def _mapped_some(self) -> None:
+        self.live.advance(self._mapper.applied_seq)
         if self._pending_records >= self.spec.flush.records and self._flush_wanted is not None:
             self._flush_wanted.set()
 

@@ -16,7 +16,7 @@ import duckdb
 from dash_ray.errors import QueryError, StorageError
 from dash_ray.lake import Lake, LakeFile
 from dash_ray.query.model import Column, Query
-from dash_ray.query.result import aggregate_answer, raw_answer
+from dash_ray.query.result import aggregate_answer, live_records, raw_answer
 from dash_ray.query.rollup import RollupPlan
 from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
@@ -73,6 +73,35 @@ class DuckDBEngine:
             raise StorageError(f"query on {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
+
+    def records_after(self, after: int, columns: tuple[Column, ...], *, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+        """Stored records with seq > `after` in seq order, as the live feed shows them
+        (`{"seq", "time", "data"}`): (records, the seq read up to, the first seq the store
+        still holds). Blocking."""
+        files = [f for f in self.lake.files("silver", self.pipeline_id) if f.last_seq > after]
+        dead = self.lake.files("dead", self.pipeline_id)
+        everything = self.lake.files("silver", self.pipeline_id) + dead
+        first = min((f.first_seq for f in everything), default=None)
+        stored = self.lake.last_seq("bronze", self.pipeline_id)
+        first_held = first if first is not None else stored + 1
+        if not files:
+            return [], max(after, stored), first_held
+        with self._lock:
+            cursor = self._con.cursor()
+        try:
+            wanted = {c.name: c for c in columns}
+            source = self._source(cursor, {"silver": files}, wanted)
+            names = ", ".join(quote(c.name) for c in columns)
+            st = Statement("duckdb").add(f"SELECT seq, epoch_us(time){', ' + names if names else ''} FROM silver"
+                                         " WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+            rows = self._fetch(cursor, source, st)
+        except duckdb.Error as exc:
+            raise StorageError(f"reading {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            cursor.close()
+        records = live_records(columns, rows)
+        reached = records[-1]["seq"] if len(records) >= limit else max(after, stored, *(r["seq"] for r in records))
+        return records, reached, first_held
 
     def _aggregate(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
         """From rollups where they can answer (merged with the raw edges and with ranges not

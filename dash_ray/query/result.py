@@ -110,3 +110,14 @@ def aggregate_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, A
         else:
             out.append(_convert(agg.column.type if agg.column else None, values))
     return {"rows": _records(names, out)}
+
+
+def live_records(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows (seq, time_us, *columns) in the live feed's shape: `{"seq", "time", "data"}`."""
+    if not rows:
+        return []
+    values = [list(c) for c in zip(*rows)]
+    times = _iso_column(values[1])
+    data = _records([c.name for c in columns], [_convert(c.type, v) for c, v in zip(columns, values[2:], strict=True)]) \
+        if columns else [{} for _ in rows]
+    return [{"seq": seq, "time": t, "data": d} for seq, t, d in zip(values[0], times, data)]

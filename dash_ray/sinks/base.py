@@ -54,6 +54,9 @@ class Sinks:
     def __len__(self) -> int:
         return len(self._sinks)
 
+    def add(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
     def offer(self, batch: MappedBatch) -> None:
         for sink in self._sinks:
             try:
