@@ -13,12 +13,13 @@ from typing import Any
 import ray
 
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.errors import DashError, UnavailableError
+from dash_ray.errors import DashError, SpecError, UnavailableError
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lake import Lake
 from dash_ray.lake_roots import pipeline_lake as lake_of
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
+from dash_ray.silver.choice import postgres_follower, silver_problems, uses_postgres
 from dash_ray.sources.registry import source_for
 from dash_ray.spec import PipelineSpec, parse_spec
 
@@ -46,15 +47,32 @@ class PipelineActor:
             idempotency_max_keys=settings.idempotency_max_keys,
         )
         self._feeder: asyncio.Task[None] | None = None
+        self._namespace = settings.namespace
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
         await asyncio.to_thread(self._core.lake.check)
+        await self._follow_silver()
         await self._core.start()
         # An active source (the demo) feeds the core from here; a passive one returns at once.
         self._feeder = asyncio.get_running_loop().create_task(
             source_for(self._core.spec.source).run(self._core.ingest))
         return self._core.health()
+
+    async def _follow_silver(self) -> None:
+        """Add a PostgreSQL follower when the spec wants one. The DSN is asked of the registry
+        here, never passed in this actor's (pickled, logged) constructor arguments."""
+        spec = self._core.spec
+        if spec.storage.silver == "lake" or self._core.followers:
+            return
+        from actors.registry import REGISTRY_NAME  # here: the registry module imports this one
+
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        dsn = await registry.silver_dsn.remote()
+        if problems := silver_problems(spec, has_dsn=dsn is not None):
+            raise SpecError(problems=problems)
+        if dsn is not None and uses_postgres(spec, has_dsn=True):
+            self._core.followers.append(postgres_follower(spec, self._core.lake, dsn))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
         return await self._core.ingest(batches)

@@ -69,8 +69,14 @@ class Registry:
         self._supervisor = Supervisor(
             _opener(settings), runtime, policy=settings.restart,
             lake_roots=LakeRoots(settings.lake_url, settings.lake_roots), purge=runtime.purge,
-            health_interval_s=settings.health_interval_s)
+            has_database=settings.pg_dsn is not None, health_interval_s=settings.health_interval_s)
         self._supervisor.start()
+        self._pg_dsn = settings.pg_dsn
+
+    async def silver_dsn(self) -> str | None:
+        """The database a pipeline actor keeps its PostgreSQL silver in, asked at its start
+        (so the DSN is not in any actor's creation arguments), or None."""
+        return self._pg_dsn
 
     async def ready(self, wait_s: float = 0.0) -> None:
         """Returns once every pipeline was adopted or started; UnavailableError saying why

@@ -7,6 +7,10 @@ where storage ends. It owns the order every crash test relies on:
 3. the idempotency keys of the range, persisted;
 4. only then the log entries of the range are trimmed.
 
+After the trim, each follower (`dash_ray.silver.follower`) is offered the range's silver rows,
+to copy them into a secondary store off the ingest path; a follower that misses an offer finds
+the range in the lake.
+
 A crash anywhere leaves the range either unmarked (no bronze file: recovery discards its silver
 and dead files and the log replays it) or marked and still in the log (recovery skips it and
 keeps its keys). A failed attempt is retried with the same range and the same day, so the
@@ -29,6 +33,7 @@ from dash_ray.log.base import Log
 from dash_ray.mapping import MappingResult
 from dash_ray.pipeline.entry import LoggedEntry, input_table
 from dash_ray.silver.base import SilverStore
+from dash_ray.silver.follower import SilverFollower
 
 __all__ = ["Commit", "Mapped", "Recovery"]
 
@@ -82,13 +87,15 @@ class Commit:
     """Stores one pipeline's mapped ranges in order; one owner, one event loop."""
 
     def __init__(self, pipeline_id: str, *, lake: Lake, silver: SilverStore, log: Log,
-                 keys: IdempotencyIndex, today: Callable[[], dt.date] = _utc_today) -> None:
+                 keys: IdempotencyIndex, today: Callable[[], dt.date] = _utc_today,
+                 followers: Sequence[SilverFollower] = ()) -> None:
         self.pipeline_id = pipeline_id
         self.lake = lake
         self.silver = silver
         self.log = log
         self.keys = keys
         self._today = today
+        self.followers = list(followers)
         self._attempt: _Attempt | None = None
 
     def recover(self, hot_rows: int) -> Recovery:
@@ -115,26 +122,30 @@ class Commit:
             raise InternalError(f"pipeline {self.pipeline_id}: a retried commit must repeat its range")
         attempt = self._attempt
         first, last = batch[0].first_seq, batch[-1].last_seq
-        await asyncio.to_thread(self._write, attempt, first, last)
+        rows = await asyncio.to_thread(self._write, attempt, first, last)
         keys = [k for m in batch for k in m.keys]
         if keys:
             await asyncio.to_thread(self.keys.persist, keys)
         await self.log.trim(last)
         self._attempt = None
+        for follower in self.followers:
+            follower.offer(rows, first_seq=first, last_seq=last)
         return last
 
-    def _write(self, attempt: _Attempt, first: int, last: int) -> None:
+    def _write(self, attempt: _Attempt, first: int, last: int) -> pa.Table | None:
         batch = attempt.batch
         rows = [m.result.rows for m in batch if m.result.rows.num_rows]
         dead = [m.result.dead for m in batch if m.result.dead.num_rows]
-        if rows:
-            self.silver.write(pa.concat_tables(rows, promote_options="permissive"), first_seq=first, last_seq=last)
+        table = pa.concat_tables(rows, promote_options="permissive") if rows else None
+        if table is not None:
+            self.silver.write(table, first_seq=first, last_seq=last)
         if dead:
             self.lake.write("dead", self.pipeline_id, pa.concat_tables(dead), first_seq=first, last_seq=last,
                             day=attempt.day)
         # Last: the bronze file is the mark that this range is stored.
         bronze = input_table([e for m in batch for e in m.entries])
         self.lake.write("bronze", self.pipeline_id, bronze, first_seq=first, last_seq=last, day=attempt.day)
+        return table
 
 
 def _check_contiguous(pipeline_id: str, batch: Sequence[Mapped], stored_seq: int) -> None:

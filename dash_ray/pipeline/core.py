@@ -25,7 +25,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ from dash_ray.pipeline.entry import decode_entry, encode_entry
 from dash_ray.pipeline.mapper import Mapper
 from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.base import SilverStore
+from dash_ray.silver.follower import SilverFollower
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.sinks.base import Sinks
 from dash_ray.spec import PipelineSpec
@@ -79,6 +80,7 @@ class PipelineCore:
         silver: SilverStore | None = None,
         log: Log | None = None,
         sinks: Sinks | None = None,
+        followers: Sequence[SilverFollower] = (),
         idempotency_window_s: float = 3600.0,
         idempotency_max_keys: int = 100_000,
         fsync: bool = True,
@@ -97,6 +99,8 @@ class PipelineCore:
                               active=lambda: self._state in ("running", "closing"))
         self.live = LiveFeed(self._mapper.json_columns, stored_seq=lambda: self.counters.stored_seq)
         self._sinks.add(self.live)
+        # Secondary silver stores kept caught up with the lake (add before `start`).
+        self.followers = list(followers)
         self._idempotency_window_s = idempotency_window_s
         self._idempotency_max_keys = idempotency_max_keys
         self._admission = Admission(spec, self.counters)
@@ -138,12 +142,14 @@ class PipelineCore:
         index = self._admission.keys = IdempotencyIndex(
             self._wal_dir / "idempotency.sqlite", window_s=self._idempotency_window_s,
             max_keys=self._idempotency_max_keys, clock=self._clock)
-        self._commit = Commit(self.id, lake=self.lake, silver=self._silver, log=self._wal, keys=index)
+        self._commit = Commit(self.id, lake=self.lake, silver=self._silver, log=self._wal, keys=index,
+                              followers=self.followers)
         recovery = await asyncio.to_thread(self._commit.recover, self.spec.hot_records)
         self._mapper.warm(recovery.silver_tail)
         self.replays = Replays(self.id, lake=self.lake, mapping=self._mapper.mapping, silver=self._silver,
                                lock=self.maintenance.lock, stored_seq=lambda: self.counters.stored_seq,
-                               path=self._wal_dir / "jobs.sqlite")
+                               path=self._wal_dir / "jobs.sqlite",
+                               secondaries=lambda: [f.store for f in self.followers])
         stored = recovery.stored_seq
         self.counters.stored_seq = self._mapper.applied_seq = stored
         self.live.begin(stored)
@@ -171,6 +177,8 @@ class PipelineCore:
             await self._wal.trim(stored)
         self.counters.last_seq = self._next_seq - 1
         self._state = "running"
+        for follower in self.followers:
+            follower.start(stored)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         self.maintenance.start()
         if self._mapper.durable:
@@ -257,7 +265,10 @@ class PipelineCore:
         c = self.counters
         c.pending, c.pending_bytes = self._pending_records, self._pending_bytes
         c.mapping_backlog = self._mapper.backlog
-        return {"state": self._state, "counters": c.as_dict(), "wal_bytes": self._wal.stats.bytes,
+        counters = c.as_dict()
+        for follower in self.followers:
+            counters.update(follower.counters())
+        return {"state": self._state, "counters": counters, "wal_bytes": self._wal.stats.bytes,
                 "flush_error": self._flush_error}
 
     # -- storing ---------------------------------------------------------------------------
@@ -335,6 +346,8 @@ class PipelineCore:
             await self.replays.close()
         await self.maintenance.close()
         await self._sinks.close()
+        for follower in self.followers:
+            await follower.close()
         await self._wal.close()
         self._admission.keys.close()
         self._state = "closed"

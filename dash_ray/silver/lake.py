@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake
-from dash_ray.query.rollup import RollupPlan, partials
+from dash_ray.query.rollup import RollupPlan
+from dash_ray.silver.partials import partials_of
 
 __all__ = ["LakeSilver", "rollup_area", "split_by_day"]
 
@@ -60,7 +61,7 @@ class LakeSilver:
         silver = [("silver", day, part) for day, part in split_by_day(rows)]
         parts = [] if self.plan is None else [
             (rollup_area(self.plan, g), day, part)
-            for g in self.plan.granularities for day, part in split_by_day(partials(rows, self.plan, g), "bucket_us")]
+            for g in self.plan.granularities for day, part in split_by_day(partials_of(rows, self.plan, g), "bucket_us")]
         return [self.lake.write(area, self.pipeline_id, part, first_seq=first_seq, last_seq=last_seq, day=day)
                 for area, day, part in (parts + silver if replacing else silver + parts)]
 

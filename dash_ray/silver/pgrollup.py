@@ -2,9 +2,10 @@
 `dash_rollup_<g>`, named by the pipeline id), one row per bucket and `by` group, kept in the
 same transaction as the silver rows they summarise, so they are never behind.
 
-- A new range is merged in: its partials (computed in Arrow, `dash_ray.query.rollup`) are
-  COPY'd into a temporary table and upserted, adding counts and sums and keeping the least
-  and greatest values and the earliest and latest (time, seq).
+- A new range is merged in: its partials (computed in Arrow, `dash_ray.query.rollup`, once for
+  the lake and PostgreSQL, `partials.py`) are COPY'd into a temporary table and upserted,
+  adding counts and sums and keeping the least and greatest values and the earliest and
+  latest (time, seq).
 - A range written again, or rows discarded, cannot be merged (a min cannot be subtracted):
   the buckets they touch are recomputed from the silver rows.
 - A changed plan (other fields or groups) rebuilds the tables from the silver rows; the plan
@@ -23,8 +24,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan, part, partials
+from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan, part
 from dash_ray.silver import pgschema
+from dash_ray.silver.partials import partials_of
 
 __all__ = ["PLANS", "current_plan", "ensure", "merge", "recompute", "schema_of", "table"]
 
@@ -110,21 +112,22 @@ def _from_silver(pipeline_id: str, plan: RollupPlan, granularity: str, where: sq
 def merge(conn: psycopg.Connection[Any], pipeline_id: str, plan: RollupPlan, rows: pa.Table) -> None:
     """Merge the partials of new silver `rows` (a range never written before)."""
     for granularity in plan.granularities:
-        part_rows = partials(rows, plan, granularity)
+        part_rows = partials_of(rows, plan, granularity)
         if not part_rows.num_rows:
             continue
         name = table(pipeline_id, granularity)
-        conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS dash_stage (LIKE {}) ON COMMIT DROP").format(name))
-        conn.execute("TRUNCATE dash_stage")
+        # One staging table per session, plan and granularity, emptied by every commit: created
+        # and dropped per write, its catalog rows cost more than the merge itself.
+        stage = sql.Identifier(f"dash_stage_{granularity}_{plan.key}")
+        conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(stage, name))
         body = io.BytesIO()
         pacsv.write_csv(part_rows, body, _CSV)
-        with conn.cursor() as cursor, cursor.copy(sql.SQL("COPY dash_stage ({}) FROM STDIN (FORMAT csv)").format(
-                _names(plan))) as stream:
+        with conn.cursor() as cursor, cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                stage, _names(plan))) as stream:
             stream.write(body.getbuffer())
         keys = sql.SQL(", ").join(map(sql.Identifier, ["bucket_us", *(c.name for c in plan.by)]))
-        conn.execute(sql.SQL("INSERT INTO {} AS r SELECT * FROM dash_stage ON CONFLICT ({}) DO UPDATE SET {}").format(
-            name, keys, sql.SQL(", ").join(_merge_sets(plan))))
-        conn.execute("DROP TABLE dash_stage")
+        conn.execute(sql.SQL("INSERT INTO {} AS r SELECT * FROM {} ON CONFLICT ({}) DO UPDATE SET {}").format(
+            name, stage, keys, sql.SQL(", ").join(_merge_sets(plan))))
 
 
 def _merge_sets(plan: RollupPlan) -> list[sql.Composable]:

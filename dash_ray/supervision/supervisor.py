@@ -30,6 +30,7 @@ from dash_ray.errors import NotFoundError, OperatorError, SpecError, Unavailable
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.mapping import compile_mapping
 from dash_ray.query.rollup import rollup_problems
+from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
 from dash_ray.spec import PipelineSpec, parse_spec
 from dash_ray.supervision.clock import Clock, SystemClock
@@ -60,6 +61,7 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         lake_roots: LakeRoots | None = None,
         purge: Callable[[PipelineSpec], Awaitable[None]] | None = None,
+        has_database: bool = False,
         clock: Clock | None = None,
         health_interval_s: float = 1.0,
         health_timeout_s: float = 5.0,
@@ -73,6 +75,7 @@ class Supervisor:
         self._policy = policy or RestartPolicy()
         self._lake_roots = lake_roots
         self._purge = purge
+        self._has_database = has_database
         self._clock: Clock = clock or SystemClock()
         self._health_interval_s = health_interval_s
         self._watch = Watch(runtime, lambda: self.catalog, clock=self._clock, health_timeout_s=health_timeout_s,
@@ -204,7 +207,8 @@ class Supervisor:
         async with self._locks.hold(spec.id):
             self._require_booted()
             entry = self._pipelines.get(spec.id)
-            problems = rollup_problems(spec) + (evolution_problems(entry.spec, spec) if entry else [])
+            problems = rollup_problems(spec) + silver_problems(spec, has_dsn=self._has_database)
+            problems += evolution_problems(entry.spec, spec) if entry else []
             if problems:
                 raise SpecError(problems=problems)
             if self._lake_roots is not None:

@@ -1,0 +1,105 @@
+"""PostgreSQL silver on the whole platform: `dash-ray up` with DASH_PG_DSN pointing at a private
+PostgreSQL deploys pipelines whose rows reach PostgreSQL (the spec leaving `storage.silver`
+unset, or saying `postgres`), and only the lake when the spec says `lake`; a platform without a
+database refuses `storage.silver: postgres` with a 422 naming the field."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from dash_ray.client import Client
+from dash_ray.errors import SpecError
+from tests.conftest import Running, dash, free_port
+from tests.pgserver import PrivatePostgres
+
+pytestmark = pytest.mark.ray
+
+TOKEN = "dash_admin_silver-test-token"
+
+
+def spec(prefix: str, **storage: Any) -> dict[str, Any]:
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex[:6]}",
+        "mapping": {"fields": {
+            "time": {"path": "$.ts", "type": "timestamp", "unit": "ms"},
+            "device": {"path": "$.device", "type": "string"},
+            "n": {"path": "$.n", "type": "int", "required": True},
+        }},
+        "flush": {"records": 1000, "seconds": 0.2},
+        "storage": storage,
+    }
+
+
+@pytest.fixture(scope="module")
+def with_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, PrivatePostgres]]:
+    """`dash-ray up` in its own process and Ray instance, its catalog and silver in a private
+    PostgreSQL."""
+    pg = PrivatePostgres()
+    home = tmp_path_factory.mktemp("silver-platform") / ".dash"
+    port = free_port()
+    env = {"DASH_PG_DSN": pg.dsn(), "DASH_ADMIN_TOKEN": TOKEN}
+    try:
+        pg.start()
+        up = dash(home, port, "up", **env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        client = Client(f"http://127.0.0.1:{port}", token=TOKEN)
+        try:
+            yield client, pg
+        finally:
+            client.close()
+            down = dash(home, port, "down", **env)
+            assert down.returncode == 0, down.stdout + down.stderr
+    finally:
+        pg.destroy()
+
+
+def silver_seqs(pg: PrivatePostgres, pipeline_id: str) -> list[int]:
+    with psycopg.connect(pg.dsn()) as conn:
+        table = conn.execute("SELECT to_regclass(%s)", (f'dash_silver."{pipeline_id}"',)).fetchone()
+        if table is None or table[0] is None:
+            return []
+        return [r[0] for r in conn.execute(f'SELECT seq FROM dash_silver."{pipeline_id}" ORDER BY seq')]
+
+
+def test_a_deployed_pipeline_s_rows_reach_postgresql(with_database: tuple[Client, PrivatePostgres]) -> None:
+    client, pg = with_database
+    pipelines = {"default": spec("pg-default"), "postgres": spec("pg-asked", silver="postgres"),
+                 "lake": spec("pg-lake", silver="lake")}
+    last: dict[str, int] = {}
+    for name, data in pipelines.items():
+        secret = client.deploy(data).ingest_secret
+        assert secret
+        for first in range(0, 3000, 1000):
+            records = [{"ts": 1_767_225_600_000 + i, "device": f"d{i % 3}", "n": i} for i in range(first, first + 1000)]
+            result = client.ingest(data["id"], records, secret=secret)
+            assert result.accepted == 1000
+        last[name] = result.last_seq or 0
+    assert last["default"] == 3000
+    for name in ("default", "postgres"):
+        pipeline_id = pipelines[name]["id"]
+        deadline = time.monotonic() + 60
+        while silver_seqs(pg, pipeline_id) != list(range(1, 3001)):
+            assert time.monotonic() < deadline, f"{name}: PostgreSQL holds {len(silver_seqs(pg, pipeline_id))} rows"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while (counters := client.get(pipeline_id).counters).get("silver_lag") != 0:
+            assert time.monotonic() < deadline, counters
+            time.sleep(0.2)
+        assert counters["silver_seq"] == 3000 and counters["silver_error"] is None
+    assert silver_seqs(pg, pipelines["lake"]["id"]) == []
+    assert "silver_seq" not in client.get(pipelines["lake"]["id"]).counters
+
+
+def test_postgres_silver_without_a_database_is_a_422_naming_the_field(platform: Running) -> None:
+    with pytest.raises(SpecError) as refused:
+        platform.client.deploy(spec("pg-none", silver="postgres"))
+    assert refused.value.status == 422 and refused.value.where == "storage.silver"
+    assert "DASH_PG_DSN" in refused.value.message
+    # Unset, it is the lake's silver alone on this platform.
+    assert platform.client.deploy(spec("pg-unset")).ingest_secret
