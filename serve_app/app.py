@@ -11,6 +11,7 @@ from serve_app.api import api_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
+from serve_app.live import LiveHub, live_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import on_error
 
@@ -21,6 +22,8 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     """The ASGI app: the ingest front, with Starlette behind it for every other route."""
     gateway = gateway or Gateway(settings)
     engines = QueryEngines(settings)
-    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
+    hub = LiveHub(gateway, engines)
+    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines) \
+        + live_routes(gateway, hub)
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
     return IngestFront(app, gateway)
