@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from actors.names import REGISTRY_NAME, actor_name
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import DashError, SpecError, UnavailableError
 from dash_ray.lifecycle.jobs import Replays
@@ -24,11 +25,7 @@ from dash_ray.silver.choice import postgres_follower, silver_problems, uses_post
 from dash_ray.sources.registry import source_for
 from dash_ray.spec import PipelineSpec, parse_spec
 
-__all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]
-
-
-def actor_name(pipeline_id: str) -> str:
-    return f"pipeline:{pipeline_id}"
+__all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]  # actor_name: from actors.names
 
 
 def pipeline_lake(spec: PipelineSpec, settings: PipelineSettings) -> Lake:
@@ -66,8 +63,6 @@ class PipelineActor:
         spec = self._core.spec
         if spec.storage.silver == "lake" or self._core.followers:
             return
-        from actors.registry import REGISTRY_NAME  # here: the registry module imports this one
-
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
         dsn = await registry.silver_dsn.remote()
         if problems := silver_problems(spec, has_dsn=dsn is not None):

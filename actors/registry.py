@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.auth.tokens import new_secret
@@ -31,7 +32,6 @@ from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["REGISTRY_NAME", "IngestAccess", "NewToken", "Registry", "get_or_create_registry"]
 
-REGISTRY_NAME = "registry"
 
 
 @dataclass(frozen=True)
