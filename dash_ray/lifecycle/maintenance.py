@@ -1,5 +1,6 @@
 """The background upkeep of one pipeline's lake: every `compaction.interval_s`, retention then
-compaction, in a thread, one pass at a time. A failing pass is logged and tried again at the
+compaction, in a thread, one pass at a time, then retention in the secondary silver stores
+(PostgreSQL) with the same cutoff. A failing pass is logged and tried again at the
 next interval; it never touches what is not yet stored, so it can neither slow nor endanger
 ingest. Replays take the same lock, so a pass and a replay never interleave."""
 
@@ -8,18 +9,25 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from dash_ray.lake import Lake
 from dash_ray.lifecycle.compaction import compact
-from dash_ray.lifecycle.retention import apply_retention
+from dash_ray.lifecycle.retention import apply_retention, cutoff
 from dash_ray.query.rollup import RollupPlan
 from dash_ray.spec import StorageSpec
 
 __all__ = ["Maintenance", "MaintenanceStats"]
 
 log = logging.getLogger(__name__)
+
+
+class Expiring(Protocol):
+    """A secondary silver store that applies retention itself (`PostgresSilver.expire`)."""
+
+    def expire(self, keep_from: dt.date) -> int: ...
 
 
 def _utc_today() -> dt.date:
@@ -31,6 +39,7 @@ class MaintenanceStats:
     passes: int = 0
     compacted_files: int = 0
     expired_files: int = 0
+    expired_rows: int = 0  # in secondary stores
     last_error: str | None = None
 
 
@@ -38,7 +47,8 @@ class Maintenance:
     """Runs retention and compaction for one pipeline until `close`."""
 
     def __init__(self, lake: Lake, pipeline_id: str, storage: StorageSpec, plan: RollupPlan | None, *,
-                 stored_seq: Callable[[], int], today: Callable[[], dt.date] = _utc_today) -> None:
+                 stored_seq: Callable[[], int], today: Callable[[], dt.date] = _utc_today,
+                 secondaries: Callable[[], Sequence[Expiring]] = tuple) -> None:
         self.lake = lake
         self.pipeline_id = pipeline_id
         self.storage = storage
@@ -47,6 +57,7 @@ class Maintenance:
         self.lock = asyncio.Lock()
         self._stored_seq = stored_seq
         self._today = today
+        self._secondaries = secondaries
         self._task: asyncio.Task[None] | None = None
         self._current: asyncio.Future[None] | None = None
 
@@ -79,6 +90,13 @@ class Maintenance:
                              target_bytes=self.storage.compaction.target_bytes,
                              min_files=self.storage.compaction.min_files)
             self.stats.compacted_files += report.files_in
+        silver_days = self.storage.retention.silver_days
+        if silver_days is not None:
+            # The same cutoff in the stores that follow the lake (PostgreSQL). Last: a store
+            # that is down fails this pass after the lake's upkeep is done.
+            keep_from = cutoff(silver_days, self._today())
+            for store in self._secondaries():
+                self.stats.expired_rows += store.expire(keep_from)
         self.stats.passes += 1
         self.stats.last_error = None
 

@@ -93,7 +93,8 @@ class PipelineCore:
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
         plan = spec_plan(spec)
         self._silver = silver or LakeSilver(lake, spec.id, plan)
-        self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq)
+        self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq,
+                                       secondaries=lambda: [f.store for f in self.followers])
         self._sinks = sinks or Sinks()
         self._mapper = Mapper(spec, self.counters, sinks=self._sinks, on_mapped=self._mapped_some,
                               active=lambda: self._state in ("running", "closing"))

@@ -15,6 +15,7 @@ again after it breaks; every database error is a StorageError with its cause cha
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import threading
 from typing import Any
@@ -160,6 +161,24 @@ class PostgresSilver:
             return len(gone)
 
         return self._run(f"discarding rows after seq {seq}", work)
+
+    def expire(self, keep_from: dt.date) -> int:
+        """Retention: delete rows whose event time is before `keep_from` (00:00 UTC), and the
+        rollup buckets before it (buckets of a day or less are aligned to UTC midnights, so
+        none straddles the cutoff). The number of rows deleted."""
+        cut_us = int(dt.datetime.combine(keep_from, dt.time(), dt.timezone.utc).timestamp()) * 1_000_000
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{self.pipeline_id}",))
+            gone = conn.execute(sql.SQL("DELETE FROM {} WHERE time < to_timestamp(%s / 1000000.0)").format(
+                self._table), (cut_us,)).rowcount
+            if self.plan is not None:
+                for granularity in self.plan.granularities:
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE bucket_us < %s").format(
+                        pgrollup.table(self.pipeline_id, granularity)), (cut_us,))
+            return gone
+
+        return self._run(f"expiring rows before {keep_from}", work)
 
     def stored_seq(self) -> int:
         """The pipeline's progress row; for a table written before progress was kept, its
