@@ -40,7 +40,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECORDS_PER_REQUEST = 5
+RECORDS_PER_REQUEST = 10
 SPEC = {
     "id": "live-bench",
     "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}, "sent_us": {"path": "$.sent_us", "type": "int"}}},
@@ -300,7 +300,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="100,1000,5000")
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=20.0, help="ingest requests per second (5 records each)")
+    parser.add_argument("--rate", type=float, default=5.0, help="ingest requests per second (10 records each)")
     parser.add_argument("--no-stalled", action="store_true")
     parser.add_argument("--client-of", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)

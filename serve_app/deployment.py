@@ -44,7 +44,7 @@ def _listen(host: str, port: int) -> socket.socket:
 class Web:
     def __init__(self, settings: WebSettings) -> None:
         self._sock = _listen(settings.host, settings.port)
-        config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="websockets",
+        config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="websockets-sansio",
                                 ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
                                 ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
                                 timeout_keep_alive=30, backlog=4096)

@@ -119,23 +119,23 @@ def live_routes(gateway: Gateway, hub: LiveHub) -> list[WebSocketRoute]:
             return await _refuse(ws, CLOSE_NOT_FOUND, exc.message)
         await ws.accept()
         watcher = await hub.topic(pipeline_id).join(ws.send_text, after)
-        # First, where this client starts (a data message with no records), so a client
-        # that joined the live tail knows the seq to resume after.
-        await ws.send_text(orjson.dumps({"seq": watcher.cursor, "records": []}).decode())
+        # The client's messages are read (and ignored) in a task that ends the watcher when
+        # the client goes; deliveries run here.
         reader = asyncio.get_running_loop().create_task(_drain(ws))
-        writer = asyncio.get_running_loop().create_task(watcher.run())
+        reader.add_done_callback(lambda _: watcher.close())
         try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            # First, where this client starts (a data message with no records), so a client
+            # that joined the live tail knows the seq to resume after.
+            await ws.send_text(orjson.dumps({"seq": watcher.cursor, "records": []}).decode())
+            await watcher.run()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass  # the client went while a message was on its way
         finally:
             code = watcher.close_code
             client_gone = reader.done()
             watcher.topic.leave(watcher)
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
-            if writer.done() and not writer.cancelled() and writer.exception() is not None \
-                    and not isinstance(writer.exception(), (WebSocketDisconnect, OSError, RuntimeError)):
-                log.warning("live %s: a client's delivery failed: %r", pipeline_id, writer.exception())
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         if code is not None and not client_gone:
             try:
                 await ws.close(code, "the pipeline was deleted")

@@ -104,7 +104,9 @@ class Watcher:
         self._wake.set()
 
     def close(self, code: int | None = None) -> None:
-        self.closed, self.close_code = True, code
+        self.closed = True
+        if code is not None:
+            self.close_code = code
         self._wake.set()
 
     async def run(self) -> None:
