@@ -1,0 +1,178 @@
+"""`GET /metrics` on the running platform: what was sent, accepted, dead-lettered and filtered
+is what Prometheus reads, ingest requests are counted by status with their latency, the
+route needs a read or admin token; and a bug in a route answers 500 with a request id that is
+also on its log line, with the traceback."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dash_ray.deploy.localray import read_run_file
+from dash_ray.ingest.signing import signature_header
+
+pytestmark = pytest.mark.ray
+
+SPEC_MAPPING = {"fields": {"n": {"path": "$.n", "type": "int"}},
+                "filter": "n <> 50",
+                "validate": [{"field": "n", "min": 0, "max": 100}]}
+
+
+def scrape(platform, token: str | None = None) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a scrape: (sample name, its labels) -> value."""
+    with platform.http(token) as http:
+        response = http.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(response.text) for s in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    """The sum over every series of `name` with these labels (e.g. over replicas)."""
+    wanted = set(labels.items())
+    found = [v for (n, ls), v in samples.items() if n == name and wanted <= ls]
+    assert found, f"no sample {name} {labels}"
+    return sum(found)
+
+
+def post_events(platform, pipeline_id: str, body: bytes, secret: str, **headers: str) -> Any:
+    with platform.http() as http:
+        return http.post(f"/v1/pipelines/{pipeline_id}/events", content=body,
+                         headers={"content-type": "application/x-ndjson",
+                                  "dash-signature": signature_header(secret, body), **headers})
+
+
+def test_metrics_count_what_was_sent_accepted_dead_lettered_and_filtered(platform) -> None:
+    pipeline_id = f"metrics-{uuid.uuid4().hex[:6]}"
+    secret = platform.client.deploy({"id": pipeline_id, "mapping": SPEC_MAPPING}).ingest_secret
+    good = [{"n": i} for i in range(10)]                   # 10 stored in silver
+    out_of_range = [{"n": -1}, {"n": 500}, {"n": 101}]     # 3 dead-lettered by `validate`
+    filtered = [{"n": 50}, {"n": 50}]                      # 2 dropped by the filter
+    records = good + out_of_range + filtered
+    body = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    first = post_events(platform, pipeline_id, body, secret, **{"idempotency-key": "batch-1"})
+    assert first.status_code == 202 and first.json()["accepted"] == 15
+    again = post_events(platform, pipeline_id, body, secret, **{"idempotency-key": "batch-1"})
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+    single = platform.client.ingest(pipeline_id, {"n": 7}, secret=secret)
+    assert single.accepted == 1
+    forged = post_events(platform, pipeline_id, body, "whsec_not-the-secret")
+    assert forged.status_code == 401
+    with platform.http() as http:
+        unknown = http.post("/v1/pipelines/no-such-pipeline-here/events", content=b"{}")
+    assert unknown.status_code == 404
+
+    def counted() -> dict | None:
+        samples = scrape(platform)
+        done = value(samples, "dash_records_mapped_total", pipeline=pipeline_id) == 11
+        return samples if done and value(samples, "dash_records_dead_total", pipeline=pipeline_id) == 3 else None
+
+    samples = platform.wait_for(counted, timeout=30, what="the pipeline's counters in /metrics")
+    p = {"pipeline": pipeline_id}
+    # The duplicate request's records arrived (received) and were not stored again.
+    assert value(samples, "dash_records_received_total", **p) == 15 + 15 + 1
+    assert value(samples, "dash_records_accepted_total", **p) == 16
+    assert value(samples, "dash_records_duplicate_total", **p) == 1
+    assert value(samples, "dash_records_dead_total", **p) == 3
+    assert value(samples, "dash_records_filtered_total", **p) == 2
+    assert value(samples, "dash_pipeline_restarts_total", **p) == 0
+    assert value(samples, "dash_pipeline_status", status="running", **p) == 1
+    assert value(samples, "dash_pipeline_status", status="failed", **p) == 0
+    # Requests as the replica answered them: three 202 (one a duplicate), one 401.
+    assert value(samples, "dash_ingest_requests_total", code="202", **p) == 3
+    assert value(samples, "dash_ingest_requests_total", code="401", **p) == 1
+    assert value(samples, "dash_ingest_latency_seconds_count", **p) == 4
+    assert value(samples, "dash_ingest_latency_seconds_bucket", le="+Inf", **p) == 4
+    assert 0 < value(samples, "dash_ingest_latency_seconds_sum", **p) < 60
+    # A made-up pipeline id gets no series of its own.
+    assert value(samples, "dash_ingest_requests_total", pipeline="_unknown", code="404") >= 1
+    assert not [k for k in samples if ("pipeline", "no-such-pipeline-here") in k[1]]
+    assert value(samples, "dash_registry_up") == 1
+    # Storing happens on the pipeline's own schedule: once it has, pending is 0 and the flush counted.
+
+    def stored() -> dict | None:
+        s = scrape(platform)
+        return s if value(s, "dash_flush_seconds_count", **p) >= 1 and value(
+            s, "dash_wal_pending_records", **p) == 0 else None
+
+    samples = platform.wait_for(stored, timeout=30, what="a flush in /metrics")
+    assert value(samples, "dash_flush_seconds_sum", **p) > 0
+    assert not [k for k in samples if k[0] == "dash_sink_deliveries_total" and ("pipeline", pipeline_id) in k[1]]
+    platform.client.delete(pipeline_id)
+
+
+def test_metrics_need_a_read_or_admin_token(platform) -> None:
+    with platform.http() as http:
+        anonymous = http.get("/metrics", headers={"authorization": ""})
+        wrong = http.get("/metrics", headers={"authorization": "Bearer not-a-token"})
+        made = http.post("/v1/tokens", json={"scope": "read", "name": "prometheus"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "AuthError"
+    assert wrong.status_code == 401
+    assert anonymous.json()["error"]["request_id"] == anonymous.headers["x-request-id"]
+    assert made.status_code == 201
+    samples = scrape(platform, made.json()["token"])
+    assert value(samples, "dash_registry_up") == 1
+
+
+def _log_lines_with(temp_dir: str, needle: str) -> list[str]:
+    """Every log line under the Ray instance's folder that holds `needle`, with the lines
+    after it up to the next line that starts with a time stamp (a text traceback)."""
+    found = []
+    for path in (Path(temp_dir) / "session_latest" / "logs").rglob("*"):
+        if not path.is_file() or not path.name.endswith((".err", ".out", ".log")):
+            continue
+        lines = path.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if needle in line:
+                follow = [line]
+                for after in lines[i + 1:]:
+                    if after[:4].isdigit():
+                        break
+                    follow.append(after)
+                found.append("\n".join(follow))
+    return found
+
+
+def test_a_bug_in_a_route_answers_500_with_the_request_id_of_its_log_line(platform) -> None:
+    """The fault is real: a file in the pipeline's silver area whose name matches the lake's
+    pattern but whose date does not exist makes listing the area raise ValueError inside the
+    query route."""
+    pipeline_id = f"bug-{uuid.uuid4().hex[:6]}"
+    platform.client.deploy({"id": pipeline_id, "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}}})
+    bad = Path(platform.settings.lake_url) / "silver" / pipeline_id / "date=2026-13-45"
+    bad.mkdir(parents=True)
+    (bad / f"{1:020d}-{2:020d}.parquet").write_bytes(b"not parquet either")
+    request_id = f"test-{uuid.uuid4().hex}"
+    try:
+        with platform.http() as http:
+            answer = http.get(f"/v1/pipelines/{pipeline_id}/query", headers={"x-request-id": request_id})
+            fresh = http.get(f"/v1/pipelines/{pipeline_id}/query")
+    finally:
+        for f in bad.iterdir():
+            f.unlink()
+        bad.rmdir()
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error == {"type": "InternalError", "message": "internal error: ValueError", "request_id": request_id}
+    assert answer.headers["x-request-id"] == request_id
+    # Without one, the server makes an id, and says it in the body and the header alike.
+    assert fresh.status_code == 500
+    assert fresh.json()["error"]["request_id"] == fresh.headers["x-request-id"] != request_id
+
+    temp_dir = read_run_file(platform.settings.home).temp_dir
+    deadline = time.monotonic() + 20
+    while not (logged := _log_lines_with(temp_dir, request_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(logged) == 1, logged
+    [line] = logged
+    assert f"[request={request_id}]" in line and f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
+    assert "Traceback (most recent call last):" in line and "ValueError" in line
+    assert "fromisoformat" in line  # the traceback reaches the real fault
+    platform.client.delete(pipeline_id)
