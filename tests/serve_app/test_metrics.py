@@ -5,17 +5,22 @@ also on its log line, with the traceback."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dash_ray.deploy.localray import read_run_file
 from dash_ray.ingest.signing import signature_header
+from tests.conftest import ADMIN_TOKEN, Running, dash, free_port
 
 pytestmark = pytest.mark.ray
 
@@ -176,3 +181,82 @@ def test_a_bug_in_a_route_answers_500_with_the_request_id_of_its_log_line(platfo
     assert "Traceback (most recent call last):" in line and "ValueError" in line
     assert "fromisoformat" in line  # the traceback reaches the real fault
     platform.client.delete(pipeline_id)
+
+
+def _pipeline_actors(temp_dir: str) -> list[int]:
+    """The pids of this Ray instance's pipeline actors (their workers hold its log files open)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or not (entry / "cmdline").read_bytes().startswith(b"ray::PipelineActor"):
+                continue
+            if any(os.readlink(fd).startswith(temp_dir) for fd in (entry / "fd").iterdir()):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _json_lines(temp_dir: str) -> list[dict]:
+    lines = []
+    for path in (Path(temp_dir) / "session_latest" / "logs").glob("worker-*.err"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                lines.append(orjson.loads(line))
+    return lines
+
+
+def test_with_dash_log_format_json_the_web_tier_registry_and_pipelines_log_json(tmp_path: Path) -> None:
+    """A platform started as a user does, with DASH_LOG_FORMAT=json: the replica's 500, the
+    registry's boot and a pipeline actor's replay after a SIGKILL are JSON lines, each with
+    what it is about; no line of Dash's is left in the text format."""
+    home, port = tmp_path / ".dash", free_port()
+    up = dash(home, port, "up", DASH_LOG_FORMAT="json", DASH_ADMIN_TOKEN=ADMIN_TOKEN)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        temp_dir = read_run_file(home).temp_dir
+        auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=60) as http:
+            spec = {"mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}},
+                    "flush": {"records": 1_000_000, "seconds": 3600}}
+            created = http.put("/v1/pipelines/logged", json=spec)
+            assert created.status_code == 201, created.text
+            secret = created.json()["ingest_secret"]
+            body = b'{"n": 1}\n{"n": 2}\n'
+            sent = http.post("/v1/pipelines/logged/events", content=body,
+                             headers={"content-type": "application/x-ndjson",
+                                      "dash-signature": signature_header(secret, body)})
+            assert sent.status_code == 202
+            [actor] = _pipeline_actors(temp_dir)
+            os.kill(actor, signal.SIGKILL)  # the records stay in its log
+
+            bad = home / "lake" / "silver" / "logged" / "date=2026-02-30"
+            bad.mkdir(parents=True)
+            (bad / f"{1:020d}-{2:020d}.parquet").write_bytes(b"x")
+            request_id = f"json-{uuid.uuid4().hex}"
+            answer = http.get("/v1/pipelines/logged/query", headers={"x-request-id": request_id})
+            assert answer.status_code == 500 and answer.json()["error"]["request_id"] == request_id
+            for f in bad.iterdir():
+                f.unlink()
+            bad.rmdir()
+
+            def logged() -> tuple | None:
+                lines = _json_lines(temp_dir)
+                error = [x for x in lines if x.get("request_id") == request_id]
+                booted = [x for x in lines if x["message"].startswith("supervisor: booted")]
+                replayed = [x for x in lines if x.get("pipeline") == "logged" and "in the log" in x["message"]]
+                return (error, booted, replayed) if error and booted and replayed else None
+
+            error, booted, replayed = Running(None, "", "", None).wait_for(
+                logged, timeout=60, what="JSON lines of the replica, the registry and the pipeline")
+        [line] = error
+        assert (line["level"], line["logger"]) == ("ERROR", "serve_app.responses")
+        assert "ValueError" in line["traceback"] and line["time"].endswith("Z")
+        assert booted[0]["logger"] == "dash_ray.supervision.supervisor" and booted[0]["level"] == "INFO"
+        assert replayed[0]["message"] == "pipeline logged: 2 record(s) in the log, mapping them in the background"
+        text = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z [A-Z]+ (dash_ray|serve_app|actors)\.")
+        for path in (Path(temp_dir) / "session_latest" / "logs").glob("worker-*.err"):
+            assert not [x for x in path.read_text(errors="replace").splitlines() if text.match(x)], path
+    finally:
+        down = dash(home, port, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
