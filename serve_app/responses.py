@@ -7,8 +7,8 @@ Every DashError carries its status (`errors.py` draws the table); a RetryableErr
 Request ids: every request but the ingest routes gets one (`RequestIds`): the client's
 `X-Request-Id` when it is 1 to 128 characters of `[A-Za-z0-9._:-]`, else a new one; it is
 echoed in the `X-Request-Id` response header, set for the request's log lines
-(`dash_ray.logs`), and added to every error body as `error.request_id`. The ingest routes
-(the hot path) take one only when they answer 500.
+(`dash_ray.logs`) with the pipeline its path names, and added to every error body as
+`error.request_id`. The ingest routes (the hot path) take one only when they answer 500.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = ["RequestIds", "error_response", "json_response", "on_error", "request
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PIPELINES, _HOOKS = "/v1/pipelines/", "/v1/hooks/"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -57,11 +58,18 @@ def request_id_of(headers: Any) -> str:
     return given if given and _REQUEST_ID.match(given) else new_request_id()
 
 
+def _pipeline_of(path: str) -> str | None:
+    for prefix in (_PIPELINES, _HOOKS):
+        if path.startswith(prefix):
+            return path[len(prefix):].split("/", 1)[0][:63] or None
+    return None
+
+
 def unexpected_error(exc: BaseException, method: str, path: str, request_id: str) -> DashError:
     """Log an error that is not the client's to fix nor to retry (a bug, an InternalError or
     an OperatorError) with its traceback and the request id; the DashError to answer with."""
     error = exc if isinstance(exc, DashError) else InternalError(f"internal error: {type(exc).__name__}")
-    with request_context(request_id):
+    with request_context(request_id, pipeline=_pipeline_of(path)):
         log.error("unhandled error on %s %s: %s: %s", method, path, type(exc).__name__, exc, exc_info=exc)
     return error
 
@@ -100,7 +108,7 @@ class RequestIds:
                                                   (b"x-request-id", request_id.encode())]}
             await send(message)
 
-        with request_context(request_id):
+        with request_context(request_id, pipeline=_pipeline_of(scope["path"])):
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception:

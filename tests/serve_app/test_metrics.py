@@ -177,7 +177,7 @@ def test_a_bug_in_a_route_answers_500_with_the_request_id_of_its_log_line(platfo
         time.sleep(0.5)
     assert len(logged) == 1, logged
     [line] = logged
-    assert f"[request={request_id}]" in line and f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
+    assert f"[pipeline={pipeline_id} request={request_id}]" in line and f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
     assert "Traceback (most recent call last):" in line and "ValueError" in line
     assert "fromisoformat" in line  # the traceback reaches the real fault
     platform.client.delete(pipeline_id)
@@ -250,7 +250,7 @@ def test_with_dash_log_format_json_the_web_tier_registry_and_pipelines_log_json(
             error, booted, replayed = Running(None, "", "", None).wait_for(
                 logged, timeout=60, what="JSON lines of the replica, the registry and the pipeline")
         [line] = error
-        assert (line["level"], line["logger"]) == ("ERROR", "serve_app.responses")
+        assert (line["level"], line["logger"], line["pipeline"]) == ("ERROR", "serve_app.responses", "logged")
         assert "ValueError" in line["traceback"] and line["time"].endswith("Z")
         assert booted[0]["logger"] == "dash_ray.supervision.supervisor" and booted[0]["level"] == "INFO"
         assert replayed[0]["message"] == "pipeline logged: 2 record(s) in the log, mapping them in the background"
