@@ -5,6 +5,7 @@ also on its log line, with the traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -260,3 +261,100 @@ def test_with_dash_log_format_json_the_web_tier_registry_and_pipelines_log_json(
     finally:
         down = dash(home, port, "down")
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+# -- the counting of one replica, without Ray ---------------------------------------------------
+
+
+class _Remote:
+    def __init__(self, call: Any) -> None:
+        self.remote = call
+
+
+class _Registry:
+    """Stands in for the registry actor's handle: keeps the replicas' reports as it does."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, dict] = {}
+        self.report_web = _Remote(self._report)
+        self.web_reports = _Remote(self._reports)
+        self.pipelines = _Remote(self._pipelines)
+
+    async def _report(self, replica: str, report: dict) -> None:
+        self.reports[replica] = report
+
+    async def _reports(self) -> dict[str, dict]:
+        return dict(self.reports)
+
+    async def _pipelines(self) -> list:
+        return []
+
+
+def _replica(registry: _Registry, name: str, **options: Any) -> Any:
+    from dash_ray.settings import Settings
+    from serve_app.gateway import Gateway
+    from serve_app.metrics import ReplicaMetrics
+    from serve_app.registry_client import RegistryClient
+
+    settings = Settings.from_env(env={}, home="/tmp/dash-metrics-unit").web()
+    gateway = Gateway(settings, registry=RegistryClient(settings.namespace, handle=registry))
+    return ReplicaMetrics(gateway, replica=name, cache_s=0.0, **options)
+
+
+def _parse(text: bytes) -> dict[tuple[str, frozenset], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+
+
+async def test_each_replica_reports_its_own_series_and_a_scrape_shows_them_all() -> None:
+    registry = _Registry()
+    a, b = _replica(registry, "a", push_every_s=0.05), _replica(registry, "b", push_every_s=0.05)
+    for seconds in (0.0004, 0.003, 0.2, 30.0):
+        a.observe("weather", 202, seconds)
+    b.observe("weather", 429, 0.001)
+    b.live_clients("weather").inc(3)
+    b.live_clients("weather").dec()
+    deadline = time.monotonic() + 5
+    while "b" not in registry.reports and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    samples = _parse(await a.scrape())
+    a.close(), b.close()
+    assert value(samples, "dash_ingest_requests_total", pipeline="weather", code="202", replica="a") == 4
+    assert value(samples, "dash_ingest_requests_total", pipeline="weather", code="429", replica="b") == 1
+    assert value(samples, "dash_live_clients", pipeline="weather", replica="b") == 2
+    buckets = {dict(ls)["le"]: v for (n, ls), v in samples.items()
+               if n == "dash_ingest_latency_seconds_bucket" and ("replica", "a") in ls}
+    assert (buckets["0.001"], buckets["0.005"], buckets["0.25"], buckets["10.0"], buckets["+Inf"]) == (1, 2, 3, 3, 4)
+    assert value(samples, "dash_ingest_latency_seconds_sum", replica="a") == pytest.approx(30.2034)
+    assert value(samples, "dash_registry_up") == 1
+
+
+async def test_made_up_pipeline_ids_cannot_grow_the_series() -> None:
+    metrics = _replica(_Registry(), "a", max_pipelines=3)
+    for i in range(50):
+        metrics.observe(f"made-up-{i}", 404, 0.001)
+    for name in ("p1", "p2", "p3", "p4", "p5"):
+        metrics.observe(name, 202, 0.001)
+    metrics.observe("p1", 404, 0.001)  # a pipeline answered before keeps its label
+    samples = _parse(await metrics.scrape())
+    metrics.close()
+    pipelines = {dict(ls)["pipeline"] for (n, ls) in samples if n == "dash_ingest_requests_total"}
+    assert pipelines == {"_unknown", "p1", "p2", "_other"}
+    assert value(samples, "dash_ingest_requests_total", pipeline="_unknown") == 50
+    assert value(samples, "dash_ingest_requests_total", pipeline="_other") == 3
+    assert value(samples, "dash_ingest_requests_total", pipeline="p1", code="404") == 1
+
+
+async def test_a_scrape_without_the_registry_still_shows_the_replica() -> None:
+    registry = _Registry()
+
+    async def down() -> list:
+        raise RuntimeError("registry gone")
+
+    registry.pipelines = _Remote(down)
+    metrics = _replica(registry, "a")
+    metrics.observe("weather", 202, 0.01)
+    samples = _parse(await metrics.scrape())
+    metrics.close()
+    assert value(samples, "dash_registry_up") == 0
+    assert value(samples, "dash_ingest_requests_total", pipeline="weather", replica="a") == 1
