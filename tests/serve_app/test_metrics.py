@@ -127,6 +127,35 @@ def test_metrics_need_a_read_or_admin_token(platform) -> None:
     assert value(samples, "dash_registry_up") == 1
 
 
+def test_a_scrape_adds_the_other_replicas_reports_kept_by_the_registry(platform) -> None:
+    """What another replica pushed (through the real registry actor) is in the answer of the
+    one that is scraped, under its own `replica` label."""
+    from serve_app.metrics import ReplicaMetrics
+    from serve_app.registry_client import RegistryClient
+
+    elsewhere = ReplicaMetrics(None, replica=f"elsewhere:{uuid.uuid4().hex[:6]}")  # type: ignore[arg-type]
+    for _ in range(5):
+        elsewhere.observe("far-away", 202, 0.002)
+    elsewhere.live_clients("far-away").inc(2)
+    with platform.http() as http:  # and one request the scraped replica counts itself
+        assert http.post("/v1/pipelines/not-here-either/events", content=b"{}").status_code == 404
+    asyncio.run(RegistryClient(platform.settings.namespace).report_web(elsewhere.replica, elsewhere.report()))
+
+    def shown() -> dict | None:
+        s = scrape(platform)
+        hit = [k for k in s if ("replica", elsewhere.replica) in k[1]]
+        return s if hit else None
+
+    samples = platform.wait_for(shown, timeout=10, what="the other replica's series")
+    other = {"pipeline": "far-away", "replica": elsewhere.replica}
+    assert value(samples, "dash_ingest_requests_total", code="202", **other) == 5
+    assert value(samples, "dash_ingest_latency_seconds_bucket", le="0.0025", **other) == 5
+    assert value(samples, "dash_live_clients", **other) == 2
+    # The scraped replica's own series are there too, under another replica label.
+    replicas = {dict(ls)["replica"] for (n, ls) in samples if n == "dash_ingest_requests_total"}
+    assert len(replicas) >= 2
+
+
 def _log_lines_with(temp_dir: str, needle: str) -> list[str]:
     """Every log line under the Ray instance's folder that holds `needle`, with the lines
     after it up to the next line that starts with a time stamp (a text traceback)."""
