@@ -19,6 +19,7 @@ from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lake import Lake
 from dash_ray.live.feed import LiveRead
 from dash_ray.lake_roots import pipeline_lake as lake_of
+from dash_ray.logs import setup_logging
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.silver.choice import postgres_follower, silver_problems, uses_postgres
@@ -37,6 +38,7 @@ def pipeline_lake(spec: PipelineSpec, settings: PipelineSettings) -> Lake:
 class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         spec: PipelineSpec = parse_spec(spec_data)
+        setup_logging(settings.log_format, pipeline=spec.id)
         self._core = PipelineCore(
             spec,
             wal_dir=settings.wal_dir(spec.id),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus, open_catalog
 from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.lake_roots import LakeRoots
+from dash_ray.logs import setup_logging
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.supervisor import Supervisor
@@ -32,6 +34,9 @@ from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["REGISTRY_NAME", "IngestAccess", "NewToken", "Registry", "get_or_create_registry"]
 
+# Web replicas' metric reports (serve_app/metrics.py): kept this long, at most this many.
+_WEB_REPORT_TTL_S = 120.0
+_MAX_WEB_REPORTS = 1000
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def _opener(settings: Settings) -> Any:
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
 class Registry:
     def __init__(self, settings: Settings) -> None:
+        setup_logging(settings.log_format)
         runtime = RayRuntime(settings)
         self._supervisor = Supervisor(
             _opener(settings), runtime, policy=settings.restart,
@@ -72,6 +78,7 @@ class Registry:
             has_database=settings.pg_dsn is not None, health_interval_s=settings.health_interval_s)
         self._supervisor.start()
         self._pg_dsn = settings.pg_dsn
+        self._web_reports: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def silver_dsn(self) -> str | None:
         """The database a pipeline actor keeps its PostgreSQL silver in, asked at its start
@@ -130,6 +137,24 @@ class Registry:
     async def revoke_token(self, token_id: str) -> None:
         if not await asyncio.to_thread(self._supervisor.catalog.revoke_token, token_id):
             raise NotFoundError(f"no token {token_id!r}", where=token_id)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    async def report_web(self, replica: str, report: dict[str, Any]) -> None:
+        """A web replica's own metric counts, pushed every few seconds (memory only: after a
+        registry restart the replicas' next pushes bring them back)."""
+        if replica not in self._web_reports and len(self._web_reports) >= _MAX_WEB_REPORTS:
+            self._drop_old_reports()
+        self._web_reports[replica] = (time.monotonic(), report)
+
+    async def web_reports(self) -> dict[str, dict[str, Any]]:
+        """The last report of every web replica heard from within the last two minutes."""
+        self._drop_old_reports()
+        return {replica: report for replica, (_, report) in self._web_reports.items()}
+
+    def _drop_old_reports(self) -> None:
+        oldest = time.monotonic() - _WEB_REPORT_TTL_S
+        self._web_reports = {k: v for k, v in self._web_reports.items() if v[0] >= oldest}
 
     async def shutdown(self) -> None:
         """Stop every pipeline gracefully (flushing to the lake); for `dash-ray down`."""

@@ -19,6 +19,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_MAX_RESTARTS   | 5                               | restarts allowed within the window ...    |
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
+| DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class PipelineSettings:
     namespace: str = "dash"
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
+    log_format: Literal["text", "json"] = "text"
 
     def wal_dir(self, pipeline_id: str) -> Path:
         return Path(self.wal_root) / pipeline_id
@@ -79,6 +81,7 @@ class WebSettings:
     pg_dsn: str | None = field(default=None, repr=False)
     # Live WebSockets: a ping this often; a peer that does not answer within it is closed.
     ws_ping_interval_s: float = 15.0
+    log_format: Literal["text", "json"] = "text"
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,13 @@ class Settings:
     coalesce_inflight: int = 2
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
+    log_format: Literal["text", "json"] = "text"
 
     def __post_init__(self) -> None:
         if self.ingress not in ("replica", "serve"):
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"DASH_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         for root in self.lake_roots:
             if not root.startswith(("/", "file://", "s3://")):
                 raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
@@ -122,13 +128,14 @@ class Settings:
         return PipelineSettings(
             wal_root=str(Path(self.home) / "wal"), lake_url=self.lake_url, lake_options=self.lake_options,
             namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
-            idempotency_max_keys=self.idempotency_max_keys)
+            idempotency_max_keys=self.idempotency_max_keys, log_format=self.log_format)
 
     def web(self) -> WebSettings:
         """The part a web replica gets."""
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
-                           lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn)
+                           lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
+                           log_format=self.log_format)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -160,6 +167,7 @@ class Settings:
                 window_s=float(env.get("DASH_RESTART_WINDOW_S", "60")),
                 backoff_s=float(env.get("DASH_RESTART_BACKOFF_S", "0.5")),
             ),
+            "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
         }
         values.update(overrides)
         return cls(**values)

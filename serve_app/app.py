@@ -1,5 +1,6 @@
 """The Starlette application a web replica serves: ingest, admin and read routes over one
-Gateway, with every error turned into its JSON body and status."""
+Gateway, with every error turned into its JSON body and status, every request but ingest
+given a request id, and the replica's metrics (`/metrics`)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,22 @@ from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
 from serve_app.live import LiveHub, live_routes
+from serve_app.metrics import ReplicaMetrics, metrics_routes
 from serve_app.query import QueryEngines, query_routes
-from serve_app.responses import on_error
+from serve_app.responses import RequestIds, on_error
 
 __all__ = ["build_app"]
 
 
 def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFront:
-    """The ASGI app: the ingest front, with Starlette behind it for every other route."""
+    """The ASGI app: the ingest front, with Starlette behind it for every other route. Its
+    `metrics` (a `ReplicaMetrics`) is this replica's: the live fan-out moves
+    `app.metrics.live_clients(pipeline_id)`."""
     gateway = gateway or Gateway(settings)
     engines = QueryEngines(settings)
-    hub = LiveHub(gateway, engines)
-    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines) \
-        + live_routes(gateway, hub)
+    metrics = ReplicaMetrics(gateway)
+    hub = LiveHub(gateway, engines, metrics=metrics)
+    routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
+              + live_routes(gateway, hub) + metrics_routes(gateway, metrics))
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
-    return IngestFront(app, gateway)
+    return IngestFront(RequestIds(app), gateway, metrics=metrics)

@@ -19,6 +19,7 @@ import socket
 import uvicorn
 from ray import serve
 
+from dash_ray.logs import setup_logging
 from dash_ray.settings import Settings, WebSettings, web_selector
 from serve_app.app import build_app
 
@@ -43,6 +44,7 @@ def _listen(host: str, port: int) -> socket.socket:
                   graceful_shutdown_timeout_s=5)
 class Web:
     def __init__(self, settings: WebSettings) -> None:
+        setup_logging(settings.log_format)
         self._sock = _listen(settings.host, settings.port)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="websockets-sansio",
                                 ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
@@ -68,6 +70,7 @@ class ProxiedWeb:
     """The same app, reached through Serve's proxy (one extra hop per request)."""
 
     def __init__(self, settings: WebSettings) -> None:
+        setup_logging(settings.log_format)
         self._settings = settings
 
     def __serve_build_asgi_app__(self) -> object:

@@ -13,7 +13,12 @@ past the limit, 400 when it does not arrive within `body_timeout_s`); the signat
 over the raw bytes (401) and gives the request's replay key; the body is decoded (415, 400
 naming the line); a request larger than the pipeline's whole queue is 413 naming the limit;
 the batch goes to the pipeline's actor through the replica's coalescer (429 with Retry-After
-when its queue is full, 503 while it restarts).
+when its queue is full, 503 while it restarts). Anything else that goes wrong is a bug: 500
+with a request id (the client's `X-Request-Id`, or a new one) in the body, the response's
+header and the log line with the traceback.
+
+Each answer is counted (status and latency, per pipeline) in the replica's metrics
+(`serve_app/metrics.py`): two dict updates, no lock.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from dash_ray.ingest.budget import BodyBudget
 from dash_ray.sources.base import Route
 from dash_ray.spec import LimitsSpec
 from serve_app.gateway import Gateway, IngestInfo
-from serve_app.responses import retry_after
+from serve_app.metrics import ReplicaMetrics
+from serve_app.responses import request_id_of, retry_after, unexpected_error
 
 __all__ = ["IngestFront", "read_body"]
 
@@ -122,12 +128,13 @@ class IngestFront:
 
     `budget` bounds the bytes of bodies read but not yet verified, across this replica;
     `body_timeout_s` bounds how long one body may take to arrive (so a stalled client cannot
-    keep its share of the budget)."""
+    keep its share of the budget); `metrics` counts each answer."""
 
     def __init__(self, app: Any, gateway: Gateway, *, budget: BodyBudget | None = None,
-                 body_timeout_s: float = _BODY_TIMEOUT_S) -> None:
+                 body_timeout_s: float = _BODY_TIMEOUT_S, metrics: ReplicaMetrics | None = None) -> None:
         self.app = app
         self.gateway = gateway
+        self.metrics = metrics or ReplicaMetrics(gateway)
         self.budget = budget or BodyBudget()
         self.body_timeout_s = body_timeout_s
         # Tasks reading a body, by deadline; one timer sweeps them (a timer per request would
@@ -146,7 +153,9 @@ class IngestFront:
             elif path.startswith(_HOOKS_PREFIX):
                 pipeline_id, route = path[len(_HOOKS_PREFIX):], "hooks"
             if pipeline_id and "/" not in pipeline_id:
+                started = time.perf_counter()
                 status, body, extra = await self.handle(pipeline_id, scope, receive, route=route)
+                self.metrics.observe(pipeline_id, status, time.perf_counter() - started)
                 await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
                 await send({"type": "http.response.body", "body": body})
                 return
@@ -156,16 +165,19 @@ class IngestFront:
                      route: Route) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """One ingest request: (status, JSON body, extra headers)."""
         received_at_us = time.time_ns() // 1000
+        result: Ack | BaseException
         try:
             result = await self._ingest(pipeline_id, scope, receive, route, received_at_us)
-        except DashError as exc:
+        except Exception as exc:  # noqa: BLE001 - a DashError is the answer; anything else a bug
             result = exc
-        if isinstance(result, DashError):
+        if isinstance(result, Ack):
+            return 202, orjson.dumps(result.to_body()), []
+        if isinstance(result, RetryableError) or (isinstance(result, DashError) and result.status < 500):
             extra = []
             if isinstance(result, RetryableError):
                 extra.append((b"retry-after", retry_after(result).encode()))
             return result.status, orjson.dumps(result.to_body()), extra
-        return 202, orjson.dumps(result.to_body()), []
+        return _internal(result, scope)
 
     async def _ingest(self, pipeline_id: str, scope: dict, receive: Any, route: Route,
                       received_at_us: int) -> Ack | DashError:
@@ -246,6 +258,17 @@ class IngestFront:
                 self._expired.add(task)
                 task.cancel()
         self._sweep_timer = asyncio.get_running_loop().call_later(min(1.0, self.body_timeout_s), self._sweep)
+
+
+def _internal(exc: BaseException, scope: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The 500 answer to a bug (or an InternalError/OperatorError from behind), logged with
+    its traceback and request id."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    request_id = request_id_of(headers)
+    error = unexpected_error(exc, "POST", scope["path"], request_id)
+    body = error.to_body()
+    body["error"]["request_id"] = request_id
+    return error.status, orjson.dumps(body), [(b"x-request-id", request_id.encode())]
 
 
 def _precheck(info: IngestInfo, headers: dict[str, str]) -> Any:

@@ -26,6 +26,7 @@ from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, Unavailabl
 from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.live.feed import LiveRead
 from serve_app.gateway import Gateway
+from serve_app.metrics import ReplicaMetrics
 from serve_app.query import QueryEngines
 
 __all__ = ["LiveHub", "live_routes"]
@@ -57,8 +58,9 @@ class _PipelineFeed:
 class LiveHub:
     """The topics of one replica, by pipeline; a topic goes when its last watcher leaves."""
 
-    def __init__(self, gateway: Gateway, engines: QueryEngines, **topic_options: Any) -> None:
-        self.gateway, self.engines = gateway, engines
+    def __init__(self, gateway: Gateway, engines: QueryEngines, *, metrics: ReplicaMetrics | None = None,
+                 **topic_options: Any) -> None:
+        self.gateway, self.engines, self.metrics = gateway, engines, metrics
         self.topic_options = topic_options
         self.topics: dict[str, Topic] = {}
 
@@ -119,6 +121,9 @@ def live_routes(gateway: Gateway, hub: LiveHub) -> list[WebSocketRoute]:
             return await _refuse(ws, CLOSE_NOT_FOUND, exc.message)
         await ws.accept()
         watcher = await hub.topic(pipeline_id).join(ws.send_text, after)
+        gauge = hub.metrics.live_clients(pipeline_id) if hub.metrics is not None else None
+        if gauge is not None:
+            gauge.inc()
         # The client's messages are read (and ignored) in a task that ends the watcher when
         # the client goes; deliveries run here.
         reader = asyncio.get_running_loop().create_task(_drain(ws))
@@ -134,6 +139,8 @@ def live_routes(gateway: Gateway, hub: LiveHub) -> list[WebSocketRoute]:
             code = watcher.close_code
             client_gone = reader.done()
             watcher.topic.leave(watcher)
+            if gauge is not None:
+                gauge.dec()
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         if code is not None and not client_gone:

@@ -97,3 +97,11 @@ class RegistryClient:
 
     async def revoke_token(self, token_id: str) -> None:
         await self._call(lambda r: r.revoke_token.remote(token_id))
+
+    async def report_web(self, replica: str, report: dict[str, Any]) -> None:
+        """Keep a web replica's own metric counts where other replicas' scrapes find them."""
+        await self._call(lambda r: r.report_web.remote(replica, report))
+
+    async def web_reports(self) -> dict[str, dict[str, Any]]:
+        """Every web replica's last metric report, by replica (see serve_app/metrics.py)."""
+        return await self._call(lambda r: r.web_reports.remote())

@@ -1,13 +1,21 @@
-"""JSON responses, and the one table from error class to HTTP response.
+"""JSON responses, the one table from error class to HTTP response, and request ids.
 
 Every DashError carries its status (`errors.py` draws the table); a RetryableError adds
-`Retry-After`. Anything else is a bug: 500 with its type, never a stack trace.
+`Retry-After`. Anything else is a bug: 500 with its type, never a stack trace; its log line
+(with the traceback) and its body carry the same `request_id`.
+
+Request ids: every request but the ingest routes gets one (`RequestIds`): the client's
+`X-Request-Id` when it is 1 to 128 characters of `[A-Za-z0-9._:-]`, else a new one; it is
+echoed in the `X-Request-Id` response header, set for the request's log lines
+(`dash_ray.logs`) with the pipeline its path names, and added to every error body as
+`error.request_id`. The ingest routes (the hot path) take one only when they answer 500.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 import orjson
@@ -15,10 +23,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dash_ray.errors import DashError, InternalError, RetryableError
+from dash_ray.logs import current_request_id, new_request_id, request_context
 
-__all__ = ["error_response", "json_response", "on_error", "retry_after"]
+__all__ = ["RequestIds", "error_response", "json_response", "on_error", "request_id_of", "retry_after",
+           "unexpected_error"]
 
 log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PIPELINES, _HOOKS = "/v1/pipelines/", "/v1/hooks/"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -30,16 +42,75 @@ def retry_after(exc: RetryableError) -> str:
     return str(max(1, math.ceil(exc.retry_after)))
 
 
-def error_response(exc: DashError) -> Response:
+def error_response(exc: DashError, *, request_id: str | None = None) -> Response:
     headers = None
     if isinstance(exc, RetryableError):
         headers = {"Retry-After": retry_after(exc)}
-    return json_response(exc.to_body(), exc.status, headers)
+    body = exc.to_body()
+    if request_id is not None:
+        body["error"]["request_id"] = request_id
+    return json_response(body, exc.status, headers)
+
+
+def request_id_of(headers: Any) -> str:
+    """The request's id: its valid `X-Request-Id` (any mapping of lower-case names), else new."""
+    given = headers.get("x-request-id")
+    return given if given and _REQUEST_ID.match(given) else new_request_id()
+
+
+def _pipeline_of(path: str) -> str | None:
+    for prefix in (_PIPELINES, _HOOKS):
+        if path.startswith(prefix):
+            return path[len(prefix):].split("/", 1)[0][:63] or None
+    return None
+
+
+def unexpected_error(exc: BaseException, method: str, path: str, request_id: str) -> DashError:
+    """Log an error that is not the client's to fix nor to retry (a bug, an InternalError or
+    an OperatorError) with its traceback and the request id; the DashError to answer with."""
+    error = exc if isinstance(exc, DashError) else InternalError(f"internal error: {type(exc).__name__}")
+    with request_context(request_id, pipeline=_pipeline_of(path)):
+        log.error("unhandled error on %s %s: %s: %s", method, path, type(exc).__name__, exc, exc_info=exc)
+    return error
 
 
 async def on_error(request: Request, exc: Exception) -> Response:
     """Starlette's handler for every exception a route lets out."""
-    if isinstance(exc, DashError):
-        return error_response(exc)
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError(f"internal error: {type(exc).__name__}"))
+    request_id = current_request_id() or request_id_of(request.headers)
+    if isinstance(exc, DashError) and (exc.status < 500 or isinstance(exc, RetryableError)):
+        return error_response(exc, request_id=request_id)
+    return error_response(unexpected_error(exc, request.method, request.url.path, request_id),
+                          request_id=request_id)
+
+
+class RequestIds:
+    """ASGI middleware: the request id of each HTTP request (see the module docstring).
+
+    Starlette re-raises a route's exception after its handler answered (so that a server can
+    log it); it was logged with its request id already, so here it ends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
+        started = False
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        with request_context(request_id, pipeline=_pipeline_of(scope["path"])):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                if not started:
+                    raise

@@ -311,7 +311,9 @@ class PipelineCore:
         async with self._flush_lock:
             total = 0
             while batch := (self._commit.pinned or list(self._mapper.mapped)):
+                started = time.perf_counter()
                 last = await self._commit.store(batch, stored_seq=self.counters.stored_seq)
+                self.counters.flush_seconds += time.perf_counter() - started
                 del self._mapper.mapped[:len(batch)]
                 count = sum(m.count for m in batch)
                 total += count

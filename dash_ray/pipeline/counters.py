@@ -15,7 +15,8 @@ class Counters:
 
     `pending` counts records acknowledged but not yet stored in the lake (they are in the log),
     `pending_bytes` their raw size; `mapping_backlog` the part of them not yet mapped (after a
-    restart, the log is mapped in the background while ingest goes on)."""
+    restart, the log is mapped in the background while ingest goes on). `flush_seconds` is the
+    time the `flushes` took, in total (for the mean: divide the two)."""
 
     received: int = 0
     accepted: int = 0
@@ -26,6 +27,7 @@ class Counters:
     filtered: int = 0
     flushes: int = 0
     flush_failures: int = 0
+    flush_seconds: float = 0.0
     last_seq: int = 0
     stored_seq: int = 0
     pending: int = 0
