@@ -176,6 +176,15 @@ def _feed_waiting(platform, pipeline_id: str) -> int:
     return ray.get(actor.__ray_call__.remote(lambda self: self._core.live.waiting), timeout=30)
 
 
+def _live_clients(platform, pipeline_id: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with platform.http() as http:
+        text = http.get("/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text) if family.name == "dash_live_clients"
+               for sample in family.samples if sample.labels.get("pipeline") == pipeline_id)
+
+
 def test_async_stream_and_one_feed_poll_for_many_sockets(platform) -> None:
     pipeline_id, secret = _deploy(platform)
 
@@ -192,6 +201,7 @@ def test_async_stream_and_one_feed_poll_for_many_sockets(platform) -> None:
         await asyncio.sleep(2.0)
         # 50 sockets on one replica: the pipeline's feed sees one long poll.
         assert await asyncio.to_thread(_feed_waiting, platform, pipeline_id) == 1
+        assert await asyncio.to_thread(_live_clients, platform, pipeline_id) == 50
         await asyncio.to_thread(_ingest, platform, pipeline_id, secret, 0, 30)
         return await asyncio.wait_for(asyncio.gather(*watchers), 60)
 
