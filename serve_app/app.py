@@ -1,5 +1,5 @@
-"""The Starlette application a web replica serves: ingest, admin and read routes over one
-Gateway, with every error turned into its JSON body and status."""
+"""The Starlette application a web replica serves: ingest, admin, read and dashboard routes
+and the page over one Gateway, with every error turned into its JSON body and status."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from starlette.applications import Starlette
 from dash_ray.errors import DashError
 from dash_ray.settings import WebSettings
 from serve_app.api import api_routes
+from serve_app.dashboards import dashboard_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
+from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import on_error
 
@@ -22,5 +24,6 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     gateway = gateway or Gateway(settings)
     engines = QueryEngines(settings)
     routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
+    routes += dashboard_routes(gateway) + page_routes(gateway)
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
     return IngestFront(app, gateway)
