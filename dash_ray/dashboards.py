@@ -137,7 +137,7 @@ class Dashboard(_Model):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The dashboard as JSON-ready data (no `kind`: the route says what it is)."""
-        return self.model_dump(mode="json", exclude={"kind"})
+        return self.model_dump(mode="json", exclude={"kind"}, exclude_none=True)
 
 
 def is_dashboard(data: Any) -> bool:

@@ -5,8 +5,10 @@ const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599
                  "#868e96", "#364fc7", "#a61e4d", "#087f5b"];
 
 export class TimeChart {
-  constructor(element, { height = 220, title = null } = {}) {
+  // `windowS`: the x axis always spans the last `windowS` seconds (it slides with the clock).
+  constructor(element, { height = 220, title = null, windowS = null } = {}) {
     this.element = element;
+    this.windowS = windowS;
     this.height = height;
     this.title = title;
     this.plot = null;
@@ -26,7 +28,7 @@ export class TimeChart {
       this.labels = labels;
       this.plot = new uPlot({
         width: this._width(), height: this.height, title: this.title || undefined,
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: (u, min, max) => this._range(min, max) } },
         legend: { live: true },
         series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 1.5,
                                                  spanGaps: true, points: { show: xs.length < 60 } }))],
@@ -35,6 +37,12 @@ export class TimeChart {
       this.plot.setData(data);
     }
     this.element.dataset.points = String(xs.length);
+  }
+
+  _range(min, max) {
+    if (!this.windowS) return min === max ? [min - 30, max + 30] : [min, max];
+    const now = Date.now() / 1000;
+    return [now - this.windowS, Math.max(now, max ?? now)];
   }
 
   destroy() {

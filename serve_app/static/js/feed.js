@@ -33,6 +33,7 @@ export class PipelineFeed {
     this.state = "loading";
     this.notes = [];
     this.truncated = false;
+    this.loaded = 0;  // records loaded as history (query and hot cache), before the live tail
   }
 
   subscribe(listener) { this.listeners.add(listener); return () => this.listeners.delete(listener); }
@@ -76,6 +77,7 @@ export class PipelineFeed {
     } catch (err) {
       this.notes.push(`recent records: ${err.message}`);
     }
+    this.loaded = this.records.length;
     const floor = (this.pipeline.counters || {}).last_seq;
     const after = this.newestSeq() ?? (typeof floor === "number" ? floor : null);
     this.stream = new LiveStream(this.id, {

@@ -21,6 +21,8 @@ export class LiveStream {
     this.ws = null;
     this.timer = null;
     this.connects = 0;
+    this.handed = 0;     // records handed on, each once
+    this.dropped = 0;    // records received again (at or below the cursor) and dropped
     this.state = "idle";
   }
 
@@ -78,11 +80,14 @@ export class LiveStream {
       if (this.cursor === null || record.seq > this.cursor) {
         fresh.push(record);
         this.cursor = record.seq;
+      } else {
+        this.dropped += 1;
       }
     }
     if (typeof message.seq === "number" && (this.cursor === null || message.seq > this.cursor)) {
       this.cursor = message.seq;
     }
+    this.handed += fresh.length;
     if (fresh.length) this.onRecords(fresh);
   }
 

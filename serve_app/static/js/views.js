@@ -116,7 +116,7 @@ export async function pipelineView(root, [pipelineId]) {
   const plots = numeric.map((name) => {
     const target = el("div", { class: "chart", "data-field": name });
     charts.append(el("section", { class: "widget" }, el("h2", {}, name), target));
-    return [name, new TimeChart(target)];
+    return [name, new TimeChart(target, { windowS })];
   });
   if (!numeric.length) charts.append(el("p", { class: "muted" }, "No numeric fields to chart."));
   const draw = onceAFrame(() => {
@@ -125,7 +125,7 @@ export async function pipelineView(root, [pipelineId]) {
       const { xs, series } = recordSeries(recent, [name]);
       chart.set(xs, series);
     }
-    tableBox.replaceChildren(recordsTable(feed.records, columns, 50));
+    tableBox.replaceChildren(recordsTable(feed.records, columns, 30));
   });
   feed.subscribe((kind) => { if (kind === "records" || kind === "gap") draw(); });
   await feed.start();

@@ -47,7 +47,7 @@ export function mountWidget(container, widget, feed, pipelineSpec) {
 
   function draw() {
     const records = widget.kind === "table" ? feed.records : feed.inWindow(windowS);
-    note.textContent = `last ${widget.window}${feed.truncated ? ` · newest ${feed.maxRecords.toLocaleString("en")} records` : ""}`
+    note.textContent = `${widget.kind === "table" ? `newest ${widget.limit || 20}` : `last ${widget.window}`}${feed.truncated ? ` · newest ${feed.maxRecords.toLocaleString("en")} records` : ""}`
       + (feed.notes.length ? ` · ${feed.notes.join("; ")}` : "");
     if (widget.kind === "table") {
       body.replaceChildren(el("div", { class: "table-wrap" }, recordsTable(records, fields, widget.limit || 20)));
@@ -71,7 +71,7 @@ export function mountWidget(container, widget, feed, pipelineSpec) {
     if (!chart) {
       const target = el("div", { class: "chart" });
       body.replaceChildren(target);
-      chart = new TimeChart(target);
+      chart = new TimeChart(target, { windowS });
     }
     const { xs, series } = widget.agg
       ? bucketSeries(records, widget.agg, seconds(widget.bucket) || defaultBucket(windowS), widget.by)
