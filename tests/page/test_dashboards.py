@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ray
 
 def test_a_dashboard_made_in_the_page_survives_a_reload(tab, platform, pipeline) -> None:
     pipeline_id, secret = pipeline
-    platform.client.ingest(pipeline_id, [{**reading(i), "device": f"d{i % 2}", "temp_c": 10 + i} for i in range(6)],
+    platform.client.ingest(pipeline_id, [{**reading(i), "device": f"d{i % 2}", "temp": 10 + i} for i in range(6)],
                            secret=secret)
     board_id = f"made-{uuid.uuid4().hex[:6]}"
     tab.sign_in(platform.token, "/dashboards")

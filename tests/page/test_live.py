@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ray
 
 def reading(n: int, *, device: str = "dev-1") -> dict[str, Any]:
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    return {"ts": now, "device": device, "temp_c": 20 + (n % 7) * 0.5, "n": n}
+    return {"ts": now, "device": device, "temp": 20 + (n % 7) * 0.5, "n": n}
 
 
 def live(tab) -> None:
