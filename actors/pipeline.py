@@ -16,6 +16,7 @@ from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import DashError, SpecError, UnavailableError
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lake import Lake
+from dash_ray.live.feed import LiveRead
 from dash_ray.lake_roots import pipeline_lake as lake_of
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
@@ -82,6 +83,14 @@ class PipelineActor:
 
     async def health(self) -> dict[str, Any]:
         return self._core.health()
+
+    async def live_read(self, after: int | None, wait_s: float, limit: int) -> LiveRead:
+        """The live feed after `after` (a long poll of up to `wait_s`); `after=None` asks only
+        where the feed is (`dash_ray.live.feed`)."""
+        feed = self._core.live
+        if after is None:
+            return LiveRead(last_seq=feed.last_seq, first_seq=feed.first_seq)
+        return await feed.read(after, wait_s=min(wait_s, 30.0), limit=limit)
 
     async def flush(self) -> int:
         return await self._core.flush()

@@ -25,6 +25,7 @@ from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SpecError, UnavailableError, error_from_body
 from dash_ray.ingest.signing import signature_header
 from dash_ray.spec import PipelineSpec, load_spec
+from dash_ray.stream import LiveStream
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -341,6 +342,13 @@ class Client:
     def dead(self, pipeline_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The newest dead-lettered records, newest first, each with its rule and reason."""
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})["dead"]
+
+    def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
+        """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async
+        iterator, resuming by itself after a disconnect (`dash_ray.stream`). `after`: every
+        record after that seq first (history), else the live tail from now."""
+        return LiveStream(self.url, pipeline_id, authorization=self._http.headers.get("authorization"),
+                          after=after, gaps=gaps)
 
     def _query(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params)

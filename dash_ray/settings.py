@@ -77,6 +77,8 @@ class WebSettings:
     lake_url: str = ""
     lake_options: dict[str, Any] | None = None
     pg_dsn: str | None = field(default=None, repr=False)
+    # Live WebSockets: a ping this often; a peer that does not answer within it is closed.
+    ws_ping_interval_s: float = 15.0
 
 
 @dataclass(frozen=True)

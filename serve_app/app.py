@@ -12,6 +12,7 @@ from serve_app.dashboards import dashboard_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
+from serve_app.live import LiveHub, live_routes
 from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import on_error
@@ -23,7 +24,9 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     """The ASGI app: the ingest front, with Starlette behind it for every other route."""
     gateway = gateway or Gateway(settings)
     engines = QueryEngines(settings)
-    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
+    hub = LiveHub(gateway, engines)
+    routes = api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines) \
+        + live_routes(gateway, hub)
     routes += dashboard_routes(gateway) + page_routes(gateway)
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
     return IngestFront(app, gateway)

@@ -25,6 +25,7 @@ from ray.exceptions import RayActorError
 from actors.pipeline import actor_name
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
+from dash_ray.live.feed import LiveRead
 from dash_ray.settings import WebSettings
 from dash_ray.sources.base import Source
 from dash_ray.sources.registry import source_for
@@ -158,6 +159,10 @@ class Gateway:
 
     async def records(self, pipeline_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
         return await self._on_actor(pipeline_id, lambda actor: actor.records.remote(after, limit))
+
+    async def live_read(self, pipeline_id: str, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
+        """A long poll on the pipeline's live feed (`dash_ray.live.feed`)."""
+        return await self._on_actor(pipeline_id, lambda actor: actor.live_read.remote(after, wait_s, limit))
 
     async def replay(self, pipeline_id: str, *, start_us: int | None, end_us: int | None,
                      first_seq: int | None, last_seq: int | None) -> dict[str, Any]:

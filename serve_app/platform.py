@@ -17,6 +17,7 @@ from actors.registry import REGISTRY_NAME, get_or_create_registry
 from dash_ray.deploy.localray import (
     LocalRay,
     enable_ray_auth,
+    use_loopback,
     ensure_not_running,
     read_run_file,
     start_local_ray,
@@ -43,7 +44,19 @@ def connect_ray(address: str, namespace: str) -> None:
     if ray.is_initialized():
         return
     enable_ray_auth()
-    ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+    if address.startswith(("127.0.0.1:", "localhost:")):
+        use_loopback()
+    # A node just started may not answer in time on a loaded machine ("Failed to connect to
+    # Ray cluster at ..." though it is up a moment later): a few attempts, then the error.
+    for attempt in range(4):
+        try:
+            ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+            return
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            ray.shutdown()
+            time.sleep(1.0 + attempt)
 
 
 def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:

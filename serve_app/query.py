@@ -21,6 +21,7 @@ from starlette.routing import Route
 from dash_ray.errors import StorageError
 from dash_ray.lake import Lake
 from dash_ray.lake_roots import pipeline_lake
+from dash_ray.live.fanout import StoredRead
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.query.model import parse_query, spec_schema
 from dash_ray.query.postgres import PostgresEngine
@@ -86,6 +87,13 @@ class QueryEngines:
             except StorageError as exc:
                 log.warning("pipeline %s: PostgreSQL could not answer a query, the lake does: %s", spec.id, exc)
         return duck.run(query), "lake"
+
+    def records_after(self, spec: PipelineSpec, after: int, *, limit: int) -> StoredRead:
+        """Stored records after a seq, for a live client catching up (`dash_ray.live.fanout`).
+        From the lake's silver, which every stored row reaches first. Blocking."""
+        duck, _ = self._for(spec)
+        records, reached, first = duck.records_after(after, spec_schema(spec).columns, limit=limit)
+        return StoredRead(records, reached, first)
 
     def close(self) -> None:
         for entry in self._engines.values():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dash_ray.settings import BOTH_ROLES, ROLE_LABEL
 
-__all__ = ["LocalRay", "enable_ray_auth", "ensure_not_running", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
+__all__ = ["LocalRay", "enable_ray_auth", "use_loopback", "ensure_not_running", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
 
 RUN_FILE = "run.json"
 
@@ -81,6 +81,19 @@ def enable_ray_auth() -> None:
             ignore_auth_mode=True):
         generate_and_save_token()
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def use_loopback() -> None:
+    """Make this process's Ray connect to a loopback address as given. Ray rewrites
+    127.0.0.1 in an address to the machine's outward IP (`resolve_ip_for_localhost`), so on a
+    machine with another interface a driver joining a local instance bound to loopback looks
+    for it at the other address and fails ("Failed to connect to Ray cluster at <ip>"). Ray
+    skips the rewrite where multi-node clusters are off, the switch read here (its
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`): a local instance is one node anyway."""
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _temp_dir(home: Path) -> Path:
@@ -143,7 +156,7 @@ def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s:
     ]
     log_file = home / "logs" / "ray.log"
     enable_ray_auth()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=env, cwd=home)

@@ -63,10 +63,13 @@ class LiveFeed:
         self._start = 1  # the first seq the ring can answer for
         self._changed = asyncio.Event()
         self._closed = False
+        self.waiting = 0  # readers in a long poll now (one per web replica with watchers)
 
     def begin(self, seq: int) -> None:
         """Where the feed starts: after the last stored seq, on start or restart."""
         self._position, self._start = seq, seq + 1
+        self._changed.set()  # readers that came before the start ask again
+        self._changed = asyncio.Event()
 
     @property
     def last_seq(self) -> int:
@@ -107,10 +110,13 @@ class LiveFeed:
         if after < self._start - 1:
             return LiveRead(last_seq=after, behind=True, first_seq=self._start)
         if after >= self._position and wait_s > 0:
+            self.waiting += 1
             try:
                 await asyncio.wait_for(self._changed.wait(), wait_s)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self.waiting -= 1
             if after < self._start - 1:
                 return LiveRead(last_seq=after, behind=True, first_seq=self._start)
         records: list[dict[str, Any]] = []

@@ -1,0 +1,142 @@
+"""A pipeline's live records over `WS /v1/pipelines/{id}/live`, for the SDK
+(`Client.stream`) and `dash-ray tail`: one `LiveStream` is both a sync and an async iterator.
+
+    for record in client.stream("sensors"):            # {"seq", "time", "data"}
+        ...
+    async for record in client.stream("sensors", after=120):
+        ...
+
+The stream remembers the last seq it yielded and, when the connection drops (the server
+restarts, the network blips), connects again with `after=<that seq>` after a capped, jittered
+back-off: records come in seq order, none missing, none twice. Where the server says records
+no longer exist (retention), a `Gap` is yielded when `gaps=True` (else skipped, and kept in
+`stream.gaps`). A bad token, a scope that cannot read and an unknown pipeline end the stream
+with AuthError, ForbiddenError and NotFoundError; other close codes and errors reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from dash_ray.errors import AuthError, DashError, ForbiddenError, MalformedBodyError, NotFoundError
+
+__all__ = ["Gap", "LiveStream"]
+
+_FATAL: dict[int, type[DashError]] = {4400: MalformedBodyError, 4401: AuthError, 4403: ForbiddenError,
+                                      4404: NotFoundError}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Records `first`..`last` (inclusive) no longer exist on the server."""
+
+    first: int
+    last: int
+
+
+@dataclass
+class LiveStream:
+    """Iterate it (sync or async) to receive records; `after=None` starts at the live tail."""
+
+    url: str
+    pipeline_id: str
+    authorization: str | None = None
+    after: int | None = None
+    gaps: bool = False
+    max_backoff_s: float = 5.0
+    open_timeout_s: float = 10.0
+    reconnects: int = 0
+    seen_gaps: list[Gap] = field(default_factory=list)
+
+    def _address(self) -> str:
+        base = self.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        params = {} if self.after is None else {"after": str(self.after)}
+        query = f"?{urlencode(params)}" if params else ""
+        return f"{base}/v1/pipelines/{self.pipeline_id}/live{query}"
+
+    def _headers(self) -> dict[str, str]:
+        return {"authorization": self.authorization} if self.authorization else {}
+
+    def _take(self, text: str | bytes) -> list[dict[str, Any] | Gap]:
+        """What one message yields, advancing `after`."""
+        message = orjson.loads(text)
+        if message.get("type") == "gap":
+            gap = Gap(int(message["from"]), int(message["to"]))
+            self.seen_gaps.append(gap)
+            self.after = max(self.after or 0, gap.last)
+            return [gap] if self.gaps else []
+        out: list[dict[str, Any] | Gap] = []
+        for record in message.get("records", ()):
+            if self.after is None or record["seq"] > self.after:
+                out.append(record)
+                self.after = record["seq"]
+        if self.after is None or message.get("seq", 0) > self.after:
+            self.after = int(message.get("seq", 0))  # where this client joined, or skipped to
+        return out
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.max_backoff_s, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
+
+    @staticmethod
+    def _fatal(code: int | None, reason: str) -> DashError | None:
+        cls = _FATAL.get(code or 0)
+        return cls(reason or f"closed with {code}") if cls is not None else None
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+        from websockets.sync.client import connect
+
+        attempt = 0
+        while True:
+            try:
+                with connect(self._address(), additional_headers=self._headers(),
+                             open_timeout=self.open_timeout_s, max_size=None) as ws:
+                    for text in ws:
+                        attempt = 0
+                        yield from self._take(text)
+                    close = ws.close_rcvd
+            except ConnectionClosed as exc:
+                close = exc.rcvd
+            except (OSError, InvalidHandshake, TimeoutError):
+                close = None
+            if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
+                raise fatal
+            self.reconnects += 1
+            time.sleep(self._backoff(attempt))
+            attempt += 1
+
+    # -- async -----------------------------------------------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+        attempt = 0
+        while True:
+            try:
+                async with connect(self._address(), additional_headers=self._headers(),
+                                   open_timeout=self.open_timeout_s, max_size=None) as ws:
+                    async for text in ws:
+                        attempt = 0
+                        for item in self._take(text):
+                            yield item
+                    close = ws.close_rcvd
+            except ConnectionClosed as exc:
+                close = exc.rcvd
+            except (OSError, InvalidHandshake, TimeoutError):
+                close = None
+            if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
+                raise fatal
+            self.reconnects += 1
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
