@@ -2,10 +2,10 @@
 // duplicates: the stream keeps the last seq it has seen and reconnects with `after=<that>`,
 // with exponential back-off (0.5 s doubling to 10 s, jittered); records at or below the
 // cursor are dropped, so a record is handed on at most once. A `gap` message moves the
-// cursor past records that no longer exist. Close codes 4401/4403/4404 end the stream.
+// cursor past records that no longer exist. Close codes 4400/4401/4403/4404 end the stream.
 
-const FINAL_CODES = new Set([4401, 4403, 4404]);
-const REASONS = { 4401: "the token is unknown or revoked", 4403: "the token may not read this pipeline",
+const FINAL_CODES = new Set([4400, 4401, 4403, 4404]);
+const REASONS = { 4400: "the request was refused (bad `after`)", 4401: "the token is unknown or revoked", 4403: "the token may not read this pipeline",
                   4404: "the pipeline does not exist (any more)" };
 
 export class LiveStream {
