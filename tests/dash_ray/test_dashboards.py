@@ -91,3 +91,20 @@ def test_windows() -> None:
     assert [window_seconds(w) for w in ("30s", "15m", "6h", "7d")] == [30, 900, 21_600, 604_800]
     with pytest.raises(ValueError, match="duration"):
         window_seconds("0m")
+
+
+def test_the_example_and_the_demo_dashboards_fit_their_pipelines() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from dash_ray.dashboards import DEMO_DASHBOARD
+    from dash_ray.sources.demo import DEMO_SPEC
+    from dash_ray.spec import load_spec
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    example = yaml.safe_load((configs / "dashboard.example.yaml").read_text())
+    assert is_dashboard(example)
+    check_dashboard(parse_dashboard(example), {"weather": load_spec(configs / "weather.yaml")})
+    check_dashboard(parse_dashboard(DEMO_DASHBOARD), {"demo": parse_spec(DEMO_SPEC)})
+    assert {w.kind for w in parse_dashboard(DEMO_DASHBOARD).widgets} == {"line", "stat", "table", "bar"}
