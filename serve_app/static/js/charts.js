@@ -39,10 +39,11 @@ export class TimeChart {
     this.element.dataset.points = String(xs.length);
   }
 
+  // uPlot widens a one-point x range to 1000 days; the window's own span is what we want.
   _range(min, max) {
-    if (!this.windowS) return min === max ? [min - 30, max + 30] : [min, max];
+    if (!this.windowS) return [min, max];
     const now = Date.now() / 1000;
-    return [now - this.windowS, Math.max(now, max ?? now)];
+    return [now - this.windowS, now];
   }
 
   destroy() {
