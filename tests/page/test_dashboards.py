@@ -40,6 +40,24 @@ def test_a_dashboard_made_in_the_page_survives_a_reload(tab, platform, pipeline)
     tab.open("/dashboards")
     assert tab.page.locator(f"#dashboards li[data-dashboard='{board_id}']").count() == 1
     assert platform.client.dashboard(board_id).title == "Made in the page"
+    # Edit it in the page: the definition comes back as JSON, and a change is saved.
+    tab.page.click(f"#dashboards li[data-dashboard='{board_id}'] a")
+    tab.wait_ready(f"/dashboards/{board_id}")
+    tab.page.click("#edit-dashboard")
+    tab.wait_ready(f"/dashboards/{board_id}/edit")
+    definition = json.loads(tab.page.input_value("#dashboard-text"))
+    assert definition["title"] == "Made in the page" and len(definition["widgets"]) == 2
+    tab.page.fill("#dashboard-text", json.dumps({**definition, "title": "Edited"}))
+    tab.page.click("#save-dashboard")
+    tab.wait_ready(f"/dashboards/{board_id}")
+    assert tab.page.inner_text("#dashboard-title") == "Edited"
+    assert platform.client.dashboard(board_id).version == 2
+    # And delete it (after the browser's confirmation).
+    tab.page.once("dialog", lambda dialog: dialog.accept())
+    tab.page.click("#delete-dashboard")
+    tab.wait_ready("/dashboards")
+    assert tab.page.locator(f"#dashboards li[data-dashboard='{board_id}']").count() == 0
+    assert board_id not in [d.id for d in platform.client.dashboards()]
 
 
 def test_a_bad_dashboard_shows_each_problem_with_its_path(tab, platform, pipeline) -> None:
