@@ -27,8 +27,9 @@ function liveState(feed) {
 export function errorBox(err) {
   const problems = err instanceof ApiError && err.problems.length
     ? el("ul", { class: "problems" }, ...err.problems.map((p) => el("li", {}, `${p.path}: ${p.message}`))) : null;
+  const summary = problems ? `${err.problems.length === 1 ? "One problem" : `${err.problems.length} problems`}:` : explain(err);
   return el("div", { class: "card error", "data-status": err instanceof ApiError ? String(err.status) : "" },
-            explain(err), problems);
+            summary, problems);
 }
 
 // -- overview: every pipeline ---------------------------------------------------------------
