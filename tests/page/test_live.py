@@ -5,6 +5,7 @@ once the page has reconnected (it resumes with `after=<last seq seen>`)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import time
 from typing import Any
@@ -93,3 +94,42 @@ def test_a_cut_websocket_resumes_with_no_row_missing_or_doubled(tab, platform, p
     assert rows == list(range(last, last - 30, -1))
     tab.screenshot("resumed")
     print(f"{last} records, {state['connects']} connections, {state['dropped']} re-sent records dropped")
+
+
+def test_a_network_cut_with_refused_reconnects_backs_off_and_catches_up(tab, platform, pipeline) -> None:
+    """The cut comes from the network side (Playwright's WebSocket routing between the page
+    and the server): the socket is closed under the page, and reconnects are refused for a
+    while as records keep arriving; the page backs off, then resumes with nothing missing."""
+    pipeline_id, secret = pipeline
+    sockets: list[Any] = []
+    refused: list[str] = []
+    blocked = {"on": False}
+
+    def route(ws: Any) -> None:
+        if blocked["on"]:
+            refused.append(ws.url)
+            ws.close(code=1011, reason="network down")
+            return
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    tab.page.route_web_socket(re.compile(r".*/live.*"), route)
+    platform.client.ingest(pipeline_id, [reading(i) for i in range(10)], secret=secret)
+    tab.sign_in(platform.token, f"/pipelines/{pipeline_id}")
+    live(tab)
+    last = 10
+    blocked["on"] = True
+    sockets[-1].close(code=1011, reason="cut")
+    for i in range(15):  # records arrive while the page cannot connect
+        last = platform.client.ingest(pipeline_id, [reading(100 + i), reading(200 + i)], secret=secret).last_seq
+        tab.page.wait_for_timeout(150)
+    blocked["on"] = False
+    tab.page.wait_for_function(f"() => window.dashDebug.feed.newestSeq() === {last}", timeout=15_000)
+    state = tab.page.evaluate("""() => ({seqs: window.dashDebug.feed.records.map(r => r.seq),
+                                        handed: window.dashDebug.stream.handed, loaded: window.dashDebug.feed.loaded,
+                                        connects: window.dashDebug.stream.connects})""")
+    assert refused, "the page tried to reconnect while the network was down"
+    assert state["seqs"] == list(range(1, last + 1))
+    assert state["loaded"] + state["handed"] == last
+    assert state["connects"] == 2 + len(refused)
+    print(f"{len(refused)} refused reconnects, resumed with {last} records")
