@@ -1,5 +1,5 @@
 """The registry: the Ray shell around the platform's one `Supervisor`, and the catalog's front
-for tokens and ingest secrets.
+for tokens, ingest secrets and dashboards.
 
 A named, detached actor (`registry` in the platform's namespace) that Ray restarts when it
 dies; a new one rebuilds from the catalog and adopts the pipeline actors still alive and
@@ -23,7 +23,8 @@ from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.auth.tokens import new_secret
-from dash_ray.catalog import Catalog, PipelineStatus, open_catalog
+from dash_ray.catalog import Catalog, DashboardRecord, PipelineStatus, open_catalog
+from dash_ray.dashboards import check_dashboard, parse_dashboard
 from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.logs import setup_logging
@@ -155,6 +156,28 @@ class Registry:
     def _drop_old_reports(self) -> None:
         oldest = time.monotonic() - _WEB_REPORT_TTL_S
         self._web_reports = {k: v for k, v in self._web_reports.items() if v[0] >= oldest}
+
+    # -- dashboards ------------------------------------------------------------------------
+
+    async def put_dashboard(self, data: dict[str, Any]) -> DashboardRecord:
+        """Create or replace a dashboard; SpecError (422) naming each problem, including
+        widgets over pipelines or fields there are not."""
+        dashboard = parse_dashboard(data)
+        check_dashboard(dashboard, self._supervisor.specs())
+        return await asyncio.to_thread(self._supervisor.catalog.dashboards.put, dashboard)
+
+    async def dashboards(self) -> list[DashboardRecord]:
+        return await asyncio.to_thread(self._supervisor.catalog.dashboards.list)
+
+    async def dashboard(self, dashboard_id: str) -> DashboardRecord:
+        record = await asyncio.to_thread(self._supervisor.catalog.dashboards.get, dashboard_id)
+        if record is None:
+            raise NotFoundError(f"no dashboard {dashboard_id!r}", where=dashboard_id)
+        return record
+
+    async def delete_dashboard(self, dashboard_id: str) -> None:
+        if not await asyncio.to_thread(self._supervisor.catalog.dashboards.delete, dashboard_id):
+            raise NotFoundError(f"no dashboard {dashboard_id!r}", where=dashboard_id)
 
     async def shutdown(self) -> None:
         """Stop every pipeline gracefully (flushing to the lake); for `dash-ray down`."""

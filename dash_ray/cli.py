@@ -53,6 +53,7 @@ def _print(data: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from dash_ray.dashboards import DEMO_DASHBOARD
     from dash_ray.sources.demo import DEMO_SPEC
     from serve_app.platform import up
 
@@ -70,8 +71,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                 client.get("demo")
             except NotFoundError:
                 client.deploy(DEMO_SPEC)
+            client.put_dashboard(DEMO_DASHBOARD)
         print("  demo:        pipeline 'demo' is generating readings; watch them with")
-        print("               dash-ray records demo")
+        print(f"               dash-ray records demo, or open {platform.url}/dashboards/demo")
     print("Stop it with: dash-ray down")
     return 0
 
@@ -85,8 +87,13 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from dash_ray.client import Dashboard
+
     with _client(args) as client:
         pipeline = client.deploy(Path(args.file))
+    if isinstance(pipeline, Dashboard):
+        print(f"dashboard {pipeline.id}: saved (version {pipeline.version})")
+        return 0
     print(f"pipeline {pipeline.id}: {pipeline.status} (version {pipeline.version})")
     if pipeline.ingest_secret:
         print(f"ingest secret (shown once, keep it): {pipeline.ingest_secret}")

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
+import yaml
 
+from dash_ray.dashboards import Dashboard as DashboardModel
+from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SpecError, UnavailableError, error_from_body
 from dash_ray.ingest.signing import signature_header
 from dash_ray.spec import PipelineSpec, load_spec
@@ -27,7 +30,7 @@ from dash_ray.stream import LiveStream
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Client", "IngestResult", "Pipeline", "connect"]
+__all__ = ["Client", "Dashboard", "IngestResult", "Pipeline", "connect"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -61,6 +64,22 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    """A dashboard as the server reports it (`widgets` as plain dicts, defaults filled in)."""
+
+    id: str
+    title: str
+    widgets: list[dict[str, Any]]
+    description: str = ""
+    version: int = 0
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Dashboard:
+        return cls(id=body["id"], title=body["title"], widgets=list(body.get("widgets") or []),
+                   description=body.get("description", ""), version=body.get("version", 0))
+
+
+@dataclass(frozen=True)
 class IngestResult:
     accepted: int
     last_seq: int | None
@@ -74,6 +93,23 @@ def _spec_data(spec: PipelineSpec | Mapping[str, Any] | str | Path) -> dict[str,
     if isinstance(spec, Mapping):
         return dict(spec)
     return load_spec(spec).to_json_dict()
+
+
+def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
+    """What `deploy` was given, as plain data when it is a file or text (to tell a dashboard
+    from a pipeline spec by its top-level keys)."""
+    if isinstance(source, (PipelineSpec, DashboardModel, Mapping)):
+        return source
+    text = str(source)
+    if isinstance(source, Path) or ("\n" not in text and text.endswith((".yaml", ".yml", ".json"))):
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise SpecError(problems=[Problem("(file)", f"cannot read {source}: {exc.strerror}")]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None  # load_spec reports it
 
 
 class Client:
@@ -120,8 +156,13 @@ class Client:
 
     # -- pipelines -------------------------------------------------------------------------
 
-    def deploy(self, spec: PipelineSpec | Mapping[str, Any] | str | Path) -> Pipeline:
-        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path."""
+    def deploy(self, spec: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
+        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path,
+        and return its `Pipeline`; or, when the document is a dashboard (`kind: dashboard` at
+        its top, or a `widgets` key), put the dashboard and return its `Dashboard`."""
+        document = _document(spec)
+        if isinstance(document, DashboardModel) or is_dashboard(document):
+            return self.put_dashboard(document)
         data = _spec_data(spec)
         if "id" not in data:
             raise SpecError(problems=[Problem("id", "Field required")])
@@ -144,6 +185,28 @@ class Client:
         """A new ingest secret; the old one stays valid for `grace_s` seconds."""
         body = self._request("POST", f"/v1/pipelines/{pipeline_id}/rotate-secret", params={"grace": grace_s})
         return body["ingest_secret"]
+
+    # -- dashboards ------------------------------------------------------------------------
+
+    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any], dashboard_id: str | None = None) -> Dashboard:
+        """Create or replace a dashboard (`{"id", "title", "widgets": [...]}`); SpecError
+        naming each problem, including widgets over pipelines or fields there are not."""
+        data = dashboard.to_json_dict() if isinstance(dashboard, DashboardModel) else dict(dashboard)
+        data.pop("kind", None)
+        dashboard_id = dashboard_id or data.get("id")
+        if not dashboard_id:
+            raise SpecError("invalid dashboard: id: Field required", problems=[Problem("id", "Field required")])
+        data.setdefault("id", dashboard_id)
+        return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data))
+
+    def dashboards(self) -> list[Dashboard]:
+        return [Dashboard.from_body(d) for d in self._request("GET", "/v1/dashboards")["dashboards"]]
+
+    def dashboard(self, dashboard_id: str) -> Dashboard:
+        return Dashboard.from_body(self._request("GET", f"/v1/dashboards/{dashboard_id}"))
+
+    def delete_dashboard(self, dashboard_id: str) -> None:
+        self._request("DELETE", f"/v1/dashboards/{dashboard_id}")
 
     # -- data ------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""The Starlette application a web replica serves: ingest, admin and read routes over one
-Gateway, with every error turned into its JSON body and status, every request but ingest
-given a request id, and the replica's metrics (`/metrics`)."""
+"""The Starlette application a web replica serves: ingest, admin, read and dashboard routes
+and the page over one Gateway, with every error turned into its JSON body and status, every
+request but ingest given a request id, and the replica's metrics (`/metrics`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from starlette.applications import Starlette
 from dash_ray.errors import DashError
 from dash_ray.settings import WebSettings
 from serve_app.api import api_routes
+from serve_app.dashboards import dashboard_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
 from serve_app.live import LiveHub, live_routes
 from serve_app.metrics import ReplicaMetrics, metrics_routes
+from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import RequestIds, on_error
 
@@ -29,6 +31,7 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     metrics = ReplicaMetrics(gateway)
     hub = LiveHub(gateway, engines, metrics=metrics)
     routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
-              + live_routes(gateway, hub) + metrics_routes(gateway, metrics))
+              + live_routes(gateway, hub) + metrics_routes(gateway, metrics)
+              + dashboard_routes(gateway) + page_routes(gateway))
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
     return IngestFront(RequestIds(app), gateway, metrics=metrics)

@@ -11,6 +11,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.registry import REGISTRY_NAME, IngestAccess, NewToken
+from dash_ray.catalog import DashboardRecord
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.supervision.view import Deployed, PipelineView
 
@@ -105,3 +106,16 @@ class RegistryClient:
     async def web_reports(self) -> dict[str, dict[str, Any]]:
         """Every web replica's last metric report, by replica (see serve_app/metrics.py)."""
         return await self._call(lambda r: r.web_reports.remote())
+
+    async def put_dashboard(self, data: dict[str, Any]) -> DashboardRecord:
+        """Create or replace a dashboard (`created` says which); SpecError naming problems."""
+        return await self._call(lambda r: r.put_dashboard.remote(data))
+
+    async def dashboards(self) -> list[DashboardRecord]:
+        return await self._call(lambda r: r.dashboards.remote())
+
+    async def dashboard(self, dashboard_id: str) -> DashboardRecord:
+        return await self._call(lambda r: r.dashboard.remote(dashboard_id))
+
+    async def delete_dashboard(self, dashboard_id: str) -> None:
+        await self._call(lambda r: r.delete_dashboard.remote(dashboard_id))

@@ -1,5 +1,6 @@
-"""The catalog: pipeline specs, ingest secrets (encrypted), supervision state and API tokens,
-kept in SQLite (a file under `$DASH_HOME`, the default) or PostgreSQL (`DASH_PG_DSN`)."""
+"""The catalog: pipeline specs, ingest secrets (encrypted), supervision state, API tokens and
+dashboards, kept in SQLite (a file under `$DASH_HOME`, the default) or PostgreSQL
+(`DASH_PG_DSN`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 
 from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
 from dash_ray.catalog.catalog import Catalog
+from dash_ray.catalog.dashboards import DashboardRecord
 from dash_ray.auth.secretbox import SecretBox
 
 __all__ = [
     "Catalog",
+    "DashboardRecord",
     "PipelineRecord",
     "PipelineStatus",
     "SecretVersion",

@@ -22,6 +22,7 @@ from dash_ray.catalog.base import (
     TokenInfo,
     Transaction,
 )
+from dash_ray.catalog.dashboards import Dashboards
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.spec import PipelineSpec, parse_spec
@@ -54,6 +55,8 @@ class Catalog:
         self._box = box
         self._clock = clock or _utc_now
         self._state: Literal["open", "closed"] = "open"
+        # Dashboards have a module of their own; `catalog.dashboards.put(...)`.
+        self.dashboards = Dashboards(backend, self._now)
         try:
             self._migrate()
             self._check_key()

@@ -67,6 +67,9 @@ class PostgresBackend:
             # 2: specs as the text they were given; JSONB reorders keys, and the order of
             # a mapping's fields is part of the spec.
             ("ALTER TABLE pipelines ALTER COLUMN spec TYPE TEXT USING spec::text",),
+            # 3: dashboards, each the JSON of its validated model.
+            ("CREATE TABLE dashboards (id TEXT PRIMARY KEY, body TEXT NOT NULL, version BIGINT NOT NULL,"
+             " created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",),
         )
         self._lock = threading.Lock()
         self._closed = False

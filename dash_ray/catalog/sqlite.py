@@ -42,7 +42,12 @@ _BASELINE = (
 class SqliteBackend:
     """A catalog in the SQLite file at `path` (its folder is created)."""
 
-    migrations: tuple[tuple[str, ...], ...] = (_BASELINE,)
+    migrations: tuple[tuple[str, ...], ...] = (
+        _BASELINE,
+        # 2: dashboards, each the JSON of its validated model.
+        ("CREATE TABLE dashboards (id TEXT PRIMARY KEY, body TEXT NOT NULL, version INTEGER NOT NULL,"
+         " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",),
+    )
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)

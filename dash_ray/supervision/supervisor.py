@@ -260,6 +260,11 @@ class Supervisor:
         self._require_booted()
         return [self._view(pid, self._pipelines[pid]) for pid in sorted(self._pipelines)]
 
+    def specs(self) -> dict[str, PipelineSpec]:
+        """Every pipeline's spec by id (what a dashboard's widgets are checked against)."""
+        self._require_booted()
+        return {pid: entry.spec for pid, entry in self._pipelines.items()}
+
     def status(self, pipeline_id: str) -> PipelineStatus | None:
         entry = self._pipelines.get(pipeline_id)
         return None if entry is None else entry.status

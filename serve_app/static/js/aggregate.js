@@ -1,0 +1,83 @@
+// Aggregates over the records a page holds, as the query API computes them: `<fn>:<field>`
+// with fn in avg min max sum count first last, or `count` alone (rows); buckets aligned to
+// the UNIX epoch.
+
+import { numberOr } from "./charts.js";
+
+export const UNIT_S = { s: 1, m: 60, h: 3600, d: 86400 };
+const BUCKETS_S = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 21600, 86400];
+
+export function seconds(duration) {
+  const match = /^([1-9][0-9]*)([smhd])$/.exec(duration || "");
+  return match ? Number(match[1]) * UNIT_S[match[2]] : null;
+}
+
+// A bucket giving about 60 points over the window.
+export function defaultBucket(windowS) {
+  return BUCKETS_S.find((b) => b >= windowS / 60) || 86400;
+}
+
+export function parseAgg(agg) {
+  if (agg === "count") return { fn: "count", field: null };
+  const [fn, field] = agg.split(":");
+  return { fn, field };
+}
+
+export function aggregate(agg, records) {
+  const { fn, field } = parseAgg(agg);
+  if (field === null) return records.length;
+  const present = records.filter((r) => r.data[field] !== null && r.data[field] !== undefined);
+  if (fn === "count") return present.length;
+  if (fn === "first" || fn === "last") {
+    if (!present.length) return null;
+    const byTime = [...present].sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.seq - b.seq);
+    return (fn === "first" ? byTime[0] : byTime[byTime.length - 1]).data[field];
+  }
+  const values = present.map((r) => numberOr(r.data[field])).filter((v) => v !== null);
+  if (!values.length) return null;
+  if (fn === "sum") return values.reduce((a, b) => a + b, 0);
+  if (fn === "avg") return values.reduce((a, b) => a + b, 0) / values.length;
+  if (fn === "min") return Math.min(...values);
+  if (fn === "max") return Math.max(...values);
+  return null;
+}
+
+export function groupBy(records, field) {
+  const groups = new Map();
+  for (const r of records) {
+    const key = String(r.data[field] ?? "∅");
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(r);
+  }
+  return groups;
+}
+
+// {xs (bucket starts, epoch s), series [{label, values}]} of `agg` per bucket (and `by` value).
+export function bucketSeries(records, agg, bucketS, by = null, maxSeries = 12) {
+  const buckets = new Map();
+  for (const r of records) {
+    const t = Date.parse(r.time) / 1000;
+    if (Number.isNaN(t)) continue;
+    const start = Math.floor(t / bucketS) * bucketS;
+    if (!buckets.has(start)) buckets.set(start, []);
+    buckets.get(start).push(r);
+  }
+  const xs = [...buckets.keys()].sort((a, b) => a - b);
+  if (!by) return { xs, series: [{ label: agg, values: xs.map((x) => numberOr(aggregate(agg, buckets.get(x)))) }] };
+  const keys = [...groupBy(records, by).keys()].sort().slice(0, maxSeries);
+  const series = keys.map((key) => ({
+    label: key,
+    values: xs.map((x) => {
+      const inGroup = buckets.get(x).filter((r) => String(r.data[by] ?? "∅") === key);
+      return inGroup.length ? numberOr(aggregate(agg, inGroup)) : null;
+    }),
+  }));
+  return { xs, series };
+}
+
+export function formatNumber(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return String(value);
+  if (Number.isInteger(value)) return value.toLocaleString("en");
+  return value.toLocaleString("en", { maximumFractionDigits: Math.abs(value) < 10 ? 2 : 1 });
+}

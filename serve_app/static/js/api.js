@@ -1,0 +1,60 @@
+// The API as the page uses it: the token kept in this tab's session storage, fetch with the
+// bearer token, and errors as ApiError carrying the server's {"error": {...}} body.
+
+const TOKEN_KEY = "dash.token";
+
+export function token() { return sessionStorage.getItem(TOKEN_KEY); }
+export function setToken(value) { sessionStorage.setItem(TOKEN_KEY, value); }
+export function forgetToken() { sessionStorage.removeItem(TOKEN_KEY); }
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.type = error.type || null;
+    this.where = error.where || null;
+    this.problems = error.problems || [];
+  }
+}
+
+// `body`: an object (sent as JSON) or a string (sent as YAML, which also reads JSON).
+export async function api(method, path, { params, body } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null) url.searchParams.set(key, value);
+  }
+  const headers = { authorization: `Bearer ${token() || ""}` };
+  let payload;
+  if (typeof body === "string") {
+    headers["content-type"] = "application/yaml";
+    payload = body;
+  } else if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body: payload });
+  } catch (exc) {
+    throw new ApiError(0, { error: { message: `cannot reach Dash: ${exc.message}` } });
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+export async function whoami() {
+  return (await api("GET", "/v1/whoami")).scope;
+}
+
+// What to tell a person about an error, in one sentence.
+export function explain(err) {
+  if (!(err instanceof ApiError)) return String(err && err.message || err);
+  if (err.status === 403) return `This token cannot do that: ${err.message}. Ask for an admin token to make changes.`;
+  if (err.status === 401) return "The token is unknown or revoked; sign in again.";
+  if (err.status === 404) return err.message;
+  if (err.status === 0) return err.message;
+  return err.message;
+}

@@ -1,0 +1,103 @@
+// One pipeline's live records over `WS /v1/pipelines/{id}/live`, resumed without gaps or
+// duplicates: the stream keeps the last seq it has seen and reconnects with `after=<that>`,
+// with exponential back-off (0.5 s doubling to 10 s, jittered); records at or below the
+// cursor are dropped, so a record is handed on at most once. A `gap` message moves the
+// cursor past records that no longer exist. Close codes 4400/4401/4403/4404 end the stream.
+
+const FINAL_CODES = new Set([4400, 4401, 4403, 4404]);
+const REASONS = { 4400: "the request was refused (bad `after`)", 4401: "the token is unknown or revoked", 4403: "the token may not read this pipeline",
+                  4404: "the pipeline does not exist (any more)" };
+
+export class LiveStream {
+  constructor(pipelineId, { after = null, token, onRecords, onGap, onState }) {
+    this.pipelineId = pipelineId;
+    this.cursor = after;
+    this.token = token;
+    this.onRecords = onRecords || (() => {});
+    this.onGap = onGap || (() => {});
+    this.onState = onState || (() => {});
+    this.delay = 500;
+    this.stopped = false;
+    this.ws = null;
+    this.timer = null;
+    this.connects = 0;
+    this.handed = 0;     // records handed on, each once
+    this.dropped = 0;    // records received again (at or below the cursor) and dropped
+    this.state = "idle";
+  }
+
+  start() { this._connect(); return this; }
+
+  url() {
+    const url = new URL(`/v1/pipelines/${encodeURIComponent(this.pipelineId)}/live`, location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (this.token) url.searchParams.set("token", this.token);
+    if (this.cursor !== null && this.cursor !== undefined) url.searchParams.set("after", String(this.cursor));
+    return url.toString();
+  }
+
+  _set(state, detail) {
+    this.state = state;
+    this.onState(state, detail);
+  }
+
+  _connect() {
+    if (this.stopped) return;
+    this.timer = null;
+    this.connects += 1;
+    const ws = new WebSocket(this.url());
+    this.ws = ws;
+    this._set("connecting");
+    ws.onopen = () => { if (this.ws === ws) this._set("live"); };
+    ws.onmessage = (event) => { if (this.ws === ws) this._message(event.data); };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.stopped) return;
+      if (FINAL_CODES.has(event.code)) {
+        this._set("closed", REASONS[event.code]);
+        return;
+      }
+      const wait = this.delay * (0.75 + Math.random() * 0.5);
+      this.delay = Math.min(this.delay * 2, 10000);
+      this._set("reconnecting", `again in ${(wait / 1000).toFixed(1)} s`);
+      this.timer = setTimeout(() => this._connect(), wait);
+    };
+  }
+
+  _message(text) {
+    let message;
+    try { message = JSON.parse(text); } catch { return; }
+    this.delay = 500;  // the connection works: the next cut starts the back-off afresh
+    if (message.type === "gap") {
+      if (this.cursor === null || message.to > this.cursor) this.cursor = message.to;
+      this.onGap(message);
+      return;
+    }
+    if (message.type || !Array.isArray(message.records)) return;  // a control message we do not know
+    const fresh = [];
+    for (const record of message.records) {
+      if (this.cursor === null || record.seq > this.cursor) {
+        fresh.push(record);
+        this.cursor = record.seq;
+      } else {
+        this.dropped += 1;
+      }
+    }
+    if (typeof message.seq === "number" && (this.cursor === null || message.seq > this.cursor)) {
+      this.cursor = message.seq;
+    }
+    this.handed += fresh.length;
+    if (fresh.length) this.onRecords(fresh);
+  }
+
+  // A cut as a network drop makes it: the stream reconnects by itself.
+  drop() { if (this.ws) this.ws.close(); }
+
+  close() {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000); }
+    this._set("stopped");
+  }
+}

@@ -1,0 +1,107 @@
+// The page's entry: sign in once (token kept in session storage), then route by path.
+
+import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
+import { dashboardEditor, dashboardList, dashboardView, overview, pipelineView, errorBox } from "./views.js";
+
+const ROUTES = [
+  [/^\/$/, overview],
+  [/^\/pipelines\/([a-z][a-z0-9-]*)$/, pipelineView],
+  [/^\/dashboards$/, dashboardList],
+  [/^\/new\/dashboard$/, dashboardEditor],
+  [/^\/dashboards\/([a-z][a-z0-9-]*)\/edit$/, dashboardEditor],
+  [/^\/dashboards\/([a-z][a-z0-9-]*)$/, dashboardView],
+];
+
+const view = document.getElementById("view");
+const session = { scope: null, go, cleanup: () => {} };
+
+function go(path) {
+  history.pushState(null, "", path);
+  render();
+}
+
+async function render() {
+  session.cleanup();
+  session.cleanup = () => {};
+  if (!token() || !session.scope) {
+    showLogin();
+    return;
+  }
+  for (const a of document.querySelectorAll("header nav a")) {
+    a.classList.toggle("active", a.getAttribute("href") === "/" ? location.pathname === "/" || location.pathname.startsWith("/pipelines")
+                                                                  : location.pathname.startsWith("/dashboards"));
+  }
+  const route = ROUTES.find(([pattern]) => pattern.test(location.pathname));
+  if (!route) {
+    view.replaceChildren(errorBox(new Error(`nothing at ${location.pathname}`)));
+    return;
+  }
+  const params = route[0].exec(location.pathname).slice(1);
+  const path = location.pathname;
+  try {
+    const cleanup = await route[1](view, params, session);
+    if (location.pathname === path) session.cleanup = cleanup; else cleanup();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) { signOut(); return; }
+    view.replaceChildren(errorBox(err));
+  }
+  document.body.dataset.ready = path;
+}
+
+function showSignedIn() {
+  document.body.classList.toggle("scope-read", session.scope !== "admin");
+  document.body.classList.toggle("scope-admin", session.scope === "admin");
+  const who = document.getElementById("who");
+  who.textContent = `${session.scope} token`;
+  who.hidden = false;
+  document.getElementById("forget").hidden = false;
+}
+
+function signOut() {
+  forgetToken();
+  session.scope = null;
+  document.getElementById("who").hidden = true;
+  document.getElementById("forget").hidden = true;
+  render();
+}
+
+function showLogin(message) {
+  const form = document.getElementById("login-template").content.cloneNode(true);
+  view.replaceChildren(form);
+  const error = document.getElementById("login-error");
+  if (message) { error.textContent = message; error.hidden = false; }
+  document.getElementById("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    setToken(document.getElementById("token").value.trim());
+    if (await signIn()) render();
+  });
+  document.body.dataset.ready = "login";
+}
+
+async function signIn() {
+  try {
+    session.scope = await whoami();
+  } catch (err) {
+    forgetToken();
+    session.scope = null;
+    showLogin(err instanceof ApiError && err.status === 401 ? "That token is unknown or revoked." : err.message);
+    return false;
+  }
+  sessionStorage.setItem("dash.scope", session.scope);
+  showSignedIn();
+  return true;
+}
+
+document.addEventListener("click", (event) => {
+  const a = event.target.closest("a[data-link]");
+  if (!a || event.ctrlKey || event.metaKey || event.shiftKey || a.target) return;
+  event.preventDefault();
+  go(a.getAttribute("href"));
+});
+window.addEventListener("popstate", render);
+document.getElementById("forget").addEventListener("click", signOut);
+
+(async () => {
+  if (token() && !(await signIn())) return;
+  render();
+})();

@@ -1,0 +1,266 @@
+// The page's views. Each is `async (root, params, session) => cleanup`: it draws into
+// `root` and returns what stops its timers and streams when the view is left.
+
+import { api, explain, ApiError } from "./api.js";
+import { formatNumber, seconds } from "./aggregate.js";
+import { TimeChart, recordSeries } from "./charts.js";
+import { el, onceAFrame } from "./dom.js";
+import { PipelineFeed } from "./feed.js";
+import { mountWidget, recordsTable, shortTime } from "./widgets.js";
+
+const NUMERIC = new Set(["int", "double"]);
+const REFRESH_MS = 2000;
+
+function link(href, text, attributes = {}) { return el("a", { href, "data-link": true, ...attributes }, text); }
+function status(value) { return el("span", { class: `status ${value}` }, value); }
+function liveState(feed) {
+  const node = el("span", { class: "live-state", "data-state": feed.state }, feed.state);
+  feed.subscribe((kind, detail) => {
+    if (kind !== "state") return;
+    node.className = `live-state ${detail.state}`;
+    node.dataset.state = detail.state;
+    node.textContent = detail.detail ? `${detail.state}: ${detail.detail}` : detail.state;
+  });
+  return node;
+}
+
+export function errorBox(err) {
+  const problems = err instanceof ApiError && err.problems.length
+    ? el("ul", { class: "problems" }, ...err.problems.map((p) => el("li", {}, `${p.path}: ${p.message}`))) : null;
+  const summary = problems ? `${err.problems.length === 1 ? "One problem" : `${err.problems.length} problems`}:` : explain(err);
+  return el("div", { class: "card error", "data-status": err instanceof ApiError ? String(err.status) : "" },
+            summary, problems);
+}
+
+// -- overview: every pipeline ---------------------------------------------------------------
+
+export async function overview(root) {
+  const rows = el("tbody");
+  const table = el("table", { id: "pipelines" }, el("thead", {}, el("tr", {},
+    ...["pipeline", "status", "records/s", "last record", "accepted", "dead", "restarts", "last error"]
+      .map((h) => el("th", {}, h)))), rows);
+  const message = el("p", { class: "muted" }, "Loading…");
+  root.replaceChildren(el("div", { class: "toolbar" }, el("h1", {}, "Pipelines")), message,
+                       el("div", { class: "table-wrap" }, table));
+  const previous = new Map();   // id -> {accepted, at, rate}
+  const lastTimes = new Map();  // id -> {seq, time}
+
+  async function refresh() {
+    let pipelines;
+    try {
+      pipelines = (await api("GET", "/v1/pipelines")).pipelines;
+    } catch (err) {
+      message.replaceChildren(errorBox(err));
+      return;
+    }
+    message.textContent = pipelines.length ? "" : "No pipelines yet: deploy one with dash-ray deploy spec.yaml.";
+    await Promise.all(pipelines.map(async (p) => {
+      const seq = (p.counters || {}).last_seq;
+      const known = lastTimes.get(p.id);
+      if (!seq || (known && known.seq === seq)) return;
+      try {
+        const [newest] = (await api("GET", `/v1/pipelines/${p.id}/records`, { params: { limit: 1 } })).records;
+        lastTimes.set(p.id, { seq, time: newest ? newest.time : null });
+      } catch { /* the pipeline may be restarting; try again next round */ }
+    }));
+    rows.replaceChildren(...pipelines.map((p) => {
+      const counters = p.counters || {};
+      const at = Date.parse(p.counters_at || "") || Date.now();
+      const before = previous.get(p.id);
+      let rate = before ? before.rate : null;
+      if (before && at > before.at && counters.accepted !== undefined) {
+        rate = Math.max(0, (counters.accepted - before.accepted) / ((at - before.at) / 1000));
+      }
+      if (counters.accepted !== undefined && (!before || at > before.at)) previous.set(p.id, { accepted: counters.accepted, at, rate });
+      const last = lastTimes.get(p.id);
+      return el("tr", { "data-pipeline": p.id },
+        el("td", {}, link(`/pipelines/${p.id}`, p.id)), el("td", {}, status(p.status)),
+        el("td", { class: "num rate" }, rate === null ? "–" : formatNumber(Math.round(rate * 10) / 10)),
+        el("td", {}, last && last.time ? shortTime(last.time) : "–"),
+        el("td", { class: "num" }, formatNumber(counters.accepted ?? null)),
+        el("td", { class: "num" }, formatNumber(counters.dead ?? null)),
+        el("td", { class: "num" }, String(p.restarts)),
+        el("td", { class: "error" }, p.last_error || ""));
+    }));
+  }
+
+  await refresh();
+  const timer = setInterval(refresh, REFRESH_MS);
+  return () => clearInterval(timer);
+}
+
+// -- one pipeline, live -----------------------------------------------------------------------
+
+export async function pipelineView(root, [pipelineId]) {
+  const windowS = seconds(new URLSearchParams(location.search).get("window") || "15m") || 900;
+  let pipeline;
+  try {
+    pipeline = await api("GET", `/v1/pipelines/${encodeURIComponent(pipelineId)}`);
+  } catch (err) {
+    root.replaceChildren(errorBox(err));
+    return () => {};
+  }
+  const fields = Object.entries(pipeline.spec.mapping.fields || {});
+  const numeric = fields.filter(([name, f]) => NUMERIC.has(f.type) && name !== "time").map(([name]) => name);
+  const columns = fields.map(([name]) => name).filter((name) => name !== "time");
+  const feed = new PipelineFeed(pipeline, { windowS });
+  const charts = el("div", { class: "grid" });
+  const tableBox = el("div", { class: "table-wrap", id: "records" });
+  const windows = el("select", { id: "window", onchange: (e) => {
+    const url = new URL(location.href); url.searchParams.set("window", e.target.value); location.assign(url);
+  } }, ...["5m", "15m", "1h", "6h", "1d"].map((w) => el("option", { value: w, selected: seconds(w) === windowS }, w)));
+  root.replaceChildren(
+    el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), status(pipeline.status),
+       liveState(feed), el("label", {}, "window ", windows)),
+    pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
+    charts, el("h2", {}, "Newest records"), tableBox);
+  const plots = numeric.map((name) => {
+    const target = el("div", { class: "chart", "data-field": name });
+    charts.append(el("section", { class: "widget" }, el("h2", {}, name), target));
+    return [name, new TimeChart(target, { windowS })];
+  });
+  if (!numeric.length) charts.append(el("p", { class: "muted" }, "No numeric fields to chart."));
+  const draw = onceAFrame(() => {
+    const recent = feed.inWindow(windowS);
+    for (const [name, chart] of plots) {
+      const { xs, series } = recordSeries(recent, [name]);
+      chart.set(xs, series);
+    }
+    tableBox.replaceChildren(recordsTable(feed.records, columns, 30));
+  });
+  feed.subscribe((kind) => { if (kind === "records" || kind === "gap") draw(); });
+  await feed.start();
+  window.dashDebug = { feed, stream: feed.stream };
+  const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
+  return () => { clearInterval(tick); feed.close(); for (const [, chart] of plots) chart.destroy(); };
+}
+
+// -- dashboards -------------------------------------------------------------------------------
+
+export async function dashboardList(root) {
+  let dashboards;
+  try {
+    dashboards = (await api("GET", "/v1/dashboards")).dashboards;
+  } catch (err) {
+    root.replaceChildren(errorBox(err));
+    return () => {};
+  }
+  const list = el("ul", { id: "dashboards" }, ...dashboards.map((d) => el("li", { "data-dashboard": d.id },
+    link(`/dashboards/${d.id}`, d.title), " ", el("span", { class: "muted" }, `${d.id} · ${d.widgets.length} widgets`))));
+  root.replaceChildren(
+    el("div", { class: "toolbar" }, el("h1", {}, "Dashboards"),
+       link("/new/dashboard", "New dashboard", { class: "button primary admin-only", id: "new-dashboard" })),
+    dashboards.length ? list : el("p", { class: "muted" }, "No dashboards yet. Create one here, or deploy a YAML file with dash-ray deploy."));
+  return () => {};
+}
+
+export async function dashboardView(root, [dashboardId], session) {
+  let dashboard;
+  try {
+    dashboard = await api("GET", `/v1/dashboards/${encodeURIComponent(dashboardId)}`);
+  } catch (err) {
+    root.replaceChildren(errorBox(err));
+    return () => {};
+  }
+  const grid = el("div", { class: "grid", id: "widgets" });
+  const states = el("span", { class: "muted" });
+  const remove = el("button", { class: "danger admin-only", id: "delete-dashboard", onclick: async () => {
+    if (!confirm(`Delete dashboard ${dashboard.id}?`)) return;
+    try { await api("DELETE", `/v1/dashboards/${dashboard.id}`); session.go("/dashboards"); }
+    catch (err) { root.prepend(errorBox(err)); }
+  } }, "Delete");
+  root.replaceChildren(
+    el("div", { class: "toolbar" }, el("h1", { id: "dashboard-title" }, dashboard.title), states,
+       link(`/dashboards/${dashboard.id}/edit`, "Edit", { class: "button admin-only", id: "edit-dashboard" }), remove),
+    dashboard.description ? el("p", { class: "muted" }, dashboard.description) : "", grid);
+  const byPipeline = new Map();
+  for (const widget of dashboard.widgets) {
+    const windowS = seconds(widget.window) || 900;
+    byPipeline.set(widget.pipeline, Math.max(byPipeline.get(widget.pipeline) || 0, windowS));
+  }
+  const feeds = new Map();
+  const mounted = [];
+  await Promise.all([...byPipeline].map(async ([pipelineId, windowS]) => {
+    try {
+      const pipeline = await api("GET", `/v1/pipelines/${pipelineId}`);
+      feeds.set(pipelineId, { feed: new PipelineFeed(pipeline, { windowS }), spec: pipeline.spec });
+    } catch (err) {
+      feeds.set(pipelineId, { error: err });
+    }
+  }));
+  for (const widget of dashboard.widgets) {
+    const entry = feeds.get(widget.pipeline);
+    if (entry.error) {
+      grid.append(el("section", { class: "widget" }, el("h2", {}, widget.title || widget.pipeline), errorBox(entry.error)));
+      continue;
+    }
+    const w = mountWidget(grid, widget, entry.feed, entry.spec);
+    mounted.push(w);
+    const draw = onceAFrame(w.draw);
+    entry.feed.subscribe((kind) => { if (kind === "records" || kind === "gap") draw(); });
+  }
+  const live = [...feeds.values()].filter((e) => e.feed);
+  for (const { feed } of live) {
+    states.append(el("span", {}, ` ${feed.id}: `), liveState(feed));
+  }
+  await Promise.all(live.map(({ feed }) => feed.start()));
+  window.dashDebug = { feeds: live.map((e) => e.feed) };
+  const tick = setInterval(() => mounted.forEach((w) => w.draw()), 5000);
+  return () => { clearInterval(tick); live.forEach(({ feed }) => feed.close()); mounted.forEach((w) => w.destroy()); };
+}
+
+export async function dashboardEditor(root, [dashboardId], session) {
+  if (session.scope !== "admin") {
+    root.replaceChildren(el("div", { class: "card error", id: "read-only" },
+      `This is a ${session.scope} token: it can view dashboards but not change them. Sign in with an admin token to edit.`));
+    return () => {};
+  }
+  let text;
+  if (dashboardId) {
+    try {
+      const { id, version, created_at, updated_at, ...definition } = await api("GET", `/v1/dashboards/${dashboardId}`);
+      text = JSON.stringify(definition, null, 2);
+    } catch (err) {
+      root.replaceChildren(errorBox(err));
+      return () => {};
+    }
+  } else {
+    text = await template();
+  }
+  const idInput = el("input", { id: "dashboard-id", name: "id", value: dashboardId || "", required: true,
+                                pattern: "[a-z][a-z0-9-]{0,62}", readonly: Boolean(dashboardId),
+                                placeholder: "ops (lowercase letters, digits, -)" });
+  const area = el("textarea", { id: "dashboard-text", spellcheck: "false" });
+  area.value = text;
+  const result = el("div", { id: "save-result" });
+  const form = el("form", { class: "editor card", onsubmit: async (event) => {
+    event.preventDefault();
+    const id = idInput.value.trim();
+    result.replaceChildren();
+    try {
+      await api("PUT", `/v1/dashboards/${encodeURIComponent(id)}`, { body: area.value });
+      session.go(`/dashboards/${id}`);
+    } catch (err) {
+      result.replaceChildren(errorBox(err));
+    }
+  } },
+    el("label", {}, "Id", idInput),
+    el("label", {}, "Definition (YAML or JSON): title, widgets", area),
+    el("p", { class: "muted" }, "Widgets: kind line|stat|table|bar, pipeline, fields, agg (avg:temp_c, count, …), by, window (15m), bucket, limit."),
+    el("div", {}, el("button", { type: "submit", class: "primary", id: "save-dashboard" }, "Save")), result);
+  root.replaceChildren(el("div", { class: "toolbar" }, el("h1", {}, dashboardId ? `Edit ${dashboardId}` : "New dashboard")), form);
+  return () => {};
+}
+
+async function template() {
+  let pipeline = null;
+  try { [pipeline] = (await api("GET", "/v1/pipelines")).pipelines; } catch { /* an empty template then */ }
+  const fields = pipeline ? Object.entries(pipeline.spec.mapping.fields || {}) : [];
+  const number = (fields.find(([name, f]) => NUMERIC.has(f.type) && name !== "time") || [])[0] || "value";
+  const id = pipeline ? pipeline.id : "my-pipeline";
+  return JSON.stringify({ title: "My dashboard", widgets: [
+    { kind: "line", pipeline: id, fields: [number], window: "15m" },
+    { kind: "stat", pipeline: id, agg: `avg:${number}`, window: "5m" },
+    { kind: "table", pipeline: id, limit: 10 },
+  ] }, null, 2);
+}
