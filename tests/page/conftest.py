@@ -20,8 +20,11 @@ ARTIFACTS = Path(os.environ.get("DASH_TEST_ARTIFACTS") or Path(__file__).resolve
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Not for the session: Playwright's sync API keeps its event
+    loop marked running on the main thread until it stops, and every later test that runs an
+    event loop (asyncio.run, pytest-asyncio) would then fail."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
