@@ -38,8 +38,9 @@ __all__ = [
     "RunInfo",
     "enable_ray_auth",
     "ensure_not_running",
-    "free_port",
     "forget_platform",
+    "free_port",
+    "instance_pids",
     "read_platform",
     "read_run_file",
     "record_platform",
@@ -264,6 +265,11 @@ def _stragglers(temp_dir: str, pgid: int) -> list[int]:
             if any(os.readlink(fd).startswith(temp_dir) for fd in (entry / "fd").iterdir()):
                 found.append(int(entry.name))
     return found
+
+
+def instance_pids(running: LocalRay) -> list[int]:
+    """The live processes of a running instance (see `_stragglers`)."""
+    return _stragglers(running.temp_dir, running.pid)
 
 
 def stop_local_ray(home: str | Path, *, timeout_s: float = 1.5) -> bool:
