@@ -260,7 +260,12 @@ def test_serve_proxy_ingress_mode_serves_the_same_api(tmp_path: Path) -> None:
             assert client.ingest("weather", reading, secret=created.ingest_secret).last_seq == 1
             assert client.records("weather")[0]["data"]["temp_f"] == 68.0
         assert httpx.post(f"http://127.0.0.1:{port}/v1/pipelines/weather/events", content=b"{}").status_code == 401
+        temp_dir = orjson.loads((home / "run.json").read_text())["temp_dir"]
     finally:
-        down = dash(home, port, "down")
-    assert down.returncode == 0
+        # --drain: join Ray and let the pipelines flush first (what `down` on a cluster does).
+        down = dash(home, port, "down", "--drain", "10")
+    assert down.returncode == 0 and "Dash stopped" in down.stdout, down.stdout + down.stderr
     assert not port_open(port)
+    assert not processes_using(temp_dir) and not Path(temp_dir).exists()
+    assert not (home / "run.json").exists()
+    assert list((home / "lake" / "bronze" / "weather").rglob("*.parquet"))
