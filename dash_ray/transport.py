@@ -46,9 +46,10 @@ _BY_STATUS: dict[int, type[DashError]] = {401: AuthError, 403: ForbiddenError, 4
 class ClientSettings:
     """How a Client talks to Dash: the timeout of one HTTP request, and the bounds of its
     retries: at most `retries` more attempts, the first after `backoff_s` (doubling up to
-    `max_backoff_s` unless the server's `Retry-After` says otherwise), and never more than
-    `retry_budget_s` of waiting in all; past either bound the last error is raised (a
-    RetryableError still carries the server's `retry_after`)."""
+    `max_backoff_s` unless the server's `Retry-After` says otherwise), and less than
+    `retry_budget_s` of waiting in all; past either bound the last error is raised at once (a
+    RetryableError still carries the server's `retry_after`; a failed pipeline's 30 s is
+    not waited out with the defaults)."""
 
     timeout: float = 30.0
     retries: int = 4
@@ -98,7 +99,7 @@ def send(http: httpx.Client, settings: ClientSettings, method: str, path: str, *
             delay = _retry_after(response)
         if delay is None:
             delay = min(settings.backoff_s * 2 ** attempt, settings.max_backoff_s)
-        if not again or attempt >= settings.retries or waited + delay > settings.retry_budget_s:
+        if not again or attempt >= settings.retries or waited + delay >= settings.retry_budget_s:
             raise error from cause
         sleep(delay)
         waited += delay
