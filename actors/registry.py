@@ -23,7 +23,7 @@ from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.auth.tokens import new_secret
-from dash_ray.catalog import Catalog, DashboardRecord, PipelineStatus, open_catalog
+from dash_ray.catalog import Catalog, DashboardRecord, PipelineStatus, TokenInfo, open_catalog
 from dash_ray.dashboards import check_dashboard, parse_dashboard
 from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.lake_roots import LakeRoots
@@ -134,6 +134,10 @@ class Registry:
         except ValueError as exc:
             raise SpecError(str(exc), where="scope") from None
         return NewToken(token_id, token, scope, name)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """The live tokens, oldest first: ids, names, scopes, creation times (no hashes)."""
+        return await asyncio.to_thread(self._supervisor.catalog.list_tokens)
 
     async def revoke_token(self, token_id: str) -> None:
         if not await asyncio.to_thread(self._supervisor.catalog.revoke_token, token_id):

@@ -1,27 +1,53 @@
 """`dash-ray`: run the platform and manage pipelines from a shell. Thin over `client.py`; the
-one place (with serve_app startup) that reads `DASH_*` variables, into `Settings`.
+environment is read once, into `Settings` (`up`, `down`) or `ClientEnv` (the rest).
 
-    dash-ray up [--demo]        start Ray, the registry and the web tier; print the URL
-    dash-ray down               stop them (pipelines flush first); leaves nothing running
-    dash-ray deploy FILE.yaml   create or update a pipeline; prints its ingest secret once
-    dash-ray ls                 pipelines and their status
-    dash-ray status [ID]        one pipeline in full, or the platform's health
-    dash-ray records ID         the newest mapped records
+    dash-ray up [--demo]            start Ray, the registry and the web tier; print the URL
+    dash-ray down [--drain S]       stop them; leaves no process, port or temp folder behind
+    dash-ray status [ID]            the platform at a glance, or one pipeline in full
+    dash-ray ls                     pipelines and their status
+    dash-ray deploy FILE.yaml       create or update a pipeline; prints its ingest secret once
+    dash-ray delete ID [--purge]    stop a pipeline and forget it (its data too with --purge)
+    dash-ray restart ID             restart a pipeline by hand (also revives a failed one)
+    dash-ray rotate-secret ID       a new ingest secret; the old one stays valid for --grace s
+    dash-ray records ID             the newest mapped records
+    dash-ray tail ID                follow the live records (resumes by itself after a disconnect)
+    dash-ray query ID               rows or aggregates of the pipeline's silver store
+    dash-ray replay ID              re-run the mapping over stored raw records (a job)
+    dash-ray dead ID                the newest dead letters; `dead-replay ID` re-runs them
+    dash-ray tokens create|ls|revoke  scoped API tokens
+
+Every command but `up` and `down` talks to a running platform: the one `up` recorded in
+`$DASH_HOME/run.json`, or `$DASH_URL`. It never creates a token: it uses `$DASH_TOKEN`, else
+`$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token`, and says plainly when Dash is not running.
+`--json` (ls, status, records, query, dead, tokens ls) prints one JSON document instead of a
+table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from dash_ray.cli_data import (
+    cmd_dead,
+    cmd_dead_replay,
+    cmd_job,
+    cmd_query,
+    cmd_records,
+    cmd_replay,
+    cmd_tail,
+    cmd_tokens_create,
+    cmd_tokens_ls,
+    cmd_tokens_revoke,
+)
+from dash_ray.cli_env import client_for as _client
+from dash_ray.cli_output import print_json, print_pipeline, print_platform, table
 from dash_ray.client import Client
 from dash_ray.errors import DashError, NotFoundError
-from dash_ray.settings import Settings
+from dash_ray.settings import ClientEnv, Settings
 from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
 
 __all__ = ["main"]
@@ -37,19 +63,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _admin_token(settings: Settings) -> str:
+    """For `up` only: the admin token, created in the home folder when there is none."""
     Path(settings.home).mkdir(parents=True, exist_ok=True)
-    return load_or_create_admin_token(os.environ.get("DASH_ADMIN_TOKEN"), Path(settings.home) / "admin.token")
+    return load_or_create_admin_token(ClientEnv.from_env().admin_token, Path(settings.home) / "admin.token")
 
 
-def _client(args: argparse.Namespace) -> Client:
-    settings = Settings.from_env()
-    url = os.environ.get("DASH_URL") or f"http://{settings.host}:{settings.port}"
-    token = os.environ.get("DASH_TOKEN") or _admin_token(settings)
-    return Client(url, token=token)
-
-
-def _print(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+# -- the platform ------------------------------------------------------------------------------
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -60,11 +79,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     started = time.monotonic()
     platform = up(settings)
-    token_source = "$DASH_ADMIN_TOKEN" if os.environ.get("DASH_ADMIN_TOKEN") else str(
-        Path(settings.home) / "admin.token")
+    admin_token = ClientEnv.from_env().admin_token
+    token_source = "$DASH_ADMIN_TOKEN" if admin_token else str(Path(settings.home) / "admin.token")
     print(f"Dash is up at {platform.url} ({time.monotonic() - started:.1f} s)")
     print(f"  admin token: {token_source}")
     print(f"  state:       {settings.home}   lake: {settings.lake_url}")
+    print(f"  ray:         {platform.ray_address}" + ("" if platform.local is None else " (local, loopback only)"))
     if args.demo:
         with Client(platform.url, token=_admin_token(settings)) as client:
             try:
@@ -79,11 +99,52 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from serve_app.platform import down
+    """A local instance is stopped by its processes alone, without joining Ray (importing and
+    connecting to it costs seconds): every record a pipeline acknowledged is in its
+    write-ahead log, and the next `up` stores what the lake does not have yet. `--drain S`
+    first asks the pipelines to flush (at most S s), as `down` on a cluster always does."""
+    from dash_ray.deploy.localray import forget_platform, read_platform, stop_local_ray
 
     settings = Settings.from_env()
-    print("Dash stopped." if down(settings) else "Dash was not running.")
+    started = time.monotonic()
+    run = read_platform(settings.home)
+    if args.drain is None and settings.ray_address is None and run is not None and run.local is not None:
+        stopped = stop_local_ray(settings.home)
+        forget_platform(settings.home)
+    else:
+        from serve_app.platform import down
+
+        stopped = down(settings, drain_s=args.drain)
+    print(f"Dash stopped ({time.monotonic() - started:.1f} s)." if stopped else "Dash was not running.")
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dash_ray.deploy.localray import read_platform
+
+    with _client(args) as client:
+        if args.id is not None:
+            return print_pipeline(client.get(args.id), args.json)
+        health = client.health()
+        pipelines = client.list()
+    env = ClientEnv.from_env()
+    run = None if env.url else read_platform(env.home)
+    return print_platform(client.url, env.home, health, pipelines, run, args.json)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        pipelines = client.list()
+    rows = [{"id": p.id, "status": p.status, "restarts": p.restarts, "last_seq": p.counters.get("last_seq", 0),
+             "waiting": p.waiting_in_log, "last_error": p.last_error} for p in pipelines]
+    if args.json:
+        print_json(rows)
+    else:
+        table(rows, empty="no pipelines; create one with `dash-ray deploy FILE.yaml`")
+    return 0
+
+
+# -- pipelines ---------------------------------------------------------------------------------
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -100,54 +161,115 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def cmd_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        pipelines = client.list()
-    print(f"{'ID':<24} {'STATUS':<11} {'RESTARTS':>8} {'LAST SEQ':>10}  LAST ERROR")
-    for p in pipelines:
-        print(f"{p.id:<24} {p.status:<11} {p.restarts:>8} {p.counters.get('last_seq', 0):>10}  "
-              f"{p.last_error or ''}")
+        client.delete(args.id, purge=args.purge)
+    print(f"pipeline {args.id} deleted" + (", its stored data too" if args.purge else "; its stored data stays"))
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_restart(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        if args.id is None:
-            _print(client.health())
-        else:
-            p = client.get(args.id)
-            _print({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
-                    "version": p.version, "counters": p.counters, "spec": p.spec})
+        pipeline = client.restart(args.id)
+    print(f"pipeline {pipeline.id}: {pipeline.status}")
     return 0
 
 
-def cmd_records(args: argparse.Namespace) -> int:
+def cmd_rotate_secret(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        for record in client.records(args.id, limit=args.limit):
-            print(json.dumps(record, default=str))
+        secret = client.rotate_secret(args.id, grace_s=args.grace)
+    print(f"new ingest secret (shown once, keep it): {secret}")
+    print(f"the previous secret stays valid for {args.grace} s")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
+    from dash_ray import __version__
+
     parser = argparse.ArgumentParser(prog="dash-ray", description="Real-time data pipelines on Ray.")
+    parser.add_argument("--version", action="version", version=f"dash-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the platform (local Ray unless DASH_RAY_ADDRESS is set)")
+
+    def command(name: str, run: Any, help: str, *, json_output: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(run=run)
+        if json_output:
+            p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return p
+
+    up = command("up", cmd_up, "start the platform (local Ray unless DASH_RAY_ADDRESS is set)")
     up.add_argument("--demo", action="store_true", help="also deploy a demo pipeline fed by a generator")
     up.add_argument("--port", type=int, help="HTTP port (default $DASH_PORT or 8000)")
-    up.set_defaults(run=cmd_up)
-    sub.add_parser("down", help="stop the platform").set_defaults(run=cmd_down)
-    deploy = sub.add_parser("deploy", help="create or update a pipeline from a YAML/JSON spec")
-    deploy.add_argument("file")
-    deploy.set_defaults(run=cmd_deploy)
-    sub.add_parser("ls", help="list pipelines").set_defaults(run=cmd_ls)
-    status = sub.add_parser("status", help="a pipeline's status, or the platform's")
-    status.add_argument("id", nargs="?")
-    status.set_defaults(run=cmd_status)
-    records = sub.add_parser("records", help="a pipeline's newest mapped records")
+    command("down", cmd_down, "stop the platform").add_argument(
+        "--drain", type=float, metavar="S", help="let pipelines flush to the lake for up to S seconds first")
+    command("status", cmd_status, "the platform's summary, or one pipeline in full",
+            json_output=True).add_argument("id", nargs="?")
+    command("ls", cmd_ls, "list pipelines", json_output=True)
+    command("deploy", cmd_deploy, "create or update a pipeline from a YAML/JSON spec").add_argument("file")
+    delete = command("delete", cmd_delete, "stop a pipeline and forget it")
+    delete.add_argument("id")
+    delete.add_argument("--purge", action="store_true", help="also delete its lake data and log")
+    command("restart", cmd_restart, "restart a pipeline by hand").add_argument("id")
+    rotate = command("rotate-secret", cmd_rotate_secret, "a new ingest secret for a pipeline")
+    rotate.add_argument("id")
+    rotate.add_argument("--grace", type=int, default=86_400, help="seconds the old secret stays valid (86400)")
+    records = command("records", cmd_records, "a pipeline's newest mapped records", json_output=True)
     records.add_argument("id")
     records.add_argument("--limit", type=int, default=20)
-    records.set_defaults(run=cmd_records)
+    tail = command("tail", cmd_tail, "follow a pipeline's live records (Ctrl-C to stop)", json_output=True)
+    tail.add_argument("id")
+    tail.add_argument("--after", type=int, help="first every record after this seq, then the live tail")
+    tail.add_argument("--last", type=int, default=10, help="start with the newest N records (10)")
+    query = command("query", cmd_query, "rows or aggregates of a pipeline's silver store", json_output=True)
+    query.add_argument("id")
+    query.add_argument("--from", dest="start", help="event time from (ISO 8601 or epoch seconds), inclusive")
+    query.add_argument("--to", dest="end", help="event time to, exclusive")
+    query.add_argument("--fields", help="raw rows: the fields to show, a,b (default all)")
+    query.add_argument("--bucket", help="aggregate per time bucket: 10s, 1m, 1h, 1d")
+    query.add_argument("--agg", help="aggregates: fn:field,... with fn in avg min max sum count first last")
+    query.add_argument("--by", help="group aggregates by these fields, a,b")
+    query.add_argument("--limit", type=int, help="raw rows: at most this many (default 1000)")
+    query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq")
+    replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records")
+    replay.add_argument("id")
+    replay.add_argument("--from", dest="start", help="receive time from (ISO 8601 or epoch seconds)")
+    replay.add_argument("--to", dest="end", help="receive time to")
+    replay.add_argument("--from-seq", type=int, help="first sequence number")
+    replay.add_argument("--to-seq", type=int, help="last sequence number")
+    replay.add_argument("--wait", action="store_true", help="wait until the job is done")
+    dead = command("dead", cmd_dead, "a pipeline's newest dead letters, with their reasons", json_output=True)
+    dead.add_argument("id")
+    dead.add_argument("--limit", type=int, default=20)
+    dead_replay = command("dead-replay", cmd_dead_replay, "re-run dead letters through the current mapping")
+    dead_replay.add_argument("id")
+    dead_replay.add_argument("--wait", action="store_true", help="wait until the job is done")
+    job = command("job", cmd_job, "a replay job's state")
+    job.add_argument("id")
+    job.add_argument("--wait", action="store_true", help="wait until the job is done")
+
+    tokens = sub.add_parser("tokens", help="scoped API tokens").add_subparsers(dest="tokens", required=True)
+    create = tokens.add_parser("create", help="make a token (shown once)")
+    create.add_argument("--scope", required=True, choices=["read", "write", "admin"])
+    create.add_argument("--name")
+    create.set_defaults(run=cmd_tokens_create)
+    listing = tokens.add_parser("ls", help="live tokens (never their values)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(run=cmd_tokens_ls)
+    revoke = tokens.add_parser("revoke", help="revoke a token for good")
+    revoke.add_argument("id")
+    revoke.set_defaults(run=cmd_tokens_revoke)
     return parser
+
+
+def _report(exc: DashError) -> None:
+    problems = getattr(exc, "problems", ())
+    if problems:  # the message repeats them on one line; show each once, on its own line
+        print(f"error: invalid pipeline spec ({len(problems)} problem{'s' if len(problems) > 1 else ''}):",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except DashError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        for problem in getattr(exc, "problems", ()):
-            print(f"  {problem}", file=sys.stderr)
+        _report(exc)
         return 1
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,8 +1,14 @@
 """The Python SDK: `dash_ray.connect(url, token)` → a Client over Dash's HTTP API.
 
 Every method raises the same `DashError` subclass the server reported (SpecError with its
-problems, BackpressureError with `retry_after`, ...). `ingest` signs the body with the
-pipeline's secret; it returns only after the server has made the records durable.
+problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
+ForbiddenError for one whose scope does not allow the call, ...). `ingest` signs the body with
+the pipeline's secret; it returns only after the server has made the records durable.
+
+Retries, bounded by `ClientSettings` (`dash_ray/transport.py`): a call that cannot change
+anything twice (GET, PUT, DELETE, and `ingest`, which always carries an `Idempotency-Key`) is
+sent again after a connection error, a 503 or a 429, waiting as the answer's `Retry-After`
+says; a restart, a rotation or a replay is sent once (unless no connection could be opened).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import gzip as gzip_module
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +26,11 @@ import httpx
 import orjson
 import yaml
 
+from dash_ray.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.dashboards import Dashboard as DashboardModel
 from dash_ray.dashboards import is_dashboard
-from dash_ray.errors import Problem, SpecError, UnavailableError, error_from_body
+from dash_ray.errors import Problem, SignatureError, SpecError
+from dash_ray.transport import ClientSettings, clean_token, send
 from dash_ray.ingest.signing import signature_header
 from dash_ray.spec import PipelineSpec, load_spec
 from dash_ray.stream import LiveStream
@@ -30,61 +38,9 @@ from dash_ray.stream import LiveStream
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Client", "Dashboard", "IngestResult", "Pipeline", "connect"]
+__all__ = ["Client", "ClientSettings", "Dashboard", "IngestResult", "Pipeline", "connect"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """A pipeline as the server reports it. `ingest_secret` is set only in the answer to
-    the request that created it (or rotated its secret); the server never shows it again."""
-
-    id: str
-    status: str
-    restarts: int
-    last_error: str | None
-    counters: dict[str, Any]
-    spec: dict[str, Any]
-    version: int = 0
-    ingest_secret: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Pipeline:
-        return cls(
-            id=body["id"],
-            status=body["status"],
-            restarts=body.get("restarts", 0),
-            last_error=body.get("last_error"),
-            counters=body.get("counters") or {},
-            spec=body.get("spec") or {},
-            version=body.get("version", 0),
-            ingest_secret=body.get("ingest_secret"),
-        )
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    """A dashboard as the server reports it (`widgets` as plain dicts, defaults filled in)."""
-
-    id: str
-    title: str
-    widgets: list[dict[str, Any]]
-    description: str = ""
-    version: int = 0
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Dashboard:
-        return cls(id=body["id"], title=body["title"], widgets=list(body.get("widgets") or []),
-                   description=body.get("description", ""), version=body.get("version", 0))
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    accepted: int
-    last_seq: int | None
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    duplicate: bool = False
 
 
 def _spec_data(spec: PipelineSpec | Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -120,14 +76,25 @@ class Client:
         url: str = DEFAULT_URL,
         *,
         token: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         transport: httpx.BaseTransport | None = None,
+        retries: int | None = None,
+        settings: ClientSettings | None = None,
     ) -> None:
+        """`token`: a bearer token (whitespace around it is dropped). `timeout` and
+        `retries` override the same fields of `settings` (defaults: `ClientSettings()`)."""
+        settings = settings or ClientSettings()
+        if timeout is not None:
+            settings = replace(settings, timeout=timeout)
+        if retries is not None:
+            settings = replace(settings, retries=retries)
+        self.settings = settings
         headers = {"user-agent": "dash-ray-sdk"}
+        token = clean_token(token, "token")
         if token:
             headers["authorization"] = f"Bearer {token}"
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=settings.timeout, transport=transport)
 
     def __enter__(self) -> Client:
         return self
@@ -139,20 +106,10 @@ class Client:
         """Close the connection pool. Idempotent."""
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise UnavailableError(f"cannot reach Dash at {self.url}: {exc}", retry_after=1.0) from exc
-        if response.status_code == 204:
-            return None
-        try:
-            body = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
-            body = response.text
-        if response.status_code >= 400:
-            raise error_from_body(response.status_code, body)
-        return body
+    def _request(self, method: str, path: str, *, retry: bool | None = None, **kwargs: Any) -> Any:
+        """The answer's JSON body, or the DashError it stands for; `retry` overrides whether
+        the call may be sent again (see `transport.send`)."""
+        return send(self._http, self.settings, method, path, retry=retry, **kwargs)
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -215,7 +172,7 @@ class Client:
         pipeline_id: str,
         records: Mapping[str, Any] | Iterable[Any] | bytes,
         *,
-        secret: str,
+        secret: str | None,
         idempotency_key: str | None = None,
         ndjson: bool | None = None,
         gzip: bool = False,
@@ -224,7 +181,12 @@ class Client:
 
         `records`: one dict, an iterable of records (sent as NDJSON unless `ndjson=False`),
         or a ready body as bytes (JSON unless `ndjson=True`). Without `idempotency_key` a
-        random one is used, so the SDK's own retries never store a batch twice."""
+        random one is used, so the SDK's own retries never store a batch twice.
+        Without a secret, SignatureError before anything is sent."""
+        if secret is None or not secret.strip():
+            raise SignatureError("ingest needs the pipeline's ingest secret: `deploy` returns it when it creates the "
+                                 "pipeline (`Pipeline.ingest_secret`), `rotate_secret` makes a new one", where="secret")
+        secret = clean_token(secret, "ingest secret")
         if isinstance(records, bytes):
             body, is_ndjson = records, bool(ndjson)
         elif isinstance(records, Mapping):
@@ -243,7 +205,8 @@ class Client:
             body = gzip_module.compress(body)
             headers["content-encoding"] = "gzip"
         headers["dash-signature"] = signature_header(secret, body)
-        result = self._request("POST", f"/v1/pipelines/{pipeline_id}/events", content=body, headers=headers)
+        result = self._request("POST", f"/v1/pipelines/{pipeline_id}/events", retry=True, content=body,
+                               headers=headers)
         return IngestResult(
             accepted=result["accepted"],
             last_seq=result.get("last_seq"),
@@ -365,6 +328,11 @@ class Client:
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
 
+    def tokens(self) -> list[dict[str, Any]]:
+        """The live (not revoked) tokens, oldest first: `{"id", "name", "scope",
+        "created_at"}` each; never a token or its hash (admin)."""
+        return self._request("GET", "/v1/tokens")["tokens"]
+
 
 TimeArg = dt.datetime | str | float | int | None
 
@@ -393,7 +361,9 @@ def _query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | No
     return {k: v for k, v in params.items() if v is not None}
 
 
-def connect(url: str = DEFAULT_URL, token: str | None = None, *, timeout: float = 30.0) -> Client:
-    """A Client for the Dash API at `url`, authenticated with `token`."""
-    return Client(url, token=token, timeout=timeout)
+def connect(url: str = DEFAULT_URL, token: str | None = None, *, timeout: float | None = None,
+            retries: int | None = None) -> Client:
+    """A Client for the Dash API at `url`, authenticated with `token` (whitespace around it,
+    like the newline of a token file read whole, is dropped)."""
+    return Client(url, token=token, timeout=timeout, retries=retries)
 

@@ -20,6 +20,10 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
 | DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
+
+The CLI's commands other than `up`/`down` find the running platform through
+`$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
+in `DASH_TOKEN`, else `DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` (`ClientEnv`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any, Literal
 
 from dash_ray.supervision.policy import RestartPolicy
 
-__all__ = ["ROLE_LABEL", "PipelineSettings", "Settings", "WebSettings", "ingestor_selector", "web_selector"]
+__all__ = ["ROLE_LABEL", "ClientEnv", "PipelineSettings", "Settings", "WebSettings", "ingestor_selector",
+           "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
@@ -172,3 +177,21 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
+
+
+@dataclass(frozen=True)
+class ClientEnv:
+    """What the CLI needs to talk to a running platform: its home (for the run file and the
+    admin token file), and an explicit URL and tokens when the environment gives them."""
+
+    home: str
+    url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientEnv:
+        env = os.environ if env is None else env
+        home = Path(env.get("DASH_HOME") or ".dash").expanduser().resolve()
+        return cls(home=str(home), url=env.get("DASH_URL") or None, token=env.get("DASH_TOKEN") or None,
+                   admin_token=env.get("DASH_ADMIN_TOKEN") or None)

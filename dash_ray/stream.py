@@ -86,6 +86,16 @@ class LiveStream:
         return min(self.max_backoff_s, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
 
     @staticmethod
+    def _refused(exc: Exception) -> DashError | None:
+        """A handshake the server answered with a 4xx (not 429): retrying cannot help."""
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", 0)
+        if 400 <= status < 500 and status != 429:
+            cls = {401: AuthError, 403: ForbiddenError, 404: NotFoundError}.get(status, MalformedBodyError)
+            return cls(f"the live route answered HTTP {status}")
+        return None
+
+    @staticmethod
     def _fatal(code: int | None, reason: str) -> DashError | None:
         cls = _FATAL.get(code or 0)
         return cls(reason or f"closed with {code}") if cls is not None else None
@@ -107,7 +117,9 @@ class LiveStream:
                     close = ws.close_rcvd
             except ConnectionClosed as exc:
                 close = exc.rcvd
-            except (OSError, InvalidHandshake, TimeoutError):
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                if (refused := self._refused(exc)) is not None:
+                    raise refused from None
                 close = None
             if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
                 raise fatal
@@ -133,7 +145,9 @@ class LiveStream:
                     close = ws.close_rcvd
             except ConnectionClosed as exc:
                 close = exc.rcvd
-            except (OSError, InvalidHandshake, TimeoutError):
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                if (refused := self._refused(exc)) is not None:
+                    raise refused from None
                 close = None
             if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
                 raise fatal

@@ -1,4 +1,5 @@
-"""Admin and read routes: pipelines (PUT/GET/DELETE, restart, secret rotation), tokens,
+"""Admin and read routes: pipelines (PUT/GET/DELETE, restart, secret rotation), tokens (create,
+list without their values, revoke),
 recent records, and `/healthz`. Every route but `/healthz` checks a bearer token's scope:
 reading needs `read`, changing needs `admin`. A spec may be PUT as JSON or as YAML
 (`Content-Type: application/yaml`, `text/yaml` or `application/x-yaml`), at most 1 MiB."""
@@ -17,7 +18,7 @@ from dash_ray.errors import MalformedBodyError, SpecError
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body
 from serve_app.responses import json_response
-from serve_app.views import deployed_body, pipeline_body, token_body
+from serve_app.views import deployed_body, pipeline_body, token_body, token_info_body
 
 __all__ = ["api_routes"]
 
@@ -135,6 +136,10 @@ def api_routes(gateway: Gateway) -> list[Route]:
         name = data.get("name") or data["scope"]
         return json_response(token_body(await gateway.registry.create_token(data["scope"], name=str(name))), 201)
 
+    async def list_tokens(request: Request) -> Response:
+        await auth(request, "admin")
+        return json_response({"tokens": [token_info_body(t) for t in await gateway.registry.list_tokens()]})
+
     async def revoke_token(request: Request) -> Response:
         await auth(request, "admin")
         await gateway.registry.revoke_token(request.path_params["token_id"])
@@ -154,5 +159,6 @@ def api_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/pipelines/{pipeline_id}/rotate-secret", rotate_secret, methods=["POST"]),
         Route("/v1/pipelines/{pipeline_id}/records", records, methods=["GET"]),
         Route("/v1/tokens", create_token, methods=["POST"]),
+        Route("/v1/tokens", list_tokens, methods=["GET"]),
         Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
     ]

@@ -1,5 +1,11 @@
 """Bring the whole platform up on Ray and take it down: the registry actor, the Serve web
-tier, and (for a laptop) the local Ray instance itself. `dash-ray up`/`down` call these."""
+tier, and (for a laptop) the local Ray instance itself. `dash-ray up`/`down` call these.
+
+What listens where (a local instance): the web tier on `settings.host:settings.port`
+(127.0.0.1:8000 unless DASH_HOST/DASH_PORT say otherwise); Ray's GCS, raylet, object manager,
+workers and agents on 127.0.0.1 only, on ports the OS picks (see `dash_ray/deploy/localray.py`).
+`up` records the URL and Ray address in `$DASH_HOME/run.json`; `down` removes it.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +25,12 @@ from dash_ray.deploy.localray import (
     enable_ray_auth,
     use_loopback,
     ensure_not_running,
-    read_run_file,
+    forget_platform,
+    read_platform,
+    record_platform,
     start_local_ray,
     stop_local_ray,
+    use_loopback,
 )
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
@@ -40,9 +49,13 @@ class Platform:
     local: LocalRay | None
 
 
-def connect_ray(address: str, namespace: str) -> None:
+def connect_ray(address: str, namespace: str, *, loopback: bool = False) -> None:
+    """Join the Ray instance at `address` as a driver; `loopback` for a local instance (the
+    driver then dials and advertises 127.0.0.1, as the instance does)."""
     if ray.is_initialized():
         return
+    if loopback:
+        use_loopback()
     enable_ray_auth()
     if address.startswith(("127.0.0.1:", "localhost:")):
         use_loopback()
@@ -71,13 +84,14 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
         local = start_local_ray(settings.home)
         address = local.address
     try:
-        connect_ray(address, settings.namespace)
+        connect_ray(address, settings.namespace, loopback=local is not None)
         _wait_registry(get_or_create_registry(settings), timeout_s)
         serve.start(**serve_options(settings))
         route_prefix = None if settings.ingress == "replica" else "/"
         serve.run(web_app(settings), name=APP_NAME, route_prefix=route_prefix, blocking=False)
         url = f"http://{settings.host}:{settings.port}"
         _wait_healthy(url, timeout_s)
+        record_platform(settings.home, url=url, ray_address=address)
     except BaseException:
         if local is not None:
             if ray.is_initialized():
@@ -132,26 +146,40 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
     raise RuntimeError(f"Dash did not become healthy at {url} within {timeout_s:.0f} s: {last}")
 
 
-def down(settings: Settings) -> bool:
-    """Stop pipelines gracefully (they flush to the lake), the web tier and the registry;
-    then stop the local Ray instance if `up` started one. True when something was running."""
-    local = read_run_file(settings.home)
-    address = settings.ray_address or (local.address if local and local.alive() else None)
+def down(settings: Settings, *, drain_s: float | None = None) -> bool:
+    """Stop pipelines gracefully (each flushes what it can within `drain_s`, 3 s for a local
+    instance and 60 s on a cluster, whose detached actors outlive this call; what it cannot
+    stays in its write-ahead log, which made it durable before its 202, and is replayed on the
+    next start), then the web tier and the registry, then the local Ray instance if `up`
+    started one. True when something was running.
+
+    For a local instance the registry's drain is the only step asked of Ray: the web replicas,
+    the Serve controller and every actor end with the instance's processes, so `serve.shutdown`
+    (which waits out each replica's graceful shutdown) is skipped."""
+    run = read_platform(settings.home)
+    local = run.local if run is not None else None
+    address = settings.ray_address or (run.ray_address if run is not None and local is None else None)
+    if local is not None and local.alive():
+        address = local.address
+    if drain_s is None:
+        drain_s = 3.0 if local is not None else 60.0
     stopped = False
     if address is not None:
         try:
-            connect_ray(address, settings.namespace)
+            connect_ray(address, settings.namespace, loopback=local is not None)
             try:
                 registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
             except ValueError:
                 registry = None
             if registry is not None:
                 try:
-                    ray.get(registry.shutdown.remote(), timeout=60)
-                except Exception as exc:  # noqa: BLE001 - still tear down the rest
-                    log.warning("registry shutdown failed: %s", exc)
-                ray.kill(registry, no_restart=True)
-            serve.shutdown()
+                    ray.get(registry.shutdown.remote(), timeout=drain_s)
+                except Exception as exc:  # noqa: BLE001 - still tear down the rest; the logs keep what is acked
+                    log.warning("registry shutdown did not finish within %.1f s: %s", drain_s, exc)
+                if local is None:
+                    ray.kill(registry, no_restart=True)
+            if local is None:
+                serve.shutdown()
             stopped = True
         except Exception as exc:  # noqa: BLE001 - a dead instance is stopped by its pid below
             log.warning("could not stop Dash cleanly: %s", exc)
@@ -160,4 +188,5 @@ def down(settings: Settings) -> bool:
                 ray.shutdown()
     if local is not None:
         stopped = stop_local_ray(settings.home) or stopped
+    forget_platform(settings.home)
     return stopped

@@ -11,7 +11,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.registry import REGISTRY_NAME, IngestAccess, NewToken
-from dash_ray.catalog import DashboardRecord
+from dash_ray.catalog import DashboardRecord, TokenInfo
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.supervision.view import Deployed, PipelineView
 
@@ -95,6 +95,10 @@ class RegistryClient:
 
     async def create_token(self, scope: str, *, name: str) -> NewToken:
         return await self._call(lambda r: r.create_token.remote(scope, name))
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """The live tokens, oldest first; never a token or its hash."""
+        return await self._call(lambda r: r.list_tokens.remote())
 
     async def revoke_token(self, token_id: str) -> None:
         await self._call(lambda r: r.revoke_token.remote(token_id))

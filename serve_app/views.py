@@ -8,9 +8,10 @@ import datetime as dt
 from typing import Any
 
 from actors.registry import NewToken
+from dash_ray.catalog import TokenInfo
 from dash_ray.supervision.view import Deployed, PipelineView
 
-__all__ = ["deployed_body", "pipeline_body", "token_body"]
+__all__ = ["deployed_body", "pipeline_body", "token_body", "token_info_body"]
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -44,6 +45,11 @@ def deployed_body(deployed: Deployed) -> dict[str, Any]:
     if deployed.ingest_secret is not None:
         body["ingest_secret"] = deployed.ingest_secret
     return body
+
+
+def token_info_body(token: TokenInfo) -> dict[str, Any]:
+    """One entry of `GET /v1/tokens`: what identifies a token, never the token or its hash."""
+    return {"id": token.id, "name": token.name, "scope": token.scope, "created_at": _time(token.created_at)}
 
 
 def token_body(token: NewToken) -> dict[str, Any]:

@@ -1,5 +1,14 @@
 """A local Ray instance that `dash-ray up` starts and `dash-ray down` stops: one head node
-carrying both roles, started as its own process group, recorded in `$DASH_HOME/run.json`.
+carrying both roles, started as its own process group, recorded in `$DASH_HOME/run.json`
+(with the platform's URL once it is up: the run file is how the CLI finds a running Dash).
+
+Loopback only: `ray start --node-ip-address=127.0.0.1` alone is not enough, because Ray 2.60
+rewrites a loopback address to the machine's outward IP (`services.resolve_ip_for_localhost`
+→ `get_node_ip_address`) on a machine with more than one address, and then the GCS, raylet and
+workers advertise (and the driver dials) e.g. 192.0.2.2. Ray keeps loopback only where it
+believes clusters are unsupported (`ray_constants.ENABLE_RAY_CLUSTER`, from
+`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`): that switch is turned off for the instance and for the
+driver that joins it (`use_loopback`), so every address Ray advertises is 127.0.0.1.
 
 Stopping touches only what was started here: the process group of the recorded `ray start
 --block` process and any process still using this instance's temp folder. Never `ray stop`,
@@ -19,13 +28,29 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 from dash_ray.settings import BOTH_ROLES, ROLE_LABEL
 
-__all__ = ["LocalRay", "enable_ray_auth", "use_loopback", "ensure_not_running", "free_port", "read_run_file", "start_local_ray", "stop_local_ray"]
+__all__ = [
+    "LocalRay",
+    "RunInfo",
+    "enable_ray_auth",
+    "ensure_not_running",
+    "forget_platform",
+    "free_port",
+    "instance_pids",
+    "read_platform",
+    "read_run_file",
+    "record_platform",
+    "start_local_ray",
+    "stop_local_ray",
+    "use_loopback",
+]
 
 RUN_FILE = "run.json"
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,16 +109,26 @@ def enable_ray_auth() -> None:
 
 
 def use_loopback() -> None:
-    """Make this process's Ray connect to a loopback address as given. Ray rewrites
-    127.0.0.1 in an address to the machine's outward IP (`resolve_ip_for_localhost`), so on a
-    machine with another interface a driver joining a local instance bound to loopback looks
-    for it at the other address and fails ("Failed to connect to Ray cluster at <ip>"). Ray
-    skips the rewrite where multi-node clusters are off, the switch read here (its
-    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`): a local instance is one node anyway."""
-    from ray._private import ray_constants
+    """Make Ray in this process (and the processes it starts) keep 127.0.0.1 as the node
+    address instead of replacing it with the machine's outward IP. For a driver of a local
+    instance only: a driver joining a real cluster must advertise its reachable address."""
+    os.environ[_LOOPBACK_ENV] = "0"
+    from ray._private import ray_constants  # read at import; set it in case ray is imported
 
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A running platform as `up` recorded it: where its API is, the Ray address it runs on,
+    and the local Ray instance (None when it joined a cluster)."""
+
+    url: str | None
+    ray_address: str | None
+    local: LocalRay | None
+
+    def alive(self) -> bool:
+        return self.local.alive() if self.local is not None else True
 
 
 def _temp_dir(home: Path) -> Path:
@@ -102,12 +137,44 @@ def _temp_dir(home: Path) -> Path:
     return Path("/tmp") / f"dash-ray-{digest}"
 
 
-def read_run_file(home: str | Path) -> LocalRay | None:
-    path = Path(home) / RUN_FILE
+def _run_data(home: str | Path) -> dict:
     try:
-        return LocalRay(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads((Path(home) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_run_file(home: str | Path) -> LocalRay | None:
+    """The local Ray instance started for `home`, or None."""
+    data = _run_data(home)
+    try:
+        return LocalRay(**{f.name: data[f.name] for f in dataclass_fields(LocalRay)})
+    except (KeyError, TypeError):
         return None
+
+
+def read_platform(home: str | Path) -> RunInfo | None:
+    """The platform `up` recorded for `home` (None when there is no run file)."""
+    data = _run_data(home)
+    if not data:
+        return None
+    return RunInfo(url=data.get("url"), ray_address=data.get("ray_address") or data.get("address"),
+                   local=read_run_file(home))
+
+
+def record_platform(home: str | Path, *, url: str, ray_address: str) -> None:
+    """Add the platform's URL and Ray address to the run file (made when there is none,
+    as when the platform joined a cluster). Written whole, then renamed: never half a file."""
+    path = Path(home) / RUN_FILE
+    data = {**_run_data(home), "url": url, "ray_address": ray_address}
+    tmp = path.with_name(RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def forget_platform(home: str | Path) -> None:
+    (Path(home) / RUN_FILE).unlink(missing_ok=True)
 
 
 def ensure_not_running(home: str | Path) -> None:
@@ -148,6 +215,8 @@ def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s:
         f"--labels={ROLE_LABEL}={BOTH_ROLES}",
         f"--temp-dir={temp_dir}",
         "--include-dashboard=false",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={free_port()}",
         "--disable-usage-stats",
         f"--ray-client-server-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
@@ -156,7 +225,7 @@ def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s:
     ]
     log_file = home / "logs" / "ray.log"
     enable_ray_auth()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", _LOOPBACK_ENV: "0"}
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=env, cwd=home)
@@ -198,9 +267,16 @@ def _stragglers(temp_dir: str, pgid: int) -> list[int]:
     return found
 
 
-def stop_local_ray(home: str | Path, *, timeout_s: float = 20.0) -> bool:
-    """Stop the instance recorded for `home`, wait for its processes to end, remove its temp
-    folder and run file. True when there was one. Idempotent."""
+def instance_pids(running: LocalRay) -> list[int]:
+    """The live processes of a running instance (see `_stragglers`)."""
+    return _stragglers(running.temp_dir, running.pid)
+
+
+def stop_local_ray(home: str | Path, *, timeout_s: float = 1.5) -> bool:
+    """Stop the instance recorded for `home`: SIGTERM to its process group, SIGKILL to what
+    is left after `timeout_s` (some Ray processes ignore SIGTERM, and nothing acknowledged
+    depends on a clean exit: the write-ahead logs are synced before each 202); then remove its
+    temp folder and run file. True when there was one. Idempotent."""
     home = Path(home)
     running = read_run_file(home)
     if running is None:

@@ -1,0 +1,127 @@
+"""The CLI's commands over a pipeline's data and the platform's tokens: records, query, tail,
+replay and dead letters, jobs, tokens (`dash_ray/cli.py` wires them to their arguments)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dash_ray.cli_env import CliError, client_for as _client
+from dash_ray.cli_output import print_json, table
+from dash_ray.client import Client
+
+__all__ = ["cmd_dead", "cmd_dead_replay", "cmd_job", "cmd_query", "cmd_records", "cmd_replay", "cmd_tail",
+           "cmd_tokens_create", "cmd_tokens_ls", "cmd_tokens_revoke"]
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        records = client.records(args.id, limit=args.limit)
+    if args.json:
+        print_json(records)
+    else:
+        table([{"seq": r["seq"], "time": r["time"], **r["data"]} for r in records], empty="no records yet",
+               names=True)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.query(args.id, start=args.start, end=args.end, fields=args.fields, bucket=args.bucket,
+                            agg=args.agg, by=args.by, limit=args.limit, order=args.order)
+    if args.json:
+        print_json(rows)
+    else:
+        table(rows, empty="no rows", names=True)
+    return 0
+
+
+def _job(client: Client, job: dict[str, Any], wait: bool) -> int:
+    if wait:
+        job = client.wait_job(job["job"] if "job" in job else job["id"])
+    job_id = job.get("job") or job.get("id")
+    print(f"job {job_id}: {job['state']} ({job.get('done', 0)}/{job.get('total', 0)})"
+          + (f": {job['error']}" if job.get("error") else ""))
+    if not wait and job["state"] == "running":
+        print(f"  follow it with: dash-ray job {job_id}")
+    return 1 if job["state"] == "failed" else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if (args.start or args.end) and (args.from_seq or args.to_seq):
+        raise CliError("give --from/--to (receive times) or --from-seq/--to-seq, not both")
+    with _client(args) as client:
+        job = client.replay(args.id, start=args.start, end=args.end, from_seq=args.from_seq, to_seq=args.to_seq)
+        return _job(client, job, args.wait)
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.dead(args.id, limit=args.limit)
+    if args.json:
+        print_json(rows)
+    else:
+        table([{k: r.get(k) for k in ("seq", "received_at", "field", "rule", "reason")} for r in rows],
+               empty="no dead letters")
+    return 0
+
+
+def cmd_dead_replay(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _job(client, client.replay_dead(args.id), args.wait)
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _job(client, client.job(args.id), args.wait)
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        token = client.create_token(args.scope, name=args.name)
+    print(f"token {token['id']} ({token['scope']}, {token['name']}); shown once, keep it:")
+    print(token["token"])
+    return 0
+
+
+def cmd_tokens_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        tokens = client.tokens()
+    if args.json:
+        print_json(tokens)
+    else:
+        table(tokens, ["id", "name", "scope", "created_at"], empty="no tokens (the admin token is not listed)")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.revoke_token(args.id)
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    """Follow a pipeline's live records (one JSON line each with --json), resuming by itself
+    after a disconnect, until interrupted."""
+    with _client(args) as client:
+        after = args.after
+        if after is None and args.last:
+            newest = client.records(args.id, limit=args.last)
+            after = newest[0]["seq"] - 1 if newest else None
+        try:
+            for record in client.stream(args.id, after=after):
+                if args.json:
+                    print_json(record, compact=True)
+                else:
+                    fields = " ".join(f"{k}={v}" for k, v in record["data"].items())
+                    print(f"{record['seq']:>8}  {record['time']}  {fields}", flush=True)
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -1,0 +1,73 @@
+"""docs/API.md is the contract a clone carries: every route the web tier serves is in it (the
+Starlette routes of `serve_app.app.build_app` and the ingest front's two POST routes), it
+keeps the shared contract it extends, and the README links it rather than a file outside the
+repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from starlette.routing import Mount, Route, WebSocketRoute
+
+ROOT = Path(__file__).resolve().parents[1]
+API = ROOT / "docs" / "API.md"
+
+
+def _served() -> set[str]:
+    """`METHOD /path` of every route the app serves, path parameters written `{id}`."""
+    from dash_ray.settings import WebSettings
+    from serve_app import ingress
+    from serve_app.app import build_app
+
+    front = build_app(WebSettings())
+    found: set[str] = set()
+
+    def walk(routes: list, prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount):
+                walk(route.routes, prefix + route.path)
+            elif isinstance(route, Route):
+                for method in route.methods or ():
+                    if method != "HEAD":
+                        found.add(f"{method} {prefix}{route.path}")
+            elif isinstance(route, WebSocketRoute):
+                found.add(f"WS {prefix}{route.path}")
+
+    app = front.app
+    while not hasattr(app, "routes"):  # through the middleware (request ids)
+        app = app.app
+    walk(app.routes, "")
+    found.add(f"POST {ingress._EVENTS_PREFIX}{{id}}{ingress._EVENTS_SUFFIX}")
+    found.add(f"POST {ingress._HOOKS_PREFIX}{{id}}")
+    return {re.sub(r"\{[a-z_]+\}", "{id}", route) for route in found}
+
+
+def test_every_served_route_is_documented() -> None:
+    text = API.read_text()
+    served = _served()
+    assert len(served) >= 18, served
+    missing = sorted(route for route in served if f"`{route}`" not in text)
+    assert not missing, f"routes served but not in docs/API.md: {missing}"
+
+
+def test_the_route_table_lists_only_served_routes() -> None:
+    table = API.read_text().split("## Routes served", 1)[1]
+    listed = set(re.findall(r"^\| `([A-Z]+ /[^`]*)` \|", table, flags=re.MULTILINE))
+    assert listed == _served()
+
+
+def test_the_shared_contract_is_kept_and_extensions_are_marked() -> None:
+    text = API.read_text()
+    assert text.startswith("# Dash on Ray — public contract")
+    extensions = text.split("# Extensions:", 1)[1]
+    for needle in ("counters_at", "waiting_in_log", "next_restart_at", "rejected_count", "Dash-Query-Store",
+                   "from_seq", "<pipeline>.<n>", "GET /v1/tokens", "signed in the same\n  second is a replay"):
+        assert needle in extensions, needle
+    assert extensions.count("[ext]") >= 20
+
+
+def test_the_readme_links_the_contract_inside_the_repository() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docs/API.md" in readme
+    assert "../shared/" not in readme
