@@ -85,20 +85,18 @@ class LiveStream:
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff_s, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
 
-    @staticmethod
-    def _refused(exc: Exception) -> DashError | None:
-        """A handshake the server answered with a 4xx (not 429): retrying cannot help."""
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", 0)
+    def _ended(self, close: Any, error: Exception | None, attempt: int) -> float:
+        """After a connection ends: raise when retrying cannot help (a close code or a 4xx
+        answer to the handshake that says so), else the seconds to wait before the next."""
+        status = getattr(getattr(error, "response", None), "status_code", 0)
         if 400 <= status < 500 and status != 429:
             cls = {401: AuthError, 403: ForbiddenError, 404: NotFoundError}.get(status, MalformedBodyError)
-            return cls(f"the live route answered HTTP {status}")
-        return None
-
-    @staticmethod
-    def _fatal(code: int | None, reason: str) -> DashError | None:
-        cls = _FATAL.get(code or 0)
-        return cls(reason or f"closed with {code}") if cls is not None else None
+            raise cls(f"the live route answered HTTP {status}")
+        fatal = _FATAL.get(close.code) if close is not None else None
+        if fatal is not None:
+            raise fatal(close.reason or f"closed with {close.code}")
+        self.reconnects += 1
+        return self._backoff(attempt)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -108,6 +106,7 @@ class LiveStream:
 
         attempt = 0
         while True:
+            error = None
             try:
                 with connect(self._address(), additional_headers=self._headers(),
                              open_timeout=self.open_timeout_s, max_size=None) as ws:
@@ -118,13 +117,8 @@ class LiveStream:
             except ConnectionClosed as exc:
                 close = exc.rcvd
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                if (refused := self._refused(exc)) is not None:
-                    raise refused from None
-                close = None
-            if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
-                raise fatal
-            self.reconnects += 1
-            time.sleep(self._backoff(attempt))
+                close, error = None, exc
+            time.sleep(self._ended(close, error, attempt))
             attempt += 1
 
     # -- async -----------------------------------------------------------------------------
@@ -135,6 +129,7 @@ class LiveStream:
 
         attempt = 0
         while True:
+            error = None
             try:
                 async with connect(self._address(), additional_headers=self._headers(),
                                    open_timeout=self.open_timeout_s, max_size=None) as ws:
@@ -146,11 +141,6 @@ class LiveStream:
             except ConnectionClosed as exc:
                 close = exc.rcvd
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                if (refused := self._refused(exc)) is not None:
-                    raise refused from None
-                close = None
-            if close is not None and (fatal := self._fatal(close.code, close.reason)) is not None:
-                raise fatal
-            self.reconnects += 1
-            await asyncio.sleep(self._backoff(attempt))
+                close, error = None, exc
+            await asyncio.sleep(self._ended(close, error, attempt))
             attempt += 1

@@ -1,0 +1,138 @@
+"""LiveStream (the SDK's `Client.stream`) against a real WebSocket server on loopback that
+drops the connection mid-stream: it reconnects with `after=<last seq>` and yields every record
+once, in order; close codes and handshake refusals that retrying cannot fix end it with the
+matching error; gaps are yielded only when asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from urllib.parse import parse_qs, urlparse
+
+import orjson
+import pytest
+from websockets.asyncio.server import serve
+from websockets.http11 import Response
+from websockets.datastructures import Headers
+
+from dash_ray.errors import AuthError, NotFoundError
+from dash_ray.stream import Gap, LiveStream
+
+
+class Server:
+    """Serves seqs 1..total in messages of 3; drops the first connection after 2 messages.
+    Records `after` of each connection."""
+
+    def __init__(self, total: int = 20, *, close_code: int | None = None, refuse: int | None = None,
+                 gap: tuple[int, int] | None = None) -> None:
+        self.total, self.close_code, self.refuse, self.gap = total, close_code, refuse, gap
+        self.afters: list[int | None] = []
+
+    async def handler(self, ws) -> None:  # noqa: ANN001
+        query = parse_qs(urlparse(ws.request.path).query)
+        after = int(query["after"][0]) if "after" in query else None
+        self.afters.append(after)
+        if self.close_code:
+            await ws.close(self.close_code, "no")
+            return
+        cursor = after or 0
+        await ws.send(orjson.dumps({"seq": cursor, "records": []}).decode())
+        if self.gap and cursor < self.gap[0]:
+            await ws.send(orjson.dumps({"type": "gap", "from": self.gap[0], "to": self.gap[1]}).decode())
+            cursor = self.gap[1]
+        sent = 0
+        while cursor < self.total:
+            seqs = range(cursor + 1, min(cursor + 3, self.total) + 1)
+            await ws.send(orjson.dumps({"seq": seqs[-1], "records": [
+                {"seq": s, "time": "", "data": {"n": s}} for s in seqs]}).decode())
+            cursor = seqs[-1]
+            sent += 1
+            if len(self.afters) == 1 and sent == 2:
+                ws.transport.abort()  # a dropped connection, no close frame
+                return
+        await ws.wait_closed()
+
+    def process_request(self, connection, request):  # noqa: ANN001
+        if self.refuse:
+            return Response(self.refuse, "refused", Headers(), b"")
+        return None
+
+
+def _run(server: Server, consume) -> None:  # noqa: ANN001
+    async def main() -> None:
+        async with serve(server.handler, "127.0.0.1", 0, process_request=server.process_request) as running:
+            port = running.sockets[0].getsockname()[1]
+            await asyncio.wait_for(consume(f"http://127.0.0.1:{port}"), 30)
+
+    asyncio.run(main())
+
+
+def test_resumes_after_a_dropped_connection_with_every_record_once() -> None:
+    server = Server()
+
+    async def consume(url: str) -> None:
+        stream = LiveStream(url, "p", after=0)
+        seqs = []
+        async for record in stream:
+            seqs.append(record["seq"])
+            if len(seqs) == 20:
+                break
+        assert seqs == list(range(1, 21))
+        assert stream.reconnects == 1
+
+    _run(server, consume)
+    assert server.afters == [0, 6]
+
+
+def test_the_sync_iterator_does_the_same() -> None:
+    server = Server()
+    seqs: list[int] = []
+
+    async def consume(url: str) -> None:
+        def read() -> None:
+            for record in LiveStream(url, "p"):
+                seqs.append(record["seq"])
+                if len(seqs) == 20:
+                    return
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.05)
+
+    _run(server, consume)
+    assert seqs == list(range(1, 21))
+    assert server.afters == [None, 6]  # joined the tail, then resumed after what it had
+
+
+def test_gaps_are_yielded_when_asked_and_skipped_otherwise() -> None:
+    server = Server(total=12, gap=(1, 4))
+
+    async def consume(url: str) -> None:
+        stream = LiveStream(url, "p", after=0, gaps=True)
+        items = []
+        async for item in stream:
+            items.append(item)
+            if not isinstance(item, Gap) and item["seq"] == 12:
+                break
+        assert items[0] == Gap(1, 4)
+        assert [i["seq"] for i in items[1:]] == list(range(5, 13))
+        assert stream.seen_gaps == [Gap(1, 4)]
+
+    _run(server, consume)
+
+
+@pytest.mark.parametrize(("server", "error"), [
+    (Server(close_code=4401), AuthError),
+    (Server(close_code=4404), NotFoundError),
+    (Server(refuse=404), NotFoundError),
+    (Server(refuse=401), AuthError),
+])
+def test_what_retrying_cannot_fix_ends_the_stream(server: Server, error: type) -> None:
+    async def consume(url: str) -> None:
+        with pytest.raises(error):
+            async for _ in LiveStream(url, "p"):
+                pass
+
+    _run(server, consume)
+    assert len(server.afters) <= 1
