@@ -1,0 +1,369 @@
+"""The chaos soak of issue 13: every acknowledged record is stored exactly once while the
+pipeline actor is SIGKILLed every 2-5 s and, once, the whole Ray instance is SIGKILLed and
+brought back up on the same home.
+
+Five writers send signed NDJSON batches, each record with a unique id, each batch with an
+Idempotency-Key; a batch is sent again with the same key (re-signed on every other attempt,
+so the key alone must deduplicate) until it is acknowledged. The pipeline flushes every 50
+records or 50 ms, so kills land inside commits. At the end, once the pipeline has stored all
+it acknowledged, bronze (the raw records), silver (the lake's Parquet) and the query API must
+each hold every acknowledged record exactly once, at the sequence numbers its ack gave, and
+no record that was sent but never acknowledged more than once.
+
+`DASH_SOAK_SECONDS` sets how long the chaos lasts (default 60), `DASH_SOAK_SEED` the seed
+of the kill times and batch sizes (printed, to run a failure again).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import ray
+
+from dash_ray.client import Client
+from dash_ray.deploy.localray import _stragglers, read_run_file
+from dash_ray.ingest.signing import signature_header
+from dash_ray.lake import Lake
+from dash_ray.supervision.policy import RestartPolicy
+from tests.conftest import ADMIN_TOKEN, platform_settings, port_open, processes_using
+
+SOAK_S = float(os.environ.get("DASH_SOAK_SECONDS", "60"))
+SEED = int(os.environ.get("DASH_SOAK_SEED", str(int(time.time()) % 100_000)))
+WRITERS = 5
+PIPELINE = "chaos"
+SPEC = {
+    "id": PIPELINE,
+    "source": {"kind": "push"},
+    "mapping": {"fields": {"id": {"path": "$.id", "type": "string", "required": True},
+                           "w": {"path": "$.w", "type": "int"},
+                           "b": {"path": "$.b", "type": "int"}}},
+    "flush": {"records": 50, "seconds": 0.05},
+}
+# How long a writer keeps retrying its last batch once the chaos is over.
+DRAIN_S = 60.0
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(int(SOAK_S) + 300)]
+
+
+# -- the instance under test ------------------------------------------------------------------
+
+
+class Instance:
+    """The platform on a local Ray of its own, which the soak may SIGKILL whole and bring back
+    on the same home. This process is a Ray driver of it while it runs (to find the pipeline
+    actor's pid), and lets go of it before the instance is killed."""
+
+    def __init__(self, home: Path) -> None:
+        # Many restarts in the window, short back-off: the soak measures durability, not the
+        # crash-loop back-off (tests/dash_ray/supervision cover that).
+        policy = RestartPolicy(max_restarts=1000, window_s=60, backoff_s=0.1, max_backoff_s=0.5)
+        self.settings = platform_settings(home, restart=policy)
+        self.url = f"http://127.0.0.1:{self.settings.port}"
+        self.temp_dirs: set[str] = set()
+
+    def up(self) -> None:
+        from serve_app.platform import up
+
+        up(self.settings, timeout_s=180)
+        local = read_run_file(self.settings.home)
+        assert local is not None
+        self.temp_dirs.add(local.temp_dir)
+
+    def down(self) -> None:
+        from serve_app.platform import down
+
+        down(self.settings)
+
+    def pipeline_pid(self) -> int | None:
+        """The pid of the pipeline actor's process, asked of the actor; None while it is not
+        there or does not answer (it is being restarted)."""
+        try:
+            actor = ray.get_actor(f"pipeline:{PIPELINE}", namespace=self.settings.namespace)
+            pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=3)
+        except Exception:  # noqa: BLE001 - gone, dead or busy restarting: try again later
+            return None
+        # The pid was the actor's an instant ago; make sure it still is before killing it.
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"PipelineActor" in title else None
+
+    def kill_pipeline(self) -> bool:
+        pid = self.pipeline_pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+    def kill_everything(self) -> int:
+        """What a power cut does to the instance: every process of it dies at once (its process
+        group, then any process still holding its temp folder). Returns how many were hit."""
+        ray.shutdown()  # this driver is not part of the instance; let go before it dies
+        local = read_run_file(self.settings.home)
+        assert local is not None and local.alive()
+        victims = set(_stragglers(local.temp_dir, local.pid))
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(local.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while left := _stragglers(local.temp_dir, local.pid):
+            assert time.monotonic() < deadline, f"instance processes survive SIGKILL: {left}"
+            victims.update(left)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(local.pid, os.WNOHANG)
+        return len(victims)
+
+
+@pytest.fixture()
+def instance(tmp_path: Path) -> Iterator[Instance]:
+    # Another test of this session may have this process connected to the session's
+    # platform: let go of it for the soak and connect back afterwards.
+    previous = None
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        previous = (context.gcs_address, context.namespace)
+        ray.shutdown()
+    inst = Instance(tmp_path / "home")
+    inst.up()
+    try:
+        yield inst
+    finally:
+        inst.down()
+        if ray.is_initialized():
+            ray.shutdown()
+        assert not port_open(inst.settings.port), "the web port is still open"
+        for temp_dir in inst.temp_dirs:
+            assert not processes_using(temp_dir), processes_using(temp_dir)
+            assert not Path(temp_dir).exists(), f"{temp_dir} left behind"
+        if previous is not None:
+            from serve_app.platform import connect_ray
+
+            connect_ray(*previous)
+
+
+# -- the writers ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Ledger:
+    """What the writers sent and what was acknowledged, at which sequence numbers."""
+
+    sent: set[str] = dataclasses.field(default_factory=set)
+    acked: dict[str, int] = dataclasses.field(default_factory=dict)  # record id -> its seq
+    statuses: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    duplicates: int = 0
+    retries: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+class Writer(threading.Thread):
+    def __init__(self, no: int, url: str, secret: str, ledger: Ledger, stop: threading.Event,
+                 give_up: list[float]) -> None:
+        super().__init__(name=f"writer-{no}", daemon=True)
+        self.no, self.secret, self.ledger, self.stop, self.give_up = no, secret, ledger, stop, give_up
+        self.url = f"{url}/v1/pipelines/{PIPELINE}/events"
+        self.random = random.Random(SEED * 10 + no)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(timeout=10) as http:
+                batch = 0
+                while not self.stop.is_set():
+                    self._send(http, batch)
+                    batch += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def _send(self, http: httpx.Client, batch: int) -> None:
+        ids = [f"w{self.no}-{batch}-{i}" for i in range(self.random.randint(1, 30))]
+        body = b"".join(orjson.dumps({"id": i, "w": self.no, "b": batch}) + b"\n" for i in ids)
+        key = f"w{self.no}-b{batch}"
+        with self.ledger.lock:
+            self.ledger.sent.update(ids)
+        signature = signature_header(self.secret, body)
+        attempt = 0
+        while time.monotonic() < self.give_up[0]:
+            if attempt % 2:
+                signature = signature_header(self.secret, body)
+            attempt += 1
+            headers = {"content-type": "application/x-ndjson", "idempotency-key": key,
+                       "dash-signature": signature}
+            try:
+                response = http.post(self.url, content=body, headers=headers)
+                status = response.status_code
+            except httpx.TransportError:
+                status = 0
+            with self.ledger.lock:
+                self.ledger.statuses[status] += 1
+                if attempt > 1:
+                    self.ledger.retries += 1
+            if status == 202:
+                answer = response.json()
+                assert answer["accepted"] == len(ids), answer
+                first = answer["last_seq"] - len(ids) + 1
+                with self.ledger.lock:
+                    self.ledger.acked.update((i, first + n) for n, i in enumerate(ids))
+                    self.ledger.duplicates += bool(answer.get("duplicate"))
+                return
+            assert status in (0, 404, 429, 500, 502, 503, 504), f"{status}: {response.text}"
+            # Capped exponential back-off with jitter, as a client should (and so a writer
+            # does not spin against a closed port while the instance comes back).
+            time.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)) * (0.5 + self.random.random()))
+
+
+# -- reading back what was stored ---------------------------------------------------------------
+
+
+def bronze_records(lake: Lake) -> list[tuple[str, int]]:
+    """(record id, seq) of every raw record in the bronze files readers use."""
+    found = []
+    for file in lake.files("bronze", PIPELINE):
+        table = lake.read_file(file, columns=["seq", "raw"])
+        found += [(orjson.loads(raw)["id"], seq)
+                  for seq, raw in zip(table.column("seq").to_pylist(), table.column("raw").to_pylist())]
+    return found
+
+
+def silver_records(lake: Lake) -> list[tuple[str, int]]:
+    found = []
+    for file in lake.files("silver", PIPELINE):
+        table = lake.read_file(file, columns=["seq", "id"])
+        found += list(zip(table.column("id").to_pylist(), table.column("seq").to_pylist()))
+    return found
+
+
+def check_exactly_once(where: str, stored: list[tuple[str, int]], ledger: Ledger) -> list[str]:
+    """Problems with `stored` against the ledger: an acknowledged record missing, stored twice
+    or at another seq than its ack's; any sent record stored twice or never sent."""
+    problems = []
+    counts = collections.Counter(i for i, _ in stored)
+    seqs = {i: s for i, s in stored}
+    missing = sorted(set(ledger.acked) - set(counts))
+    if missing:
+        problems.append(f"{where}: {len(missing)} acknowledged record(s) lost, e.g. {missing[:10]}")
+    doubled = sorted(i for i, n in counts.items() if n > 1)
+    if doubled:
+        problems.append(f"{where}: {len(doubled)} record(s) stored more than once, e.g. {doubled[:10]}")
+    moved = sorted(i for i, s in ledger.acked.items() if i in seqs and counts[i] == 1 and seqs[i] != s)
+    if moved:
+        problems.append(f"{where}: {len(moved)} record(s) stored at another seq than acked, e.g. "
+                        f"{[(i, ledger.acked[i], seqs[i]) for i in moved[:5]]}")
+    unknown = sorted(set(counts) - ledger.sent)
+    if unknown:
+        problems.append(f"{where}: {len(unknown)} record(s) never sent, e.g. {unknown[:10]}")
+    seq_counts = collections.Counter(s for _, s in stored)
+    if reused := sorted(s for s, n in seq_counts.items() if n > 1):
+        problems.append(f"{where}: {len(reused)} seq(s) used twice, e.g. {reused[:10]}")
+    return problems
+
+
+def wait_stored(client: Client, last_seq: int, timeout: float = 120) -> dict[str, Any]:
+    """Until the pipeline runs and has stored everything through `last_seq`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            view = client.get(PIPELINE)
+            last = (view.status, view.counters)
+            if (view.status == "running" and view.counters.get("stored_seq", 0) >= last_seq
+                    and view.counters.get("stored_seq") == view.counters.get("last_seq")):
+                return view.counters
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"the pipeline did not store everything through seq {last_seq}; last: {last!r}")
+
+
+# -- the soak ---------------------------------------------------------------------------------
+
+
+def test_chaos_soak_stores_every_acknowledged_record_exactly_once(instance: Instance) -> None:
+    rng = random.Random(SEED)
+    with Client(instance.url, token=ADMIN_TOKEN) as client:
+        secret = client.deploy(SPEC).ingest_secret
+    assert secret
+
+    ledger = Ledger()
+    stop = threading.Event()
+    give_up = [float("inf")]
+    writers = [Writer(n, instance.url, secret, ledger, stop, give_up) for n in range(WRITERS)]
+    started = time.monotonic()
+    for writer in writers:
+        writer.start()
+
+    # SOAK_S seconds of chaos while the instance is up; the time it takes to come back after
+    # the power cut is not counted (on a loaded machine it can take longer than the rest).
+    kills = misses = restarts = 0
+    restart_s = 0.0
+    end = started + SOAK_S
+    power_cut_at = started + SOAK_S * rng.uniform(0.3, 0.6)
+    next_kill = started + rng.uniform(2, 5)
+    while (now := time.monotonic()) < end:
+        assert all(w.is_alive() for w in writers), [w.error for w in writers if w.error]
+        if not restarts and now >= power_cut_at:
+            instance.kill_everything()
+            instance.up()
+            restart_s = time.monotonic() - now
+            end += restart_s
+            restarts += 1
+            next_kill = time.monotonic() + rng.uniform(2, 5)
+        elif now >= next_kill:
+            if instance.kill_pipeline():
+                kills += 1
+                next_kill = now + rng.uniform(2, 5)
+            else:
+                misses += 1  # restarting still: try again shortly
+                next_kill = now + 0.5
+        time.sleep(0.05)
+    chaos_s = time.monotonic() - started
+
+    stop.set()
+    give_up[0] = time.monotonic() + DRAIN_S
+    for writer in writers:
+        writer.join(DRAIN_S + 15)
+    assert not any(w.is_alive() for w in writers), "a writer did not stop"
+    errors = [w.error for w in writers if w.error]
+    assert not errors, errors
+
+    with Client(instance.url, token=ADMIN_TOKEN) as client:
+        last_acked = max(ledger.acked.values(), default=0)
+        counters = wait_stored(client, last_acked)
+        query_rows = [(r["id"], r["seq"]) for page in client.query_pages(PIPELINE, limit=10_000, fields="id")
+                      for r in page]
+    lake = Lake.from_url(instance.settings.lake_url)
+    bronze, silver = bronze_records(lake), silver_records(lake)
+    problems = (check_exactly_once("bronze", bronze, ledger) + check_exactly_once("silver", silver, ledger)
+                + check_exactly_once("query", query_rows, ledger))
+
+    unacked = len(ledger.sent) - len(ledger.acked)
+    print(f"\nchaos soak (seed {SEED}): {len(ledger.acked)} records acknowledged "
+          f"({unacked} sent, never acknowledged; {ledger.duplicates} duplicate answers), "
+          f"{kills} pipeline kills ({misses} tries found it restarting), {restarts} instance "
+          f"restart(s) ({restart_s:.1f} s to come back), {chaos_s:.0f} s of chaos; "
+          f"bronze {len(bronze)} rows, silver {len(silver)}, query {len(query_rows)}; "
+          f"stored_seq {counters.get('stored_seq')}; answers {dict(ledger.statuses)}; "
+          f"{ledger.retries} retries")
+    assert not problems, "\n".join(problems)
+    assert kills >= 1 and restarts == 1
+    assert ledger.acked, "nothing was acknowledged"
+    # Every seq the pipeline gave out is accounted for: bronze holds one record per seq.
+    assert sorted(s for _, s in bronze) == list(range(1, counters["stored_seq"] + 1))
