@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import os
 import random
 import signal
@@ -43,6 +44,7 @@ from tests.conftest import ADMIN_TOKEN, platform_settings, port_open, processes_
 SOAK_S = float(os.environ.get("DASH_SOAK_SECONDS", "60"))
 SEED = int(os.environ.get("DASH_SOAK_SEED", str(int(time.time()) % 100_000)))
 WRITERS = 5
+KILL_EVERY_S = (2.0, 5.0)
 PIPELINE = "chaos"
 SPEC = {
     "id": PIPELINE,
@@ -175,14 +177,18 @@ class Ledger:
     duplicates: int = 0
     retries: int = 0
     abandoned: int = 0
+    # Writers stop retrying at this time (set when the chaos is over).
+    deadline: float = math.inf
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class Writer(threading.Thread):
-    def __init__(self, no: int, url: str, secret: str, ledger: Ledger, stop: threading.Event,
-                 give_up: list[float]) -> None:
+    """Sends batches until `stop`, each until it is acknowledged (or abandoned, or the
+    ledger's deadline passes), recording them in the ledger."""
+
+    def __init__(self, no: int, url: str, secret: str, ledger: Ledger, stop: threading.Event) -> None:
         super().__init__(name=f"writer-{no}", daemon=True)
-        self.no, self.secret, self.ledger, self.stop, self.give_up = no, secret, ledger, stop, give_up
+        self.no, self.secret, self.ledger, self.stop = no, secret, ledger, stop
         self.url = f"{url}/v1/pipelines/{PIPELINE}/events"
         self.random = random.Random(SEED * 10 + no)
         self.error: BaseException | None = None
@@ -205,7 +211,7 @@ class Writer(threading.Thread):
             self.ledger.sent.update(ids)
         signature = signature_header(self.secret, body)
         attempt = 0
-        while time.monotonic() < self.give_up[0]:
+        while time.monotonic() < self.ledger.deadline:
             if attempt % 2:
                 signature = signature_header(self.secret, body)
             attempt += 1
@@ -312,8 +318,7 @@ def test_chaos_soak_stores_every_acknowledged_record_exactly_once(instance: Inst
 
     ledger = Ledger()
     stop = threading.Event()
-    give_up = [float("inf")]
-    writers = [Writer(n, instance.url, secret, ledger, stop, give_up) for n in range(WRITERS)]
+    writers = [Writer(n, instance.url, secret, ledger, stop) for n in range(WRITERS)]
     started = time.monotonic()
     for writer in writers:
         writer.start()
@@ -324,7 +329,7 @@ def test_chaos_soak_stores_every_acknowledged_record_exactly_once(instance: Inst
     restart_s = 0.0
     end = started + SOAK_S
     power_cut_at = started + SOAK_S * rng.uniform(0.3, 0.6)
-    next_kill = started + rng.uniform(2, 5)
+    next_kill = started + rng.uniform(*KILL_EVERY_S)
     while (now := time.monotonic()) < end:
         assert all(w.is_alive() for w in writers), [w.error for w in writers if w.error]
         if not restarts and now >= power_cut_at:
@@ -333,11 +338,11 @@ def test_chaos_soak_stores_every_acknowledged_record_exactly_once(instance: Inst
             restart_s = time.monotonic() - now
             end += restart_s
             restarts += 1
-            next_kill = time.monotonic() + rng.uniform(2, 5)
+            next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
         elif now >= next_kill:
             if instance.kill_pipeline():
                 kills += 1
-                next_kill = now + rng.uniform(2, 5)
+                next_kill = now + rng.uniform(*KILL_EVERY_S)
             else:
                 misses += 1  # restarting still: try again shortly
                 next_kill = now + 0.5
@@ -345,7 +350,7 @@ def test_chaos_soak_stores_every_acknowledged_record_exactly_once(instance: Inst
     chaos_s = time.monotonic() - started
 
     stop.set()
-    give_up[0] = time.monotonic() + DRAIN_S
+    ledger.deadline = time.monotonic() + DRAIN_S
     for writer in writers:
         writer.join(DRAIN_S + 15)
     assert not any(w.is_alive() for w in writers), "a writer did not stop"
