@@ -23,6 +23,7 @@ import math
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -82,7 +83,13 @@ class Instance:
     def up(self) -> None:
         from serve_app.platform import up
 
-        up(self.settings, timeout_s=180)
+        try:
+            up(self.settings, timeout_s=180)
+        except RuntimeError as exc:
+            # Say who holds the port, when that is why (the sockets and their processes).
+            sockets = subprocess.run(["ss", "-tanpo"], capture_output=True, text=True).stdout
+            held = [line for line in sockets.splitlines() if f":{self.settings.port} " in line]
+            raise AssertionError(f"{exc}; sockets on the port: {held}") from exc
         local = read_run_file(self.settings.home)
         assert local is not None
         self.temp_dirs.add(local.temp_dir)
