@@ -49,4 +49,4 @@ def test_up_demo_opens_with_a_live_demo_dashboard(browser, tmp_path: Path) -> No
         if context is not None:
             context.close()
         down = dash(home, port, "down")
-    assert down.returncode == 0 and "Dash stopped." in down.stdout, down.stdout + down.stderr
+    assert down.returncode == 0 and "Dash stopped" in down.stdout, down.stdout + down.stderr
