@@ -126,7 +126,7 @@ def find_pids(port: int, home: Path) -> tuple[int | None, int | None]:
                 if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
                     inodes.add(f"socket:[{parts[9]}]")
     replica = actor = None
-    wal = str(home / "wal")
+    wal = str(home / "home" / "wal")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -168,9 +168,13 @@ def main() -> int:
     import psycopg
     import ray
 
-    from dash_ray.auth.tokens import hash_token
     from dash_ray.client import Client
-    from dash_ray.deploy.localray import free_port
+    try:
+        from dash_ray.auth.tokens import hash_token
+        from dash_ray.deploy.localray import free_port
+    except ImportError:  # the tree before issue 14's layout, to compare with it
+        from dash_ray.localray import free_port
+        from dash_ray.tokens import hash_token
     from dash_ray.settings import Settings
     from serve_app.platform import down, up
 
@@ -206,17 +210,18 @@ def main() -> int:
         if args.starlette_ingest:
             spath = home / "web.pickle"
             spath.write_bytes(pickle.dumps(settings.web()))
-            for mode in ("raw", "starlette"):
+            modes = os.environ.get("BENCH_SIDE_MODES", "raw,starlette").split(",")
+            for mode in modes:
                 sport = free_port()
                 procs.append(_spawn([sys.executable, __file__, "--side-server", str(sport), mode,
                                      platform.ray_address, str(spath)]))
-                targets.append(Target(f"dash web app in uvicorn, {mode} ingest front" if mode == "raw" else
+                targets.append(Target(f"dash web app in uvicorn, {mode} ingest front" if mode != "starlette" else
                                       "dash web app in uvicorn, Starlette Route ingest", sport, secret, True))
         for target in targets:
             _wait_port(int(target.host.rsplit(":", 1)[1]))
         time.sleep(1.0)
 
-        kinds = [("single", 32)] + ([] if args.only_single else [("ndjson", 8)])
+        kinds = [("single", 32)] + ([] if args.only_single else [("ndjson", 8), ("ndjson", 32)])
         first = 0
         for rnd in range(args.repeat):
             for kind, conns in kinds:
@@ -228,7 +233,11 @@ def main() -> int:
                     prof = None
                     if args.profile and rnd == 0 and kind == "single" and target.name == "dash":
                         prof = _start_profiles(args.profile, settings.port, home, duration)
-                    results[(target.name, kind, conns)].append(load.run(target.url, pool, conns, duration))
+                    pids = find_pids(settings.port, home) if target.name == "dash" else (None, None)
+                    before = [_cpu(pid) for pid in pids]
+                    row = load.run(target.url, pool, conns, duration)
+                    row["cpu"] = [(_cpu(pid) - b) if pid else None for pid, b in zip(pids, before)]
+                    results[(target.name, kind, conns)].append(row)
                     target.done(pool)
                     for p in prof or ():
                         p.wait()
@@ -250,11 +259,21 @@ def main() -> int:
     return 0
 
 
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) the process has used so far."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_profiles(out: str, port: int, home: Path, duration: int) -> list[subprocess.Popen]:
     replica, actor = find_pids(port, home)
     Path(out).mkdir(parents=True, exist_ok=True)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     procs = []
+    native = ["--native"] if os.environ.get("BENCH_PYSPY_NATIVE") else []
     for name, pid in (("replica", replica), ("actor", actor)):
         if pid is None:
             print(f"no {name} pid found", file=sys.stderr)
@@ -262,7 +281,7 @@ def _start_profiles(out: str, port: int, home: Path, duration: int) -> list[subp
         print(f"py-spy: {name} pid {pid}", file=sys.stderr)
         for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
             procs.append(subprocess.Popen(
-                [spy, "record", "--nonblocking", "-r", "100", "-f", fmt, "-o", f"{out}/single-{name}.{ext}",
+                [spy, "record", "--nonblocking", "-r", "100", *native, "-f", fmt, "-o", f"{out}/single-{name}.{ext}",
                  "--pid", str(pid), "-d", str(max(1, duration - 2))],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(0.5)
@@ -293,6 +312,12 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
         label = "single event" if kind == "single" else "NDJSON x1000"
         print(f"| {name} | {label} | {conns} | {rps:,.0f} | {rps * per:,.0f} | {med(rows, 'p50'):.1f} | "
               f"{med(rows, 'p99'):.1f} | {bad_text}{' (pool wrapped)' if wrapped and name.startswith('dash') else ''} |")
+    for (name, kind, conns), rows in results.items():
+        if name == "dash":
+            cpu = [r["cpu"] for r in rows]
+            rep = statistics.median(1000 * c[0] / r["requests"] for c, r in zip(cpu, rows) if c[0] is not None)
+            act = statistics.median(1000 * c[1] / r["requests"] for c, r in zip(cpu, rows) if c[1] is not None)
+            print(f"  dash {kind}: CPU seconds per 1,000 requests: web replica {rep:.3f}, pipeline actor {act:.3f}")
     print("\nRatios (records/s, same run):")
     for kind, figures in by_kind.items():
         dash = figures.get("dash")

@@ -22,7 +22,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from dash_ray.ingest.signing import signature_header
+try:
+    from dash_ray.ingest.signing import signature_header
+except ImportError:  # the tree before issue 14's layout
+    from dash_ray.signing import signature_header
 
 __all__ = ["RequestPool", "ndjson_pool", "run", "single_pool"]
 

@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import os
 import pickle
+import sys
 from typing import Any
 
 import orjson
@@ -49,7 +50,10 @@ def _glue() -> Any:
     from starlette.routing import Route
 
     from dash_ray.errors import SignatureError
-    from dash_ray.ingest.signing import DashScheme
+    try:
+        from dash_ray.ingest.signing import DashScheme
+    except ImportError:  # the tree before issue 14's layout
+        from dash_ray.signing import DashScheme
 
     dsn, table, secret = os.environ["BENCH_GLUE_DSN"], os.environ["BENCH_GLUE_TABLE"], os.environ["BENCH_GLUE_SECRET"]
     scheme = DashScheme()
@@ -110,6 +114,10 @@ def side_server(port: int, mode: str, address: str, settings_path: str) -> None:
 
     with open(settings_path, "rb") as f:
         web = pickle.load(f)
+    mode, _, inflight = mode.partition(":")  # "raw:1": another coalesce_inflight (experiments)
+    if inflight:
+        import dataclasses
+        web = dataclasses.replace(web, coalesce_inflight=int(inflight))
     connect_ray(address, web.namespace)
     front = build_app(web)
     app: Any = front
@@ -127,5 +135,19 @@ def side_server(port: int, mode: str, address: str, settings_path: str) -> None:
             Route("/v1/hooks/{pid}", endpoint("hooks"), methods=["POST"]),
             Mount("", app=front.app),
         ])
+    def report() -> None:  # how well the coalescer batches (uvicorn ends this process by its signal)
+        import time
+        last = None
+        while True:
+            time.sleep(5)
+            now = [(pid, co.batches, co.calls) for pid, co in list(front.gateway._coalescers.items())]
+            if now != last:
+                last = now
+                for pid, batches, calls in now:
+                    print(f"side {mode}: coalescer {pid}: {batches} requests in {calls} actor calls",
+                          file=sys.stderr, flush=True)
+
+    import threading
+    threading.Thread(target=report, daemon=True).start()
     uvicorn.run(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools", lifespan="off",
                 log_level="warning", access_log=False)
