@@ -92,7 +92,9 @@ class Target:
     def __init__(self, name: str, port: int, secret: str, fresh: bool) -> None:
         self.name, self.url, self.secret = name, f"http://127.0.0.1:{port}{PATH}", secret
         self.host = f"127.0.0.1:{port}"
-        self.fresh = fresh  # True: it deduplicates, so every row needs requests never sent
+        # True: it deduplicates, so every row needs requests never sent. Signed pools are
+        # also made anew for every row because signatures age out of the 300 s window.
+        self.fresh = fresh
         self._cache: dict[str, load.RequestPool] = {}
 
     def pool(self, kind: str, duration: int, first: int) -> load.RequestPool:
@@ -198,7 +200,7 @@ def main() -> int:
                  "--workers", "2", "--http", "httptools", "--no-access-log", "--log-level", "warning",
                  "--host", "127.0.0.1", "--port", str(gport)],
                 env={"BENCH_GLUE_DSN": PG_DSN, "BENCH_GLUE_TABLE": table, "BENCH_GLUE_SECRET": "glue-secret"}))
-            targets.append(Target("glue: starlette+psycopg, 2 workers", gport, "glue-secret", False))
+            targets.append(Target("glue: starlette+psycopg, 2 workers", gport, "glue-secret", True))
 
         token = "dash_admin_bench"
         settings = Settings.from_env(env={}, home=str(home / "home"), port=free_port(),
@@ -288,6 +290,12 @@ def _start_profiles(out: str, port: int, home: Path, duration: int) -> list[subp
     return procs
 
 
+def _round_ratios(results: dict, kind: str, conns: int) -> list[float]:
+    raw = results[("dash web app in uvicorn, raw ingest front", kind, conns)]
+    star = results[("dash web app in uvicorn, Starlette Route ingest", kind, conns)]
+    return [a["rps"] / b["rps"] for a, b in zip(raw, star)]
+
+
 def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg: tuple) -> None:
     def med(rows: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rows)
@@ -297,11 +305,11 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
           f"{os.cpu_count()} cores, load average before the run {load_avg[0]:.1f}\n")
     print("| path | kind | conns | req/s | records/s | p50 ms | p99 ms | non-2xx (by status) |")
     print("|---|---|---|---|---|---|---|---|")
-    by_kind: dict[str, dict[str, float]] = defaultdict(dict)
+    by_kind: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     for (name, kind, conns), rows in results.items():
         rps = med(rows, "rps")
         per = rows[0]["per"]
-        by_kind[kind][name] = rps * per
+        by_kind[(kind, conns)][name] = rps * per
         bad: dict[str, int] = defaultdict(int)
         for r in rows:
             for status, n in r["statuses"].items():
@@ -317,17 +325,19 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
             cpu = [r["cpu"] for r in rows]
             rep = statistics.median(1000 * c[0] / r["requests"] for c, r in zip(cpu, rows) if c[0] is not None)
             act = statistics.median(1000 * c[1] / r["requests"] for c, r in zip(cpu, rows) if c[1] is not None)
-            print(f"  dash {kind}: CPU seconds per 1,000 requests: web replica {rep:.3f}, pipeline actor {act:.3f}")
+            print(f"  dash {kind} x{conns} conns: CPU seconds per 1,000 requests: web replica {rep:.3f}, "
+                  f"pipeline actor {act:.3f}")
     print("\nRatios (records/s, same run):")
-    for kind, figures in by_kind.items():
+    for (kind, conns), figures in by_kind.items():
         dash = figures.get("dash")
         for other in figures:
             if dash and other != "dash" and not other.startswith("dash web app"):
-                print(f"  {kind}: dash / {other.split(':')[0]} = {dash / figures[other]:.2f}")
+                print(f"  {kind} x{conns} conns: dash / {other.split(':')[0]} = {dash / figures[other]:.2f}")
         raw = figures.get("dash web app in uvicorn, raw ingest front")
         star = figures.get("dash web app in uvicorn, Starlette Route ingest")
         if raw and star:
-            print(f"  {kind}: raw front / Starlette Route = {raw / star:.2f}")
+            print(f"  {kind} x{conns} conns: raw front / Starlette Route = {raw / star:.2f} (medians); "
+                  f"per round: {', '.join(f'{r:.2f}' for r in _round_ratios(results, kind, conns))}")
     accepted = sum(r["ok"] * r["per"] for (name, _, _), rows in results.items() if name.startswith("dash")
                    for r in rows)
     if counters:
