@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS keys (
     first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     rejected TEXT NOT NULL
-)
+);
+CREATE INDEX IF NOT EXISTS keys_at ON keys (at)
 """
 
 
@@ -60,10 +61,11 @@ class IdempotencyIndex:
         self._clock = clock
         self._keys: OrderedDict[str, tuple[float, Ack]] = OrderedDict()
         self._db: sqlite3.Connection | None = None
+        self._unbounded = 0  # rows written since the table was last cut to `max_keys`
         if path is not None:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
             self._load()
 
     def __len__(self) -> int:
@@ -114,6 +116,14 @@ class IdempotencyIndex:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._db.execute("DELETE FROM keys WHERE at < ?", (self._clock() - self.window_s,))
+            # The table keeps what memory keeps, the newest `max_keys`: unbounded, a busy
+            # pipeline's table grew by every request of the window, and every persist paid
+            # for it. Cut every max_keys/4 rows written (the cut walks max_keys index entries).
+            self._unbounded += len(rows)
+            if self._unbounded >= max(1, self.max_keys // 4):
+                self._unbounded = 0
+                self._db.execute("DELETE FROM keys WHERE at < (SELECT at FROM keys ORDER BY at DESC "
+                                 "LIMIT 1 OFFSET ?)", (self.max_keys - 1,))
 
     def close(self) -> None:
         if self._db is not None:

@@ -42,3 +42,19 @@ def test_persisted_keys_survive_reopen(tmp_path):
     expired = IdempotencyIndex(path, window_s=60, clock=clock)
     assert expired.get("a") is None
     expired.close()
+
+
+def test_persisted_table_keeps_the_newest_max_keys(tmp_path):
+    clock = Clock()
+    path = tmp_path / "idem.sqlite"
+    index = IdempotencyIndex(path, max_keys=8, clock=clock)
+    for i in range(40):
+        clock.now += 1
+        index.remember(f"k{i}", Ack(1, i, i))
+        index.persist([f"k{i}"])
+    rows = index._db.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+    index.close()
+    assert 8 <= rows <= 8 + 8 // 4
+    again = IdempotencyIndex(path, max_keys=8, clock=clock)
+    assert again.get("k39") is not None and again.get("k32") is not None and again.get("k20") is None
+    again.close()
