@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -74,20 +73,25 @@ class Message:
         return Message.of(cursor + 1, self.last_seq, [r for r in self.records if r["seq"] > cursor])
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Watcher:
-    """One client: its cursor, whether it follows the live tail, and its bounded queue."""
+    """One client: its cursor, whether it follows the live tail, and its bounded queue. Kept
+    small (slots, a plain list, a future only while waiting): a replica holds thousands."""
 
     topic: Topic
     send: Send
     cursor: int
     live: bool = False
-    queue: deque[Message] = field(default_factory=deque)
+    queue: list[Message] = field(default_factory=list)
     queued_bytes: int = 0
     closed: bool = False
     close_code: int | None = None
     overflows: int = 0
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def offer(self, message: Message) -> None:
         if not self.live or self.closed:
@@ -101,13 +105,13 @@ class Watcher:
         else:
             self.queue.append(message)
             self.queued_bytes += len(message.text)
-        self._wake.set()
+        self.wake()
 
     def close(self, code: int | None = None) -> None:
         self.closed = True
         if code is not None:
             self.close_code = code
-        self._wake.set()
+        self.wake()
 
     async def run(self) -> None:
         """Deliver to the client until it or the topic closes."""
@@ -116,10 +120,13 @@ class Watcher:
                 await self._catch_up()
                 continue
             if not self.queue:
-                self._wake.clear()
-                await self._wake.wait()
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
                 continue
-            message = self.queue.popleft()
+            message = self.queue.pop(0)
             self.queued_bytes -= len(message.text)
             await self._deliver(message)
 
@@ -225,7 +232,7 @@ class Topic:
                 # The tail moved past the ring: each live watcher catches up on its own.
                 for watcher in self.watchers:
                     watcher.live = False
-                    watcher._wake.set()
+                    watcher.wake()
                 self.position = read.first_seq - 1
                 continue
             if read.records:
