@@ -3,9 +3,10 @@ the HTTP server in its own event loop, on the platform's port; `ingress="serve"`
 same ASGI app behind Serve's own HTTP proxy instead, for comparison and for clusters that want
 Serve's routing.
 
-Why not Serve's proxy: measured here (`../shared/notes/ingress-paths.md`, and
-`benchmarks/ingest.py`), the Python proxy adds a hop that caps signed ingest at a few hundred
-requests a second, while a uvicorn server inside the replica serves ten times that.
+Why not Serve's proxy: measured on this machine (`../shared/notes/ingress-paths.md`, and an
+earlier `benchmarks/ingest.py` row that the current benchmark no longer prints), the Python
+proxy adds a hop that capped signed ingest at a few hundred requests a second, while a uvicorn
+server inside the replica served ten times that.
 Serve still hosts, places (on `web` nodes) and restarts the replicas and health-checks the
 server; the proxy is disabled. Replicas on one node share the port with SO_REUSEPORT.
 """
