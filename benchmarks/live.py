@@ -41,6 +41,7 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RECORDS_PER_REQUEST = 10
 SPEC = {
@@ -59,24 +60,6 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _listener_pid(port: int) -> int:
-    """The process listening on a TCP port (the web replica)."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            inodes.add(fields[9])
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                for fd in (proc / "fd").iterdir():
-                    if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
-                        return int(proc.name)
-            except OSError:
-                continue
-    raise RuntimeError(f"no process listens on port {port}")
 
 
 # -- clients (a separate process) ------------------------------------------------------------
@@ -231,6 +214,7 @@ class Dash:
         from dash_ray.client import Client
         from dash_ray.deploy.localray import free_port
         from dash_ray.settings import Settings
+        from ingest import find_pids
         from serve_app.platform import up
 
         self.home = Path(tempfile.mkdtemp(prefix="dash-bench-live-"))
@@ -242,7 +226,9 @@ class Dash:
         try:
             self.client.deploy(SPEC)
             self.secret = self.client.rotate_secret(SPEC["id"], grace_s=0)
-            self.web_pid = _listener_pid(self.settings.port)
+            self.web_pid = find_pids(self.settings.port, self.home)[0]  # the replica: it holds the port
+            if self.web_pid is None:
+                raise RuntimeError(f"no process listens on port {self.settings.port}")
         except BaseException:
             self.__exit__()  # a failed start leaves nothing running
             raise

@@ -118,7 +118,7 @@ def side_server(port: int, mode: str, address: str, settings_path: str) -> None:
     if inflight:
         import dataclasses
         web = dataclasses.replace(web, coalesce_inflight=int(inflight))
-    connect_ray(address, web.namespace)
+    connect_ray(address, web.namespace, loopback=True)  # the platform's local instance
     front = build_app(web)
     app: Any = front
     if mode == "starlette":

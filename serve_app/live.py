@@ -76,10 +76,6 @@ class LiveHub:
         if self.topics.get(pipeline_id) is topic:
             del self.topics[pipeline_id]
 
-    @property
-    def clients(self) -> int:
-        return sum(len(t.watchers) for t in self.topics.values())
-
 
 def _token(ws: WebSocket) -> str | None:
     header = ws.headers.get("authorization")

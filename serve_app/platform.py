@@ -23,7 +23,6 @@ from actors.registry import REGISTRY_NAME, get_or_create_registry
 from dash_ray.deploy.localray import (
     LocalRay,
     enable_ray_auth,
-    use_loopback,
     ensure_not_running,
     forget_platform,
     read_platform,
@@ -57,8 +56,6 @@ def connect_ray(address: str, namespace: str, *, loopback: bool = False) -> None
     if loopback:
         use_loopback()
     enable_ray_auth()
-    if address.startswith(("127.0.0.1:", "localhost:")):
-        use_loopback()
     # A node just started may not answer in time on a loaded machine ("Failed to connect to
     # Ray cluster at ..." though it is up a moment later): a few attempts, then the error.
     for attempt in range(4):
