@@ -14,6 +14,7 @@ import ray
 
 from actors.names import REGISTRY_NAME, actor_name
 from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.ingest.channel import ChannelServer, Endpoint
 from dash_ray.errors import DashError, SpecError, UnavailableError
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lake import Lake
@@ -48,12 +49,16 @@ class PipelineActor:
         )
         self._feeder: asyncio.Task[None] | None = None
         self._namespace = settings.namespace
+        # The data path for ingest from web replicas (dash_ray.ingest.channel), on this
+        # node's address: the address Ray advertises (127.0.0.1 on a loopback instance).
+        self._channel = ChannelServer(self._core.ingest, host=ray.util.get_node_ip_address())
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
         await asyncio.to_thread(self._core.lake.check)
         await self._follow_silver()
         await self._core.start()
+        await self._channel.start()
         # An active source (the demo) feeds the core from here; a passive one returns at once.
         self._feeder = asyncio.get_running_loop().create_task(
             source_for(self._core.spec.source).run(self._core.ingest))
@@ -73,7 +78,14 @@ class PipelineActor:
             self._core.followers.append(postgres_follower(spec, self._core.lake, dsn))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
+        """Ingest over Ray (the web tier uses `endpoint` instead: far cheaper per call)."""
         return await self._core.ingest(batches)
+
+    async def endpoint(self) -> Endpoint:
+        """Where this pipeline takes ingest over its channel, with the token it wants."""
+        if self._core.state != "running":
+            raise UnavailableError(f"pipeline {self._core.id} is {self._core.state}", retry_after=1.0)
+        return self._channel.endpoint
 
     async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
         return self._core.records(after=after, limit=limit)
@@ -111,6 +123,7 @@ class PipelineActor:
 
     async def stop(self) -> None:
         """Flush what is queued and close the log; the actor can then be killed."""
+        await self._channel.close()
         if self._feeder is not None:
             self._feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ from ray.exceptions import RayActorError
 
 from actors.pipeline import actor_name
 from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.ingest.channel import ChannelClient
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.live.feed import LiveRead
 from dash_ray.settings import WebSettings
@@ -71,6 +72,7 @@ class Gateway:
         self._info: dict[str, tuple[float, IngestInfo | NotFoundError]] = {}
         self._tokens: dict[str, tuple[float, str | None]] = {}
         self._actors: dict[str, Any] = {}
+        self._channels: dict[str, ChannelClient] = {}
         self._coalescers: dict[str, Coalescer] = {}
 
     # -- tokens ----------------------------------------------------------------------------
@@ -131,7 +133,14 @@ class Gateway:
     def forget(self, pipeline_id: str) -> None:
         """Drop what is cached about a pipeline (after this replica changed it)."""
         self._info.pop(pipeline_id, None)
+        self._lost(pipeline_id)
+
+    def _lost(self, pipeline_id: str) -> None:
+        """Forget the pipeline's actor handle and channel (the actor died or was replaced)."""
         self._actors.pop(pipeline_id, None)
+        channel = self._channels.pop(pipeline_id, None)
+        if channel is not None:
+            channel.abort()
 
     async def actor(self, pipeline_id: str) -> Any:
         actor = self._actors.get(pipeline_id)
@@ -144,17 +153,29 @@ class Gateway:
             self._actors[pipeline_id] = actor
         return actor
 
+    async def channel(self, pipeline_id: str) -> ChannelClient:
+        """The connection to the pipeline's ingest channel (`dash_ray.ingest.channel`); its
+        endpoint is asked of the actor over Ray once per actor."""
+        channel = self._channels.get(pipeline_id)
+        if channel is not None and not channel.closed:
+            return channel
+        endpoint = await self._on_actor(pipeline_id, lambda actor: actor.endpoint.remote())
+        channel = self._channels.get(pipeline_id)
+        if channel is None or channel.closed:
+            channel = self._channels[pipeline_id] = ChannelClient(endpoint)
+        return channel
+
     async def ingest(self, pipeline_id: str, batch: RawBatch, queue_records: int) -> Ack | DashError:
         """Hand `batch` to the pipeline through its coalescer; its Ack or the error."""
         coalescer = self._coalescers.get(pipeline_id)
         if coalescer is None:
             async def send(batches: list[RawBatch]) -> Sequence[Ack | DashError]:
-                actor = await self.actor(pipeline_id)
-                return await actor.ingest.remote(batches)
+                channel = await self.channel(pipeline_id)
+                return await channel.call(batches)
 
             coalescer = self._coalescers[pipeline_id] = Coalescer(
                 send, max_inflight=self.settings.coalesce_inflight, max_waiting_records=queue_records,
-                on_transport_error=lambda exc: self._actors.pop(pipeline_id, None))
+                on_transport_error=lambda exc: self._lost(pipeline_id))
         return await coalescer.submit(batch)
 
     async def records(self, pipeline_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
@@ -183,5 +204,5 @@ class Gateway:
             return await call(actor)
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, RayActorError):
-                self._actors.pop(pipeline_id, None)
+                self._lost(pipeline_id)
             raise unwrap(exc) from None

@@ -18,6 +18,7 @@ from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import Settings
 from dash_ray.spec import parse_spec
 from actors.registry import IngestAccess
+from dash_ray.ingest.channel import ChannelServer, Endpoint
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
 from serve_app.ingress import IngestFront
@@ -41,10 +42,15 @@ class Registry:
 
 
 class Actor:
-    """Stands in for the actor handle: its ingest goes to a real PipelineCore."""
+    """Stands in for the actor handle: its endpoint is a real ingest channel in front of a
+    real PipelineCore, as the actor keeps one."""
 
-    def __init__(self, core: PipelineCore) -> None:
-        self.ingest = _Remote(core.ingest)
+    def __init__(self, channel: ChannelServer) -> None:
+        self.channel = channel
+        self.endpoint = _Remote(self._endpoint)
+
+    async def _endpoint(self) -> Endpoint:
+        return self.channel.endpoint
 
 
 @pytest.fixture()
@@ -53,14 +59,18 @@ async def front(tmp_path: Path) -> Any:
     core = PipelineCore(parse_spec(spec), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")),
                         fsync=False)
     await core.start()
+    channel = ChannelServer(core.ingest)
+    await channel.start()
     settings = Settings.from_env(env={}, home=str(tmp_path)).web()
     gateway = Gateway(settings, info_ttl_s=60, registry=RegistryClient(settings.namespace, handle=Registry(spec)))
-    gateway._actors["weather"] = Actor(core)
+    gateway._actors["weather"] = Actor(channel)
 
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("not an ingest route")
 
     yield IngestFront(fallback, gateway), core
+    gateway.forget("weather")
+    await channel.close()
     await core.close()
 
 
