@@ -300,8 +300,15 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
     def med(rows: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rows)
 
-    print(f"\nSigned ingest on the defaults (flush 1,000 records / 1 s, queue 200,000 records, "
-          f"coalesce_inflight 2), wrk -t1, {duration} s per row, median of {repeat}, loopback, "
+    from dash_ray.spec import FlushSpec, LimitsSpec
+    try:
+        from dash_ray.settings import WebSettings
+        inflight = WebSettings().coalesce_inflight
+    except ImportError:  # the tree before issue 14's settings split
+        inflight = 2
+    flush, limits = FlushSpec(), LimitsSpec()
+    print(f"\nSigned ingest on the defaults (flush {flush.records:,} records / {flush.seconds:g} s, queue "
+          f"{limits.queue_records:,} records, coalesce_inflight {inflight}), wrk -t1, {duration} s per row, median of {repeat}, loopback, "
           f"{os.cpu_count()} cores, load average before the run {load_avg[0]:.1f}\n")
     print("| path | kind | conns | req/s | records/s | p50 ms | p99 ms | non-2xx (by status) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -21,7 +21,7 @@ def problems(data):
 
 def test_minimal_spec_from_api_md_gets_defaults():
     spec = parse_spec(MINIMAL)
-    assert spec.hot_records == 100 and spec.flush.records == 1000 and spec.flush.seconds == 1.0
+    assert spec.hot_records == 100 and spec.flush.records == 10_000 and spec.flush.seconds == 1.0
     assert spec.mapping.fields["temp_c"].type == "double"
 
 
