@@ -168,7 +168,10 @@ class Ack:
 
     def __post_init__(self) -> None:
         rejected: Any = self.rejected
-        if type(rejected) is not tuple or len(rejected) > SHOWN_REJECTIONS:
+        if not rejected:
+            if type(rejected) is not tuple:
+                object.__setattr__(self, "rejected", ())
+        elif type(rejected) is not tuple or len(rejected) > SHOWN_REJECTIONS:
             object.__setattr__(self, "rejected", tuple(itertools.islice(rejected, SHOWN_REJECTIONS)))
 
     @property

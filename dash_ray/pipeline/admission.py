@@ -31,14 +31,10 @@ class Plan:
     results: list[Ack | DashError | None]
     fresh: list[tuple[int, RawBatch]] = field(default_factory=list)
     waits: list[tuple[int, asyncio.Future[Ack]]] = field(default_factory=list)
-
-    @property
-    def records(self) -> int:
-        return sum(b.count for _, b in self.fresh)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(b.nbytes for _, b in self.fresh)
+    # The fresh batches' dedupe keys (in `fresh` order), records and bytes.
+    keys: list[tuple[str, ...]] = field(default_factory=list)
+    records: int = 0
+    nbytes: int = 0
 
 
 class Admission:
@@ -61,25 +57,28 @@ class Admission:
         room = limits.queue_records - queued_records - self.reserved_records
         room_bytes = limits.queue_bytes - queued_bytes - self.reserved_bytes
         loop = asyncio.get_running_loop()
+        inflight = self._inflight
         for i, batch in enumerate(batches):
-            self.counters.received += batch.count
+            count, nbytes = batch.count, len(batch.payload)
+            self.counters.received += count
             keys = batch.dedupe_keys
-            prior = next((a for a in map(self.keys.get, keys) if a is not None), None)
-            if prior is not None:
-                plan.results[i] = prior
-                self.counters.duplicates += 1
-                continue
-            twin = next((self._inflight[k] for k in keys if k in self._inflight), None)
-            if twin is not None:
-                plan.waits.append((i, twin))
-                continue
-            if batch.count > limits.queue_records or batch.nbytes > limits.queue_bytes:
+            if keys:
+                prior = next((a for a in map(self.keys.get, keys) if a is not None), None)
+                if prior is not None:
+                    plan.results[i] = prior
+                    self.counters.duplicates += 1
+                    continue
+                twin = next((inflight[k] for k in keys if k in inflight), None)
+                if twin is not None:
+                    plan.waits.append((i, twin))
+                    continue
+            if count > limits.queue_records or nbytes > limits.queue_bytes:
                 self.counters.rejected_requests += 1
                 plan.results[i] = PayloadTooLargeError(
                     f"a request of {batch.count} records and {batch.nbytes} bytes is larger than pipeline "
                     f"{self.spec.id}'s whole queue ({limits.queue_records} records, {limits.queue_bytes} bytes)")
                 continue
-            if batch.count > room or batch.nbytes > room_bytes:
+            if count > room or nbytes > room_bytes:
                 self.counters.rejected_requests += 1
                 if storage_error is not None:
                     # Not busy but blocked: the backlog cannot drain until storage is back.
@@ -92,13 +91,16 @@ class Admission:
                     f"for the lake (limits {limits.queue_records} records, {limits.queue_bytes} bytes)",
                     retry_after=max(1.0, self.spec.flush.seconds))
                 continue
-            room -= batch.count
-            room_bytes -= batch.nbytes
+            room -= count
+            room_bytes -= nbytes
             plan.fresh.append((i, batch))
+            plan.keys.append(keys)
+            plan.records += count
+            plan.nbytes += nbytes
             if keys:
                 future = loop.create_future()
                 for key in keys:
-                    self._inflight[key] = future
+                    inflight[key] = future
         self.reserved_records += plan.records
         self.reserved_bytes += plan.nbytes
         return plan
@@ -109,9 +111,9 @@ class Admission:
         self.reserved_records -= plan.records
         self.reserved_bytes -= plan.nbytes
         remembered = []
-        for (i, batch), ack in zip(plan.fresh, acks, strict=True):
+        for (i, _), keys, ack in zip(plan.fresh, plan.keys, acks, strict=True):
             future = None
-            for key in batch.dedupe_keys:
+            for key in keys:
                 future = self._inflight.pop(key, None) or future
             if error is not None:
                 plan.results[i] = error
@@ -121,7 +123,7 @@ class Admission:
                 continue
             plan.results[i] = ack
             self.counters.accepted += ack.accepted
-            for key in batch.dedupe_keys:
+            for key in keys:
                 self.keys.remember(key, ack)
                 remembered.append(key)
             if future is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -50,14 +50,14 @@ class LoggedEntry:
     first_seq: int
     batches: tuple[BatchMeta, ...]
     payload: bytes
+    # The records of every batch (kept, not summed: it is read on every step of the path).
+    count: int = -1
+    last_seq: int = field(init=False)
 
-    @property
-    def count(self) -> int:
-        return sum(b.count for b in self.batches)
-
-    @property
-    def last_seq(self) -> int:
-        return self.first_seq + self.count - 1
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", sum(b.count for b in self.batches))
+        object.__setattr__(self, "last_seq", self.first_seq + self.count - 1)
 
 
 def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEntry, bytes]:
@@ -65,15 +65,16 @@ def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEnt
     metas = tuple(
         BatchMeta(b.count, b.received_at_us, b.idempotency_key, b.rejected, b.replay_key) for b in batches
     )
-    payload = b"".join(b.payload for b in batches)
+    payload = b"".join([b.payload for b in batches])
     header = orjson.dumps({
         "s": first_seq,
         "b": [
-            [m.count, m.received_at_us, m.idempotency_key, m.rejected.to_json(), m.replay_key]
+            [m.count, m.received_at_us, m.idempotency_key, m.rejected.to_json() if m.rejected.count else [],
+             m.replay_key]
             for m in metas
         ],
     })
-    entry = LoggedEntry(first_seq, metas, payload)
+    entry = LoggedEntry(first_seq, metas, payload, sum([m.count for m in metas]))
     return entry, _HEAD.pack(_VERSION, len(header)) + header + payload
 
 
@@ -111,9 +112,9 @@ def input_table(entries: Sequence[LoggedEntry]) -> pa.Table:
     raw = pc.utf8_rtrim(lines, characters="\n").cast(pa.string())
     first = entries[0].first_seq
     seq = np.arange(first, first + n, dtype=np.int64)
-    received = np.concatenate([
-        np.full(meta.count, meta.received_at_us, dtype=np.int64) for e in entries for meta in e.batches
-    ]) if n else np.empty(0, dtype=np.int64)
+    metas = [meta for e in entries for meta in e.batches]
+    received = np.repeat(np.fromiter((m.received_at_us for m in metas), np.int64, len(metas)),
+                         np.fromiter((m.count for m in metas), np.int64, len(metas)))
     if len(received) != n:
         raise ValueError(f"log entries hold {n} lines but their batches count {len(received)} records")
     return pa.Table.from_arrays(
