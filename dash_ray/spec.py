@@ -175,11 +175,15 @@ class FlushSpec(_Model):
 
 class LimitsSpec(_Model):
     """Bounds on what one pipeline accepts: past `queue_records` records or `queue_bytes`
-    bytes of raw records not yet stored, 429; a single request larger than either, 413."""
+    bytes of raw records not yet stored, 429; a single request larger than either, 413.
+    While the queue is full and a flush is draining it, a request waits up to `queue_wait_s`
+    for room before its 429 (a burst is slowed, not refused); when no flush is under way it
+    is refused at once."""
 
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     queue_records: int = Field(default=200_000, ge=100, le=50_000_000)
     queue_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
+    queue_wait_s: float = Field(default=2.0, ge=0, le=60)
 
 
 Granularity = Literal["10s", "1m", "1h", "1d"]

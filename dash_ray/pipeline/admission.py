@@ -105,6 +105,12 @@ class Admission:
         self.reserved_bytes += plan.nbytes
         return plan
 
+    def fits(self, records: int, nbytes: int, *, queued_records: int, queued_bytes: int) -> bool:
+        """Whether `records` and `nbytes` more would fit in the queue now."""
+        limits = self.spec.limits
+        return (queued_records + self.reserved_records + records <= limits.queue_records
+                and queued_bytes + self.reserved_bytes + nbytes <= limits.queue_bytes)
+
     def settle(self, plan: Plan, acks: Sequence[Ack], error: DashError | None) -> list[str]:
         """The fresh batches were logged (or failed with `error`): answer them and their
         twins, release the reservation; returns the keys now remembered."""

@@ -118,6 +118,8 @@ class PipelineCore:
         self._flusher: asyncio.Task[None] | None = None
         self._flush_error: str | None = None
         self._failure: str | None = None
+        # Resolved after each stored range: calls waiting for room in the queue look again.
+        self._stored: asyncio.Future[None] | None = None
 
     @property
     def state(self) -> State:
@@ -196,6 +198,7 @@ class PipelineCore:
         if self._state != "running":
             error = UnavailableError(f"pipeline {self.id} is {self._state}", retry_after=1.0)
             return [error] * len(batches)
+        await self._room_for(batches)
         plan = self._admission.plan(batches, queued_records=self._pending_records, queued_bytes=self._pending_bytes,
                                     storage_error=self._flush_error)
         if plan.fresh:
@@ -204,6 +207,39 @@ class PipelineCore:
             self._admission.settle(plan, [], None)
         await self._admission.answer_twins(plan)
         return [r if r is not None else UnavailableError("not answered") for r in plan.results]
+
+    async def _room_for(self, batches: list[RawBatch]) -> None:
+        """Wait (up to `limits.queue_wait_s`) while the queue has no room for the call and a
+        flush is draining it; returns at once when it has room or nothing drains it."""
+        limits = self.spec.limits
+        records = sum(b.count for b in batches)
+        nbytes = sum(len(b.payload) for b in batches)
+        if records > limits.queue_records or nbytes > limits.queue_bytes:
+            return  # a 413, or batches that fit one by one: the plan sorts them
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while (self._state == "running" and self._flush_error is None and self._draining()
+               and not self._admission.fits(records, nbytes, queued_records=self._pending_records,
+                                            queued_bytes=self._pending_bytes)):
+            now = loop.time()
+            deadline = deadline if deadline is not None else now + limits.queue_wait_s
+            if now >= deadline:
+                return
+            if self._stored is None or self._stored.done():
+                self._stored = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stored), deadline - now)
+            except asyncio.TimeoutError:
+                return
+
+    def _wake_waiters(self) -> None:
+        if self._stored is not None and not self._stored.done():
+            self._stored.set_result(None)
+
+    def _draining(self) -> bool:
+        """Whether a flush is storing the queue now or is due for its size."""
+        assert self._flush_lock is not None
+        return self._flush_lock.locked() or self._pending_records >= self.spec.flush.records
 
     async def _log(self, plan: Plan) -> None:
         """Append the plan's fresh batches as one log entry; on its sync, answer them."""
@@ -244,6 +280,7 @@ class PipelineCore:
         log.error("pipeline %s failed: %s", self.id, reason)
         self._state = "failed"
         self._failure = reason
+        self._wake_waiters()
         self.counters.last_error = reason
 
     # -- reading ---------------------------------------------------------------------------
@@ -296,6 +333,7 @@ class PipelineCore:
                 backoff = min(max(backoff * 2, 0.5), _MAX_FLUSH_BACKOFF_S)
                 self._flush_error = self.counters.last_error = _error_text(exc)
                 self.counters.flush_failures += 1
+                self._wake_waiters()  # they get the 503 now rather than at their deadline
                 log.warning("pipeline %s: storing failed, retrying in %.1f s: %s", self.id, backoff,
                             self._flush_error, exc_info=not isinstance(exc, DashError))
 
@@ -323,6 +361,7 @@ class PipelineCore:
                 self.counters.flushes += 1
                 self.counters.last_flush_at = _utc_now().isoformat()
                 self._flush_error = None
+                self._wake_waiters()
             return total
 
     # -- close -----------------------------------------------------------------------------
@@ -335,6 +374,7 @@ class PipelineCore:
             return
         was_running = self._state == "running"
         self._state = "closing"
+        self._wake_waiters()
         if self._flusher is not None:
             assert self._flush_wanted is not None
             self._flush_wanted.set()

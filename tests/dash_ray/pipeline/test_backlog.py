@@ -126,3 +126,53 @@ async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path,
     [accepted] = await core.ingest([batch(100, 1)])
     assert isinstance(accepted, Ack) and accepted.first_seq == 101
     await core.close()
+
+
+def slow_lake_writes(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    write = Lake.write
+
+    def slow(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        time.sleep(seconds)  # in the commit's thread, as a slow disk or store would be
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write", slow)
+
+
+async def test_a_full_queue_that_a_flush_is_draining_slows_a_request_instead_of_refusing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow_lake_writes(monkeypatch, 0.2)
+    core = make(tmp_path, limits={"queue_records": 100}, flush={"records": 50, "seconds": 3600})
+    await core.start()
+    [ok] = await core.ingest([batch(0, 90)])  # past flush.records: a flush starts
+    assert isinstance(ok, Ack)
+    started = time.monotonic()
+    [waited] = await core.ingest([batch(90, 20)])  # no room until that flush has stored
+    assert isinstance(waited, Ack) and waited.first_seq == 91, waited
+    assert time.monotonic() - started >= 0.1 and core.counters.stored_seq >= 90
+    assert core.counters.rejected_requests == 0
+    await core.close()
+
+
+async def test_the_wait_for_room_is_bounded_by_queue_wait_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow_lake_writes(monkeypatch, 1.5)
+    core = make(tmp_path, limits={"queue_records": 100, "queue_wait_s": 0.2}, flush={"records": 50, "seconds": 3600})
+    await core.start()
+    [ok] = await core.ingest([batch(0, 90)])
+    assert isinstance(ok, Ack)
+    started = time.monotonic()
+    [refused] = await core.ingest([batch(90, 20)])
+    waited = time.monotonic() - started
+    assert isinstance(refused, BackpressureError) and refused.status == 429
+    assert 0.15 <= waited < 1.0, waited
+    assert core.counters.last_seq == 90
+    await core.close()
+
+
+async def test_a_full_queue_with_no_flush_under_way_is_refused_at_once(tmp_path: Path) -> None:
+    core = make(tmp_path, limits={"queue_records": 100})  # flushes only in an hour
+    await core.start()
+    await core.ingest([batch(0, 90)])
+    started = time.monotonic()
+    [refused] = await core.ingest([batch(90, 20)])
+    assert isinstance(refused, BackpressureError) and time.monotonic() - started < 0.1
+    await core.close()
