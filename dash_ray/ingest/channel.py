@@ -109,7 +109,7 @@ class ChannelServer:
         self.host, self.port = host, port
         self.token = secrets.token_bytes(32)
         self._server: asyncio.base_events.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         # Calls run to the end even when their connection goes: cancelling one inside the
         # log's append would fail the pipeline.
         self._calls: set[asyncio.Task[None]] = set()
@@ -129,16 +129,22 @@ class ChannelServer:
             self._server.close()
         if self._calls:
             await asyncio.wait(list(self._calls), timeout=timeout_s)
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        # Closing a connection's socket ends its read loop (cancelling the task instead
+        # makes asyncio's stream callback log the CancelledError).
+        for writer in self._connections.values():
+            writer.close()
+        if self._connections:
+            _, stuck = await asyncio.wait(list(self._connections), timeout=1.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
             if call_id != 0 or size > 256 or not hmac.compare_digest(
@@ -156,7 +162,7 @@ class ChannelServer:
         except (asyncio.IncompleteReadError, ConnectionError, TypeError, ValueError, msgpack.UnpackException):
             pass  # the peer went, or sent what is not a frame
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
     async def _call(self, writer: asyncio.StreamWriter, call_id: int, body: bytes) -> None:

@@ -135,8 +135,8 @@ async def test_calls_in_flight_fail_when_the_server_goes():
     call = asyncio.create_task(client.call([_batch(1)]))
     while not echo.calls:
         await asyncio.sleep(0.01)
-    for task in list(server._connections):  # the actor process dying: its sockets close
-        task.cancel()
+    for writer in list(server._connections.values()):  # the actor process dying: its sockets close
+        writer.transport.abort()
     with pytest.raises(ChannelClosed):
         await asyncio.wait_for(call, 5)
     assert client.closed
