@@ -176,8 +176,9 @@ def finish_clients(process: subprocess.Popen, peak: PeakRss) -> dict:
     (the clients then leave), so it covers only the time when all of them are connected."""
     line = process.stdout.readline()
     peak.stop()
-    out, _ = process.communicate(timeout=600)
-    return json.loads((line + out).strip().splitlines()[-1])
+    out = line + process.stdout.read()  # not communicate(): readline may have buffered the rest
+    process.wait(timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # -- the bare broadcast server (a separate process) ----------------------------------------
