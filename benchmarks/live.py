@@ -14,9 +14,17 @@ sender just before it sends; one machine, one clock):
   from a timer in its own process (no ingest, no storage): the ceiling of the transport.
 Per row: clients held, records each client should get and the share delivered (every client
 must get every record, in order, once), deliveries (records to clients) per second, latency
-p50/p99, and server memory per client (RSS of the server process with the clients connected
-minus before, over N). A last pair of rows at 1,000 clients adds one stalled client (it opens
-the socket and never reads) and compares the others' p99 with the row without it.
+p50/p99, and server memory per client: the highest RSS of the server process (sampled every
+0.1 s) from the moment all N clients are connected until the first of them has had every
+message, minus its RSS before they connected, over N. Sampled through the traffic, not just
+after connecting: a socket's compressor touches its window only when it first compresses, so
+an idle figure would hide that (it did: 67 KB idle, 75 KB once messages flowed, before issue
+16's changes). The first dash row is the honest one, on a replica fresh from `up`; a later
+row (another client count) reuses memory the previous row freed and reads lower, so measure
+memory at one count (`--clients 5000 --no-stalled`). The bare server keeps the `websockets`
+defaults (permessage-deflate with context takeover). A last pair of rows at 1,000 clients
+adds one stalled client (it opens the socket and never reads) and compares the others' p99
+with the row without it.
 Goals (issue 16): p99 < 250 ms at 1,000 clients with every message delivered; 5,000 clients
 at <= 50 KB of server memory each; a stalled client moves the others' p99 by < 10%.
 """
@@ -34,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,11 +71,31 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+class PeakRss:
+    """The highest RSS of a process, sampled every `every_s` from a thread until `stop()`."""
+
+    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, _rss_kb(pid)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(self.every_s):
+            self.peak = max(self.peak, _rss_kb(self.pid))
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_kb(self.pid))
+        return self.peak
+
+
 # -- clients (a separate process) ------------------------------------------------------------
 
 
 async def _client(url: str, expected: int, latencies: list[float], counts: list[int], ready: asyncio.Event,
-                  opened: list[int], deadline: float) -> None:
+                  opened: list[int], deadline: float, first_done: list[bool]) -> None:
     from websockets.asyncio.client import connect
 
     seen, last = 0, 0
@@ -86,6 +115,9 @@ async def _client(url: str, expected: int, latencies: list[float], counts: list[
                 last = record["seq"]
                 seen += 1
                 latencies.append((now_us - record["data"]["sent_us"]) / 1000)
+        if not first_done[0]:  # still connected: the others are too
+            first_done[0] = True
+            print("FIRST DONE", flush=True)
     counts.append(seen)
 
 
@@ -107,11 +139,12 @@ async def clients_main(url: str, count: int, expected: int, wait_s: float, stall
     counts: list[int] = []
     ready = asyncio.Event()
     opened = [0, count]
+    first_done = [False]
     deadline = time.monotonic() + wait_s
     stuck = await _stalled(url) if stalled else None
     tasks = []
     for i in range(count):
-        tasks.append(asyncio.create_task(_client(url, expected, latencies, counts, ready, opened, deadline)))
+        tasks.append(asyncio.create_task(_client(url, expected, latencies, counts, ready, opened, deadline, first_done)))
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # do not flood the accept queue
     await asyncio.wait_for(ready.wait(), 300)
@@ -138,8 +171,13 @@ def start_clients(url: str, count: int, expected: int, wait_s: float, stalled: b
     return process
 
 
-def finish_clients(process: subprocess.Popen) -> dict:
-    out, _ = process.communicate(timeout=600)
+def finish_clients(process: subprocess.Popen, peak: PeakRss) -> dict:
+    """The clients' results; `peak` is stopped once the first client has had every message
+    (the clients then leave), so it covers only the time when all of them are connected."""
+    line = process.stdout.readline()
+    peak.stop()
+    out = line + process.stdout.read()  # not communicate(): readline may have buffered the rest
+    process.wait(timeout=60)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -191,12 +229,13 @@ def run_bare(count: int, rate: float, duration: float, stalled: bool) -> dict:
         assert server.stdout.readline().strip() == "LISTENING"
         before = _rss_kb(server.pid)
         clients = start_clients(f"ws://127.0.0.1:{port}/", count, expected, duration + 60, stalled)
-        after = _rss_kb(server.pid)
+        peak = PeakRss(server.pid)
         from websockets.sync.client import connect
 
         with connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as starter:
             starter.send("start")
-            result = finish_clients(clients)
+            result = finish_clients(clients, peak)
+        after = peak.peak
     finally:
         server.kill()
         server.wait()
@@ -259,8 +298,7 @@ class Dash:
         url = self.url()
         before = _rss_kb(self.web_pid)
         clients = start_clients(url, count, expected, duration + 60, stalled)
-        time.sleep(1.0)
-        after = _rss_kb(self.web_pid)
+        peak = PeakRss(self.web_pid)
         ingest = f"{self.platform.url}/v1/pipelines/{SPEC['id']}/events"
         with httpx.Client(timeout=30) as http:
             started = time.monotonic()
@@ -274,7 +312,8 @@ class Dash:
                 pause = started + (i + 1) / rate - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
-        result = finish_clients(clients)
+        result = finish_clients(clients, peak)
+        after = peak.peak
         return {**result, "expected": expected, "duration": duration,
                 "kb_per_client": (after - before) / max(1, count)}
 
@@ -347,6 +386,9 @@ def main() -> int:
                     print(_row("dash + 1 stalled client", 1000, r, rate), flush=True)
                     time.sleep(5)
     print()
+    if len(counts) > 1:
+        print(f"KB/client: only the first dash row ({counts[0]} clients) is on a fresh replica; later rows "
+              "reuse memory freed by the rows before")
     for count in counts:
         bare, ours = results[("bare websockets broadcast", count, False)], results[("dash", count, False)]
         if bare["p99"] and ours["p99"]:

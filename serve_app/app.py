@@ -13,7 +13,7 @@ from serve_app.dashboards import dashboard_routes
 from serve_app.gateway import Gateway
 from serve_app.ingress import IngestFront
 from serve_app.jobs import job_routes
-from serve_app.live import LiveHub, live_routes
+from serve_app.live import LiveFront, LiveHub, LiveSocket, live_routes
 from serve_app.metrics import ReplicaMetrics, metrics_routes
 from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
@@ -23,15 +23,16 @@ __all__ = ["build_app"]
 
 
 def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFront:
-    """The ASGI app: the ingest front, with Starlette behind it for every other route. Its
+    """The ASGI app: the ingest front, then the live sockets' front (`serve_app.live`), with
+    Starlette behind them for every other route. Its
     `metrics` (a `ReplicaMetrics`) is this replica's: the live fan-out moves
     `app.metrics.live_clients(pipeline_id)`."""
     gateway = gateway or Gateway(settings)
     engines = QueryEngines(settings)
     metrics = ReplicaMetrics(gateway)
-    hub = LiveHub(gateway, engines, metrics=metrics)
+    live = LiveSocket(gateway, LiveHub(gateway, engines, metrics=metrics))
     routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
-              + live_routes(gateway, hub) + metrics_routes(gateway, metrics)
+              + live_routes(live) + metrics_routes(gateway, metrics)
               + dashboard_routes(gateway) + page_routes(gateway))
     app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
-    return IngestFront(RequestIds(app), gateway, metrics=metrics)
+    return IngestFront(LiveFront(RequestIds(app), live), gateway, metrics=metrics)

@@ -23,6 +23,7 @@ from ray import serve
 from dash_ray.logs import setup_logging
 from dash_ray.settings import Settings, WebSettings, web_selector
 from serve_app.app import build_app
+from serve_app.websocket import LiveWebSocketProtocol
 
 __all__ = ["APP_NAME", "ProxiedWeb", "Web", "serve_options", "web_app"]
 
@@ -47,7 +48,7 @@ class Web:
     def __init__(self, settings: WebSettings) -> None:
         setup_logging(settings.log_format)
         self._sock = _listen(settings.host, settings.port)
-        config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws="websockets-sansio",
+        config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws=LiveWebSocketProtocol,
                                 ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
                                 ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
                                 timeout_keep_alive=30, backlog=4096)

@@ -10,6 +10,10 @@ The socket is accepted before it is refused, so a browser sees the close code: 4
 bad or missing token, 4403 for a scope that cannot read, 4404 for an unknown pipeline (or
 one deleted while watched), 4400 for a bad `after`. WebSocket pings (the server's, every
 `ping_interval_s`) find dead peers; what a client sends is read and ignored.
+
+Memory per socket (issue 16: 5,000 sockets at <= 50 KB each): a socket is a plain ASGI call
+(`LiveSocket`), dispatched by `LiveFront` ahead of Starlette's middleware, and uvicorn speaks
+the lighter protocol of `serve_app.websocket`; `benchmarks/live.py` measures it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
 
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.live.fanout import StoredRead, Topic
@@ -29,7 +34,7 @@ from serve_app.gateway import Gateway
 from serve_app.metrics import ReplicaMetrics
 from serve_app.query import QueryEngines
 
-__all__ = ["LiveHub", "live_routes"]
+__all__ = ["LiveFront", "LiveHub", "LiveSocket", "live_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -77,60 +82,76 @@ class LiveHub:
             del self.topics[pipeline_id]
 
 
-def _token(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization")
-    if header:
-        return header
-    token = ws.query_params.get("token")
-    return f"Bearer {token}" if token else None
+_PREFIX, _SUFFIX = "/v1/pipelines/", "/live"
 
 
-def _after(ws: WebSocket) -> int | None:
-    raw = ws.query_params.get("after")
-    if raw is None or raw == "":
-        return None
-    value = int(raw)  # ValueError: a bad request
-    if value < 0:
-        raise ValueError(raw)
-    return value
+def _pipeline_of(scope: dict[str, Any]) -> str | None:
+    """The pipeline id of a live socket's path (None: another path)."""
+    path: str = scope["path"]
+    if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+        pipeline_id = path[len(_PREFIX):-len(_SUFFIX)]
+        if pipeline_id and "/" not in pipeline_id:
+            return pipeline_id
+    return None
 
 
-async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
-    await ws.accept()
-    await ws.close(code, reason[:120])
+def _params(scope: dict[str, Any]) -> tuple[int | None, str | None]:
+    """`after` (ValueError when it is not a seq) and the `Authorization` of a live socket:
+    the header, else `?token=`."""
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    raw = query.get("after")
+    after = None
+    if raw is not None and raw != "":
+        after = int(raw)  # ValueError: a bad request
+        if after < 0:
+            raise ValueError(raw)
+    header = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"), None)
+    token = query.get("token")
+    return after, header or (f"Bearer {token}" if token else None)
 
 
-def live_routes(gateway: Gateway, hub: LiveHub) -> list[WebSocketRoute]:
-    async def live(ws: WebSocket) -> None:
-        pipeline_id = ws.path_params["pipeline_id"]
+class LiveSocket:
+    """The ASGI app of the live route: one call per socket (a `websocket` scope)."""
+
+    def __init__(self, gateway: Gateway, hub: LiveHub) -> None:
+        self.gateway, self.hub = gateway, hub
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        gateway, hub = self.gateway, self.hub
+        pipeline_id = _pipeline_of(scope) or ""
+        await receive()  # websocket.connect
         try:
-            after = _after(ws)
-            await gateway.authorize(_token(ws), "read")
+            after, authorization = _params(scope)
+            await gateway.authorize(authorization, "read")
             await gateway.info(pipeline_id)
         except ValueError:
-            return await _refuse(ws, CLOSE_BAD_REQUEST, "'after' must be a seq (an integer >= 0)")
+            return await _refuse(send, CLOSE_BAD_REQUEST, "'after' must be a seq (an integer >= 0)")
         except AuthError as exc:
-            return await _refuse(ws, CLOSE_UNAUTHORIZED, exc.message)
+            return await _refuse(send, CLOSE_UNAUTHORIZED, exc.message)
         except ForbiddenError as exc:
-            return await _refuse(ws, CLOSE_FORBIDDEN, exc.message)
+            return await _refuse(send, CLOSE_FORBIDDEN, exc.message)
         except NotFoundError as exc:
-            return await _refuse(ws, CLOSE_NOT_FOUND, exc.message)
-        await ws.accept()
-        watcher = await hub.topic(pipeline_id).join(ws.send_text, after)
+            return await _refuse(send, CLOSE_NOT_FOUND, exc.message)
+        await send(_ACCEPT)
+
+        async def send_text(text: str) -> None:
+            await send({"type": "websocket.send", "text": text})
+
+        watcher = await hub.topic(pipeline_id).join(send_text, after)
         gauge = hub.metrics.live_clients(pipeline_id) if hub.metrics is not None else None
         if gauge is not None:
             gauge.inc()
         # The client's messages are read (and ignored) in a task that ends the watcher when
         # the client goes; deliveries run here.
-        reader = asyncio.get_running_loop().create_task(_drain(ws))
+        reader = asyncio.get_running_loop().create_task(_drain(receive))
         reader.add_done_callback(lambda _: watcher.close())
         try:
             # First, where this client starts (a data message with no records), so a client
             # that joined the live tail knows the seq to resume after.
-            await ws.send_text(orjson.dumps({"seq": watcher.cursor, "records": []}).decode())
+            await send_text(orjson.dumps({"seq": watcher.cursor, "records": []}).decode())
             await watcher.run()
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass  # the client went while a message was on its way
+        except (OSError, RuntimeError):
+            pass  # the client went while a message was on its way (uvicorn: ClientDisconnected)
         finally:
             code = watcher.close_code
             client_gone = reader.done()
@@ -141,16 +162,42 @@ def live_routes(gateway: Gateway, hub: LiveHub) -> list[WebSocketRoute]:
             await asyncio.gather(reader, return_exceptions=True)
         if code is not None and not client_gone:
             try:
-                await ws.close(code, "the pipeline was deleted")
-            except (RuntimeError, OSError, WebSocketDisconnect):
+                await send({"type": "websocket.close", "code": code, "reason": "the pipeline was deleted"})
+            except (OSError, RuntimeError):
                 pass
 
+
+_ACCEPT = {"type": "websocket.accept"}
+
+
+async def _refuse(send: Send, code: int, reason: str) -> None:
+    await send(_ACCEPT)
+    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+
+async def _drain(receive: Receive) -> None:
+    """Read (and ignore) what the client sends, until it goes."""
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+def live_routes(live: LiveSocket) -> list[WebSocketRoute]:
+    """The live route in Starlette's table; `LiveFront` serves its sockets (see it for why)."""
     return [WebSocketRoute("/v1/pipelines/{pipeline_id}/live", live)]
 
 
-async def _drain(ws: WebSocket) -> None:
-    """Read (and ignore) what the client sends, until it goes."""
-    while True:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+class LiveFront:
+    """ASGI middleware: a live socket goes straight to its route, other scopes to `app`.
+
+    A socket lives for hours, and every frame of the stack it was dispatched through lives
+    with it: through Starlette (its error and exception middleware, the router, the
+    WebSocket session) that was ~6 KB a socket, measured at 5,000 sockets (issue 16)."""
+
+    def __init__(self, app: Any, live: LiveSocket) -> None:
+        self.app = app
+        self.live = live
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _pipeline_of(scope) is not None:
+            return await self.live(scope, receive, send)
+        await self.app(scope, receive, send)
