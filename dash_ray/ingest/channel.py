@@ -41,8 +41,10 @@ __all__ = ["ChannelClient", "ChannelClosed", "ChannelServer", "Endpoint", "decod
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("<II")
-# A coalesced call carries at most 32 MiB of records (serve_app.coalescer); room beside it.
-MAX_FRAME_BYTES = 64 * 2**20
+# A coalesced call carries at most 32 MiB of records beside its first batch, which may be as
+# large as a spec's `limits.max_body_bytes` allows (1 GiB): every frame a replica sends fits.
+# The bound only stops an authenticated peer's corrupt length from allocating without limit.
+MAX_FRAME_BYTES = 2**31 - 1
 
 Handler = Callable[[list[RawBatch]], Awaitable[Sequence[Ack | DashError]]]
 

@@ -210,3 +210,18 @@ async def test_an_oversized_frame_closes_the_connection():
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
     await server.close()
+
+
+def test_every_call_a_replica_can_send_fits_in_a_frame():
+    """The largest body a spec allows, plus the rest of a coalesced call, is under the bound
+    (a frame past it would close the connection: 503 for that request forever)."""
+    import annotated_types
+
+    from dash_ray.ingest.channel import MAX_FRAME_BYTES
+    from dash_ray.spec import LimitsSpec
+    from serve_app.coalescer import Coalescer
+
+    largest_body = next(m.le for m in LimitsSpec.model_fields["max_body_bytes"].metadata
+                        if isinstance(m, annotated_types.Le))
+    rest_of_call = Coalescer(lambda batches: None).max_call_bytes
+    assert largest_body + rest_of_call + 2**20 < MAX_FRAME_BYTES
