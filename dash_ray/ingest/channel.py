@@ -27,6 +27,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class ChannelServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
+        _keepalive(writer)  # a replica gone without a reset does not keep its socket here
         try:
             size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
             if call_id != 0 or size > 256 or not hmac.compare_digest(
@@ -193,6 +195,23 @@ class ChannelServer:
 
 # -- client ------------------------------------------------------------------------------
 
+# A peer that vanishes without a reset (its node lost, a cable pulled) must still fail the
+# calls waiting on it, as Ray fails a call to a dead actor: probes after 10 s idle, every 5 s,
+# three missed ends it; data unacknowledged for 30 s ends it too.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES, USER_TIMEOUT_MS = 10, 5, 3, 30_000
+
+
+def _keepalive(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+                          ("TCP_KEEPCNT", KEEPALIVE_PROBES), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+        if hasattr(socket, option):  # Linux has all four; elsewhere the system's defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class ChannelClient:
     """One connection to a pipeline's `ChannelServer`, opened on the first call; once it
     breaks, every call fails with `ChannelClosed` (make a new client from a fresh endpoint)."""
@@ -236,6 +255,7 @@ class ChannelClient:
             except (OSError, asyncio.TimeoutError) as exc:
                 self.closed = True
                 raise ChannelClosed(f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc}") from exc
+            _keepalive(writer)
             hello = msgpack.packb(self.endpoint.token)
             writer.write(_HEAD.pack(len(hello), 0) + hello)
             self._writer = writer

@@ -225,3 +225,20 @@ def test_every_call_a_replica_can_send_fits_in_a_frame():
                         if isinstance(m, annotated_types.Le))
     rest_of_call = Coalescer(lambda batches: None).max_call_bytes
     assert largest_body + rest_of_call + 2**20 < MAX_FRAME_BYTES
+
+
+async def test_the_client_socket_finds_a_vanished_peer_by_keepalive_and_user_timeout():
+    """A peer gone without a reset cannot hold calls forever: the client's socket probes an
+    idle connection and drops one whose data stays unacknowledged (Linux options)."""
+    server, client = await _pair(Echo())
+    try:
+        await client.call([_batch(1)])
+        sock = client._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 5
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+    finally:
+        await client.close()
+        await server.close()
