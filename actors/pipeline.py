@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import ray
@@ -62,6 +63,9 @@ class PipelineActor:
         # An active source (the demo) feeds the core from here; a passive one returns at once.
         self._feeder = asyncio.get_running_loop().create_task(
             source_for(self._core.spec.source).run(self._core.ingest))
+        # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as the
+        # actor: out of the collector's sight, a full collection no longer walks it all.
+        gc.freeze()
         return self._core.health()
 
     async def _follow_silver(self) -> None:

@@ -14,6 +14,7 @@ server; the proxy is disabled. Replicas on one node share the port with SO_REUSE
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 
@@ -42,6 +43,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _freeze() -> None:
+    """Move what exists now (Ray, the app, its imports) out of the collector's sight: it lives
+    as long as the replica, and walking it made every full collection a stall of tens of ms
+    (the same in the pipeline actor, `actors/pipeline.py`)."""
+    gc.freeze()
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, health_check_period_s=2, health_check_timeout_s=10,
                   graceful_shutdown_timeout_s=5)
 class Web:
@@ -54,6 +62,7 @@ class Web:
                                 timeout_keep_alive=30, backlog=4096)
         self._server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._sock]))
+        _freeze()
 
     async def check_health(self) -> None:
         if self._task.done():
@@ -74,6 +83,7 @@ class ProxiedWeb:
     def __init__(self, settings: WebSettings) -> None:
         setup_logging(settings.log_format)
         self._settings = settings
+        _freeze()
 
     def __serve_build_asgi_app__(self) -> object:
         return build_app(self._settings)

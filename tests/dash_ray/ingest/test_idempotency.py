@@ -1,4 +1,4 @@
-from dash_ray.ingest.batch import Ack, Rejection
+from dash_ray.ingest.batch import Ack, Rejection, Rejections
 from dash_ray.ingest.idempotency import IdempotencyIndex
 
 
@@ -58,3 +58,25 @@ def test_persisted_table_keeps_the_newest_max_keys(tmp_path):
     again = IdempotencyIndex(path, max_keys=8, clock=clock)
     assert again.get("k39") is not None and again.get("k32") is not None and again.get("k20") is None
     again.close()
+
+
+def test_remembered_keys_leave_the_garbage_collectors_sight_and_keep_their_acks(tmp_path):
+    """A busy pipeline remembers up to 100,000 keys: held as tuples of atoms, they are not
+    walked by every full collection (tracked acks made each one a ~100 ms stall)."""
+    import gc
+
+    index = IdempotencyIndex(tmp_path / "keys.sqlite")
+    rejected = Ack(1, 5, 6, Rejections.of([1], "not an object"))
+    index.remember("plain", Ack(1, 1, 1))
+    index.remember("rejecting", rejected)
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in index._keys.values())
+    assert index.get("plain") == Ack(1, 1, 1, duplicate=True)
+    again = index.get("rejecting")
+    assert again.duplicate and (again.accepted, again.first_seq, again.last_seq) == (1, 5, 6)
+    assert [(r.index, r.reason) for r in again.rejected] == [(1, "not an object")]
+    index.persist(["plain", "rejecting"])
+    index.close()
+    reopened = IdempotencyIndex(tmp_path / "keys.sqlite")
+    assert [(r.index, r.reason) for r in reopened.get("rejecting").rejected] == [(1, "not an object")]
+    reopened.close()
