@@ -54,8 +54,7 @@ class Admission:
         queue's room a batch gets 429, or 503 when `storage_error` says storing is failing."""
         limits = self.spec.limits
         plan = Plan([None] * len(batches))
-        room = limits.queue_records - queued_records - self.reserved_records
-        room_bytes = limits.queue_bytes - queued_bytes - self.reserved_bytes
+        room, room_bytes = self.room(queued_records=queued_records, queued_bytes=queued_bytes)
         loop = asyncio.get_running_loop()
         inflight = self._inflight
         for i, batch in enumerate(batches):
@@ -105,11 +104,11 @@ class Admission:
         self.reserved_bytes += plan.nbytes
         return plan
 
-    def fits(self, records: int, nbytes: int, *, queued_records: int, queued_bytes: int) -> bool:
-        """Whether `records` and `nbytes` more would fit in the queue now."""
+    def room(self, *, queued_records: int, queued_bytes: int) -> tuple[int, int]:
+        """The records and bytes the queue has room for now, besides what is reserved."""
         limits = self.spec.limits
-        return (queued_records + self.reserved_records + records <= limits.queue_records
-                and queued_bytes + self.reserved_bytes + nbytes <= limits.queue_bytes)
+        return (limits.queue_records - queued_records - self.reserved_records,
+                limits.queue_bytes - queued_bytes - self.reserved_bytes)
 
     def settle(self, plan: Plan, acks: Sequence[Ack], error: DashError | None) -> list[str]:
         """The fresh batches were logged (or failed with `error`): answer them and their

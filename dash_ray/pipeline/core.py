@@ -218,9 +218,11 @@ class PipelineCore:
             return  # a 413, or batches that fit one by one: the plan sorts them
         deadline: float | None = None
         loop = asyncio.get_running_loop()
-        while (self._state == "running" and self._flush_error is None and self._draining()
-               and not self._admission.fits(records, nbytes, queued_records=self._pending_records,
-                                            queued_bytes=self._pending_bytes)):
+        while self._state == "running" and self._flush_error is None and self._draining():
+            room, room_bytes = self._admission.room(queued_records=self._pending_records,
+                                                    queued_bytes=self._pending_bytes)
+            if records <= room and nbytes <= room_bytes:
+                return
             now = loop.time()
             deadline = deadline if deadline is not None else now + limits.queue_wait_s
             if now >= deadline:

@@ -50,14 +50,14 @@ class LoggedEntry:
     first_seq: int
     batches: tuple[BatchMeta, ...]
     payload: bytes
-    # The records of every batch (kept, not summed: it is read on every step of the path).
-    count: int = -1
+    # Derived once (they are read on every step of the path, summing the batches each time).
+    count: int = field(init=False)
     last_seq: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.count < 0:
-            object.__setattr__(self, "count", sum(b.count for b in self.batches))
-        object.__setattr__(self, "last_seq", self.first_seq + self.count - 1)
+        count = sum(b.count for b in self.batches)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "last_seq", self.first_seq + count - 1)
 
 
 def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEntry, bytes]:
@@ -69,12 +69,11 @@ def encode_entry(first_seq: int, batches: Sequence[RawBatch]) -> tuple[LoggedEnt
     header = orjson.dumps({
         "s": first_seq,
         "b": [
-            [m.count, m.received_at_us, m.idempotency_key, m.rejected.to_json() if m.rejected.count else [],
-             m.replay_key]
+            [m.count, m.received_at_us, m.idempotency_key, m.rejected.to_json(), m.replay_key]
             for m in metas
         ],
     })
-    entry = LoggedEntry(first_seq, metas, payload, sum([m.count for m in metas]))
+    entry = LoggedEntry(first_seq, metas, payload)
     return entry, _HEAD.pack(_VERSION, len(header)) + header + payload
 
 

@@ -128,13 +128,19 @@ async def test_a_raw_peer_without_the_token_is_cut_off():
     await server.close()
 
 
-async def test_calls_in_flight_fail_when_the_server_goes():
+async def _call_held_in_handler():
+    """A server whose handler holds its calls (until `echo.gate` is set), and a call inside it."""
     echo = Echo()
     echo.gate = asyncio.Event()
     server, client = await _pair(echo)
     call = asyncio.create_task(client.call([_batch(1)]))
     while not echo.calls:
         await asyncio.sleep(0.01)
+    return echo, server, client, call
+
+
+async def test_calls_in_flight_fail_when_the_server_goes():
+    echo, server, client, call = await _call_held_in_handler()
     for writer in list(server._connections.values()):  # the actor process dying: its sockets close
         writer.transport.abort()
     with pytest.raises(ChannelClosed):
@@ -150,12 +156,7 @@ async def test_calls_in_flight_fail_when_the_server_goes():
 async def test_close_lets_calls_in_flight_finish():
     """Closing the server (the actor stopping) never cancels a call inside the handler: one
     cancelled in the log's append would fail the pipeline."""
-    echo = Echo()
-    echo.gate = asyncio.Event()
-    server, client = await _pair(echo)
-    call = asyncio.create_task(client.call([_batch(1)]))
-    while not echo.calls:
-        await asyncio.sleep(0.01)
+    echo, server, client, call = await _call_held_in_handler()
     closing = asyncio.create_task(server.close())
     await asyncio.sleep(0.05)
     assert not closing.done()
@@ -171,12 +172,7 @@ async def test_close_lets_calls_in_flight_finish():
 
 
 async def test_a_client_going_away_does_not_cancel_its_call():
-    echo = Echo()
-    echo.gate = asyncio.Event()
-    server, client = await _pair(echo)
-    call = asyncio.create_task(client.call([_batch(1)]))
-    while not echo.calls:
-        await asyncio.sleep(0.01)
+    echo, server, client, call = await _call_held_in_handler()
     await client.close()
     with pytest.raises(ChannelClosed):
         await call
