@@ -61,15 +61,16 @@ class Replays:
         that were received in `[received_start_us, received_end_us)`, or seqs
         `first_seq..last_seq`; everything when none is given (`selection.py`). MalformedBodyError
         for a request that mixes them or runs backwards."""
-        request = ReplayRequest(start_us, end_us, received_start_us, received_end_us, first_seq, last_seq)
-        return self._start("replay", request)
+        return self.submit(ReplayRequest(start_us, end_us, received_start_us, received_end_us, first_seq, last_seq))
 
     def replay_dead(self) -> Job:
         """Start re-running every dead-lettered record through the current mapping: what maps
         now goes to silver, the rest stays dead."""
-        return self._start("dead-replay", ReplayRequest(dead=True))
+        return self.submit(ReplayRequest(dead=True))
 
-    def _start(self, kind: JobKind, request: ReplayRequest) -> Job:
+    def submit(self, request: ReplayRequest) -> Job:
+        """Start the job `request` asks for (a dead-letter replay when `request.dead`)."""
+        kind: JobKind = "dead-replay" if request.dead else "replay"
         job = self._store.new(kind, request.asked())
         task = asyncio.get_running_loop().create_task(self._run(job, request))
         self._tasks.add(task)
