@@ -72,9 +72,10 @@ def _asked(job: dict[str, Any]) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    given = [flag for flag, value in (("--from/--to", args.start or args.end),
-                                      ("--received-from/--received-to", args.received_start or args.received_end),
-                                      ("--from-seq/--to-seq", args.from_seq is not None or args.to_seq is not None)) if value]
+    kinds = (("--from/--to", args.start or args.end),
+             ("--received-from/--received-to", args.received_start or args.received_end),
+             ("--from-seq/--to-seq", args.from_seq is not None or args.to_seq is not None))
+    given = [flag for flag, value in kinds if value]
     if len(given) > 1:
         raise CliError(f"give one of --from/--to (event time), --received-from/--received-to (receive time) or "
                        f"--from-seq/--to-seq, not {' and '.join(given)}")
