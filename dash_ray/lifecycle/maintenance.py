@@ -1,8 +1,9 @@
 """The background upkeep of one pipeline's lake: every `compaction.interval_s`, in a thread,
 one pass at a time: the rollups of plans the spec no longer has deleted, retention, compaction,
-then retention in the secondary silver stores (PostgreSQL) with the same cutoff. A failing pass is logged and tried again at the
-next interval; it never touches what is not yet stored, so it can neither slow nor endanger
-ingest. Replays take the same lock, so a pass and a replay never interleave."""
+then retention in the secondary silver stores (PostgreSQL) with the same cutoff. A failing
+pass is logged and tried again at the next interval; it never touches what is not yet stored,
+so it can neither slow nor endanger ingest. Replays take the same lock, so a pass and a
+replay never interleave."""
 
 from __future__ import annotations
 
