@@ -136,7 +136,7 @@ def rewrite_span(lake: Lake, pipeline_id: str, span: tuple[int, int], *, mapping
     rows = result.rows
     if kept is not None and kept.num_rows:
         try:
-            rows = pa.concat_tables([rows, kept], promote_options="permissive").sort_by("seq")
+            rows = pa.concat_tables([rows, _conform(kept, rows.schema)], promote_options="permissive").sort_by("seq")
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             progress.refused.append(f"seq {first}..{last} left as it was: {kept.num_rows} stored row(s) without "
                                     f"raw data do not fit the current mapping's types ({exc})"[:300])
@@ -159,6 +159,15 @@ def rewrite_span(lake: Lake, pipeline_id: str, span: tuple[int, int], *, mapping
     if kept is not None:
         progress.keep(kept.column("seq"))
     return progress
+
+
+def _conform(kept: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`kept` with each column the current mapping also has cast to its type now (a field
+    widened since, int to double or anything to string); Arrow errors when one cannot be."""
+    for i, name in enumerate(kept.column_names):
+        if name in schema.names and kept.schema.field(name).type != schema.field(name).type:
+            kept = kept.set_column(i, name, kept.column(name).cast(schema.field(name).type))
+    return kept
 
 
 def _rows_without_raw(lake: Lake, pipeline_id: str, span: tuple[int, int], raw: pa.Table) -> pa.Table | None:

@@ -118,3 +118,18 @@ async def test_a_span_without_any_raw_record_is_left_untouched(tmp_path: Path) -
     assert sorted(f.path for f in lake.files("silver", "replayed")) == before
     assert area(tmp_path, "silver") == [s for s in range(1, 25) if s not in DEAD]
     await core.close()
+
+
+async def test_kept_rows_take_a_field_widened_since(tmp_path: Path) -> None:
+    """A field widened since (double to string, which a deploy accepts): the kept rows' values
+    are cast, so they share the span's new files with the rebuilt rows."""
+    await stored_then_expired(tmp_path)
+    text_v = {**V1, "mapping": {"fields": {**V1["mapping"]["fields"], "v": {"path": "$.v", "type": "string"}}}}
+    core = PipelineCore(parse_spec(text_v), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")))
+    await core.start()
+    job = await finish(core, core.replays.replay().id)
+    assert job["state"] == "done" and job["kept"] == 12 and job["replayed"] == 12
+    assert area(tmp_path, "silver") == list(range(1, 25))
+    values = dict(zip(area(tmp_path, "silver"), area(tmp_path, "silver", "v"), strict=True))
+    assert all(isinstance(v, str) and float(v) == VALUES[s - 1] for s, v in values.items())
+    await core.close()
