@@ -208,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     command("deploy", cmd_deploy, "create or update a pipeline from a YAML/JSON spec").add_argument("file")
     delete = command("delete", cmd_delete, "stop a pipeline and forget it")
     delete.add_argument("id")
-    delete.add_argument("--purge", action="store_true", help="also delete its lake data and log")
+    delete.add_argument("--purge", action="store_true", help="also delete its lake data, PostgreSQL silver and log")
     command("restart", cmd_restart, "restart a pipeline by hand").add_argument("id")
     rotate = command("rotate-secret", cmd_rotate_secret, "a new ingest secret for a pipeline")
     rotate.add_argument("id")
