@@ -102,7 +102,7 @@ def _in_span(lake: Lake, pipeline_id: str, area: str, first: int, last: int) -> 
     return pa.concat_tables([lake.read_file(f) for f in files], promote_options="permissive")
 
 
-def _raw(lake: Lake, pipeline_id: str, first: int, last: int, dead: pa.Table | None) -> pa.Table:
+def _raw(lake: Lake, pipeline_id: str, first: int, last: int) -> pa.Table:
     """The span's raw records, in seq order: bronze's, and for seqs bronze no longer has, the
     raw text their dead letters keep (one dead letter per record)."""
     parts = []
@@ -112,7 +112,8 @@ def _raw(lake: Lake, pipeline_id: str, first: int, last: int, dead: pa.Table | N
             seq = table.column("seq")
             parts.append(table.filter(pc.and_(pc.greater_equal(seq, first), pc.less_equal(seq, last))).cast(_RAW))
     raw = pa.concat_tables(parts) if parts else _RAW.empty_table()
-    if raw.num_rows < last - first + 1 and dead is not None and dead.num_rows:
+    dead = _in_span(lake, pipeline_id, "dead", first, last) if raw.num_rows < last - first + 1 else None
+    if dead is not None and dead.num_rows:
         missing = dead.filter(pc.invert(pc.is_in(dead.column("seq"), value_set=raw.column("seq"))))
         raw = pa.concat_tables([raw, missing.select(list(_RAW.names)).cast(_RAW)])
     return raw.sort_by("seq")
@@ -125,7 +126,7 @@ def rewrite_span(lake: Lake, pipeline_id: str, span: tuple[int, int], *, mapping
     stored rows of records without raw data; counts into `progress`. Blocking."""
     progress = progress if progress is not None else ReplayProgress()
     first, last = span
-    raw = _raw(lake, pipeline_id, first, last, _in_span(lake, pipeline_id, "dead", first, last))
+    raw = _raw(lake, pipeline_id, first, last)
     kept = _rows_without_raw(lake, pipeline_id, span, raw) if raw.num_rows < last - first + 1 else None
     progress.done += last - first + 1
     if not raw.num_rows:
