@@ -233,13 +233,13 @@ def _parser() -> argparse.ArgumentParser:
     replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records (all of them "
                      "unless a range is given; the stored files holding them are rewritten whole)", json_output=True)
     replay.add_argument("id", help="the pipeline")
-    replay.add_argument("--from", dest="start", help="event time from (ISO 8601 or epoch seconds), inclusive, as "
-                                                     "in query")
-    replay.add_argument("--to", dest="end", help="event time to, exclusive")
-    replay.add_argument("--received-from", dest="received_start", help="receive time from, inclusive")
-    replay.add_argument("--received-to", dest="received_end", help="receive time to, exclusive")
-    replay.add_argument("--from-seq", type=int, help="first sequence number")
-    replay.add_argument("--to-seq", type=int, help="last sequence number (included)")
+    replay.add_argument("--from", dest="start", metavar="T",
+                        help="event time from (ISO 8601 or epoch seconds), inclusive, as in query")
+    replay.add_argument("--to", dest="end", metavar="T", help="event time to, exclusive")
+    replay.add_argument("--received-from", dest="received_start", metavar="T", help="receive time from, inclusive")
+    replay.add_argument("--received-to", dest="received_end", metavar="T", help="receive time to, exclusive")
+    replay.add_argument("--from-seq", type=int, metavar="N", help="first sequence number")
+    replay.add_argument("--to-seq", type=int, metavar="M", help="last sequence number (included)")
     replay.add_argument("--wait", action="store_true", help="wait until the job is done")
     dead = command("dead", cmd_dead, "a pipeline's newest dead letters, with their reasons", json_output=True)
     dead.add_argument("id")
