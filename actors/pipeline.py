@@ -18,6 +18,7 @@ from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import ChannelServer, Endpoint
 from dash_ray.errors import DashError, SpecError, UnavailableError
 from dash_ray.lifecycle.jobs import Replays
+from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.lake import Lake
 from dash_ray.live.feed import LiveRead
 from dash_ray.lake_roots import pipeline_lake as lake_of
@@ -108,11 +109,9 @@ class PipelineActor:
     async def flush(self) -> int:
         return await self._core.flush()
 
-    async def replay(self, start_us: int | None, end_us: int | None, first_seq: int | None,
-                     last_seq: int | None) -> dict[str, Any]:
-        """Start a replay job of what was received in the range (dash_ray.lifecycle.jobs)."""
-        return self._replays().replay(start_us=start_us, end_us=end_us, first_seq=first_seq,
-                                      last_seq=last_seq).as_dict()
+    async def replay(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a replay job (`request`: a `ReplayRequest` as a dict; dash_ray.lifecycle.jobs)."""
+        return self._replays().submit(ReplayRequest.of(request)).as_dict()
 
     async def replay_dead(self) -> dict[str, Any]:
         return self._replays().replay_dead().as_dict()

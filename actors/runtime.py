@@ -1,6 +1,6 @@
 """The Ray implementation of the supervisor's `Runtime`: one detached `pipeline:<id>` actor per
 pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed; and the
-purge of a deleted pipeline's lake folders and log."""
+purge of a deleted pipeline's lake folders, PostgreSQL silver and log."""
 
 from __future__ import annotations
 
@@ -62,9 +62,15 @@ class RayRuntime:
         await self._kill(handle)
 
     async def purge(self, spec: PipelineSpec) -> None:
-        """Delete the pipeline's folders in its lake, and its log. Raises StorageError."""
+        """Delete the pipeline's folders in its lake, what PostgreSQL holds of it (whichever
+        silver its spec chose: an earlier version may have used PostgreSQL), and its log.
+        Raises StorageError."""
         lake = pipeline_lake(spec, self._pipeline_settings)
         await asyncio.to_thread(lake.purge, spec.id)
+        if self._settings.pg_dsn is not None:
+            from dash_ray.silver import pgpurge  # psycopg only where it is used
+
+            await asyncio.to_thread(pgpurge.purge, self._settings.pg_dsn, spec.id)
         await asyncio.to_thread(shutil.rmtree, self._settings.wal_dir(spec.id), True)
 
     async def _create(self, spec: PipelineSpec) -> ActorHandle:

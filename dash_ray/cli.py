@@ -19,7 +19,7 @@ environment is read once, into `Settings` (`up`, `down`) or `ClientEnv` (the res
 Every command but `up` and `down` talks to a running platform: the one `up` recorded in
 `$DASH_HOME/run.json`, or `$DASH_URL`. It never creates a token: it uses `$DASH_TOKEN`, else
 `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token`, and says plainly when Dash is not running.
-`--json` (ls, status, records, query, dead, tokens ls) prints one JSON document instead of a
+`--json` (ls, status, records, query, dead, replay, dead-replay, job, tokens ls) prints one JSON document instead of a
 table.
 """
 
@@ -208,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     command("deploy", cmd_deploy, "create or update a pipeline from a YAML/JSON spec").add_argument("file")
     delete = command("delete", cmd_delete, "stop a pipeline and forget it")
     delete.add_argument("id")
-    delete.add_argument("--purge", action="store_true", help="also delete its lake data and log")
+    delete.add_argument("--purge", action="store_true", help="also delete its lake data, PostgreSQL silver and log")
     command("restart", cmd_restart, "restart a pipeline by hand").add_argument("id")
     rotate = command("rotate-secret", cmd_rotate_secret, "a new ingest secret for a pipeline")
     rotate.add_argument("id")
@@ -230,21 +230,26 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--by", help="group aggregates by these fields, a,b")
     query.add_argument("--limit", type=int, help="raw rows: at most this many (default 1000)")
     query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq")
-    replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records")
-    replay.add_argument("id")
-    replay.add_argument("--from", dest="start", help="receive time from (ISO 8601 or epoch seconds)")
-    replay.add_argument("--to", dest="end", help="receive time to")
-    replay.add_argument("--from-seq", type=int, help="first sequence number")
-    replay.add_argument("--to-seq", type=int, help="last sequence number")
+    replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records (all of them "
+                     "unless a range is given; the stored files holding them are rewritten whole)", json_output=True)
+    replay.add_argument("id", help="the pipeline")
+    replay.add_argument("--from", dest="start", metavar="T",
+                        help="event time from (ISO 8601 or epoch seconds), inclusive, as in query")
+    replay.add_argument("--to", dest="end", metavar="T", help="event time to, exclusive")
+    replay.add_argument("--received-from", dest="received_start", metavar="T", help="receive time from, inclusive")
+    replay.add_argument("--received-to", dest="received_end", metavar="T", help="receive time to, exclusive")
+    replay.add_argument("--from-seq", type=int, metavar="N", help="first sequence number")
+    replay.add_argument("--to-seq", type=int, metavar="M", help="last sequence number (included)")
     replay.add_argument("--wait", action="store_true", help="wait until the job is done")
     dead = command("dead", cmd_dead, "a pipeline's newest dead letters, with their reasons", json_output=True)
     dead.add_argument("id")
     dead.add_argument("--limit", type=int, default=20)
-    dead_replay = command("dead-replay", cmd_dead_replay, "re-run dead letters through the current mapping")
-    dead_replay.add_argument("id")
+    dead_replay = command("dead-replay", cmd_dead_replay, "re-run dead letters through the current mapping",
+                          json_output=True)
+    dead_replay.add_argument("id", help="the pipeline")
     dead_replay.add_argument("--wait", action="store_true", help="wait until the job is done")
-    job = command("job", cmd_job, "a replay job's state")
-    job.add_argument("id")
+    job = command("job", cmd_job, "a replay job's state", json_output=True)
+    job.add_argument("id", help="the job, <pipeline>.<n>")
     job.add_argument("--wait", action="store_true", help="wait until the job is done")
 
     tokens = sub.add_parser("tokens", help="scoped API tokens").add_subparsers(dest="tokens", required=True)

@@ -39,23 +39,50 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job(client: Client, job: dict[str, Any], wait: bool) -> int:
-    if wait:
-        job = client.wait_job(job["job"] if "job" in job else job["id"])
+def _job(client: Client, job: dict[str, Any], args: argparse.Namespace) -> int:
+    if args.wait:
+        job = client.wait_job(job.get("job") or job["id"])
+    if getattr(args, "json", False):
+        print_json(job)
+        return 1 if job["state"] == "failed" else 0
     job_id = job.get("job") or job.get("id")
     print(f"job {job_id}: {job['state']} ({job.get('done', 0)}/{job.get('total', 0)})"
           + (f": {job['error']}" if job.get("error") else ""))
-    if not wait and job["state"] == "running":
+    if job.get("matched") is not None:
+        print(f"  asked: {_asked(job)}, {job['matched']} stored record(s)")
+        print(f"  rewritten: {job.get('total', 0)} record(s) of the stored files holding them: "
+              f"{job.get('replayed', 0)} mapped again, {job.get('kept', 0)} kept as stored")
+    if job.get("note"):
+        print(f"  note: {job['note']}")
+    if not args.wait and job["state"] == "running":
         print(f"  follow it with: dash-ray job {job_id}")
     return 1 if job["state"] == "failed" else 0
 
 
+def _asked(job: dict[str, Any]) -> str:
+    asked = job.get("asked") or {}
+    if job.get("kind") == "dead-replay":
+        return "every dead letter"
+    if "from_seq" in asked or "to_seq" in asked:
+        return f"seq {asked.get('from_seq', 1)}..{asked.get('to_seq', 'the last stored')}"
+    for prefix, what in (("", "event time"), ("received_", "receive time")):
+        if f"{prefix}from" in asked or f"{prefix}to" in asked:
+            return f"{what} {asked.get(prefix + 'from', 'the start')} to {asked.get(prefix + 'to', 'now')}"
+    return "everything stored"
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    if (args.start or args.end) and (args.from_seq or args.to_seq):
-        raise CliError("give --from/--to (receive times) or --from-seq/--to-seq, not both")
+    kinds = (("--from/--to", args.start or args.end),
+             ("--received-from/--received-to", args.received_start or args.received_end),
+             ("--from-seq/--to-seq", args.from_seq is not None or args.to_seq is not None))
+    given = [flag for flag, value in kinds if value]
+    if len(given) > 1:
+        raise CliError(f"give one of --from/--to (event time), --received-from/--received-to (receive time) or "
+                       f"--from-seq/--to-seq, not {' and '.join(given)}")
     with _client(args) as client:
-        job = client.replay(args.id, start=args.start, end=args.end, from_seq=args.from_seq, to_seq=args.to_seq)
-        return _job(client, job, args.wait)
+        job = client.replay(args.id, start=args.start, end=args.end, received_start=args.received_start,
+                            received_end=args.received_end, from_seq=args.from_seq, to_seq=args.to_seq)
+        return _job(client, job, args)
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
@@ -71,12 +98,12 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 def cmd_dead_replay(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _job(client, client.replay_dead(args.id), args.wait)
+        return _job(client, client.replay_dead(args.id), args)
 
 
 def cmd_job(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        return _job(client, client.job(args.id), args.wait)
+        return _job(client, client.job(args.id), args)
 
 
 # -- tokens ------------------------------------------------------------------------------------

@@ -276,11 +276,17 @@ class Client:
         return pa.Table.from_pylist(rows)
 
     def replay(self, pipeline_id: str, *, start: TimeArg = None, end: TimeArg = None,
+               received_start: TimeArg = None, received_end: TimeArg = None,
                from_seq: int | None = None, to_seq: int | None = None) -> dict[str, Any]:
-        """Re-run the pipeline's current mapping over stored raw records (received between
-        `start` and `end`, or seqs `from_seq..to_seq`, or all) into silver and dead letters,
-        idempotently; returns the job (`{"job", "state", "done", "total", ...}`)."""
-        body = {k: v for k, v in {"from": _time_param(start), "to": _time_param(end), "from_seq": from_seq,
+        """Re-run the pipeline's current mapping over stored raw records into silver and dead
+        letters, idempotently: those whose event time is in `[start, end)` (the time `query`
+        filters on), or that were received in `[received_start, received_end)`, or seqs
+        `from_seq..to_seq`, or all. The stored files holding them are rewritten whole; records
+        whose raw data retention removed keep their stored rows. Returns the job (`{"job",
+        "state", "asked", "matched", "done", "total", "replayed", "kept", "note", ...}`)."""
+        body = {k: v for k, v in {"from": _time_param(start), "to": _time_param(end),
+                                  "received_from": _time_param(received_start),
+                                  "received_to": _time_param(received_end), "from_seq": from_seq,
                                   "to_seq": to_seq}.items() if v is not None}
         return self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
 

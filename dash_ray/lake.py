@@ -131,9 +131,15 @@ class Lake:
     def purge(self, pipeline: str) -> None:
         """Delete every area of `pipeline`, rollups included."""
         for area in (*AREAS, *self.rollup_areas()):
-            directory = self._dir(area, pipeline)
-            if self._guard(self.fs.exists, directory):
-                self._guard(self.fs.rm, directory, recursive=True)
+            self.drop(area, pipeline)
+
+    def drop(self, area: Area, pipeline: str) -> bool:
+        """Delete `pipeline`'s folder in `area`; whether there was one."""
+        directory = self._dir(area, pipeline)
+        if not self._guard(self.fs.exists, directory):
+            return False
+        self._guard(self.fs.rm, directory, recursive=True)
+        return True
 
     def check(self) -> None:
         """Write, read back and delete a small probe; StorageError when the lake is unusable."""

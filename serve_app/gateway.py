@@ -185,10 +185,10 @@ class Gateway:
         """A long poll on the pipeline's live feed (`dash_ray.live.feed`)."""
         return await self._on_actor(pipeline_id, lambda actor: actor.live_read.remote(after, wait_s, limit))
 
-    async def replay(self, pipeline_id: str, *, start_us: int | None, end_us: int | None,
-                     first_seq: int | None, last_seq: int | None) -> dict[str, Any]:
-        """Start a replay job on the pipeline; its job record."""
-        return await self._on_actor(pipeline_id, lambda a: a.replay.remote(start_us, end_us, first_seq, last_seq))
+    async def replay(self, pipeline_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a replay job on the pipeline (`request`: a `ReplayRequest` as a dict); its
+        job record."""
+        return await self._on_actor(pipeline_id, lambda actor: actor.replay.remote(request))
 
     async def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
         return await self._on_actor(pipeline_id, lambda actor: actor.replay_dead.remote())

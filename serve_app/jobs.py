@@ -2,9 +2,10 @@
 `/dead/replay` start jobs on the pipeline's actor (admin), `GET /v1/jobs/{id}` reads one
 (read), `GET /v1/pipelines/{id}/dead` lists the newest dead letters from the lake (read).
 
-A replay's range is on the *receive* time (`from`, `to`: ISO 8601 or epoch seconds; bronze is
-kept by when records arrived), or on sequence numbers (`from_seq`, `to_seq`); none replays
-everything. A job id names its pipeline (`<pipeline>.<n>`)."""
+A replay's range is on the *event* time (`from`, `to`: ISO 8601 or epoch seconds, the query
+API's rules and meaning), or on the receive time (`received_from`, `received_to`), or on
+sequence numbers (`from_seq`, `to_seq`, both included); none replays everything
+(`dash_ray.lifecycle.selection`). A job id names its pipeline (`<pipeline>.<n>`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dash_ray.errors import MalformedBodyError, NotFoundError, QueryError
+from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.query.model import Schema, iso, parse_query
 from dash_ray.spec import PIPELINE_ID_PATTERN
 from serve_app.gateway import Gateway
@@ -32,28 +34,35 @@ _PIPELINE = re.compile(PIPELINE_ID_PATTERN)
 _NO_COLUMNS = Schema(())
 
 
-def _replay_range(body: Any) -> dict[str, int | None]:
+def _replay_request(body: Any) -> ReplayRequest:
     if not isinstance(body, dict):
-        raise MalformedBodyError('give {"from": ..., "to": ...} (receive times) or {"from_seq": ..., "to_seq": ...}',
-                                 where="body")
-    unknown = set(body) - {"from", "to", "from_seq", "to_seq"}
+        raise MalformedBodyError('give {"from": ..., "to": ...} (event times), {"received_from": ..., "received_to":'
+                                 ' ...} or {"from_seq": ..., "to_seq": ...}', where="body")
+    unknown = set(body) - {"from", "to", "received_from", "received_to", "from_seq", "to_seq"}
     if unknown:
         raise MalformedBodyError(f"unknown field {sorted(unknown)[0]!r} in the replay request", where=sorted(unknown)[0])
-    times = {k: str(body[k]) for k in ("from", "to") if body.get(k) is not None}
-    try:
-        checked = parse_query(times, _NO_COLUMNS)  # the query API's time rules and messages
-    except QueryError as exc:
-        raise MalformedBodyError(exc.message, where=exc.where) from None
+    event = _times(body, "from", "to")
+    received = _times(body, "received_from", "received_to")
     seqs = {}
     for name in ("from_seq", "to_seq"):
         value = body.get(name)
         if value is not None and (type(value) is not int or value < 1):
             raise MalformedBodyError(f"{name!r} must be a positive integer", where=name)
         seqs[name] = value
-    if times and any(seqs.values()):
-        raise MalformedBodyError("give times or sequence numbers, not both", where="from_seq")
-    return {"start_us": checked.start_us, "end_us": checked.end_us,
-            "first_seq": seqs["from_seq"], "last_seq": seqs["to_seq"]}
+    return ReplayRequest(start_us=event[0], end_us=event[1], received_start_us=received[0],
+                         received_end_us=received[1], first_seq=seqs["from_seq"], last_seq=seqs["to_seq"])
+
+
+def _times(body: dict[str, Any], start: str, end: str) -> tuple[int | None, int | None]:
+    """Two of the body's times, by the query API's rules and messages."""
+    given = {new: str(body[old]) for old, new in ((start, "from"), (end, "to")) if body.get(old) is not None}
+    try:
+        checked = parse_query(given, _NO_COLUMNS)
+    except QueryError as exc:
+        where = {"from": start, "to": end}.get(exc.where or "", exc.where)
+        message = exc.message.replace("'from'", repr(start)).replace("'to'", repr(end))
+        raise MalformedBodyError(message, where=where) from None
+    return checked.start_us, checked.end_us
 
 
 def _dead_rows(engines: QueryEngines, spec: Any, limit: int) -> list[dict[str, Any]]:
@@ -85,7 +94,7 @@ def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
             raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
-        job = await gateway.replay(pipeline_id, **_replay_range(body))
+        job = await gateway.replay(pipeline_id, _replay_request(body).as_dict())
         return json_response({"job": job["id"], **job}, 202)
 
     async def replay_dead(request: Request) -> Response:

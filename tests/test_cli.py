@@ -212,8 +212,14 @@ def test_pipeline_commands(platform, tmp_path: Path) -> None:
     assert "temp_c" in _cli(platform, tmp_path, "dead", "cli-weather").stdout
     replay = _cli(platform, tmp_path, "replay", "cli-weather", "--from-seq", "1", "--to-seq", "7", "--wait")
     assert replay.returncode == 0 and ": done (" in replay.stdout, replay.stdout + replay.stderr
+    assert "asked: seq 1..7, 7 stored record(s)" in replay.stdout, replay.stdout
+    by_time = _cli(platform, tmp_path, "replay", "cli-weather", "--from", "2026-05-01T12:00:00Z", "--to",
+                   "2026-05-01T12:02:00Z", "--wait")  # event time, as in query
+    assert "asked: event time 2026-05-01T12:00:00Z to 2026-05-01T12:02:00Z, 2 stored record(s)" in by_time.stdout
     both = _cli(platform, tmp_path, "replay", "cli-weather", "--from", "0", "--from-seq", "1")
-    assert both.returncode == 1 and "not both" in both.stderr
+    assert both.returncode == 1 and "not --from/--to and --from-seq/--to-seq" in both.stderr
+    backwards = _cli(platform, tmp_path, "replay", "cli-weather", "--from-seq", "10", "--to-seq", "5")
+    assert backwards.returncode == 1 and "'from_seq' is after 'to_seq'" in backwards.stderr
     dead_replay = _cli(platform, tmp_path, "dead-replay", "cli-weather", "--wait")
     assert dead_replay.returncode == 0 and ": done (" in dead_replay.stdout, dead_replay.stderr
     rows_after = orjson.loads(_cli(platform, tmp_path, "query", "cli-weather", "--json").stdout)

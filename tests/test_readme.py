@@ -72,3 +72,36 @@ def test_the_sdk_example_runs_as_printed(platform, tmp_path: Path, monkeypatch: 
             assert printed[2] in ("starting", "running")
     finally:
         platform.client.delete("weather", purge=True)
+
+
+@pytest.mark.ray
+def test_the_replay_example_replays_what_it_says(platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's replay snippet, run as printed (the platform's URL for the default one)
+    after the SDK snippet stored its two readings of May 1st 2026 and a new version of the
+    mapping was deployed: it replays those two, and their rows show the new mapping."""
+    [sdk] = _python_blocks("Python SDK")
+    [snippet] = _python_blocks("Replay")
+    assert 'start="2026-05-01", end="2026-05-02"' in snippet
+    (tmp_path / ".dash").mkdir()
+    (tmp_path / ".dash" / "admin.token").write_text(platform.token + "\n")
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / "weather.yaml", tmp_path / "configs" / "weather.yaml")
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(sdk.replace("http://127.0.0.1:8000", platform.url), "README.md", "exec"), {"__name__": "sdk"})  # noqa: S102
+        platform.wait_for(lambda: platform.client.get("weather").counters.get("stored_seq") == 2, what="stored")
+        fixed = (tmp_path / "configs" / "weather.yaml").read_text().replace('"temp_c * 9 / 5 + 32"', '"temp_c * 2"')
+        assert fixed != (tmp_path / "configs" / "weather.yaml").read_text()
+        (tmp_path / "fixed.yaml").write_text(fixed)
+        platform.client.deploy(str(tmp_path / "fixed.yaml"))
+        platform.wait_for(lambda: platform.client.get("weather").status == "running", what="the new version")
+        capsys.readouterr()
+        exec(compile(snippet.replace("http://127.0.0.1:8000", platform.url), "README.md", "exec"),  # noqa: S102
+             {"__name__": "replay"})
+        printed = capsys.readouterr().out.splitlines()
+        assert printed[:2] == ["done 2 2", "[]"], printed
+        rows = platform.client.query("weather", start="2026-05-01", end="2026-05-02", fields=["temp_c", "temp_f"])
+        assert [(r["temp_c"], r["temp_f"]) for r in rows] == [(21.5, 43.0), (19.0, 38.0)]
+    finally:
+        platform.client.delete("weather", purge=True)

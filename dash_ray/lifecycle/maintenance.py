@@ -1,8 +1,9 @@
-"""The background upkeep of one pipeline's lake: every `compaction.interval_s`, retention then
-compaction, in a thread, one pass at a time, then retention in the secondary silver stores
-(PostgreSQL) with the same cutoff. A failing pass is logged and tried again at the
-next interval; it never touches what is not yet stored, so it can neither slow nor endanger
-ingest. Replays take the same lock, so a pass and a replay never interleave."""
+"""The background upkeep of one pipeline's lake: every `compaction.interval_s`, in a thread,
+one pass at a time: the rollups of plans the spec no longer has deleted, retention, compaction,
+then retention in the secondary silver stores (PostgreSQL) with the same cutoff. A failing
+pass is logged and tried again at the next interval; it never touches what is not yet stored,
+so it can neither slow nor endanger ingest. Replays take the same lock, so a pass and a
+replay never interleave."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Protocol
 
 from dash_ray.lake import Lake
 from dash_ray.lifecycle.compaction import compact
-from dash_ray.lifecycle.retention import apply_retention, cutoff
+from dash_ray.lifecycle.retention import apply_retention, cutoff, drop_unplanned_rollups
 from dash_ray.query.rollup import RollupPlan
 from dash_ray.spec import StorageSpec
 
@@ -40,6 +41,7 @@ class MaintenanceStats:
     compacted_files: int = 0
     expired_files: int = 0
     expired_rows: int = 0  # in secondary stores
+    dropped_rollups: int = 0  # the pipeline's folders in rollup areas of plans it no longer has
     last_error: str | None = None
 
 
@@ -83,6 +85,7 @@ class Maintenance:
             await asyncio.shield(self._current)
 
     def _pass(self, stored_seq: int) -> None:
+        self.stats.dropped_rollups += drop_unplanned_rollups(self.lake, self.pipeline_id, self.plan)
         expired = apply_retention(self.lake, self.pipeline_id, self.storage.retention, today=self._today())
         self.stats.expired_files += expired.removed
         if self.storage.compaction.enabled:

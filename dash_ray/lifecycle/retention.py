@@ -5,6 +5,9 @@ whole days at a time, so a reader sees a day entirely or not at all.
 One exception keeps recovery sound: the bronze file with the highest range is never deleted,
 because the newest bronze file is where a restarted pipeline finds the last stored seq (with
 it gone, numbering would start again and collide with what is stored).
+
+Rollups of a plan the spec no longer has (other granularities, fields or groups: each plan has
+its own areas, `silver.lake.rollup_area`) are never read again; they are deleted whole.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from dash_ray.lake import Lake
+from dash_ray.query.rollup import RollupPlan
+from dash_ray.silver.lake import rollup_area
 from dash_ray.spec import RetentionSpec
 
-__all__ = ["RetentionReport", "apply_retention", "cutoff"]
+__all__ = ["RetentionReport", "apply_retention", "cutoff", "drop_unplanned_rollups"]
 
 
 @dataclass
@@ -45,3 +50,10 @@ def apply_retention(lake: Lake, pipeline_id: str, retention: RetentionSpec, *, t
         lake.delete(expired)
         report.removed += len(expired)
     return report
+
+
+def drop_unplanned_rollups(lake: Lake, pipeline_id: str, plan: RollupPlan | None) -> int:
+    """Delete the pipeline's folders in rollup areas that `plan` does not write (all of them
+    when it has none); how many. Blocking."""
+    planned = set() if plan is None else {rollup_area(plan, g) for g in plan.granularities}
+    return sum(lake.drop(area, pipeline_id) for area in lake.rollup_areas() if area not in planned)

@@ -28,7 +28,7 @@ from psycopg import sql
 from dash_ray.errors import StorageError
 from dash_ray.query.model import Column
 from dash_ray.query.rollup import RollupPlan
-from dash_ray.silver import pgbinary, pgrollup, pgschema
+from dash_ray.silver import pgbinary, pgpurge, pgrollup, pgschema
 
 __all__ = ["PostgresSilver"]
 
@@ -77,6 +77,8 @@ class PostgresSilver:
                     self._conn.execute(statement)
                 if self.plan is not None:
                     pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
+                # Tables of granularities the plan no longer has would only grow stale.
+                pgpurge.drop_rollups(self._conn, self.pipeline_id, keep=self.plan.granularities if self.plan else ())
                 self._kinds = {name: _KINDS.get(type_) for name, type_ in self._conn.execute(
                     "SELECT column_name, data_type FROM information_schema.columns"
                     " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id))}

@@ -40,6 +40,7 @@ def test_dead_letters_are_listed_and_replay_after_the_mapping_is_fixed(platform)
     assert job["job"].startswith(f"{pipeline_id}.") and job["state"] == "running"
     done = platform.client.wait_job(job["job"], timeout=60)
     assert done["state"] == "done" and done["done"] == done["total"] == 20
+    assert done["matched"] == 9 and done["replayed"] == 20 and done["kept"] == 0 and done["asked"] == {}
     assert platform.client.dead(pipeline_id) == []
     rows = platform.client.query(pipeline_id)
     assert [r["seq"] for r in rows] == list(range(1, 21)) and rows[-1]["temp_c"] == 39.0
@@ -48,8 +49,15 @@ def test_dead_letters_are_listed_and_replay_after_the_mapping_is_fixed(platform)
         again = platform.client.wait_job(platform.client.replay(pipeline_id)["job"], timeout=60)
         assert again["state"] == "done"
     assert platform.client.query(pipeline_id, agg="count") == [{"count": 20}]
-    by_time = platform.client.replay(pipeline_id, start=BASE - 3600, end="2099-01-01T00:00:00Z")
-    assert platform.client.wait_job(by_time["job"], timeout=60)["state"] == "done"
+    # `start`/`end` are the event time, as in query: readings 5..7 (seqs 6..8) of 20.
+    by_time = platform.client.wait_job(platform.client.replay(pipeline_id, start=BASE + 5, end=BASE + 8)["job"],
+                                       timeout=60)
+    assert by_time["state"] == "done" and by_time["matched"] == 3 and by_time["total"] == 20
+    assert by_time["asked"] == {"from": "2026-05-01T12:00:05Z", "to": "2026-05-01T12:00:08Z"}
+    # By receive time: everything arrived in the last hour, nothing in 2026 (yet).
+    received = platform.client.wait_job(platform.client.replay(
+        pipeline_id, received_start="2026-05-01", received_end="2026-05-02")["job"], timeout=60)
+    assert received["matched"] == 0 and received["total"] == 0
 
 
 def test_replay_requests_are_checked(platform) -> None:
@@ -59,6 +67,12 @@ def test_replay_requests_are_checked(platform) -> None:
         bad = http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"from": "soon"})
         assert bad.status_code == 400 and bad.json()["error"]["where"] == "from"
         assert http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"from_seq": -1}).status_code == 400
+        backwards = http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"from_seq": 10, "to_seq": 5})
+        assert backwards.status_code == 400 and backwards.json()["error"]["where"] == "from_seq"
+        mixed = http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"from": "2026-05-01", "received_to": 0})
+        assert mixed.status_code == 400 and mixed.json()["error"]["where"] == "received_from"
+        late = http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"received_from": "soon"})
+        assert late.status_code == 400 and late.json()["error"]["where"] == "received_from"
         assert http.post(f"/v1/pipelines/{pipeline_id}/replay", json={"nope": 1}).status_code == 400
         assert http.post(f"/v1/pipelines/{pipeline_id}/replay", content=b"{").status_code == 400
         assert http.post("/v1/pipelines/no-such/replay", json={}).status_code == 404
