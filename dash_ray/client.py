@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip as gzip_module
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
-import yaml
 
 from dash_ray.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -32,7 +32,7 @@ from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
 from dash_ray.transport import ClientSettings, clean_token, send
 from dash_ray.ingest.signing import signature_header
-from dash_ray.spec import PipelineSpec, load_spec
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document
 from dash_ray.stream import LiveStream
 
 if TYPE_CHECKING:
@@ -43,29 +43,14 @@ __all__ = ["Client", "ClientSettings", "Dashboard", "IngestResult", "Pipeline", 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _spec_data(spec: PipelineSpec | Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    if isinstance(spec, PipelineSpec):
-        return spec.to_json_dict()
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    return load_spec(spec).to_json_dict()
-
-
 def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
-    """What `deploy` was given, as plain data when it is a file or text (to tell a dashboard
-    from a pipeline spec by its top-level keys)."""
-    if isinstance(source, (PipelineSpec, DashboardModel, Mapping)):
+    """What `deploy` was given, as plain data when it is a file or text: a missing file raises
+    its OSError, text that does not parse a SpecError naming the file, line and column."""
+    if isinstance(source, PipelineSpec):
+        return source.to_json_dict()
+    if isinstance(source, (DashboardModel, Mapping)):
         return source
-    text = str(source)
-    if isinstance(source, Path) or ("\n" not in text and text.endswith((".yaml", ".yml", ".json"))):
-        try:
-            text = Path(source).read_text()
-        except OSError as exc:
-            raise SpecError(problems=[Problem("(file)", f"cannot read {source}: {exc.strerror}")]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None  # load_spec reports it
+    return load_document(source)
 
 
 class Client:
@@ -114,15 +99,20 @@ class Client:
     # -- pipelines -------------------------------------------------------------------------
 
     def deploy(self, spec: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
-        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path,
-        and return its `Pipeline`; or, when the document is a dashboard (`kind: dashboard` at
-        its top, or a `widgets` key), put the dashboard and return its `Dashboard`."""
+        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path
+        (or text), and return its `Pipeline`; or, when the document is a dashboard (`kind:
+        dashboard` at its top, or a `widgets` key), put the dashboard and return its
+        `Dashboard`. An invalid spec raises one SpecError listing every problem (the
+        server checks it; without a usable `id` there is nowhere to send it, so it is
+        checked here). A file that cannot be read raises its OSError."""
         document = _document(spec)
         if isinstance(document, DashboardModel) or is_dashboard(document):
             return self.put_dashboard(document)
-        data = _spec_data(spec)
-        if "id" not in data:
-            raise SpecError(problems=[Problem("id", "Field required")])
+        data = dict(document) if isinstance(document, Mapping) else document
+        if not isinstance(data, dict) or not re.fullmatch(PIPELINE_ID_PATTERN, str(data.get("id", ""))):
+            from dash_ray.spec_check import check_spec  # the mapping compiler: only when needed
+
+            check_spec(data).valid()
         return Pipeline.from_body(self._request("PUT", f"/v1/pipelines/{data['id']}", json=data))
 
     def list(self) -> list[Pipeline]:

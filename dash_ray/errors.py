@@ -80,7 +80,10 @@ class DashError(Exception):
         return {"error": error}
 
     def __str__(self) -> str:
-        return self.message if self.where is None else f"{self.message} (at {self.where})"
+        # "(at X)" only when it adds something: "no pipeline 'nope'" names it already.
+        if self.where is None or self.where in self.message:
+            return self.message
+        return f"{self.message} (at {self.where})"
 
 
 def _rebuild(cls: type[DashError], state: dict[str, Any]) -> DashError:

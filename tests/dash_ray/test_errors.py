@@ -80,3 +80,8 @@ def test_errors_module_exports_every_error_class_it_defines():
 def test_every_error_class_in_the_tree_has_a_name_in_the_body_table():
     for cls in ALL:
         assert type(error_from_body(cls.status, make(cls).to_body())) is cls
+
+
+def test_the_text_of_an_error_names_where_once():
+    assert str(errors.NotFoundError("no pipeline 'nope'", where="nope")) == "no pipeline 'nope'"
+    assert str(errors.QueryError("must be an integer", where="limit")) == "must be an integer (at limit)"
