@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import orjson
@@ -166,16 +166,31 @@ class Client:
         idempotency_key: str | None = None,
         ndjson: bool | None = None,
         gzip: bool = False,
+        wait: Literal["durable", "stored"] = "durable",
+        wait_timeout: float = 60.0,
     ) -> IngestResult:
-        """Send records, signed with `secret`; returns once they are durable.
+        """Send records, signed with `secret`; returns once they are durable (in the
+        pipeline's write-ahead log: they survive a crash, and `records` shows them as soon as
+        they are mapped). Queries (`query`, `query_table`) see them once a flush has stored
+        them, by default within about a second (the spec's `flush`); with `wait="stored"`
+        this returns only then (`wait_stored`; TimeoutError past `wait_timeout` seconds, the
+        records still durable).
 
         `records`: one dict, an iterable of records (sent as NDJSON unless `ndjson=False`),
-        or a ready body as bytes (JSON unless `ndjson=True`). Without `idempotency_key` a
-        random one is used, so the SDK's own retries never store a batch twice.
-        Without a secret, SignatureError before anything is sent."""
+        or a ready body as bytes (JSON unless `ndjson=True`). Without a secret,
+        SignatureError before anything is sent.
+
+        Idempotency: each call is signed at its own microsecond, so two calls are two
+        requests, stored twice even when their records are identical. The SDK's own retries
+        of one call resend the same signed request, which the pipeline answers as a
+        duplicate (`IngestResult.duplicate`) and does not store again; so does a call with an
+        `idempotency_key` the pipeline has seen in the last hour (a random key is used when
+        none is given)."""
         if secret is None or not secret.strip():
             raise SignatureError("ingest needs the pipeline's ingest secret: `deploy` returns it when it creates the "
                                  "pipeline (`Pipeline.ingest_secret`), `rotate_secret` makes a new one", where="secret")
+        if wait not in ("durable", "stored"):
+            raise ValueError(f"wait must be 'durable' or 'stored', not {wait!r}")
         secret = clean_token(secret, "ingest secret")
         if isinstance(records, bytes):
             body, is_ndjson = records, bool(ndjson)
@@ -197,12 +212,39 @@ class Client:
         headers["dash-signature"] = signature_header(secret, body)
         result = self._request("POST", f"/v1/pipelines/{pipeline_id}/events", retry=True, content=body,
                                headers=headers)
-        return IngestResult(
+        answer = IngestResult(
             accepted=result["accepted"],
             last_seq=result.get("last_seq"),
             rejected=result.get("rejected", []),
             duplicate=result.get("duplicate", False),
         )
+        if wait == "stored" and answer.last_seq:
+            self.wait_stored(pipeline_id, answer.last_seq, timeout=wait_timeout)
+        return answer
+
+    def wait_stored(self, pipeline_id: str, seq: int, *, timeout: float = 60.0) -> Pipeline:
+        """Wait until every record up to `seq` is stored where queries read it: in the lake
+        (the pipeline's `stored_seq`) and, for a pipeline that keeps silver in PostgreSQL,
+        copied there (`silver_seq`). Returns the pipeline as last read; TimeoutError past
+        `timeout` seconds (the records are durable all the same and are stored later)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            pipeline = self.get(pipeline_id)
+            counters = pipeline.counters
+            stored = counters.get("stored_seq") or 0
+            copied = stored
+            if "silver_seq" in counters:  # PostgreSQL silver (None until its first copy)
+                copied = counters["silver_seq"] or 0
+            if stored >= seq and copied >= seq:
+                return pipeline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                where = f"stored_seq {stored}" + (f", silver_seq {copied}" if "silver_seq" in counters else "")
+                raise TimeoutError(f"pipeline {pipeline_id}: records up to seq {seq} are durable but not stored "
+                                   f"after {timeout:g} s ({where}; status {pipeline.status})")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
 
     def records(self, pipeline_id: str, *, limit: int = 100, after: int | None = None) -> list[dict[str, Any]]:
         """The newest mapped records from the hot cache, oldest first: `{"seq","time","data"}`."""
@@ -231,8 +273,8 @@ class Client:
         time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
         like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
-        take datetimes, ISO 8601 text or epoch seconds. Raises QueryError naming a bad
-        parameter."""
+        take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
+        bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
         return self._query(pipeline_id, _query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
@@ -351,9 +393,21 @@ def _query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | No
     return {k: v for k, v in params.items() if v is not None}
 
 
-def connect(url: str = DEFAULT_URL, token: str | None = None, *, timeout: float | None = None,
+def connect(url: str | None = None, token: str | None = None, *, timeout: float | None = None,
             retries: int | None = None) -> Client:
     """A Client for the Dash API at `url`, authenticated with `token` (whitespace around it,
-    like the newline of a token file read whole, is dropped)."""
-    return Client(url, token=token, timeout=timeout, retries=retries)
+    like the newline of a token file read whole, is dropped).
 
+    Without `url`, the platform the CLI would talk to: `$DASH_URL`, else the one `dash-ray up`
+    recorded in `$DASH_HOME/run.json` (`$DASH_HOME` defaults to `./.dash`); UnavailableError
+    when neither names a running platform. Without `token`: `$DASH_TOKEN`, else
+    `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` when it exists, else none."""
+    from dash_ray.discovery import platform_token, platform_url
+    from dash_ray.settings import ClientEnv
+
+    env = ClientEnv.from_env()
+    if url is None:
+        url = platform_url(env)
+    if token is None:
+        token = platform_token(env)
+    return Client(url, token=token, timeout=timeout, retries=retries)

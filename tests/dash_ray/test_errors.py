@@ -62,7 +62,7 @@ def test_the_sdk_exports_exactly_these_names():
     assert sorted(dash_ray.__all__) == sorted([
         "AuthError", "BackpressureError", "Client", "DashError", "ForbiddenError", "IngestResult",
         "InputError", "InternalError", "MalformedBodyError", "NotFoundError", "OperatorError",
-        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "RetryableError", "SecretKeyError",
+        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "QueryError", "RetryableError", "SecretKeyError",
         "SignatureError", "SpecError", "StorageError", "UnavailableError", "UnsupportedMediaTypeError",
         "WalCorruptError", "__version__", "connect", "load_spec", "parse_spec",
     ])
@@ -75,6 +75,12 @@ def test_errors_module_exports_every_error_class_it_defines():
     defined = {name for name, obj in vars(errors).items()
                if isinstance(obj, type) and issubclass(obj, DashError) and obj.__module__ == errors.__name__}
     assert defined <= set(errors.__all__)
+
+
+def test_every_error_class_is_a_name_of_the_sdk():
+    """`Client.query` says it raises QueryError: `dash_ray.QueryError` must exist (issue 22)."""
+    missing = [cls.__name__ for cls in ALL if getattr(dash_ray, cls.__name__, None) is not cls]
+    assert missing == []
 
 
 def test_every_error_class_in_the_tree_has_a_name_in_the_body_table():
