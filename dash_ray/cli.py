@@ -50,7 +50,7 @@ from dash_ray.errors import DashError, NotFoundError
 from dash_ray.settings import ClientEnv, Settings
 from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
 
-__all__ = ["main"]
+__all__ = ["main", "start_demo"]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -71,9 +71,23 @@ def _admin_token(settings: Settings) -> str:
 # -- the platform ------------------------------------------------------------------------------
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def start_demo(client: Client) -> None:
+    """`up --demo`: the demo pipeline and its dashboard, each made only when there is none
+    (a dashboard the user edited stays as they left it)."""
     from dash_ray.dashboards import DEMO_DASHBOARD
     from dash_ray.sources.demo import DEMO_SPEC
+
+    try:
+        client.get("demo")
+    except NotFoundError:
+        client.deploy(DEMO_SPEC)
+    try:
+        client.dashboard("demo")
+    except NotFoundError:
+        client.put_dashboard(DEMO_DASHBOARD)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
     from serve_app.platform import up
 
     settings = _settings(args)
@@ -87,11 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  ray:         {platform.ray_address}" + ("" if platform.local is None else " (local, loopback only)"))
     if args.demo:
         with Client(platform.url, token=_admin_token(settings)) as client:
-            try:
-                client.get("demo")
-            except NotFoundError:
-                client.deploy(DEMO_SPEC)
-            client.put_dashboard(DEMO_DASHBOARD)
+            start_demo(client)
         print("  demo:        pipeline 'demo' is generating readings; watch them with")
         print(f"               dash-ray records demo, or open {platform.url}/dashboards/demo")
     print("Stop it with: dash-ray down")

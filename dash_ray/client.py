@@ -13,7 +13,6 @@ says; a restart, a rotation or a replay is sent once (unless no connection could
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip as gzip_module
 import re
 import time
@@ -32,7 +31,8 @@ from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
 from dash_ray.transport import ClientSettings, clean_token, send
 from dash_ray.ingest.signing import signature_header
-from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document
+from dash_ray.client_query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document, parse_spec
 from dash_ray.stream import LiveStream
 
 if TYPE_CHECKING:
@@ -275,11 +275,11 @@ class Client:
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
         take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
         bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
-        return self._query(pipeline_id, _query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
+        return self._query(pipeline_id, query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
-        params = _query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
+        params = query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
                                None, None, None, options.pop("limit", None), options.pop("order", None),
                                options.pop("after", None))
         if options:
@@ -293,11 +293,15 @@ class Client:
 
     def query_table(self, pipeline_id: str, **options: Any) -> pa.Table:
         """`query` as a pyarrow Table (`.to_pandas()` for a DataFrame); for raw rows, every
-        page up to `limit` rows in all (default: all of them)."""
-        import pyarrow as pa  # only here: the rest of the SDK does not need it
+        page up to `limit` rows in all (default: all of them). Columns are typed by the
+        pipeline's spec (read first): `time` and `bucket` timestamp[us, UTC], a column of
+        only nulls still its field's type, json fields as JSON text."""
+        from dash_ray.query.model import spec_schema  # pyarrow: only here, not for the rest of the SDK
 
+        schema = spec_schema(parse_spec(self.get(pipeline_id).spec))
+        columns = table_columns({c.name: c.type for c in schema.columns}, options)
         if options.get("agg"):
-            return pa.Table.from_pylist(self.query(pipeline_id, **options))
+            return answer_table(self.query(pipeline_id, **options), columns)
         limit = options.pop("limit", None)
         rows: list[dict[str, Any]] = []
         for page in self.query_pages(pipeline_id, limit=min(limit or 100_000, 100_000), **options):
@@ -305,14 +309,14 @@ class Client:
             if limit is not None and len(rows) >= limit:
                 rows = rows[:limit]
                 break
-        return pa.Table.from_pylist(rows)
+        return answer_table(rows, columns)
 
     def replay(self, pipeline_id: str, *, start: TimeArg = None, end: TimeArg = None,
                from_seq: int | None = None, to_seq: int | None = None) -> dict[str, Any]:
         """Re-run the pipeline's current mapping over stored raw records (received between
         `start` and `end`, or seqs `from_seq..to_seq`, or all) into silver and dead letters,
         idempotently; returns the job (`{"job", "state", "done", "total", ...}`)."""
-        body = {k: v for k, v in {"from": _time_param(start), "to": _time_param(end), "from_seq": from_seq,
+        body = {k: v for k, v in {"from": time_param(start), "to": time_param(end), "from_seq": from_seq,
                                   "to_seq": to_seq}.items() if v is not None}
         return self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
 
@@ -364,33 +368,6 @@ class Client:
         """The live (not revoked) tokens, oldest first: `{"id", "name", "scope",
         "created_at"}` each; never a token or its hash (admin)."""
         return self._request("GET", "/v1/tokens")["tokens"]
-
-
-TimeArg = dt.datetime | str | float | int | None
-
-
-def _time_param(value: TimeArg) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("give a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
-        return value.isoformat()
-    return str(value)
-
-
-def _listed(value: Sequence[str] | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return ",".join(value)
-
-
-def _query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | None, bucket: str | None,
-                  agg: Sequence[str] | str | None, by: Sequence[str] | str | None, limit: int | None,
-                  order: str | None, after: int | None) -> dict[str, Any]:
-    params = {"from": _time_param(start), "to": _time_param(end), "fields": _listed(fields), "bucket": bucket,
-              "agg": _listed(agg), "by": _listed(by), "limit": limit, "order": order, "after": after}
-    return {k: v for k, v in params.items() if v is not None}
 
 
 def connect(url: str | None = None, token: str | None = None, *, timeout: float | None = None,

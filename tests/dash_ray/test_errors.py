@@ -61,7 +61,8 @@ def test_the_sdk_exports_exactly_these_names():
     # httpx's test_exported_members style: adding or dropping a public name is a decision.
     assert sorted(dash_ray.__all__) == sorted([
         "AuthError", "BackpressureError", "Client", "DashError", "ForbiddenError", "IngestResult",
-        "InputError", "InternalError", "MalformedBodyError", "NotFoundError", "OperatorError",
+        "InputError", "InternalError", "MalformedBodyError", "MethodNotAllowedError", "NotFoundError",
+        "NotSupportedError", "OperatorError",
         "PayloadTooLargeError", "Pipeline", "PipelineSpec", "QueryError", "RetryableError", "SecretKeyError",
         "SignatureError", "SpecError", "StorageError", "UnavailableError", "UnsupportedMediaTypeError",
         "WalCorruptError", "__version__", "connect", "load_spec", "parse_spec",
