@@ -189,7 +189,10 @@ def cmd_rotate_secret(args: argparse.Namespace) -> int:
     with _client(args) as client:
         secret = client.rotate_secret(args.id, grace_s=args.grace)
     print(f"new ingest secret (shown once, keep it): {secret}")
-    print(f"the previous secret stays valid for {args.grace} s")
+    if args.grace:
+        print(f"the secret it replaces stays valid for {args.grace} s; secrets retired earlier keep their own grace")
+    else:
+        print("every earlier secret stopped working now")
     return 0
 
 

@@ -3,7 +3,8 @@
 Every method raises the same `DashError` subclass the server reported (SpecError with its
 problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
 ForbiddenError for one whose scope does not allow the call, ...). `ingest` signs the body with
-the pipeline's secret; it returns only after the server has made the records durable.
+the pipeline's secret; it returns only after the server has made the records durable (with
+`wait="stored"`, once queries see them).
 
 Retries, bounded by `ClientSettings` (`dash_ray/transport.py`): a call that cannot change
 anything twice (GET, PUT, DELETE, and `ingest`, which always carries an `Idempotency-Key`) is
@@ -129,7 +130,9 @@ class Client:
         return Pipeline.from_body(self._request("POST", f"/v1/pipelines/{pipeline_id}/restart"))
 
     def rotate_secret(self, pipeline_id: str, *, grace_s: int = 86_400) -> str:
-        """A new ingest secret; the old one stays valid for `grace_s` seconds."""
+        """A new ingest secret. The one it replaces stays valid for `grace_s` seconds; secrets
+        retired by earlier rotations keep their own grace (at most 3 retired secrets are
+        kept, the oldest dropped first); `grace_s=0` revokes every earlier secret at once."""
         body = self._request("POST", f"/v1/pipelines/{pipeline_id}/rotate-secret", params={"grace": grace_s})
         return body["ingest_secret"]
 
