@@ -32,6 +32,7 @@ __all__ = [
     "load_document",
     "load_spec",
     "parse_spec",
+    "yaml_error_text",
 ]
 
 PIPELINE_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
@@ -336,15 +337,21 @@ def load_document(source: str | Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and opened is not None:
-            context += f" that starts at line {opened.line + 1}, column {opened.column + 1}"
-        detail = f"{problem} ({context})" if context else problem
+        at, detail = yaml_error_text(exc)
         raise SpecError(f"{name}, {at}: not valid YAML: {detail}", where=name,
                         problems=[Problem("(file)", f"{at}: {detail}")]) from None
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> tuple[str, str]:
+    """Where a YAML error is ("line 3, column 5") and what it is, without PyYAML's name for
+    the stream (`"<unicode string>"`): the caller names the file or the body."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened is not None:
+        context += f" that starts at line {opened.line + 1}, column {opened.column + 1}"
+    return at, f"{problem} ({context})" if context else problem
 
 
 def load_spec(source: str | Path) -> PipelineSpec:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dash_ray.errors import MalformedBodyError, Problem, SpecError
+from dash_ray.spec import yaml_error_text
 from dash_ray.spec_check import check_spec
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body
@@ -69,8 +70,8 @@ async def _spec_body(request: Request) -> Any:
     try:
         return yaml.load(body, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        problem = " ".join(str(exc).split())
-        raise MalformedBodyError(f"body is not valid YAML: {problem}", where="body") from None
+        at, problem = yaml_error_text(exc)
+        raise MalformedBodyError(f"body is not valid YAML: {at}: {problem}", where="body") from None
 
 
 def api_routes(gateway: Gateway) -> list[Route]:

@@ -75,3 +75,13 @@ def test_every_problem_of_a_spec_comes_in_one_422(platform) -> None:
         platform.client.deploy({**spec, "id": "one-id", "hot_records": 5})
     assert [p.path for p in caught.value.problems] == ["mapping.fields.temp_f.expr", "mapping.filter",
                                                        "storage.rollups.by.0"]
+
+
+@pytest.mark.ray
+def test_a_yaml_body_error_says_line_and_column_not_pyyamls_stream_name(platform) -> None:
+    with platform.http() as http:
+        bad = http.put("/v1/pipelines/yaml-bad", content=b"id: yaml-bad\nmapping: {fields: [\n",
+                       headers={"content-type": "application/yaml"})
+    assert bad.status_code == 400
+    message = bad.json()["error"]["message"]
+    assert message.startswith("body is not valid YAML: line 3, column 1: ") and "unicode" not in message, message
