@@ -50,7 +50,7 @@ from dash_ray.errors import DashError, NotFoundError
 from dash_ray.settings import ClientEnv, Settings
 from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
 
-__all__ = ["main"]
+__all__ = ["main", "start_demo"]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -71,9 +71,23 @@ def _admin_token(settings: Settings) -> str:
 # -- the platform ------------------------------------------------------------------------------
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def start_demo(client: Client) -> None:
+    """`up --demo`: the demo pipeline and its dashboard, each made only when there is none
+    (a dashboard the user edited stays as they left it)."""
     from dash_ray.dashboards import DEMO_DASHBOARD
     from dash_ray.sources.demo import DEMO_SPEC
+
+    try:
+        client.get("demo")
+    except NotFoundError:
+        client.deploy(DEMO_SPEC)
+    try:
+        client.dashboard("demo")
+    except NotFoundError:
+        client.put_dashboard(DEMO_DASHBOARD)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
     from serve_app.platform import up
 
     settings = _settings(args)
@@ -87,11 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  ray:         {platform.ray_address}" + ("" if platform.local is None else " (local, loopback only)"))
     if args.demo:
         with Client(platform.url, token=_admin_token(settings)) as client:
-            try:
-                client.get("demo")
-            except NotFoundError:
-                client.deploy(DEMO_SPEC)
-            client.put_dashboard(DEMO_DASHBOARD)
+            start_demo(client)
         print("  demo:        pipeline 'demo' is generating readings; watch them with")
         print(f"               dash-ray records demo, or open {platform.url}/dashboards/demo")
     print("Stop it with: dash-ray down")
@@ -179,8 +189,27 @@ def cmd_rotate_secret(args: argparse.Namespace) -> int:
     with _client(args) as client:
         secret = client.rotate_secret(args.id, grace_s=args.grace)
     print(f"new ingest secret (shown once, keep it): {secret}")
-    print(f"the previous secret stays valid for {args.grace} s")
+    if args.grace:
+        print(f"the secret it replaces stays valid for {args.grace} s; secrets retired earlier keep their own grace")
+    else:
+        print("every earlier secret stopped working now")
     return 0
+
+
+_ID = "the pipeline's id"
+
+
+def _whole(least: int) -> Any:
+    """An argparse type: a whole number of at least `least`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {least}, not {text!r}")
+        return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -203,74 +232,91 @@ def _parser() -> argparse.ArgumentParser:
     command("down", cmd_down, "stop the platform").add_argument(
         "--drain", type=float, metavar="S", help="let pipelines flush to the lake for up to S seconds first")
     command("status", cmd_status, "the platform's summary, or one pipeline in full",
-            json_output=True).add_argument("id", nargs="?")
-    command("ls", cmd_ls, "list pipelines", json_output=True)
-    command("deploy", cmd_deploy, "create or update a pipeline from a YAML/JSON spec").add_argument("file")
+            json_output=True).add_argument("id", nargs="?", help="a pipeline's id (default: the whole platform)")
+    command("ls", cmd_ls, "list pipelines: status, restarts (those the supervisor made after a crash, since "
+            "the pipeline was created; a restart by hand is not counted), last seq, records waiting in the "
+            "log, last error", json_output=True)
+    command("deploy", cmd_deploy, "create or update a pipeline, or a dashboard (a file with `kind: dashboard` "
+            "or `widgets`), from a YAML/JSON file").add_argument("file", help="the spec's YAML or JSON file")
     delete = command("delete", cmd_delete, "stop a pipeline and forget it")
-    delete.add_argument("id")
+    delete.add_argument("id", help=_ID)
     delete.add_argument("--purge", action="store_true", help="also delete its lake data, PostgreSQL silver and log")
-    command("restart", cmd_restart, "restart a pipeline by hand").add_argument("id")
-    rotate = command("rotate-secret", cmd_rotate_secret, "a new ingest secret for a pipeline")
-    rotate.add_argument("id")
-    rotate.add_argument("--grace", type=int, default=86_400, help="seconds the old secret stays valid (86400)")
-    records = command("records", cmd_records, "a pipeline's newest mapped records", json_output=True)
-    records.add_argument("id")
-    records.add_argument("--limit", type=int, default=20)
+    command("restart", cmd_restart, "restart a pipeline by hand (also revives a failed one)").add_argument(
+        "id", help=_ID)
+    rotate = command("rotate-secret", cmd_rotate_secret,
+                     "a new ingest secret for a pipeline; the one it replaces stays valid for --grace s, "
+                     "secrets retired earlier keep their own grace (at most 3 retired secrets are kept)")
+    rotate.add_argument("id", help=_ID)
+    rotate.add_argument("--grace", type=_whole(0), default=86_400, metavar="S",
+                        help="seconds the replaced secret stays valid (86400); 0 revokes every earlier secret now")
+    records = command("records", cmd_records, "a pipeline's newest mapped records, from memory", json_output=True)
+    records.add_argument("id", help=_ID)
+    records.add_argument("--limit", type=_whole(1), default=20, metavar="N", help="at most N records (20)")
     tail = command("tail", cmd_tail, "follow a pipeline's live records (Ctrl-C to stop)", json_output=True)
-    tail.add_argument("id")
-    tail.add_argument("--after", type=int, help="first every record after this seq, then the live tail")
-    tail.add_argument("--last", type=int, default=10, help="start with the newest N records (10)")
-    query = command("query", cmd_query, "rows or aggregates of a pipeline's silver store", json_output=True)
-    query.add_argument("id")
-    query.add_argument("--from", dest="start", help="event time from (ISO 8601 or epoch seconds), inclusive")
-    query.add_argument("--to", dest="end", help="event time to, exclusive")
-    query.add_argument("--fields", help="raw rows: the fields to show, a,b (default all)")
+    tail.add_argument("id", help=_ID)
+    tail.add_argument("--after", type=_whole(0), metavar="SEQ",
+                      help="first every record after this seq, then the live tail")
+    tail.add_argument("--last", type=_whole(0), default=10, metavar="N",
+                      help="start with the newest N records (10); 0 for the live tail only")
+    query = command("query", cmd_query, "rows or aggregates of a pipeline's silver store (what the lake or "
+                    "PostgreSQL holds once a flush stored it)", json_output=True)
+    query.add_argument("id", help=_ID)
+    query.add_argument("--from", dest="start", metavar="T",
+                       help="event time from (ISO 8601 or epoch seconds), inclusive")
+    query.add_argument("--to", dest="end", metavar="T", help="event time to, exclusive")
+    query.add_argument("--fields", metavar="A,B", help="raw rows: the fields to show besides seq and time (default all)")
     query.add_argument("--bucket", help="aggregate per time bucket: 10s, 1m, 1h, 1d")
-    query.add_argument("--agg", help="aggregates: fn:field,... with fn in avg min max sum count first last")
-    query.add_argument("--by", help="group aggregates by these fields, a,b")
-    query.add_argument("--limit", type=int, help="raw rows: at most this many (default 1000)")
-    query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq")
+    query.add_argument("--agg", metavar="FN:FIELD,...",
+                       help="aggregates: fn:field,... with fn in avg min max sum count first last (count alone counts rows)")
+    query.add_argument("--by", metavar="A,B", help="group aggregates by these fields")
+    query.add_argument("--limit", type=_whole(1), metavar="N", help="raw rows: at most N (default 1000)")
+    query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq (asc)")
     replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records (all of them "
                      "unless a range is given; the stored files holding them are rewritten whole)", json_output=True)
-    replay.add_argument("id", help="the pipeline")
+    replay.add_argument("id", help=_ID)
     replay.add_argument("--from", dest="start", metavar="T",
                         help="event time from (ISO 8601 or epoch seconds), inclusive, as in query")
     replay.add_argument("--to", dest="end", metavar="T", help="event time to, exclusive")
     replay.add_argument("--received-from", dest="received_start", metavar="T", help="receive time from, inclusive")
     replay.add_argument("--received-to", dest="received_end", metavar="T", help="receive time to, exclusive")
-    replay.add_argument("--from-seq", type=int, metavar="N", help="first sequence number")
-    replay.add_argument("--to-seq", type=int, metavar="M", help="last sequence number (included)")
+    replay.add_argument("--from-seq", type=_whole(1), metavar="N", help="first sequence number")
+    replay.add_argument("--to-seq", type=_whole(1), metavar="M", help="last sequence number (included)")
     replay.add_argument("--wait", action="store_true", help="wait until the job is done")
     dead = command("dead", cmd_dead, "a pipeline's newest dead letters, with their reasons", json_output=True)
-    dead.add_argument("id")
-    dead.add_argument("--limit", type=int, default=20)
+    dead.add_argument("id", help=_ID)
+    dead.add_argument("--limit", type=_whole(1), default=20, metavar="N", help="at most N dead letters (20)")
     dead_replay = command("dead-replay", cmd_dead_replay, "re-run dead letters through the current mapping",
                           json_output=True)
-    dead_replay.add_argument("id", help="the pipeline")
+    dead_replay.add_argument("id", help=_ID)
     dead_replay.add_argument("--wait", action="store_true", help="wait until the job is done")
-    job = command("job", cmd_job, "a replay job's state", json_output=True)
-    job.add_argument("id", help="the job, <pipeline>.<n>")
+    job = command("job", cmd_job, "a replay job's state: what was asked, what was rewritten", json_output=True)
+    job.add_argument("id", help="the job's id (<pipeline>.<n>), as replay printed it")
     job.add_argument("--wait", action="store_true", help="wait until the job is done")
 
-    tokens = sub.add_parser("tokens", help="scoped API tokens").add_subparsers(dest="tokens", required=True)
-    create = tokens.add_parser("create", help="make a token (shown once)")
-    create.add_argument("--scope", required=True, choices=["read", "write", "admin"])
-    create.add_argument("--name")
+    tokens = sub.add_parser("tokens", help="scoped API tokens", description="scoped API tokens: create, list, revoke")
+    actions = tokens.add_subparsers(dest="tokens", required=True)
+    create = actions.add_parser("create", help="make a token (shown once)", description="make a token (shown once)")
+    create.add_argument("--scope", required=True, choices=["read", "write", "admin"],
+                        help="read: see pipelines, data and dashboards; admin: change them too; write: as read today "
+                             "(no route needs more yet)")
+    create.add_argument("--name", help="a name to tell it by in `tokens ls` (default: its scope)")
     create.set_defaults(run=cmd_tokens_create)
-    listing = tokens.add_parser("ls", help="live tokens (never their values)")
+    listing = actions.add_parser("ls", help="live tokens (never their values)",
+                                 description="live tokens (never their values)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=cmd_tokens_ls)
-    revoke = tokens.add_parser("revoke", help="revoke a token for good")
-    revoke.add_argument("id")
+    revoke = actions.add_parser("revoke", help="revoke a token for good", description="revoke a token for good")
+    revoke.add_argument("id", help="the token's id, as `tokens ls` shows it")
     revoke.set_defaults(run=cmd_tokens_revoke)
     return parser
 
 
 def _report(exc: DashError) -> None:
     problems = getattr(exc, "problems", ())
-    if problems:  # the message repeats them on one line; show each once, on its own line
-        print(f"error: invalid pipeline spec ({len(problems)} problem{'s' if len(problems) > 1 else ''}):",
-              file=sys.stderr)
+    if problems and exc.message.startswith("invalid "):
+        # The message repeats them on one line; show each once, on its own line.
+        what = exc.message.split(":", 1)[0]
+        print(f"error: {what} ({len(problems)} problem{'s' if len(problems) > 1 else ''}):", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
     else:
@@ -284,7 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     except DashError as exc:
         _report(exc)
         return 1
-    except (RuntimeError, OSError, ValueError) as exc:
+    except OSError as exc:
+        # A file the command reads: "cannot read x.yaml: No such file or directory".
+        what = f"cannot read {exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"error: {what}", file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -3,7 +3,8 @@
 Every method raises the same `DashError` subclass the server reported (SpecError with its
 problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
 ForbiddenError for one whose scope does not allow the call, ...). `ingest` signs the body with
-the pipeline's secret; it returns only after the server has made the records durable.
+the pipeline's secret; it returns only after the server has made the records durable (with
+`wait="stored"`, once queries see them).
 
 Retries, bounded by `ClientSettings` (`dash_ray/transport.py`): a call that cannot change
 anything twice (GET, PUT, DELETE, and `ingest`, which always carries an `Idempotency-Key`) is
@@ -13,18 +14,17 @@ says; a restart, a rotation or a replay is sent once (unless no connection could
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip as gzip_module
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import orjson
-import yaml
 
 from dash_ray.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -32,7 +32,8 @@ from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
 from dash_ray.transport import ClientSettings, clean_token, send
 from dash_ray.ingest.signing import signature_header
-from dash_ray.spec import PipelineSpec, load_spec
+from dash_ray.client_query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document, parse_spec
 from dash_ray.stream import LiveStream
 
 if TYPE_CHECKING:
@@ -43,29 +44,14 @@ __all__ = ["Client", "ClientSettings", "Dashboard", "IngestResult", "Pipeline", 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _spec_data(spec: PipelineSpec | Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    if isinstance(spec, PipelineSpec):
-        return spec.to_json_dict()
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    return load_spec(spec).to_json_dict()
-
-
 def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
-    """What `deploy` was given, as plain data when it is a file or text (to tell a dashboard
-    from a pipeline spec by its top-level keys)."""
-    if isinstance(source, (PipelineSpec, DashboardModel, Mapping)):
+    """What `deploy` was given, as plain data when it is a file or text: a missing file raises
+    its OSError, text that does not parse a SpecError naming the file, line and column."""
+    if isinstance(source, PipelineSpec):
+        return source.to_json_dict()
+    if isinstance(source, (DashboardModel, Mapping)):
         return source
-    text = str(source)
-    if isinstance(source, Path) or ("\n" not in text and text.endswith((".yaml", ".yml", ".json"))):
-        try:
-            text = Path(source).read_text()
-        except OSError as exc:
-            raise SpecError(problems=[Problem("(file)", f"cannot read {source}: {exc.strerror}")]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None  # load_spec reports it
+    return load_document(source)
 
 
 class Client:
@@ -114,15 +100,20 @@ class Client:
     # -- pipelines -------------------------------------------------------------------------
 
     def deploy(self, spec: PipelineSpec | DashboardModel | Mapping[str, Any] | str | Path) -> Any:
-        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path,
-        and return its `Pipeline`; or, when the document is a dashboard (`kind: dashboard` at
-        its top, or a `widgets` key), put the dashboard and return its `Dashboard`."""
+        """Create or update a pipeline from a spec object, a dict, or a YAML/JSON file path
+        (or text), and return its `Pipeline`; or, when the document is a dashboard (`kind:
+        dashboard` at its top, or a `widgets` key), put the dashboard and return its
+        `Dashboard`. An invalid spec raises one SpecError listing every problem (the
+        server checks it; without a usable `id` there is nowhere to send it, so it is
+        checked here). A file that cannot be read raises its OSError."""
         document = _document(spec)
         if isinstance(document, DashboardModel) or is_dashboard(document):
             return self.put_dashboard(document)
-        data = _spec_data(spec)
-        if "id" not in data:
-            raise SpecError(problems=[Problem("id", "Field required")])
+        data = dict(document) if isinstance(document, Mapping) else document
+        if not isinstance(data, dict) or not re.fullmatch(PIPELINE_ID_PATTERN, str(data.get("id", ""))):
+            from dash_ray.spec_check import check_spec  # the mapping compiler: only when needed
+
+            check_spec(data).valid()
         return Pipeline.from_body(self._request("PUT", f"/v1/pipelines/{data['id']}", json=data))
 
     def list(self) -> list[Pipeline]:
@@ -139,7 +130,9 @@ class Client:
         return Pipeline.from_body(self._request("POST", f"/v1/pipelines/{pipeline_id}/restart"))
 
     def rotate_secret(self, pipeline_id: str, *, grace_s: int = 86_400) -> str:
-        """A new ingest secret; the old one stays valid for `grace_s` seconds."""
+        """A new ingest secret. The one it replaces stays valid for `grace_s` seconds; secrets
+        retired by earlier rotations keep their own grace (at most 3 retired secrets are
+        kept, the oldest dropped first); `grace_s=0` revokes every earlier secret at once."""
         body = self._request("POST", f"/v1/pipelines/{pipeline_id}/rotate-secret", params={"grace": grace_s})
         return body["ingest_secret"]
 
@@ -176,16 +169,31 @@ class Client:
         idempotency_key: str | None = None,
         ndjson: bool | None = None,
         gzip: bool = False,
+        wait: Literal["durable", "stored"] = "durable",
+        wait_timeout: float = 60.0,
     ) -> IngestResult:
-        """Send records, signed with `secret`; returns once they are durable.
+        """Send records, signed with `secret`; returns once they are durable (in the
+        pipeline's write-ahead log: they survive a crash, and `records` shows them as soon as
+        they are mapped). Queries (`query`, `query_table`) see them once a flush has stored
+        them, by default within about a second (the spec's `flush`); with `wait="stored"`
+        this returns only then (`wait_stored`; TimeoutError past `wait_timeout` seconds, the
+        records still durable).
 
         `records`: one dict, an iterable of records (sent as NDJSON unless `ndjson=False`),
-        or a ready body as bytes (JSON unless `ndjson=True`). Without `idempotency_key` a
-        random one is used, so the SDK's own retries never store a batch twice.
-        Without a secret, SignatureError before anything is sent."""
+        or a ready body as bytes (JSON unless `ndjson=True`). Without a secret,
+        SignatureError before anything is sent.
+
+        Idempotency: each call is signed at its own microsecond, so two calls are two
+        requests, stored twice even when their records are identical. The SDK's own retries
+        of one call resend the same signed request, which the pipeline answers as a
+        duplicate (`IngestResult.duplicate`) and does not store again; so does a call with an
+        `idempotency_key` the pipeline has seen in the last hour (a random key is used when
+        none is given)."""
         if secret is None or not secret.strip():
             raise SignatureError("ingest needs the pipeline's ingest secret: `deploy` returns it when it creates the "
                                  "pipeline (`Pipeline.ingest_secret`), `rotate_secret` makes a new one", where="secret")
+        if wait not in ("durable", "stored"):
+            raise ValueError(f"wait must be 'durable' or 'stored', not {wait!r}")
         secret = clean_token(secret, "ingest secret")
         if isinstance(records, bytes):
             body, is_ndjson = records, bool(ndjson)
@@ -207,12 +215,39 @@ class Client:
         headers["dash-signature"] = signature_header(secret, body)
         result = self._request("POST", f"/v1/pipelines/{pipeline_id}/events", retry=True, content=body,
                                headers=headers)
-        return IngestResult(
+        answer = IngestResult(
             accepted=result["accepted"],
             last_seq=result.get("last_seq"),
             rejected=result.get("rejected", []),
             duplicate=result.get("duplicate", False),
         )
+        if wait == "stored" and answer.last_seq:
+            self.wait_stored(pipeline_id, answer.last_seq, timeout=wait_timeout)
+        return answer
+
+    def wait_stored(self, pipeline_id: str, seq: int, *, timeout: float = 60.0) -> Pipeline:
+        """Wait until every record up to `seq` is stored where queries read it: in the lake
+        (the pipeline's `stored_seq`) and, for a pipeline that keeps silver in PostgreSQL,
+        copied there (`silver_seq`). Returns the pipeline as last read; TimeoutError past
+        `timeout` seconds (the records are durable all the same and are stored later)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            pipeline = self.get(pipeline_id)
+            counters = pipeline.counters
+            stored = counters.get("stored_seq") or 0
+            copied = stored
+            if "silver_seq" in counters:  # PostgreSQL silver (None until its first copy)
+                copied = counters["silver_seq"] or 0
+            if stored >= seq and copied >= seq:
+                return pipeline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                where = f"stored_seq {stored}" + (f", silver_seq {copied}" if "silver_seq" in counters else "")
+                raise TimeoutError(f"pipeline {pipeline_id}: records up to seq {seq} are durable but not stored "
+                                   f"after {timeout:g} s ({where}; status {pipeline.status})")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.25)
 
     def records(self, pipeline_id: str, *, limit: int = 100, after: int | None = None) -> list[dict[str, Any]]:
         """The newest mapped records from the hot cache, oldest first: `{"seq","time","data"}`."""
@@ -241,13 +276,13 @@ class Client:
         time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
         like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
-        take datetimes, ISO 8601 text or epoch seconds. Raises QueryError naming a bad
-        parameter."""
-        return self._query(pipeline_id, _query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
+        take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
+        bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
+        return self._query(pipeline_id, query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
-        params = _query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
+        params = query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
                                None, None, None, options.pop("limit", None), options.pop("order", None),
                                options.pop("after", None))
         if options:
@@ -261,11 +296,15 @@ class Client:
 
     def query_table(self, pipeline_id: str, **options: Any) -> pa.Table:
         """`query` as a pyarrow Table (`.to_pandas()` for a DataFrame); for raw rows, every
-        page up to `limit` rows in all (default: all of them)."""
-        import pyarrow as pa  # only here: the rest of the SDK does not need it
+        page up to `limit` rows in all (default: all of them). Columns are typed by the
+        pipeline's spec (read first): `time` and `bucket` timestamp[us, UTC], a column of
+        only nulls still its field's type, json fields as JSON text."""
+        from dash_ray.query.model import spec_schema  # pyarrow: only here, not for the rest of the SDK
 
+        schema = spec_schema(parse_spec(self.get(pipeline_id).spec))
+        columns = table_columns({c.name: c.type for c in schema.columns}, options)
         if options.get("agg"):
-            return pa.Table.from_pylist(self.query(pipeline_id, **options))
+            return answer_table(self.query(pipeline_id, **options), columns)
         limit = options.pop("limit", None)
         rows: list[dict[str, Any]] = []
         for page in self.query_pages(pipeline_id, limit=min(limit or 100_000, 100_000), **options):
@@ -273,7 +312,7 @@ class Client:
             if limit is not None and len(rows) >= limit:
                 rows = rows[:limit]
                 break
-        return pa.Table.from_pylist(rows)
+        return answer_table(rows, columns)
 
     def replay(self, pipeline_id: str, *, start: TimeArg = None, end: TimeArg = None,
                received_start: TimeArg = None, received_end: TimeArg = None,
@@ -284,9 +323,9 @@ class Client:
         `from_seq..to_seq`, or all. The stored files holding them are rewritten whole; records
         whose raw data retention removed keep their stored rows. Returns the job (`{"job",
         "state", "asked", "matched", "done", "total", "replayed", "kept", "note", ...}`)."""
-        body = {k: v for k, v in {"from": _time_param(start), "to": _time_param(end),
-                                  "received_from": _time_param(received_start),
-                                  "received_to": _time_param(received_end), "from_seq": from_seq,
+        body = {k: v for k, v in {"from": time_param(start), "to": time_param(end),
+                                  "received_from": time_param(received_start),
+                                  "received_to": time_param(received_end), "from_seq": from_seq,
                                   "to_seq": to_seq}.items() if v is not None}
         return self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
 
@@ -340,36 +379,21 @@ class Client:
         return self._request("GET", "/v1/tokens")["tokens"]
 
 
-TimeArg = dt.datetime | str | float | int | None
-
-
-def _time_param(value: TimeArg) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("give a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
-        return value.isoformat()
-    return str(value)
-
-
-def _listed(value: Sequence[str] | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return ",".join(value)
-
-
-def _query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | None, bucket: str | None,
-                  agg: Sequence[str] | str | None, by: Sequence[str] | str | None, limit: int | None,
-                  order: str | None, after: int | None) -> dict[str, Any]:
-    params = {"from": _time_param(start), "to": _time_param(end), "fields": _listed(fields), "bucket": bucket,
-              "agg": _listed(agg), "by": _listed(by), "limit": limit, "order": order, "after": after}
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def connect(url: str = DEFAULT_URL, token: str | None = None, *, timeout: float | None = None,
+def connect(url: str | None = None, token: str | None = None, *, timeout: float | None = None,
             retries: int | None = None) -> Client:
     """A Client for the Dash API at `url`, authenticated with `token` (whitespace around it,
-    like the newline of a token file read whole, is dropped)."""
-    return Client(url, token=token, timeout=timeout, retries=retries)
+    like the newline of a token file read whole, is dropped).
 
+    Without `url`, the platform the CLI would talk to: `$DASH_URL`, else the one `dash-ray up`
+    recorded in `$DASH_HOME/run.json` (`$DASH_HOME` defaults to `./.dash`); UnavailableError
+    when neither names a running platform. Without `token`: `$DASH_TOKEN`, else
+    `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` when it exists, else none."""
+    from dash_ray.discovery import platform_token, platform_url
+    from dash_ray.settings import ClientEnv
+
+    env = ClientEnv.from_env()
+    if url is None:
+        url = platform_url(env)
+    if token is None:
+        token = platform_token(env)
+    return Client(url, token=token, timeout=timeout, retries=retries)

@@ -10,7 +10,9 @@
     │   └── SignatureError         401  missing, stale or wrong ingest signature
     ├── AuthError                  401  missing or unknown bearer token
     ├── ForbiddenError             403  the token's scope does not allow the route
-    ├── NotFoundError              404
+    ├── NotFoundError              404  no such pipeline, dashboard, job, token or route
+    ├── MethodNotAllowedError      405  the route exists, not with that method
+    ├── NotSupportedError          501  in docs/API.md's contract, not served yet
     ├── RetryableError             try again after `retry_after` seconds
     │   ├── BackpressureError      429  the pipeline's bounded queue is full
     │   ├── UnavailableError       503  the pipeline is (re)starting or failed
@@ -38,7 +40,9 @@ __all__ = [
     "InputError",
     "InternalError",
     "MalformedBodyError",
+    "MethodNotAllowedError",
     "NotFoundError",
+    "NotSupportedError",
     "OperatorError",
     "PayloadTooLargeError",
     "Problem",
@@ -80,7 +84,10 @@ class DashError(Exception):
         return {"error": error}
 
     def __str__(self) -> str:
-        return self.message if self.where is None else f"{self.message} (at {self.where})"
+        # "(at X)" only when it adds something: "no pipeline 'nope'" names it already.
+        if self.where is None or self.where in self.message:
+            return self.message
+        return f"{self.message} (at {self.where})"
 
 
 def _rebuild(cls: type[DashError], state: dict[str, Any]) -> DashError:
@@ -163,6 +170,16 @@ class ForbiddenError(DashError):
 
 class NotFoundError(DashError):
     status = 404
+
+
+class MethodNotAllowedError(DashError):
+    status = 405
+
+
+class NotSupportedError(DashError):
+    """Part of the contract (docs/API.md) this code does not serve yet: nothing to retry."""
+
+    status = 501
 
 
 class RetryableError(DashError):

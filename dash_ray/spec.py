@@ -29,8 +29,10 @@ __all__ = [
     "RollupsSpec",
     "StorageSpec",
     "WebhookSource",
+    "load_document",
     "load_spec",
     "parse_spec",
+    "yaml_error_text",
 ]
 
 PIPELINE_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
@@ -254,15 +256,46 @@ class PipelineSpec(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
 
 
+# In docs/API.md's contract but not served by this code yet: a spec using them is a 422 that
+# says so (docs/API.md, "What this code serves").
+NOT_YET_SOURCES = ("http_poll", "graphql_poll", "pipeline")
+NOT_YET_KEYS = ("sinks",)
+SOURCE_KINDS = ("push", "webhook", "demo")
+_PATTERNS = {
+    PIPELINE_ID_PATTERN: "1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
+    FIELD_NAME_PATTERN: "a field name is 1 to 63 characters of A-Z, a-z, 0-9 and '_', not starting with a digit",
+}
+
+
+def _message(err: Any, loc: list[str]) -> tuple[list[str], str]:
+    """The path and message a user reads for one pydantic error."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "union_tag_invalid" and loc == ["source"]:
+        tag, kinds = ctx.get("tag"), ", ".join(SOURCE_KINDS)
+        if tag in NOT_YET_SOURCES:
+            return ["source", "kind"], (f"source kind {tag!r} is in docs/API.md's contract but not supported yet; "
+                                        f"this Dash takes {kinds}")
+        return ["source", "kind"], f"unknown source kind {str(tag)[:40]!r}; give one of {kinds}"
+    if kind == "union_tag_not_found" and loc == ["source"]:
+        return ["source", "kind"], f"missing; give one of {', '.join(SOURCE_KINDS)}"
+    if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in NOT_YET_KEYS:
+        return loc, f"{loc[0]!r} is in docs/API.md's contract but not supported yet; leave it out for now"
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:
+        return loc, _PATTERNS[ctx["pattern"]]
+    return loc, err["msg"].removeprefix("Value error, ")
+
+
 def _problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         # pydantic marks a dict key's own error with a trailing "[key]" element.
         loc = [str(part) for part in err["loc"] if part != "[key]"]
         # Discriminated unions put the tag in the path ("source.webhook.verify"); drop it.
-        if len(loc) >= 2 and loc[0] == "source" and loc[1] in ("push", "webhook", "demo"):
+        if len(loc) >= 2 and loc[0] == "source" and loc[1] in SOURCE_KINDS:
             del loc[1]
-        message = err["msg"].removeprefix("Value error, ")
+        loc, message = _message(err, loc)
         problems.append(Problem(path=".".join(loc) or "(spec)", message=message))
     return problems
 
@@ -280,21 +313,48 @@ def parse_spec(data: Any) -> PipelineSpec:
         raise SpecError(problems=_problems(exc)) from None
 
 
-def load_spec(source: str | Path) -> PipelineSpec:
-    """Load a spec from a `.yaml`/`.yml`/`.json` file path, or from YAML/JSON text."""
-    text: str
-    if isinstance(source, Path) or (
-        "\n" not in source and source.endswith((".yaml", ".yml", ".json"))
-    ):
-        path = Path(source)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise SpecError(problems=[Problem("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+def _is_path(source: str | Path) -> bool:
+    return isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml", ".json")))
+
+
+def load_document(source: str | Path) -> Any:
+    """The plain data of a `.yaml`/`.yml`/`.json` file path, or of YAML/JSON text (JSON when it
+    starts with `{`). A file that cannot be read raises its OSError (FileNotFoundError, ...);
+    text that does not parse raises SpecError naming the file, line and column."""
+    name = "spec"
+    if _is_path(source):
+        name = str(source)
+        text = Path(source).read_text()
     else:
-        text = source
+        text = str(source)
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"{name}, line {exc.lineno}, column {exc.colno}"
+            raise SpecError(f"{where}: not valid JSON: {exc.msg}", where=name,
+                            problems=[Problem("(file)", f"line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
     try:
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SpecError(problems=[Problem("(file)", f"not valid YAML or JSON: {exc}")]) from None
-    return parse_spec(data)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        at, detail = yaml_error_text(exc)
+        raise SpecError(f"{name}, {at}: not valid YAML: {detail}", where=name,
+                        problems=[Problem("(file)", f"{at}: {detail}")]) from None
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> tuple[str, str]:
+    """Where a YAML error is ("line 3, column 5") and what it is, without PyYAML's name for
+    the stream (`"<unicode string>"`): the caller names the file or the body."""
+    mark = getattr(exc, "problem_mark", None)
+    at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened is not None:
+        context += f" that starts at line {opened.line + 1}, column {opened.column + 1}"
+    return at, f"{problem} ({context})" if context else problem
+
+
+def load_spec(source: str | Path) -> PipelineSpec:
+    """Load a spec from a `.yaml`/`.yml`/`.json` file path, or from YAML/JSON text: its shape
+    checked (`parse_spec`); `dash_ray.spec_check.check_spec` checks everything."""
+    return parse_spec(load_document(source))

@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dash_ray.errors import MalformedBodyError, SpecError
+from dash_ray.errors import MalformedBodyError, Problem, SpecError
+from dash_ray.spec import yaml_error_text
+from dash_ray.spec_check import check_spec
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body
 from serve_app.responses import json_response
@@ -68,8 +70,8 @@ async def _spec_body(request: Request) -> Any:
     try:
         return yaml.load(body, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
-        problem = " ".join(str(exc).split())
-        raise MalformedBodyError(f"body is not valid YAML: {problem}", where="body") from None
+        at, problem = yaml_error_text(exc)
+        raise MalformedBodyError(f"body is not valid YAML: {at}: {problem}", where="body") from None
 
 
 def api_routes(gateway: Gateway) -> list[Route]:
@@ -84,7 +86,10 @@ def api_routes(gateway: Gateway) -> list[Route]:
             raise SpecError("a pipeline spec must be a JSON or YAML object", where="(spec)")
         data.setdefault("id", pipeline_id)
         if data["id"] != pipeline_id:
-            raise SpecError(f"spec id {data['id']!r} does not match the URL's {pipeline_id!r}", where="id")
+            # Every other problem too, in the same answer (checked as if the ids agreed).
+            mismatch = Problem("id", f"spec id {str(data['id'])[:80]!r} does not match the URL's {pipeline_id!r}")
+            checked = check_spec({**data, "id": pipeline_id})
+            raise SpecError(problems=[mismatch, *checked.problems])
         deployed = await gateway.registry.put(data)
         gateway.forget(pipeline_id)
         return json_response(deployed_body(deployed), 201 if deployed.created else 200)

@@ -5,6 +5,7 @@ request but ingest given a request id, and the replica's metrics (`/metrics`).""
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 
 from dash_ray.errors import DashError
 from dash_ray.settings import WebSettings
@@ -17,7 +18,7 @@ from serve_app.live import LiveFront, LiveHub, LiveSocket, live_routes
 from serve_app.metrics import ReplicaMetrics, metrics_routes
 from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
-from serve_app.responses import RequestIds, on_error
+from serve_app.responses import RequestIds, on_error, on_route_error
 
 __all__ = ["build_app"]
 
@@ -34,5 +35,6 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
               + live_routes(live) + metrics_routes(gateway, metrics)
               + dashboard_routes(gateway) + page_routes(gateway))
-    app = Starlette(routes=routes, exception_handlers={DashError: on_error, Exception: on_error})
+    handlers = {DashError: on_error, Exception: on_error, HTTPException: on_route_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
     return IngestFront(LiveFront(RequestIds(app), live), gateway, metrics=metrics)

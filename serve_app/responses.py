@@ -19,18 +19,28 @@ import re
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dash_ray.errors import DashError, InternalError, RetryableError
+from dash_ray.errors import (
+    DashError,
+    InternalError,
+    MethodNotAllowedError,
+    NotFoundError,
+    NotSupportedError,
+    RetryableError,
+)
 from dash_ray.logs import current_request_id, new_request_id, request_context
 
-__all__ = ["RequestIds", "error_response", "json_response", "on_error", "request_id_of", "retry_after",
-           "unexpected_error"]
+__all__ = ["RequestIds", "error_response", "json_response", "on_error", "on_route_error", "request_id_of",
+           "retry_after", "route_error", "unexpected_error"]
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PIPELINES, _HOOKS = "/v1/pipelines/", "/v1/hooks/"
+# Routes of docs/API.md's contract this code does not serve yet: a 501 that says so, not a 404.
+_NOT_YET = (re.compile(r"^/v1/secrets(/[^/]+)?/?$"), re.compile(r"^/v1/pipelines/[^/]+/sinks(/[^/]+/redeliver)?/?$"))
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -81,6 +91,30 @@ async def on_error(request: Request, exc: Exception) -> Response:
         return error_response(exc, request_id=request_id)
     return error_response(unexpected_error(exc, request.method, request.url.path, request_id),
                           request_id=request_id)
+
+
+def route_error(method: str, path: str, status: int, allowed: str | None = None) -> DashError:
+    """What answers a request no route took: 501 for a route of the contract not served yet,
+    405 for a path served with other methods, else 404."""
+    shown = f"{method} {path[:200]}"
+    if any(pattern.match(path) for pattern in _NOT_YET):
+        return NotSupportedError(f"{shown} is in docs/API.md's contract but not served yet (docs/API.md lists "
+                                 "what is served)", where=path[:200])
+    if status == 405:
+        return MethodNotAllowedError(f"{shown} is not served; {path[:200]} takes {allowed or 'other methods'}",
+                                     where=method)
+    return NotFoundError(f"no route {shown}; docs/API.md lists the routes served", where=path[:200])
+
+
+async def on_route_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's handler for the requests no route took (404, 405): the JSON error body
+    every other error has."""
+    request_id = current_request_id() or request_id_of(request.headers)
+    error = route_error(request.method, request.url.path, exc.status_code, (exc.headers or {}).get("Allow"))
+    response = error_response(error, request_id=request_id)
+    if isinstance(error, MethodNotAllowedError) and exc.headers and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 class RequestIds:

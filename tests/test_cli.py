@@ -202,6 +202,10 @@ def test_pipeline_commands(platform, tmp_path: Path) -> None:
     assert orjson.loads(aggregated.stdout) == [
         {"bucket": "2026-05-01T12:00:00Z", "device": "station-0", "avg_temp_c": 11.0, "count": 2},
         {"bucket": "2026-05-01T12:00:00Z", "device": "station-1", "avg_temp_c": 12.0, "count": 2}]
+    seqs = orjson.loads(_cli(platform, tmp_path, "query", "cli-weather", "--fields", "seq", "--json").stdout)
+    assert [set(r) for r in seqs] == [{"seq", "time"}] * 6  # every row has seq: not an unknown field
+    missing = _cli(platform, tmp_path, "status", "nope")
+    assert missing.returncode == 1 and missing.stderr == "error: no pipeline 'nope'\n", missing.stderr
     table = _cli(platform, tmp_path, "query", "cli-weather", "--agg", "max:temp_c")
     assert table.stdout.split() == ["max_temp_c", "15"], table.stdout
     bad = _cli(platform, tmp_path, "query", "cli-weather", "--agg", "avg:nope")

@@ -144,3 +144,136 @@ def test_ingest_rides_through_a_pipeline_restart_and_stores_each_batch_once(plat
     assert sorted(values) == [0, 1, 2, 3, 4, 5] and len(set(seqs)) == 6
     assert platform.client.get(pipeline_id).restarts == 1
     platform.client.delete(pipeline_id)
+
+
+# -- what the SDK promises about when rows are queryable and what counts twice (issue 22) --
+
+
+WEATHER = {"mapping": {"fields": {"time": {"path": "$.ts", "type": "timestamp"},
+                                  "device": {"path": "$.device", "type": "string"},
+                                  "temp_c": {"path": "$.temp", "type": "double"},
+                                  "note": {"path": "$.note", "type": "string"},
+                                  "n": {"path": "$.n", "type": "int"}}}}
+
+
+def test_ingest_can_wait_until_queries_see_the_records(platform) -> None:
+    """Item 5: the README's example queried right after `ingest` and printed []: rows are
+    queryable once a flush stores them. `wait="stored"` returns only then."""
+    pipeline_id, secret = _deploy(platform, "waitstored", flush={"records": 1_000_000, "seconds": 2.0}, **WEATHER)
+    records = [{"ts": "2026-05-01T12:00:00Z", "device": "station-1", "temp": 21.5, "n": 1},
+               {"ts": "2026-05-01T12:00:01Z", "device": "station-2", "temp": 19.0, "n": 2}]
+    durable = platform.client.ingest(pipeline_id, records, secret=secret)
+    assert platform.client.query(pipeline_id) == []  # durable, not stored yet: the flush is 2 s away
+    started = time.monotonic()
+    stored = platform.client.ingest(pipeline_id, records[:1], secret=secret, wait="stored")
+    assert time.monotonic() - started < 10
+    rows = platform.client.query(pipeline_id)
+    assert sorted(r["seq"] for r in rows) == [1, 2, 3] and stored.last_seq == 3 == durable.last_seq + 1
+    assert platform.client.get(pipeline_id).counters["stored_seq"] >= 3
+    with pytest.raises(ValueError, match="wait must be"):
+        platform.client.ingest(pipeline_id, records, secret=secret, wait="flushed")  # type: ignore[arg-type]
+    platform.client.delete(pipeline_id, purge=True)
+
+
+def test_a_wait_past_its_timeout_says_the_records_are_durable(platform) -> None:
+    pipeline_id, secret = _deploy(platform, "waitlate", flush={"records": 1_000_000, "seconds": 3600})
+    with pytest.raises(TimeoutError, match="durable but not stored after 0.5 s"):
+        platform.client.ingest(pipeline_id, {"n": 1}, secret=secret, wait="stored", wait_timeout=0.5)
+    assert platform.client.records(pipeline_id)[0]["data"] == {"n": 1}
+    platform.client.delete(pipeline_id, purge=True)
+
+
+def test_each_ingest_call_counts_and_a_resent_request_does_not(platform) -> None:
+    """Item 11: three calls with one identical record in the same second stored it once. Now
+    each call is signed at its own microsecond; the same signed request sent again (by the
+    SDK's retry, or by whoever captured it) is still a duplicate, and so is a call that
+    repeats an Idempotency-Key."""
+    import httpx
+
+    from dash_ray.ingest.signing import signature_header
+
+    pipeline_id, secret = _deploy(platform, "samesecond")
+    record = {"n": 7}
+    results = [platform.client.ingest(pipeline_id, record, secret=secret) for _ in range(3)]
+    assert [(r.accepted, r.duplicate) for r in results] == [(1, False)] * 3
+    assert [r.last_seq for r in results] == [1, 2, 3]
+    again = platform.client.ingest(pipeline_id, record, secret=secret, idempotency_key="k-1")
+    repeated = platform.client.ingest(pipeline_id, record, secret=secret, idempotency_key="k-1")
+    assert (again.duplicate, repeated.duplicate, repeated.last_seq) == (False, True, 4)
+
+    body = b'{"n": 8}'
+    signed = {"dash-signature": signature_header(secret, body), "content-type": "application/json"}
+    with httpx.Client(base_url=platform.url, timeout=30) as http:
+        first = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body, headers={**signed, "idempotency-key": "a"})
+        replayed = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body,
+                             headers={**signed, "idempotency-key": "b"})  # an attacker's new key
+    assert first.status_code == replayed.status_code == 202
+    assert replayed.json().get("duplicate") is True and replayed.json()["last_seq"] == first.json()["last_seq"] == 5
+    assert [r["data"]["n"] for r in platform.client.records(pipeline_id)] == [7, 7, 7, 7, 8]
+    platform.client.delete(pipeline_id, purge=True)
+
+
+def test_query_table_types_its_columns_by_the_spec(platform) -> None:
+    import pyarrow as pa
+
+    pipeline_id, secret = _deploy(platform, "typed", **WEATHER)
+    platform.client.ingest(pipeline_id, [{"ts": "2026-05-01T12:00:00Z", "device": "a", "temp": 21, "n": 1},
+                                         {"ts": "2026-05-01T12:00:01.5Z", "device": "b", "temp": 19.5, "n": 2}],
+                           secret=secret, wait="stored")
+    table = platform.client.query_table(pipeline_id)
+    utc = pa.timestamp("us", tz="UTC")
+    assert table.schema == pa.schema([("seq", pa.int64()), ("time", utc), ("device", pa.string()),
+                                      ("temp_c", pa.float64()), ("note", pa.string()), ("n", pa.int64())])
+    assert table.column("time").to_pylist()[1].microsecond == 500_000
+    assert table.column("note").null_count == 2  # only nulls, still a string column
+    assert platform.client.query_table(pipeline_id, fields="seq").column_names == ["seq", "time"]
+    empty = platform.client.query_table(pipeline_id, start="2030-01-01T00:00:00Z")
+    assert empty.num_rows == 0 and empty.schema.field("time").type == utc
+    buckets = platform.client.query_table(pipeline_id, bucket="1h", agg=["avg:n", "sum:n", "max:temp_c", "count",
+                                                                         "last:note"], by="device")
+    assert buckets.schema == pa.schema([("bucket", utc), ("device", pa.string()), ("avg_n", pa.float64()),
+                                        ("sum_n", pa.int64()), ("max_temp_c", pa.float64()), ("count", pa.int64()),
+                                        ("last_note", pa.string())])
+    assert buckets.column("count").to_pylist() == [1, 1]
+    # The raw API takes `seq` and `time` as fields too: every row has them.
+    assert platform.client.query(pipeline_id, fields=["seq", "n"]) == [
+        {"seq": 1, "time": "2026-05-01T12:00:00Z", "n": 1}, {"seq": 2, "time": "2026-05-01T12:00:01.500000Z", "n": 2}]
+    platform.client.delete(pipeline_id, purge=True)
+
+
+def test_a_second_rotation_keeps_the_first_secrets_grace(platform) -> None:
+    """Item 7, end to end: S0 was promised a day by the first rotation."""
+    pipeline_id, s0 = _deploy(platform, "rotate")
+    s1 = platform.client.rotate_secret(pipeline_id)
+    s2 = platform.client.rotate_secret(pipeline_id, grace_s=3600)
+    for n, secret in enumerate((s0, s1, s2)):
+        assert platform.client.ingest(pipeline_id, {"n": n}, secret=secret).accepted == 1
+    platform.client.rotate_secret(pipeline_id, grace_s=0)  # a leak: every earlier secret goes
+    for secret in (s0, s1, s2):
+        with pytest.raises(SignatureError):
+            platform.client.ingest(pipeline_id, {"n": 9}, secret=secret)
+    platform.client.delete(pipeline_id, purge=True)
+
+
+def test_an_identical_dashboard_put_changes_nothing(platform) -> None:
+    pipeline_id, _ = _deploy(platform, "boards")
+    board = {"id": f"b-{pipeline_id}", "title": "T", "widgets": [{"kind": "stat", "pipeline": pipeline_id,
+                                                                  "agg": "count"}]}
+    first = platform.client.put_dashboard(board)
+    assert platform.client.put_dashboard(board).version == first.version == 1
+    assert platform.client.put_dashboard({**board, "title": "U"}).version == 2
+    platform.client.delete_dashboard(board["id"])
+    platform.client.delete(pipeline_id)
+
+
+def test_up_demo_keeps_a_demo_dashboard_the_user_edited(platform) -> None:
+    from dash_ray.cli import start_demo
+
+    start_demo(platform.client)
+    made = platform.client.dashboard("demo")
+    edited = platform.client.put_dashboard({"id": "demo", "title": "Mine", "widgets": made.widgets[:1]})
+    start_demo(platform.client)  # `up --demo` again
+    kept = platform.client.dashboard("demo")
+    assert (kept.title, kept.version, len(kept.widgets)) == ("Mine", edited.version, 1)
+    platform.client.delete_dashboard("demo")
+    platform.client.delete("demo", purge=True)

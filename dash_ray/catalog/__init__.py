@@ -9,11 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
-from dash_ray.catalog.catalog import Catalog
+from dash_ray.catalog.catalog import MAX_RETIRED_SECRETS, Catalog
 from dash_ray.catalog.dashboards import DashboardRecord
 from dash_ray.auth.secretbox import SecretBox
 
 __all__ = [
+    "MAX_RETIRED_SECRETS",
     "Catalog",
     "DashboardRecord",
     "PipelineRecord",

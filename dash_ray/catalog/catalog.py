@@ -28,7 +28,11 @@ from dash_ray.auth.secretbox import SecretBox
 from dash_ray.spec import PipelineSpec, parse_spec
 from dash_ray.auth.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
 
-__all__ = ["Catalog"]
+__all__ = ["MAX_RETIRED_SECRETS", "Catalog"]
+
+# Secrets retired by rotations that stay valid for their grace, beside the current one. A
+# signed request is checked against each valid secret, so a few, not an unbounded list.
+MAX_RETIRED_SECRETS = 3
 
 _MAX_TOKEN_NAME = 200
 _MAX_TOKEN_CHARS = 200
@@ -194,8 +198,12 @@ class Catalog:
         self, pipeline_id: str, new_secret: str, *, grace_seconds: float, now: dt.datetime
     ) -> None:
         """Make `new_secret` the current ingest secret. The one it replaces stays valid until
-        `now + grace_seconds` (with 0 it is dropped at once); any older one is dropped, so at
-        most two secrets are valid at a time. Raises NotFoundError for an unknown pipeline."""
+        `now + grace_seconds`; secrets retired by earlier rotations keep their own grace, so
+        a second rotation never shortens what the first one promised. At most
+        `MAX_RETIRED_SECRETS` retired secrets are kept (each signed request is checked
+        against every valid secret): past that the oldest is dropped at once. With
+        `grace_seconds` 0 every earlier secret stops working at once (a leaked secret).
+        Raises NotFoundError for an unknown pipeline."""
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds must be >= 0, not {grace_seconds}")
         now = _aware(now, "now")
@@ -211,16 +219,20 @@ class Catalog:
                 (pipeline_id,),
             )
             last = rows[0][0] if rows else 0
-            # The newest secret is the current one; older ones are earlier rotations.
-            keep = last if rows and grace_seconds > 0 else None
-            tx.execute(
-                "DELETE FROM pipeline_secrets WHERE pipeline_id = ? AND seq <> ?",
-                (pipeline_id, -1 if keep is None else keep),
-            )
-            if keep is not None:
+            # The newest secret is the current one; older ones were retired by earlier
+            # rotations, newest first, each with its own end.
+            keep: list[int] = []
+            if rows and grace_seconds > 0:
+                keep = [last] + [seq for seq, valid_until in rows[1:]
+                                 if valid_until is not None and _utc(valid_until) > now]
+                keep = keep[:MAX_RETIRED_SECRETS]
+            for seq, _ in rows:
+                if seq not in keep:
+                    tx.execute("DELETE FROM pipeline_secrets WHERE pipeline_id = ? AND seq = ?", (pipeline_id, seq))
+            if keep:
                 tx.execute(
                     "UPDATE pipeline_secrets SET valid_until = ? WHERE pipeline_id = ? AND seq = ?",
-                    (until, pipeline_id, keep),
+                    (until, pipeline_id, last),
                 )
             tx.execute(
                 "INSERT INTO pipeline_secrets (pipeline_id, seq, ciphertext, valid_until,"

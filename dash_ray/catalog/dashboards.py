@@ -1,5 +1,6 @@
 """The catalog's dashboards: each kept as the JSON of its validated model, with a version
-that goes up by one on each put, over the same `Backend` as the rest of the catalog."""
+that goes up by one on each put that changes it, over the same `Backend` as the rest of the
+catalog."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _COLUMNS = "id, body, version, created_at, updated_at"
 
 @dataclass(frozen=True)
 class DashboardRecord:
-    """A dashboard as stored: 1 on create, + 1 with each put."""
+    """A dashboard as stored: version 1 on create, + 1 with each put that changes it."""
 
     dashboard: Dashboard
     version: int
@@ -40,7 +41,8 @@ class Dashboards:
         self._clock = clock
 
     def put(self, dashboard: Dashboard) -> DashboardRecord:
-        """Create the dashboard (version 1, `created` set) or replace it (version + 1)."""
+        """Create the dashboard (version 1, `created` set) or replace it (version + 1); a put
+        of the dashboard as it is stored changes nothing (its version stays)."""
         now = self._clock()
         body = json.dumps(dashboard.to_json_dict(), separators=(",", ":"))
 
@@ -51,8 +53,9 @@ class Dashboards:
                 (dashboard.id, body, now, now),
             )
             if not inserted:
-                tx.execute("UPDATE dashboards SET body = ?, version = version + 1, updated_at = ? WHERE id = ?",
-                           (body, now, dashboard.id))
+                # An identical put changes nothing: same version, same updated_at.
+                tx.execute("UPDATE dashboards SET body = ?, version = version + 1, updated_at = ?"
+                           " WHERE id = ? AND body <> ?", (body, now, dashboard.id, body))
             rows = tx.execute(f"SELECT {_COLUMNS} FROM dashboards WHERE id = ?", (dashboard.id,))
             return _record(rows[0], created=bool(inserted))
 

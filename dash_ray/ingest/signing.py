@@ -18,7 +18,9 @@ whoever captured it), per scheme. The pipeline remembers replay keys as it remem
 | hmac | the body only | digest of the body | the same: identical bodies count once while remembered |
 
 So two different requests with byte-identical bodies count once under github, shopify and
-hmac, and under dash, stripe and slack when signed in the same second. The delivery id headers
+hmac, and under stripe and slack when signed in the same second, and under dash when signed
+with the same `t`: Dash's `t` may carry a fraction of a second, and the SDK signs each request
+to the microsecond (no two requests of one process alike), so its calls are distinct. The delivery id headers
 of GitHub (`X-GitHub-Delivery`) and Shopify (`X-Shopify-Webhook-Id`) are not signed: they are
 used as the request's idempotency key (a redelivery is a duplicate even if its body changed),
 never as its replay key. Beyond 100,000 requests within 300 s (about 333 a second) a replay late
@@ -35,6 +37,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,16 +65,32 @@ _DIGEST_SIZE = {"sha256": 32, "sha1": 20, "sha512": 64}
 Algorithm = Literal["sha256", "sha1", "sha512"]
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The hex HMAC-SHA256 of `"<timestamp>." + body` under `secret`."""
+def sign(secret: str, body: bytes, timestamp: int | str) -> str:
+    """The hex HMAC-SHA256 of `"<timestamp>." + body` under `secret` (the timestamp as the
+    header writes it: whole seconds, or with a fraction)."""
     mac = hmac.new(secret.encode(), str(timestamp).encode() + b".", hashlib.sha256)
     mac.update(body)
     return mac.hexdigest()
 
 
+_last_stamp_us = 0
+_stamp_lock = threading.Lock()
+
+
+def _unique_now() -> str:
+    """Now as `<seconds>.<microseconds>`, never the same twice in this process: two requests
+    this process signs are two requests, even with identical bodies in the same second."""
+    global _last_stamp_us
+    with _stamp_lock:
+        _last_stamp_us = max(time.time_ns() // 1000, _last_stamp_us + 1)
+        us = _last_stamp_us
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
 def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The value of the `Dash-Signature` header for `body`, signed now (or at `timestamp`)."""
-    t = int(time.time()) if timestamp is None else int(timestamp)
+    """The value of the `Dash-Signature` header for `body`: signed at `timestamp` (whole
+    seconds), or now to the microsecond, a time no other request of this process has."""
+    t = _unique_now() if timestamp is None else str(int(timestamp))
     return f"t={t},v1={sign(secret, body, t)}"
 
 
@@ -82,7 +101,7 @@ class Signed(NamedTuple):
 
     prefix: bytes
     given: tuple[bytes, ...]
-    timestamp: int | None = None
+    timestamp: float | None = None
     delivery: str | None = None
 
 
@@ -99,6 +118,18 @@ def _unix_time(value: str, shown: str) -> int:
     if not (value.isascii() and value.isdigit() and len(value) <= 12):
         raise SignatureError(f"{shown} timestamp is not a unix time in seconds", where=shown)
     return int(value)
+
+
+def _dash_time(value: str, shown: str) -> tuple[float, str]:
+    """Dash's `t`: whole seconds, or seconds with a fraction of 1 to 9 digits, signed as
+    written. (The time, the text the signature covers.)"""
+    seconds, dot, fraction = value.partition(".")
+    if not dot:
+        t = _unix_time(value, shown)
+        return t, str(t)
+    if not (fraction.isascii() and fraction.isdigit() and len(fraction) <= 9):
+        raise SignatureError(f"{shown} timestamp is not a unix time in seconds", where=shown)
+    return _unix_time(seconds, shown) + int(fraction) / 10 ** len(fraction), value
 
 
 def _hex(value: str, size: int, shown: str) -> bytes:
@@ -191,31 +222,40 @@ class Scheme:
         return f"{self.name}:{digest.hexdigest()[:32]}"
 
 
-def _timestamped(value: str, shown: str) -> tuple[int, list[bytes]]:
-    """`t=<unix seconds>,v1=<hex>[,v1=<hex>...]` (Dash and Stripe); other keys are ignored."""
-    timestamp: int | None = None
+def _timestamped(value: str, shown: str, *, fraction: bool = False) -> tuple[float, str, list[bytes]]:
+    """`t=<unix seconds>,v1=<hex>[,v1=<hex>...]` (Dash and Stripe; Dash's `t` may carry a
+    `fraction`); other keys are ignored. (The time, the `t` text signed, the signatures.)"""
+    timestamp: float | None = None
+    text = ""
     signatures: list[bytes] = []
     for part in value.split(","):
         key, sep, item = part.strip().partition("=")
         if key == "t" and sep:
-            timestamp = _unix_time(item, shown)
+            if fraction:
+                timestamp, text = _dash_time(item, shown)
+            else:
+                timestamp = _unix_time(item, shown)
+                text = str(timestamp)
         elif key == "v1" and sep:
             signatures.append(_hex(item, 32, shown))
     if timestamp is None or not signatures:
         raise SignatureError(f"{shown} must look like 't=<unix seconds>,v1=<hex hmac>'", where=shown)
-    return timestamp, signatures
+    return timestamp, text, signatures
 
 
 @dataclass(frozen=True)
 class DashScheme(Scheme):
-    """`Dash-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`."""
+    """`Dash-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`; `t` may
+    carry a fraction of a second (`t=1714567890.123456`, up to 9 digits), signed as written,
+    so two requests with identical bodies in one second have two replay keys."""
 
     name = "dash"
     shown = "Dash-Signature"
 
     def parse(self, headers: Mapping[str, str]) -> Signed:
-        t, signatures = _timestamped(_header(headers, SIGNATURE_HEADER, self.shown), self.shown)
-        return Signed(f"{t}.".encode(), tuple(signatures), t)
+        t, text, signatures = _timestamped(_header(headers, SIGNATURE_HEADER, self.shown), self.shown,
+                                           fraction=True)
+        return Signed(f"{text}.".encode(), tuple(signatures), t)
 
 
 @dataclass(frozen=True)
@@ -227,8 +267,8 @@ class StripeScheme(Scheme):
     shown = "Stripe-Signature"
 
     def parse(self, headers: Mapping[str, str]) -> Signed:
-        t, signatures = _timestamped(_header(headers, "stripe-signature", self.shown), self.shown)
-        return Signed(f"{t}.".encode(), tuple(signatures), t)
+        t, text, signatures = _timestamped(_header(headers, "stripe-signature", self.shown), self.shown)
+        return Signed(f"{text}.".encode(), tuple(signatures), t)
 
 
 @dataclass(frozen=True)

@@ -348,8 +348,9 @@ class _Parser:
                 return self.node(Unary(token.pos, "NOT", operand), operand)
             if token.text == "CASE":
                 return self.case(token)
-        what = "the end of the expression" if token.kind == "end" else repr(token.text)
-        raise ExpressionError(f"unexpected {what} (a value was expected)", token.pos)
+        if token.kind == "end":
+            raise ExpressionError("the expression ends where a value was expected", token.pos)
+        raise ExpressionError(f"unexpected {token.text!r} (a value was expected)", token.pos)
 
     def call(self, name: _Token) -> Expr:
         self.next()  # "("

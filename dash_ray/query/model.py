@@ -142,7 +142,8 @@ def _column(schema: Schema, name: str, param: str) -> Column:
     column = schema.get(name)
     if column is None:
         known = ", ".join(c.name for c in schema.columns) or "none"
-        raise QueryError(f"unknown field {name[:60]!r} in {param!r}; fields: {known}", where=param)
+        also = "; every row also has seq and time" if param == "fields" else ""
+        raise QueryError(f"unknown field {name[:60]!r} in {param!r}; fields: {known}{also}", where=param)
     return column
 
 
@@ -201,7 +202,10 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
                 raise QueryError(f"{name!r} applies to raw rows, not to aggregates", where=name)
         return Query(start_us=start, end_us=end, limit=_int(params, "limit", MAX_LIMIT, 1, MAX_LIMIT) or MAX_LIMIT,
                      bucket_us=bucket_us, aggs=aggs, by=by)
-    fields = tuple(_column(schema, name, "fields") for name in _names(params, "fields")) or schema.columns
+    # Every row has `seq` and `time`: asking for them is asking for no other field.
+    named = _names(params, "fields")
+    fields = tuple(_column(schema, name, "fields") for name in named if name not in ("seq", "time"))
+    fields = fields if named else schema.columns
     order = params.get("order", "asc") or "asc"
     if order not in ("asc", "desc"):
         raise QueryError("'order' must be asc or desc", where="order")

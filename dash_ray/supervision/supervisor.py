@@ -28,11 +28,9 @@ from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus
 from dash_ray.errors import NotFoundError, OperatorError, SpecError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
-from dash_ray.mapping import compile_mapping
-from dash_ray.query.rollup import rollup_problems
-from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
-from dash_ray.spec import PipelineSpec, parse_spec
+from dash_ray.spec import PipelineSpec
+from dash_ray.spec_check import check_spec
 from dash_ray.supervision.clock import Clock, SystemClock
 from dash_ray.supervision.policy import RestartPolicy
 from dash_ray.supervision.runtime import Runtime
@@ -202,19 +200,23 @@ class Supervisor:
         Raises SpecError naming every problem, UnavailableError when not ready or when the
         catalog cannot be reached (then nothing changed)."""
         self._require_booted()
-        spec = parse_spec(spec_data)
-        compile_mapping(spec.mapping)  # SpecError with paths and positions
+        checked = check_spec(spec_data, has_database=self._has_database)
+        spec = checked.spec
+        if spec is None or spec.id != spec_data.get("id"):
+            checked.valid()  # the id itself is broken: every other problem is in `checked`
+        assert spec is not None
         async with self._locks.hold(spec.id):
             self._require_booted()
             entry = self._pipelines.get(spec.id)
-            problems = rollup_problems(spec) + silver_problems(spec, has_dsn=self._has_database)
-            problems += evolution_problems(entry.spec, spec) if entry else []
-            if problems:
-                raise SpecError(problems=problems)
+            checked.add(evolution_problems(entry.spec, spec) if entry else [])
             if self._lake_roots is not None:
                 others = [e.spec.storage.lake for pid, e in self._pipelines.items()
                           if pid != spec.id and e.spec.storage.lake]
-                self._lake_roots.check(spec.storage.lake, others=others)
+                try:
+                    self._lake_roots.check(spec.storage.lake, others=others)
+                except SpecError as exc:
+                    checked.add(exc.problems)
+            spec = checked.valid()  # SpecError naming every problem at once
             if entry is not None and entry.status != "stopped" and _same(entry.spec, spec):
                 return Deployed(self._view(spec.id, entry), created=False)
             secret: str | None = None

@@ -61,8 +61,9 @@ def test_the_sdk_exports_exactly_these_names():
     # httpx's test_exported_members style: adding or dropping a public name is a decision.
     assert sorted(dash_ray.__all__) == sorted([
         "AuthError", "BackpressureError", "Client", "DashError", "ForbiddenError", "IngestResult",
-        "InputError", "InternalError", "MalformedBodyError", "NotFoundError", "OperatorError",
-        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "RetryableError", "SecretKeyError",
+        "InputError", "InternalError", "MalformedBodyError", "MethodNotAllowedError", "NotFoundError",
+        "NotSupportedError", "OperatorError",
+        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "QueryError", "RetryableError", "SecretKeyError",
         "SignatureError", "SpecError", "StorageError", "UnavailableError", "UnsupportedMediaTypeError",
         "WalCorruptError", "__version__", "connect", "load_spec", "parse_spec",
     ])
@@ -77,6 +78,17 @@ def test_errors_module_exports_every_error_class_it_defines():
     assert defined <= set(errors.__all__)
 
 
+def test_every_error_class_is_a_name_of_the_sdk():
+    """`Client.query` says it raises QueryError: `dash_ray.QueryError` must exist (issue 22)."""
+    missing = [cls.__name__ for cls in ALL if getattr(dash_ray, cls.__name__, None) is not cls]
+    assert missing == []
+
+
 def test_every_error_class_in_the_tree_has_a_name_in_the_body_table():
     for cls in ALL:
         assert type(error_from_body(cls.status, make(cls).to_body())) is cls
+
+
+def test_the_text_of_an_error_names_where_once():
+    assert str(errors.NotFoundError("no pipeline 'nope'", where="nope")) == "no pipeline 'nope'"
+    assert str(errors.QueryError("must be an integer", where="limit")) == "must be an integer (at limit)"

@@ -65,10 +65,25 @@ def test_load_yaml_and_json(tmp_path):
 
 
 def test_load_bad_yaml_and_missing_file(tmp_path):
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match=r"^spec, line 2, column 1: .* starts at line 1, column 5\)$"):
         load_spec("id: [unclosed\n")
-    with pytest.raises(SpecError, match="cannot read"):
+    # A missing file is not an invalid spec: the OSError a user knows, naming the file.
+    with pytest.raises(FileNotFoundError) as missing:
         load_spec(tmp_path / "missing.yaml")
+    assert missing.value.filename == str(tmp_path / "missing.yaml")
+
+
+def test_a_yaml_or_json_error_names_the_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: weather\nmapping:\n  fields: [unclosed\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(bad)
+    assert str(caught.value).startswith(f"{bad}, line 4, column 1: not valid YAML: "), str(caught.value)
+    assert "<unicode string>" not in str(caught.value) and str(caught.value).count(str(bad)) == 1
+    broken_json = tmp_path / "bad.json"
+    broken_json.write_text('{"id": "weather",\n "mapping": }')
+    with pytest.raises(SpecError, match=rf"^{broken_json}, line 2, column 13: not valid JSON: "):
+        load_spec(broken_json)
 
 
 def test_non_object_spec():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dash_ray.catalog import Catalog, PipelineRecord, open_catalog
+from dash_ray.catalog import MAX_RETIRED_SECRETS, Catalog, PipelineRecord, open_catalog
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.errors import SecretKeyError
@@ -125,14 +125,34 @@ def test_rotation_keeps_the_previous_secret_for_the_grace_period(catalog: Catalo
     catalog.rotate_secret("weather", "whsec_3", grace_seconds=60, now=later)
     assert _secrets(catalog.get_pipeline("weather")) == [("whsec_3", None), ("whsec_2", later + minute)]
 
-    # At most two are ever valid: rotating within the grace drops the oldest at once.
-    catalog.rotate_secret("weather", "whsec_4", grace_seconds=60, now=later)
-    assert _secrets(catalog.get_pipeline("weather")) == [("whsec_4", None), ("whsec_3", later + minute)]
 
-    # No grace: only the new secret is valid.
-    catalog.rotate_secret("weather", "whsec_5", grace_seconds=0, now=later)
-    assert _secrets(catalog.get_pipeline("weather")) == [("whsec_5", None)]
-    assert _secrets(catalog.list_pipelines()[0]) == [("whsec_5", None)]
+def test_each_retired_secret_keeps_its_own_grace(catalog: Catalog) -> None:
+    """Issue 22 item 7: a second rotation within the first one's grace cut the first secret
+    off at once, although the first rotation had promised it a day."""
+    catalog.put_pipeline(spec(), secret="whsec_0")
+    day, hour = dt.timedelta(days=1), dt.timedelta(hours=1)
+    catalog.rotate_secret("weather", "whsec_1", grace_seconds=86_400, now=T0)
+    catalog.rotate_secret("weather", "whsec_2", grace_seconds=3_600, now=T0 + hour)
+    record = catalog.get_pipeline("weather")
+    assert _secrets(record) == [("whsec_2", None), ("whsec_1", T0 + 2 * hour), ("whsec_0", T0 + day)]
+    assert record is not None
+    assert record.valid_secrets(T0 + 90 * dt.timedelta(minutes=1)) == ("whsec_2", "whsec_1", "whsec_0")
+    assert record.valid_secrets(T0 + 3 * hour) == ("whsec_2", "whsec_0")  # each its own grace
+    assert record.valid_secrets(T0 + day) == ("whsec_2",)
+
+
+def test_at_most_a_few_retired_secrets_are_kept_and_no_grace_revokes_them_all(catalog: Catalog) -> None:
+    catalog.put_pipeline(spec(), secret="whsec_0")
+    for n in range(1, 7):
+        catalog.rotate_secret("weather", f"whsec_{n}", grace_seconds=3_600, now=T0 + dt.timedelta(seconds=n))
+    names = [s for s, _ in _secrets(catalog.get_pipeline("weather"))]
+    # The current one and the newest MAX_RETIRED_SECRETS retired ones: the oldest went first.
+    assert names == ["whsec_6", "whsec_5", "whsec_4", "whsec_3"] and MAX_RETIRED_SECRETS == 3
+
+    # No grace: the secret it replaces and every earlier one stop working at once (a leak).
+    catalog.rotate_secret("weather", "whsec_7", grace_seconds=0, now=T0 + dt.timedelta(seconds=10))
+    assert _secrets(catalog.get_pipeline("weather")) == [("whsec_7", None)]
+    assert _secrets(catalog.list_pipelines()[0]) == [("whsec_7", None)]
 
 
 def test_rotation_checks_its_arguments(catalog: Catalog) -> None:

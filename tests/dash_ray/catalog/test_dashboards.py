@@ -31,6 +31,15 @@ def test_put_creates_then_replaces(catalog: Catalog, clock: FakeClock) -> None:
     assert (replaced.updated_at - created.updated_at).total_seconds() == 5
 
 
+def test_an_identical_put_changes_nothing(catalog: Catalog, clock: FakeClock) -> None:
+    """Issue 22: putting the same dashboard again bumped its version."""
+    created = catalog.dashboards.put(board())
+    clock.advance(5)
+    again = catalog.dashboards.put(board())
+    assert (again.created, again.version, again.updated_at) == (False, 1, created.updated_at)
+    assert catalog.dashboards.put(board(title="Other")).version == 2
+
+
 def test_get_list_delete(catalog: Catalog) -> None:
     catalog.dashboards.put(board("zeta", "Z"))
     catalog.dashboards.put(board("alpha", "A"))

@@ -273,3 +273,49 @@ def test_the_window_is_checked_again_once_the_body_has_arrived():
     now[0] = NOW + 301  # a body that took long to arrive
     with pytest.raises(SignatureError, match="window"):
         scheme.verify(headers, BODY, [OURS], checked)
+
+
+# -- sub-second timestamps (issue 22 item 11) ------------------------------------------------
+
+
+def test_a_timestamp_with_a_fraction_is_signed_as_written_and_makes_a_distinct_replay_key():
+    """Identical records sent by two calls in the same second were one replay key, so the
+    second call was a duplicate whatever its Idempotency-Key. A fraction in `t` is signed, so
+    each call is distinct, while the same request sent again is still the same key."""
+    first, second = "1000.000001", "1000.000002"
+    keys = set()
+    for t in (first, second):
+        mac = hmac.new(b"s3cret", f"{t}.".encode() + BODY, hashlib.sha256).hexdigest()
+        keys.add(verify_dash(f"t={t},v1={mac}", BODY, ["s3cret"], now=1000))
+        assert verify_dash(f"t={t},v1={mac}", BODY, ["s3cret"], now=1001) in keys  # a resend: same key
+    assert len(keys) == 2
+    assert verify_dash(signature_header("s3cret", BODY, 1000), BODY, ["s3cret"], now=1000) not in keys
+
+
+def test_the_fraction_cannot_be_changed_by_whoever_captured_the_request():
+    mac = hmac.new(b"s3cret", b"1000.5." + BODY, hashlib.sha256).hexdigest()
+    for t in ("1000.50", "1000", "1000.6", "01000.5"):
+        with pytest.raises(SignatureError, match="does not match"):
+            verify_dash(f"t={t},v1={mac}", BODY, ["s3cret"], now=1000)
+
+
+@pytest.mark.parametrize("t", ["1000.", ".5", "1000.5.1", "1000.1234567890", "1e3", "-1000.5", "1000.5x"])
+def test_a_malformed_fraction_is_refused(t):
+    with pytest.raises(SignatureError, match="unix time"):
+        verify_dash(f"t={t},v1={'0' * 64}", BODY, ["s3cret"], now=1000)
+
+
+def test_the_clock_window_counts_the_fraction():
+    mac = hmac.new(b"s3cret", b"1000.9." + BODY, hashlib.sha256).hexdigest()
+    verify_dash(f"t=1000.9,v1={mac}", BODY, ["s3cret"], now=1300.8)
+    with pytest.raises(SignatureError, match="window"):
+        verify_dash(f"t=1000.9,v1={mac}", BODY, ["s3cret"], now=1301)
+
+
+def test_signing_now_gives_each_request_its_own_microsecond():
+    headers = [signature_header("s3cret", BODY) for _ in range(1000)]
+    stamps = [h.split(",")[0].removeprefix("t=") for h in headers]
+    assert len(set(stamps)) == 1000 and all(len(s.split(".")[1]) == 6 for s in stamps)
+    assert [float(s) for s in stamps] == sorted(float(s) for s in stamps)
+    for header in headers[:3]:
+        verify_dash(header, BODY, ["s3cret"], now=float(stamps[0]))

@@ -259,7 +259,7 @@ def test_every_problem_is_reported_with_path_and_position(mp):
                 "unknown time zone 'Mars/Base'; use an IANA name such as 'Europe/Paris' or 'UTC'"),
         Problem("mapping.fields.fmt.format", "unknown format code %Q"),
         Problem("mapping.fields.e1.expr", found[7].message, 5),
-        Problem("mapping.fields.e2.expr", "unexpected the end of the expression (a value was expected)", 4),
+        Problem("mapping.fields.e2.expr", "the expression ends where a value was expected", 4),
         Problem("mapping.fields.e3.expr", "the expression gives bool, which cannot be stored in a int field", 1),
         Problem("mapping.fields.e4.expr", "field 'later' is declared after this expression; move it above", 1),
         Problem("mapping.filter", "the filter must be a boolean expression, not int", 1),

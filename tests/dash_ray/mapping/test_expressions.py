@@ -68,7 +68,7 @@ def test_nodes():
 
 
 @pytest.mark.parametrize(("text", "position", "words"), [
-    ("a +", 4, "unexpected the end"),
+    ("a +", 4, "ends where a value was expected"),
     ("a + * 2", 5, "unexpected '*'"),
     ("(a + 1", 7, "expected ')'"),
     ("a 1", 3, "unexpected '1'"),

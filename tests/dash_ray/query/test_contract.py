@@ -47,6 +47,8 @@ QUERIES: list[dict[str, str]] = [
     {"limit": "10", "order": "desc"},
     {"fields": "temp,device", "limit": "25", "after": "100"},
     {"fields": "n", "order": "desc", "limit": "5", "after": "200"},
+    {"fields": "seq", "limit": "5"},  # every row has seq and time: no other field (issue 22)
+    {"fields": "time,seq,temp", "limit": "5", "order": "desc"},
     {"from": "2026-05-02T00:00:00Z", "to": "2026-05-03T00:00:00Z", "limit": "100000"},
     {"from": "1777636800", "to": "1777723200.5"},
     {"to": "1970-01-01T00:00:00Z"},
