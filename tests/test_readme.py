@@ -72,3 +72,17 @@ def test_the_sdk_example_runs_as_printed(platform, tmp_path: Path, monkeypatch: 
             assert printed[2] in ("starting", "running")
     finally:
         platform.client.delete("weather", purge=True)
+
+
+def test_the_readme_names_each_prerequisite_ci_installs_with_its_install_command() -> None:
+    """Everything `.ci/run` installs beyond pip is named in "Test it" with the command that
+    installs it, so the test command works on a machine where `.ci/run` did not run."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Test it", 1)[1].split("\n## ", 1)[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = [p for line in re.findall(r"apt-get install -y -qq ([^\n]+)", ci) for p in line.split()]
+    assert {"postgresql", "chromium"} <= set(packages)
+    installs = re.findall(r"`sudo apt-get install -y ([^`&]+)", section)
+    named = {p for line in installs for p in line.split()}
+    assert set(packages) <= named, f"not named with their install command in 'Test it': {set(packages) - named}"
+    assert "createdb test" in section and "DASH_TEST_PG_DSN" in section and "DASH_TEST_CHROMIUM" in section
