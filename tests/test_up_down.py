@@ -11,6 +11,8 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,3 +182,21 @@ def test_a_free_port_on_a_cluster_is_refused(tmp_path: Path) -> None:
     own, so it is refused before joining."""
     refused = dash(tmp_path / ".dash", 0, "up", DASH_RAY_ADDRESS="127.0.0.1:1")
     assert refused.returncode == 1 and "DASH_PORT=0" in refused.stderr and "cluster" in refused.stderr, refused.stderr
+
+
+def test_ray_auth_is_turned_on_without_an_invitation_to_turn_it_off(tmp_path: Path) -> None:
+    """A process about to start or join a local instance uses Ray's token authentication,
+    creating the token once (a second process keeps it), and logs nothing about opting out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)
+    code = ("import os; from dash_ray.deploy.driver import enable_ray_auth; enable_ray_auth(); "
+            "print(os.environ['RAY_AUTH_MODE'])")
+    token = tmp_path / ".ray" / "auth_token"
+    tokens = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and run.stdout.strip() == "token", run.stdout + run.stderr
+        assert not [n for n in NOISE if n in run.stderr], run.stderr
+        tokens.append(token.read_text())
+    assert token.stat().st_mode & 0o777 == 0o600 and len(tokens[0]) == 64
+    assert tokens[1] == tokens[0]
