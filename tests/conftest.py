@@ -185,8 +185,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     from dash_ray.deploy.localray import stop_instance
     from serve_app.platform import down, up
 
-    settings = platform_settings(tmp_path_factory.mktemp("platform") / "home")
+    # Port 0: `up` takes a free one itself, so no other process can take it between a check
+    # and the bind (another copy of the suite, say).
+    settings = platform_settings(tmp_path_factory.mktemp("platform") / "home", port=0)
     started = up(settings)
+    settings = settings.with_(port=int(started.url.rsplit(":", 1)[1]))
     client = Client(started.url, token=ADMIN_TOKEN)
     try:
         yield Running(settings, started.url, ADMIN_TOKEN, client)

@@ -22,7 +22,6 @@ import pytest
 from dash_ray.deploy.localray import instance_pids, read_run_file, temp_dir_for
 from tests.conftest import dash, dash_popen, free_port, port_open, processes_using
 
-ROOT = Path(__file__).resolve().parents[1]
 # Messages that must not reach a user of `up` and `down`: an invitation to turn Ray's
 # authentication off, and Serve's notes about its own internals.
 NOISE = ("RAY_AUTH_MODE=disabled", "opt out", "Connecting to existing Serve app", "Started Serve in namespace")
