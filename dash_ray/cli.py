@@ -47,7 +47,7 @@ from dash_ray.cli_env import client_for as _client
 from dash_ray.cli_output import print_json, print_pipeline, print_platform, table
 from dash_ray.client import Client
 from dash_ray.errors import DashError, NotFoundError
-from dash_ray.settings import ClientEnv, Settings
+from dash_ray.settings import ClientEnv, Settings, parse_port
 from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
 
 __all__ = ["main", "start_demo"]
@@ -55,7 +55,7 @@ __all__ = ["main", "start_demo"]
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    if getattr(args, "port", None):
+    if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
     settings = Settings.from_env(**overrides)
     token = _admin_token(settings)
@@ -112,21 +112,39 @@ def cmd_down(args: argparse.Namespace) -> int:
     """A local instance is stopped by its processes alone, without joining Ray (importing and
     connecting to it costs seconds): every record a pipeline acknowledged is in its
     write-ahead log, and the next `up` stores what the lake does not have yet. `--drain S`
-    first asks the pipelines to flush (at most S s), as `down` on a cluster always does."""
+    first asks the pipelines to flush (at most S s), as `down` on a cluster always does. An
+    instance whose run file (or whole DASH_HOME) is gone is found by its processes."""
     from dash_ray.deploy.localray import forget_platform, read_platform, stop_local_ray
 
     settings = Settings.from_env()
     started = time.monotonic()
     run = read_platform(settings.home)
-    if args.drain is None and settings.ray_address is None and run is not None and run.local is not None:
+    if args.drain is None and settings.ray_address is None and (run is None or run.local is not None):
         stopped = stop_local_ray(settings.home)
         forget_platform(settings.home)
     else:
         from serve_app.platform import down
 
         stopped = down(settings, drain_s=args.drain)
-    print(f"Dash stopped ({time.monotonic() - started:.1f} s)." if stopped else "Dash was not running.")
+    print(_stopped(settings.home, stopped, time.monotonic() - started))
     return 0
+
+
+def _stopped(home: str, stopped: Any, took: float) -> str:
+    """What `down` did, naming the home it looked at when it was not the run file's."""
+    from dash_ray.deploy.listener import holders
+
+    if stopped is None:
+        text = f"Dash was not running for DASH_HOME={home} (no run.json there, and no Ray instance started from it)."
+        others = [h for h in holders() if h.home != home]
+        if others:
+            text += "\nRunning on this machine: " + ", ".join(f"DASH_HOME={h.home} ({h.url})" for h in others)
+            text += "; set DASH_HOME to stop one."
+        return text
+    if stopped.by_processes:
+        return (f"Dash stopped ({took:.1f} s): DASH_HOME={home} had no run.json; stopped the Ray instance "
+                f"started from it ({stopped.processes} processes, found by its folder {stopped.temp_dir}).")
+    return f"Dash stopped ({took:.1f} s)."
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -212,6 +230,13 @@ def _whole(least: int) -> Any:
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        return parse_port(text, "--port")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     from dash_ray import __version__
 
@@ -228,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = command("up", cmd_up, "start the platform (local Ray unless DASH_RAY_ADDRESS is set)")
     up.add_argument("--demo", action="store_true", help="also deploy a demo pipeline fed by a generator")
-    up.add_argument("--port", type=int, help="HTTP port (default $DASH_PORT or 8000)")
+    up.add_argument("--port", type=_port, help="HTTP port (default $DASH_PORT or 8000; 0: a free one, printed)")
     command("down", cmd_down, "stop the platform").add_argument(
         "--drain", type=float, metavar="S", help="let pipelines flush to the lake for up to S seconds first")
     command("status", cmd_status, "the platform's summary, or one pipeline in full",

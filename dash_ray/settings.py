@@ -12,7 +12,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_PG_DSN         | (none: SQLite catalog)          | PostgreSQL for the catalog                |
 | DASH_ADMIN_TOKEN    | (created in $DASH_HOME/admin.token) | the admin bearer token               |
 | DASH_SECRET_KEY     | (created in $DASH_HOME/secret.key) | key encrypting secrets in the catalog  |
-| DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens                |
+| DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens (port 0: a free one, local instance only) |
 | DASH_WEB_REPLICAS   | 1                               | ingress replicas per cluster              |
 | DASH_INGRESS        | replica                         | `replica`: HTTP server in each web replica; `serve`: Serve's own proxy (slower, see benchmarks/ingest.py) |
 | DASH_RAY_ADDRESS    | (start a local Ray)             | join an existing Ray cluster instead      |
@@ -37,7 +37,7 @@ from typing import Any, Literal
 from dash_ray.supervision.policy import RestartPolicy
 
 __all__ = ["ROLE_LABEL", "ClientEnv", "PipelineSettings", "Settings", "WebSettings", "ingestor_selector",
-           "web_selector"]
+           "parse_port", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
@@ -87,6 +87,9 @@ class WebSettings:
     # Live WebSockets: a ping this often; a peer that does not answer within it is closed.
     ws_ping_interval_s: float = 15.0
     log_format: Literal["text", "json"] = "text"
+    # A local instance: the Unix socket where the replica takes the platform's listening
+    # socket (dash_ray/deploy/listener.py) instead of binding the port itself.
+    listener: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,14 @@ class Settings:
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
     log_format: Literal["text", "json"] = "text"
+    listener: str | None = None  # set by `up` for a local instance (WebSettings.listener)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"DASH_PORT must be a port number from 0 to 65535, not {self.port}")
+        if self.port == 0 and self.ray_address:
+            raise ValueError("DASH_PORT=0 (a free port) is for a local instance; on a cluster (DASH_RAY_ADDRESS) "
+                             "every web node serves one port: set it")
         if self.ingress not in ("replica", "serve"):
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
         if self.log_format not in ("text", "json"):
@@ -140,7 +149,7 @@ class Settings:
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
                            lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
-                           log_format=self.log_format)
+                           log_format=self.log_format, listener=self.listener)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -163,20 +172,39 @@ class Settings:
             "pg_dsn": env.get("DASH_PG_DSN") or None,
             "secret_key": env.get("DASH_SECRET_KEY") or None,
             "host": env.get("DASH_HOST", "127.0.0.1"),
-            "port": int(env.get("DASH_PORT", "8000")),
-            "web_replicas": int(env.get("DASH_WEB_REPLICAS", "1")),
+            "port": parse_port(env.get("DASH_PORT", "8000"), "DASH_PORT"),
+            "web_replicas": _number(env, "DASH_WEB_REPLICAS", "1", int),
             "ingress": env.get("DASH_INGRESS", "replica"),
             "ray_address": env.get("DASH_RAY_ADDRESS") or None,
             "restart": RestartPolicy(
-                max_restarts=int(env.get("DASH_MAX_RESTARTS", "5")),
-                window_s=float(env.get("DASH_RESTART_WINDOW_S", "60")),
-                backoff_s=float(env.get("DASH_RESTART_BACKOFF_S", "0.5")),
+                max_restarts=_number(env, "DASH_MAX_RESTARTS", "5", int),
+                window_s=_number(env, "DASH_RESTART_WINDOW_S", "60", float),
+                backoff_s=_number(env, "DASH_RESTART_BACKOFF_S", "0.5", float),
             ),
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
         }
         values.update(overrides)
         return cls(**values)
 
+
+
+def parse_port(text: str, name: str) -> int:
+    """A TCP port from `text` (0: a free one); ValueError naming `name` (the variable or option)."""
+    try:
+        port = int(text.strip())
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{name} must be a port number from 0 to 65535, not {text!r}")
+    return port
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> Any:
+    text = env.get(name, default)
+    try:
+        return kind(text.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be {'a whole number' if kind is int else 'a number'}, not {text!r}") from None
 
 
 @dataclass(frozen=True)

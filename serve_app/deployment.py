@@ -8,7 +8,9 @@ earlier `benchmarks/ingest.py` row that the current benchmark no longer prints),
 proxy adds a hop that capped signed ingest at a few hundred requests a second, while a uvicorn
 server inside the replica served ten times that.
 Serve still hosts, places (on `web` nodes) and restarts the replicas and health-checks the
-server; the proxy is disabled. Replicas on one node share the port with SO_REUSEPORT.
+server; the proxy is disabled. On a local instance every replica serves on the one socket the
+platform holds (`dash_ray/deploy/listener.py`: no other platform can share the port); on a
+cluster's web node the replicas bind the port themselves and share it with SO_REUSEPORT.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import uvicorn
 from ray import serve
 
+from dash_ray.deploy.listener import receive
 from dash_ray.logs import setup_logging
 from dash_ray.settings import Settings, WebSettings, web_selector
 from serve_app.app import build_app
@@ -32,7 +35,10 @@ APP_NAME = "dash"
 log = logging.getLogger(__name__)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(settings: WebSettings) -> socket.socket:
+    if settings.listener is not None:
+        return receive(settings.listener)
+    host, port = settings.host, settings.port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,7 +61,7 @@ def _freeze() -> None:
 class Web:
     def __init__(self, settings: WebSettings) -> None:
         setup_logging(settings.log_format)
-        self._sock = _listen(settings.host, settings.port)
+        self._sock = _listen(settings)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws=LiveWebSocketProtocol,
                                 ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
                                 ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False, proxy_headers=False,

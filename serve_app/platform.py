@@ -2,15 +2,16 @@
 tier, and (for a laptop) the local Ray instance itself. `dash-ray up`/`down` call these.
 
 What listens where (a local instance): the web tier on `settings.host:settings.port`
-(127.0.0.1:8000 unless DASH_HOST/DASH_PORT say otherwise); Ray's GCS, raylet, object manager,
-workers and agents on 127.0.0.1 only, on ports the OS picks (see `dash_ray/deploy/localray.py`).
-`up` records the URL and Ray address in `$DASH_HOME/run.json`; `down` removes it.
+(127.0.0.1:8000 unless DASH_HOST/DASH_PORT say otherwise; port 0 takes a free one), held by
+this platform alone from the moment `up` checks it (`dash_ray/deploy/listener.py`); Ray's GCS,
+raylet, object manager, workers and agents on 127.0.0.1 only, on ports the OS picks (see
+`dash_ray/deploy/localray.py`). `up` records the URL and Ray address in `$DASH_HOME/run.json`;
+`down` removes it.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,16 +21,18 @@ import ray
 from ray import serve
 
 from actors.registry import REGISTRY_NAME, get_or_create_registry
+from dash_ray.deploy.driver import enable_ray_auth, use_loopback
+from dash_ray.deploy.listener import listen_exclusively
 from dash_ray.deploy.localray import (
     LocalRay,
-    enable_ray_auth,
+    Stopped,
     ensure_not_running,
+    find_instance,
     forget_platform,
     read_platform,
     record_platform,
     start_local_ray,
     stop_local_ray,
-    use_loopback,
 )
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
@@ -56,6 +59,9 @@ def connect_ray(address: str, namespace: str, *, loopback: bool = False) -> None
     if loopback:
         use_loopback()
     enable_ray_auth()
+    # Serve's notes on its own steps ("Connecting to existing Serve app ...") are not for a
+    # user of `up` and `down`; its warnings still show.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     # A node just started may not answer in time on a loaded machine ("Failed to connect to
     # Ray cluster at ..." though it is up a moment later): a few attempts, then the error.
     for attempt in range(4):
@@ -72,24 +78,42 @@ def connect_ray(address: str, namespace: str, *, loopback: bool = False) -> None
 def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
     """Start (or join, with `settings.ray_address`) Ray, then the registry and the web tier;
     returns once `GET /healthz` answers. The driver stays connected; `ray.shutdown()` when
-    done (the platform keeps running)."""
+    done (the platform keeps running).
+
+    A local instance takes its port first, before Ray starts, and holds it until it stops (a
+    port another platform holds fails here at once, naming its DASH_HOME); port 0 takes a free
+    one, which `Platform.url` says."""
     local = None
     address = settings.ray_address
+    held = None
     if address is None:
         ensure_not_running(settings.home)
-        _check_port_free(settings.host, settings.port)
-        local = start_local_ray(settings.home)
-        address = local.address
+        held = listen_exclusively(settings.host, settings.port)
+        settings = settings.with_(port=held.getsockname()[1])
+    url = f"http://{settings.host}:{settings.port}"
     try:
+        if held is not None:
+            if settings.ingress == "replica":
+                local = start_local_ray(settings.home, port_socket=held, url=url)
+                held.close()  # the instance's holder has it now
+                settings = settings.with_(listener=local.listener)
+            else:
+                local = start_local_ray(settings.home)
+            address = local.address
         connect_ray(address, settings.namespace, loopback=local is not None)
         _wait_registry(get_or_create_registry(settings), timeout_s)
+        if held is not None and settings.ingress != "replica":
+            # Serve's own proxy binds the port itself, without SO_REUSEPORT (localray.py):
+            # released only now, a moment before it does.
+            held.close()
         serve.start(**serve_options(settings))
         route_prefix = None if settings.ingress == "replica" else "/"
         serve.run(web_app(settings), name=APP_NAME, route_prefix=route_prefix, blocking=False)
-        url = f"http://{settings.host}:{settings.port}"
         _wait_healthy(url, timeout_s)
         record_platform(settings.home, url=url, ray_address=address)
     except BaseException:
+        if held is not None:
+            held.close()
         if local is not None:
             if ray.is_initialized():
                 ray.shutdown()
@@ -116,18 +140,6 @@ def _wait_registry(registry: Any, timeout_s: float) -> None:
                                    f"{error.message}") from None
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        # As the web replicas bind (so old connections in TIME_WAIT do not count), but without
-        # SO_REUSEPORT, so any live listener, another Dash's replicas too, makes this fail.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); is something else "
-                               "using it? Set DASH_PORT (or --port) to another port") from None
-
-
 def _wait_healthy(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -143,24 +155,27 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
     raise RuntimeError(f"Dash did not become healthy at {url} within {timeout_s:.0f} s: {last}")
 
 
-def down(settings: Settings, *, drain_s: float | None = None) -> bool:
+def down(settings: Settings, *, drain_s: float | None = None) -> Stopped | None:
     """Stop pipelines gracefully (each flushes what it can within `drain_s`, 3 s for a local
     instance and 60 s on a cluster, whose detached actors outlive this call; what it cannot
     stays in its write-ahead log, which made it durable before its 202, and is replayed on the
     next start), then the web tier and the registry, then the local Ray instance if `up`
-    started one. True when something was running.
+    started one (found by its processes when its run file is gone). None when nothing was
+    running.
 
     For a local instance the registry's drain is the only step asked of Ray: the web replicas,
     the Serve controller and every actor end with the instance's processes, so `serve.shutdown`
     (which waits out each replica's graceful shutdown) is skipped."""
     run = read_platform(settings.home)
     local = run.local if run is not None else None
+    if run is None and settings.ray_address is None:
+        local = find_instance(settings.home)
     address = settings.ray_address or (run.ray_address if run is not None and local is None else None)
     if local is not None and local.alive():
-        address = local.address
+        address = local.address or None
     if drain_s is None:
         drain_s = 3.0 if local is not None else 60.0
-    stopped = False
+    stopped = None
     if address is not None:
         try:
             connect_ray(address, settings.namespace, loopback=local is not None)
@@ -177,7 +192,7 @@ def down(settings: Settings, *, drain_s: float | None = None) -> bool:
                     ray.kill(registry, no_restart=True)
             if local is None:
                 serve.shutdown()
-            stopped = True
+            stopped = Stopped()
         except Exception as exc:  # noqa: BLE001 - a dead instance is stopped by its pid below
             log.warning("could not stop Dash cleanly: %s", exc)
         finally:

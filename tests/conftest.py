@@ -93,12 +93,26 @@ def s3_bucket(s3_server: dict) -> str:
 ADMIN_TOKEN = "dash_admin_test-token-for-the-suite"
 
 
-def dash(home: Path, port: int, *args: str, timeout: float = 180,
-         **env_extra: str) -> subprocess.CompletedProcess[str]:
+def _dash_env(home: Path, port: int, env_extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASH_")}
     env.update({"DASH_HOME": str(home), "DASH_PORT": str(port), **env_extra})
+    return env
+
+
+def dash(home: Path, port: int, *args: str, timeout: float = 180,
+         **env_extra: str) -> subprocess.CompletedProcess[str]:
+    """`dash-ray ARGS` as a user runs it from the folder above `home`; its output."""
     command = [str(Path(sys.executable).with_name("dash-ray")), *args]
-    return subprocess.run(command, env=env, cwd=home.parent, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, env=_dash_env(home, port, env_extra), cwd=home.parent, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def dash_popen(home: Path, port: int, *args: str, **env_extra: str) -> subprocess.Popen[str]:
+    """`dash-ray ARGS` started, not waited for (`communicate()` for its output)."""
+    home.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).with_name("dash-ray")), *args]
+    return subprocess.Popen(command, env=_dash_env(home, port, env_extra), cwd=home.parent, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def port_open(port: int) -> bool:
@@ -165,15 +179,24 @@ def platform_settings(home: Path, **changes: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """Dash on a local Ray instance of its own (registry, Serve web tier), for the session."""
+    """Dash on a local Ray instance of its own (registry, Serve web tier), for the session.
+    Its teardown stops the processes `up` started, whatever became of the home folder."""
     from dash_ray.client import Client
+    from dash_ray.deploy.localray import stop_instance
     from serve_app.platform import down, up
 
-    settings = platform_settings(tmp_path_factory.mktemp("platform") / "home")
+    # Port 0: `up` takes a free one itself, so no other process can take it between a check
+    # and the bind (another copy of the suite, say).
+    settings = platform_settings(tmp_path_factory.mktemp("platform") / "home", port=0)
     started = up(settings)
+    settings = settings.with_(port=int(started.url.rsplit(":", 1)[1]))
     client = Client(started.url, token=ADMIN_TOKEN)
     try:
         yield Running(settings, started.url, ADMIN_TOKEN, client)
     finally:
         client.close()
-        down(settings)
+        try:
+            down(settings)
+        finally:
+            if started.local is not None:
+                stop_instance(started.local)

@@ -142,7 +142,7 @@ def test_up_demo_commands_find_it_and_down_leaves_nothing(tmp_path: Path) -> Non
     assert not (home / "run.json").exists()
     # The demo flushed to the lake while it ran (its flush interval is 1 s).
     assert list((home / "lake" / "bronze" / "demo").rglob("*.parquet"))
-    assert dash(home, port, "down").stdout.strip() == "Dash was not running."
+    assert dash(home, port, "down").stdout.startswith(f"Dash was not running for DASH_HOME={home} ")
     gone = dash(home, port, "ls")
     assert gone.returncode == 1 and "Dash is not running" in gone.stderr
 

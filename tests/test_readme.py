@@ -144,3 +144,17 @@ def test_the_cli_table_names_every_command_and_option() -> None:
         missing += [f"{name} {option}" for action in parser._actions for option in action.option_strings
                     if option.startswith("--") and option != "--help" and option not in usage]
     assert missing == []
+
+
+def test_the_readme_names_each_prerequisite_ci_installs_with_its_install_command() -> None:
+    """Everything `.ci/run` installs beyond pip is named in "Test it" with the command that
+    installs it, so the test command works on a machine where `.ci/run` did not run."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Test it", 1)[1].split("\n## ", 1)[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = [p for line in re.findall(r"apt-get install -y -qq ([^\n]+)", ci) for p in line.split()]
+    assert {"postgresql", "chromium"} <= set(packages)
+    installs = re.findall(r"`sudo apt-get install -y ([^`&]+)", section)
+    named = {p for line in installs for p in line.split()}
+    assert set(packages) <= named, f"not named with their install command in 'Test it': {set(packages) - named}"
+    assert "createdb test" in section and "DASH_TEST_PG_DSN" in section and "DASH_TEST_CHROMIUM" in section

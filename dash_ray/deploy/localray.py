@@ -10,9 +10,13 @@ believes clusters are unsupported (`ray_constants.ENABLE_RAY_CLUSTER`, from
 `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`): that switch is turned off for the instance and for the
 driver that joins it (`use_loopback`), so every address Ray advertises is 127.0.0.1.
 
+The web port is held from before Ray starts until the instance stops, by a holder process of
+the instance (`listener.py`); the web replicas serve on that one socket.
+
 Stopping touches only what was started here: the process group of the recorded `ray start
---block` process and any process still using this instance's temp folder. Never `ray stop`,
-which would kill every Ray instance on the machine.
+--block` process and any process still using this instance's temp folder, which is named from
+the home, so an instance whose home or run file is gone is still found by its processes.
+Never `ray stop`, which would kill every Ray instance on the machine.
 """
 
 from __future__ import annotations
@@ -31,13 +35,17 @@ from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
+from dash_ray.deploy.driver import LOOPBACK_ENV, enable_ray_auth, use_loopback
+from dash_ray.deploy.listener import hand_over, start_holder
 from dash_ray.settings import BOTH_ROLES, ROLE_LABEL
 
 __all__ = [
     "LocalRay",
     "RunInfo",
+    "Stopped",
     "enable_ray_auth",
     "ensure_not_running",
+    "find_instance",
     "forget_platform",
     "free_port",
     "instance_pids",
@@ -45,12 +53,13 @@ __all__ = [
     "read_run_file",
     "record_platform",
     "start_local_ray",
+    "stop_instance",
     "stop_local_ray",
+    "temp_dir_for",
     "use_loopback",
 ]
 
 RUN_FILE = "run.json"
-_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,14 +70,29 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass(frozen=True)
 class LocalRay:
+    """A local instance: its `ray start --block` process (the leader of its process group; 0
+    when not known), GCS address and temp folder, and the holder of its web port."""
+
     pid: int
     address: str
     temp_dir: str
     log_file: str
     started_at: float
+    listener: str | None = None  # the holder's Unix socket, where web replicas take the port's socket
+    holder_pid: int | None = None
 
     def alive(self) -> bool:
-        return _alive(self.pid)
+        return self.pid > 0 and _alive(self.pid)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What `stop_local_ray` stopped: how many processes were running, and whether the instance
+    was found by them alone (its run file was gone)."""
+
+    processes: int = 0
+    temp_dir: str | None = None
+    by_processes: bool = False
 
 
 def _alive(pid: int) -> bool:
@@ -92,32 +116,6 @@ def _stat_fields(proc: Path) -> list[str]:
     return (proc / "stat").read_text().rsplit(")", 1)[1].split()
 
 
-def enable_ray_auth() -> None:
-    """Use Ray's token authentication in this process and the ones it starts, creating the
-    token (`~/.ray/auth_token`) when there is none, unless `RAY_AUTH_MODE` says otherwise.
-    Ray 2.60 turns it on for a new `ray.init()` but not for a driver joining `ray start`."""
-    from ray._private.authentication.authentication_token_setup import (
-        generate_and_save_token,
-        maybe_enable_token_auth_if_token_available,
-    )
-    from ray._raylet import AuthenticationTokenLoader
-
-    if os.environ.get("RAY_AUTH_MODE") is None and not AuthenticationTokenLoader.instance().has_token(
-            ignore_auth_mode=True):
-        generate_and_save_token()
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def use_loopback() -> None:
-    """Make Ray in this process (and the processes it starts) keep 127.0.0.1 as the node
-    address instead of replacing it with the machine's outward IP. For a driver of a local
-    instance only: a driver joining a real cluster must advertise its reachable address."""
-    os.environ[_LOOPBACK_ENV] = "0"
-    from ray._private import ray_constants  # read at import; set it in case ray is imported
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
-
-
 @dataclass(frozen=True)
 class RunInfo:
     """A running platform as `up` recorded it: where its API is, the Ray address it runs on,
@@ -131,10 +129,15 @@ class RunInfo:
         return self.local.alive() if self.local is not None else True
 
 
-def _temp_dir(home: Path) -> Path:
-    # Short and per-home: Ray puts unix sockets under it (108-byte path limit).
-    digest = hashlib.sha1(str(home).encode()).hexdigest()[:10]
-    return Path("/tmp") / f"dash-ray-{digest}"
+def temp_dir_for(home: str | Path) -> Path:
+    """The Ray temp folder of the instance started for `home`, named from it. In the system
+    temp folder as Ray picks it (`RAY_TMPDIR`, else `TMPDIR` on Linux), or /tmp when that is
+    too long: Ray puts Unix sockets some 85 bytes deep under it, and a path may have 107."""
+    digest = hashlib.sha1(str(Path(home)).encode()).hexdigest()[:10]
+    root = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    if not root or len(root) > 22:
+        root = "/tmp"
+    return Path(root) / f"dash-ray-{digest}"
 
 
 def _run_data(home: str | Path) -> dict:
@@ -146,11 +149,12 @@ def _run_data(home: str | Path) -> dict:
 
 
 def read_run_file(home: str | Path) -> LocalRay | None:
-    """The local Ray instance started for `home`, or None."""
+    """The local Ray instance started for `home` as its run file records it, or None."""
     data = _run_data(home)
+    known = {f.name for f in dataclass_fields(LocalRay)}
     try:
-        return LocalRay(**{f.name: data[f.name] for f in dataclass_fields(LocalRay)})
-    except (KeyError, TypeError):
+        return LocalRay(**{k: v for k, v in data.items() if k in known})
+    except TypeError:  # a field missing: not a local instance's run file
         return None
 
 
@@ -178,9 +182,15 @@ def forget_platform(home: str | Path) -> None:
 
 
 def ensure_not_running(home: str | Path) -> None:
-    """Raise RuntimeError when an instance started for `home` is still running. When one died
-    without `down` (a crash, a power cut), clear the processes and temp folder it left."""
+    """Raise RuntimeError when an instance started for `home` is still running, with or
+    without its run file. When one died without `down` (a crash, a power cut), clear the
+    processes and temp folder it left."""
     existing = read_run_file(home)
+    if existing is None:
+        existing = find_instance(home)
+        if existing is not None and existing.alive():
+            raise RuntimeError(f"Dash is already running from {home} although its run.json is gone (Ray pid "
+                               f"{existing.pid}); run `dash-ray down` first")
     if existing is None:
         return
     if existing.alive():
@@ -199,13 +209,40 @@ def _ray_command() -> list[str]:
     return [found]
 
 
-def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s: float = 90.0) -> LocalRay:
-    """Start a Ray head node for this `home` and wait until it takes connections."""
+def start_local_ray(home: str | Path, *, port_socket: socket.socket | None = None, url: str = "",
+                    num_cpus: int | None = None, timeout_s: float = 90.0) -> LocalRay:
+    """Start a Ray head node for this `home` and wait until it takes connections. With
+    `port_socket` (the web port, listening), a holder of the instance keeps it from now on
+    (the caller may close its copy) and the web replicas take it from `LocalRay.listener`."""
     home = Path(home)
     ensure_not_running(home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    temp_dir = _temp_dir(home)
+    temp_dir = temp_dir_for(home)
     shutil.rmtree(temp_dir, ignore_errors=True)
+    temp_dir.mkdir(parents=True)
+    listener = str(temp_dir / "port.sock") if port_socket is not None else None
+    holder = None
+    try:
+        if port_socket is not None and listener is not None:
+            # Until Ray runs, the holder lives as long as this process (an `up` that fails or
+            # is interrupted lets go of the port with it).
+            holder = start_holder(port_socket, path=listener, home=str(home), url=url, watch=os.getpid(),
+                                  log_file=str(home / "logs" / "listener.log"))
+        running = _start_head(home, temp_dir, num_cpus, listener, holder, timeout_s)
+        if listener is not None:
+            hand_over(listener, running.pid)
+        return running
+    except BaseException:
+        if holder is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGKILL)
+        stop_local_ray(home)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+
+
+def _start_head(home: Path, temp_dir: Path, num_cpus: int | None, listener: str | None, holder: int | None,
+                timeout_s: float) -> LocalRay:
     port = free_port()
     command = _ray_command() + [
         "start", "--head", "--block",
@@ -222,25 +259,27 @@ def start_local_ray(home: str | Path, *, num_cpus: int | None = None, timeout_s:
         f"--dashboard-agent-listen-port={free_port()}",
         f"--dashboard-agent-grpc-port={free_port()}",
         f"--metrics-export-port={free_port()}",
+        # Workers on ports the OS picks, not Ray's fixed 10002-19999 shared by every instance.
+        "--min-worker-port=0", "--max-worker-port=0",
     ]
     log_file = home / "logs" / "ray.log"
     enable_ray_auth()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", _LOOPBACK_ENV: "0"}
+    # Serve's own HTTP proxy (DASH_INGRESS=serve) binds the port without SO_REUSEPORT, so no
+    # other platform's proxy can share it.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", LOOPBACK_ENV: "0", "SERVE_SOCKET_REUSE_PORT_ENABLED": "0"}
     with open(log_file, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=env, cwd=home)
     running = LocalRay(pid=process.pid, address=f"127.0.0.1:{port}", temp_dir=str(temp_dir),
-                       log_file=str(log_file), started_at=time.time())
+                       log_file=str(log_file), started_at=time.time(), listener=listener, holder_pid=holder)
     (home / RUN_FILE).write_text(json.dumps(asdict(running)))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            stop_local_ray(home)
             raise RuntimeError(f"Ray failed to start (exit {process.returncode}); see {log_file}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return running
         time.sleep(0.2)
-    stop_local_ray(home)
     raise RuntimeError(f"Ray did not start within {timeout_s:.0f} s; see {log_file}")
 
 
@@ -272,17 +311,36 @@ def instance_pids(running: LocalRay) -> list[int]:
     return _stragglers(running.temp_dir, running.pid)
 
 
-def stop_local_ray(home: str | Path, *, timeout_s: float = 1.5) -> bool:
-    """Stop the instance recorded for `home`: SIGTERM to its process group, SIGKILL to what
-    is left after `timeout_s` (some Ray processes ignore SIGTERM, and nothing acknowledged
-    depends on a clean exit: the write-ahead logs are synced before each 202); then remove its
-    temp folder and run file. True when there was one. Idempotent."""
-    home = Path(home)
-    running = read_run_file(home)
-    if running is None:
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(running.pid, signal.SIGTERM)
+def find_instance(home: str | Path) -> LocalRay | None:
+    """The instance started for `home`, found by its processes (for when its run file is
+    gone): they name or hold its temp folder, which is named from the home. Its `pid` is that
+    of its `ray start` process, 0 when that is gone; None when no process of it runs."""
+    temp_dir = str(temp_dir_for(home))
+    pids = _stragglers(temp_dir, -1)
+    if not pids:
+        return None
+    leader, address = 0, ""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            if "start" in args and "--head" in args and f"--temp-dir={temp_dir}" in args:
+                leader = pid
+                address = next((f"127.0.0.1:{a[7:]}" for a in args if a.startswith("--port=")), "")
+    return LocalRay(pid=leader, address=address, temp_dir=temp_dir, log_file="", started_at=0.0)
+
+
+def stop_instance(running: LocalRay, *, timeout_s: float = 1.5) -> int:
+    """Stop every process of an instance: SIGTERM to its process group and to each process
+    of it, SIGKILL to what is left after `timeout_s` (some Ray processes ignore SIGTERM, and
+    nothing acknowledged depends on a clean exit: the write-ahead logs are synced before each
+    202); then remove its temp folder. Returns how many processes were running. Idempotent."""
+    found = _stragglers(running.temp_dir, running.pid)
+    if running.pid > 0:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(running.pid, signal.SIGTERM)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _stragglers(running.temp_dir, running.pid):
         time.sleep(0.2)
@@ -292,9 +350,24 @@ def stop_local_ray(home: str | Path, *, timeout_s: float = 1.5) -> bool:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(running.pid, os.WNOHANG)
+    if running.pid > 0:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(running.pid, os.WNOHANG)
     shutil.rmtree(running.temp_dir, ignore_errors=True)
-    (home / RUN_FILE).unlink(missing_ok=True)
-    return True
+    return len(found)
 
+
+def stop_local_ray(home: str | Path, *, timeout_s: float = 1.5) -> Stopped | None:
+    """Stop the instance started for `home`: the one its run file records, else the one its
+    processes show (`find_instance`); remove its temp folder and run file. None when there was
+    none. Idempotent."""
+    home = Path(home)
+    running = read_run_file(home)
+    by_processes = running is None
+    if running is None:
+        running = find_instance(home)
+    if running is None:
+        return None
+    processes = stop_instance(running, timeout_s=timeout_s)
+    (home / RUN_FILE).unlink(missing_ok=True)
+    return Stopped(processes=processes, temp_dir=running.temp_dir, by_processes=by_processes)

@@ -1,7 +1,8 @@
-"""Browser fixtures: the Debian Chromium (`/usr/bin/chromium`, installed by `.ci/run`) driven
-by Playwright, one browser for the session and a fresh context per test; a screenshot of
-each test's page is saved in the artefacts folder, `$DASH_TEST_ARTIFACTS` or
-`tests/artifacts/` (ignored by git)."""
+"""Browser fixtures: the Debian Chromium (`/usr/bin/chromium`, or `$DASH_TEST_CHROMIUM`;
+`apt-get install -y chromium`, which `.ci/run` does) driven by Playwright, one browser for the
+session and a fresh context per test; a screenshot of each test's page is saved in the
+artefacts folder, `$DASH_TEST_ARTIFACTS` or `tests/artifacts/` (ignored by git). Without
+Chromium every page test fails, before any platform starts, saying how to install it."""
 
 from __future__ import annotations
 
@@ -15,22 +16,38 @@ from typing import Any
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+INSTALL_CHROMIUM = "sudo apt-get install -y chromium"
 ARTIFACTS = Path(os.environ.get("DASH_TEST_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts")
 
 pytestmark = pytest.mark.ray
 
 
+def chromium_executable() -> str:
+    """The Chromium the page tests drive; fails (never skips) saying how to install it."""
+    path = os.environ.get("DASH_TEST_CHROMIUM") or CHROMIUM
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"the page tests need Chromium at {path}: install it with `{INSTALL_CHROMIUM}` (Debian, "
+                    "Ubuntu; .ci/run does it), or set DASH_TEST_CHROMIUM to a Chromium or Chrome executable",
+                    pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chromium() -> str:
+    """Checked first (an autouse session fixture is set up before the session's platform), so
+    a missing browser fails each page test at once."""
+    return chromium_executable()
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(chromium: str) -> Iterator[Any]:
     """Chromium for one module. Not for the session: Playwright's sync API keeps its event
     loop marked running on the main thread until it stops, and every later test that runs an
     event loop (asyncio.run, pytest-asyncio) would then fail."""
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium")
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             yield chromium
         finally:
@@ -65,7 +82,11 @@ class Browsing:
     def screenshot(self, label: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        # Written whole, then renamed: another run of the suite saving the same test's picture
+        # at once leaves one of the two, never a mix.
+        draft = path.with_name(f".{uuid.uuid4().hex}-{path.name}")
+        self.page.screenshot(path=str(draft), full_page=True)
+        os.replace(draft, path)
         return path
 
 
