@@ -77,13 +77,20 @@ class DuckDBEngine:
     def records_after(self, after: int, columns: tuple[Column, ...], *, limit: int) -> tuple[list[dict[str, Any]], int, int]:
         """Stored records with seq > `after` in seq order, as the live feed shows them
         (`{"seq", "time", "data"}`): (records, the seq read up to, the first seq the store
-        still holds). Blocking."""
-        files = [f for f in self.lake.files("silver", self.pipeline_id) if f.last_seq > after]
-        dead = self.lake.files("dead", self.pipeline_id)
-        everything = self.lake.files("silver", self.pipeline_id) + dead
-        first = min((f.first_seq for f in everything), default=None)
+        still holds). Every row up to the seq read up to is in the records, or was dead,
+        filtered or removed by retention. Blocking.
+
+        The stored seq (the newest bronze file) is read before the silver files are listed,
+        and only files at or below it are read: a range's silver file is written before its
+        bronze file, so the listing holds every row up to that seq, and a flush in between only
+        adds ranges past it, left to the next read (listed first, such a flush moved the seq
+        read up to past rows never read: issue 21)."""
         stored = self.lake.last_seq("bronze", self.pipeline_id)
+        silver = [f for f in self.lake.files("silver", self.pipeline_id) if f.first_seq <= stored]
+        dead = [f for f in self.lake.files("dead", self.pipeline_id) if f.first_seq <= stored]
+        first = min((f.first_seq for f in silver + dead), default=None)
         first_held = first if first is not None else stored + 1
+        files = [f for f in silver if f.last_seq > after]
         if not files:
             return [], max(after, stored), first_held
         with self._lock:
@@ -93,14 +100,14 @@ class DuckDBEngine:
             source = self._source(cursor, {"silver": files}, wanted)
             names = ", ".join(quote(c.name) for c in columns)
             st = Statement("duckdb").add(f"SELECT seq, epoch_us(time){', ' + names if names else ''} FROM silver"
-                                         " WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+                                         " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, stored, limit)
             rows = self._fetch(cursor, source, st)
         except duckdb.Error as exc:
             raise StorageError(f"reading {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
         records = live_records(columns, rows)
-        reached = records[-1]["seq"] if len(records) >= limit else max(after, stored, *(r["seq"] for r in records))
+        reached = records[-1]["seq"] if len(records) >= limit else max(after, stored)
         return records, reached, first_held
 
     def _aggregate(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
