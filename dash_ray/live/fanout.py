@@ -150,7 +150,11 @@ class Watcher:
                 await self._catch_up()
                 continue
             if not self.queue:
-                await self._wait()
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
                 continue
             message = self.queue.pop(0)
             self.queued_bytes -= len(message.text)
