@@ -128,3 +128,31 @@ async def test_removed_rows_between_kept_ones_are_a_gap_in_their_place(core: Pip
     apply_retention(core.lake, "gaps", RetentionSpec(silver_days=30), today=dt.datetime.now(dt.timezone.utc).date())
     seqs, gaps = await resume(core, 0, 7)
     assert seqs == [1, 2, 6, 7] and gaps == [{"type": "gap", "from": 3, "to": 5}]
+
+
+def _file(first: int, last: int, day: str = "2026-05-01") -> Any:
+    from dash_ray.lake import LakeFile
+
+    return LakeFile(first, last, dt.date.fromisoformat(day), f"/x/date={day}/{first:020d}-{last:020d}.parquet")
+
+
+def test_what_retention_notes_stays_short_and_exact(tmp_path: Path) -> None:
+    lake = Lake.from_url(str(tmp_path / "lake"))
+    assert lake.expired("p") == []
+    # 1..10 and 21..30 go; 11..20 holds rows of a kept file: two ranges.
+    lake.note_expired("p", [_file(1, 10), _file(21, 30)], kept=[_file(11, 20, "2026-05-02")])
+    assert lake.expired("p") == [(1, 10), (21, 30)]
+    # 31..40 and 51..60 go, and nothing kept holds 41..50 (all filtered, or dead): one range.
+    lake.note_expired("p", [_file(31, 40), _file(51, 60)], kept=[_file(11, 20, "2026-05-02")])
+    assert lake.expired("p") == [(1, 10), (21, 60)]
+    assert not [f for f in lake.files("silver", "p")]  # the note is no file a reader lists
+
+
+def test_lost_ranges_are_the_removed_ones_less_what_kept_files_hold() -> None:
+    from dash_ray.query.duckdb import lost_ranges
+
+    assert lost_ranges([], [_file(1, 5)], 5) == []
+    assert lost_ranges([(1, 10)], [_file(4, 6, "2026-05-02")], 100) == [(1, 3), (7, 10)]
+    assert lost_ranges([(1, 3), (4, 9)], [], 100) == [(1, 9)]
+    assert lost_ranges([(1, 50)], [_file(10, 60)], 30) == [(1, 9)]
+    assert lost_ranges([(20, 30), (1, 5)], [], 100) == [(1, 5), (20, 30)]
