@@ -84,7 +84,8 @@ class LiveStream:
             return
         if kind is not None:
             if kind == "status":
-                self.status = message.get("status")
+                status = message.get("status")
+                self.status = None if status == "running" else status
             return  # a control message: it moves nothing
         self.status = None
         for record in message.get("records", ()):

@@ -189,3 +189,7 @@ def test_control_messages_it_does_not_know_move_nothing() -> None:
     assert stream.after is None and stream.status == "failed"
     assert list(stream._items('{"seq": 7, "records": []}')) == [] and stream.after == 7
     assert stream.status is None  # data again: it runs
+    list(stream._items('{"type": "status", "status": "restarting", "message": "m"}'))
+    assert stream.status == "restarting"
+    list(stream._items('{"type": "status", "status": "running"}'))
+    assert stream.status is None and stream.after == 7
