@@ -22,6 +22,7 @@ import ray
 from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
 from dash_ray.auth.secretbox import SecretBox
+from dash_ray.auth.tickets import LiveTickets
 from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, DashboardRecord, PipelineStatus, TokenInfo, open_catalog
 from dash_ray.dashboards import check_dashboard, parse_dashboard
@@ -80,6 +81,7 @@ class Registry:
         self._supervisor.start()
         self._pg_dsn = settings.pg_dsn
         self._web_reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._tickets = LiveTickets()
 
     async def silver_dsn(self) -> str | None:
         """The database a pipeline actor keeps its PostgreSQL silver in, asked at its start
@@ -142,6 +144,15 @@ class Registry:
     async def revoke_token(self, token_id: str) -> None:
         if not await asyncio.to_thread(self._supervisor.catalog.revoke_token, token_id):
             raise NotFoundError(f"no token {token_id!r}", where=token_id)
+
+    async def live_ticket(self, token: str) -> str:
+        """A single-use ticket for one live socket, standing for `token` (checked by the
+        web replica asking) for 30 s (`dash_ray.auth.tickets`)."""
+        return self._tickets.issue(token)
+
+    async def redeem_live_ticket(self, ticket: str) -> str | None:
+        """The token a live ticket stands for, once; None when unknown, used or expired."""
+        return self._tickets.redeem(ticket)
 
     # -- metrics ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 import uuid
@@ -244,6 +245,46 @@ class Lake:
                 continue
             except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
                 raise StorageError(f"lake {self.url}: cannot delete {file.path}: {exc}") from exc
+
+    # -- what retention removed ------------------------------------------------------------
+
+    def expired(self, pipeline: str) -> list[tuple[int, int]]:
+        """The seq ranges whose silver rows retention removed (`note_expired`), in order."""
+        path = self._expired_path(pipeline)
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+            raise StorageError(f"lake {self.url}: cannot read {path}: {exc}") from exc
+        return [(int(first), int(last)) for first, last in json.loads(data)["ranges"]]
+
+    def note_expired(self, pipeline: str, gone: list[LakeFile], *, kept: list[LakeFile]) -> None:
+        """Remember the seq ranges of the silver files retention is about to delete (`gone`),
+        before it deletes them, so a reader can tell rows removed from rows that never were
+        (a live client's `gap`). Ranges are merged across seqs no `kept` file holds rows of,
+        so the record stays about as short as the kept files allow."""
+        ranges = sorted([*self.expired(pipeline), *((f.first_seq, f.last_seq) for f in gone)])
+        held = [(f.first_seq, f.last_seq) for f in kept]
+        merged: list[list[int]] = []
+        for first, last in ranges:
+            if merged and (first <= merged[-1][1] + 1 or not any(a < first and b > merged[-1][1] for a, b in held)):
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        path = self._expired_path(pipeline)
+        data = json.dumps({"ranges": merged}).encode()
+        try:
+            if self._local:
+                _write_local(path, data)
+            else:
+                self.fs.pipe_file(path, data)
+        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+            raise StorageError(f"cannot write {path} to the lake: {exc}") from exc
+
+    def _expired_path(self, pipeline: str) -> str:
+        # Beside the silver files (purged with them); not a `date=` file, so no reader lists it.
+        return f"{self._dir('silver', pipeline)}/_expired.json"
 
     def _read_one(self, path: str, columns: list[str] | None) -> pa.Table:
         with self.fs.open(path, "rb") as f:

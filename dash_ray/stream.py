@@ -12,6 +12,8 @@ back-off: records come in seq order, none missing, none twice. Where the server 
 no longer exist (retention), a `Gap` is yielded when `gaps=True` (else skipped, and kept in
 `stream.gaps`). A bad token, a scope that cannot read and an unknown pipeline end the stream
 with AuthError, ForbiddenError and NotFoundError; other close codes and errors reconnect.
+While the pipeline is not running the server says so (`{"type": "status"}`): `stream.status`
+holds what it said (`starting`, `restarting`, `failed`, ...) until records flow again (None).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class Gap:
 
 @dataclass
 class LiveStream:
-    """Iterate it (sync or async) to receive records; `after=None` starts at the live tail."""
+    """Iterate it (sync or async) to receive records; `after=None` starts at the live tail.
+    Iterating again after a `break` resumes after the last record handed over."""
 
     url: str
     pipeline_id: str
@@ -54,6 +57,7 @@ class LiveStream:
     max_backoff_s: float = 5.0
     open_timeout_s: float = 10.0
     reconnects: int = 0
+    status: str | None = None
     seen_gaps: list[Gap] = field(default_factory=list)
 
     def _address(self) -> str:
@@ -65,22 +69,32 @@ class LiveStream:
     def _headers(self) -> dict[str, str]:
         return {"authorization": self.authorization} if self.authorization else {}
 
-    def _take(self, text: str | bytes) -> list[dict[str, Any] | Gap]:
-        """What one message yields, advancing `after`."""
+    def _items(self, text: str | bytes) -> Iterator[dict[str, Any] | Gap]:
+        """What one message yields, in order. `after` moves past each record as it is handed
+        over, not before (a consumer that stops in the middle of a message and iterates again
+        resumes at the next record), and to the message's own seq once all are handed over."""
         message = orjson.loads(text)
-        if message.get("type") == "gap":
+        kind = message.get("type")
+        if kind == "gap":
             gap = Gap(int(message["from"]), int(message["to"]))
             self.seen_gaps.append(gap)
             self.after = max(self.after or 0, gap.last)
-            return [gap] if self.gaps else []
-        out: list[dict[str, Any] | Gap] = []
+            if self.gaps:
+                yield gap
+            return
+        if kind is not None:
+            if kind == "status":
+                status = message.get("status")
+                self.status = None if status == "running" else status
+            return  # a control message: it moves nothing
+        self.status = None
         for record in message.get("records", ()):
             if self.after is None or record["seq"] > self.after:
-                out.append(record)
                 self.after = record["seq"]
-        if self.after is None or message.get("seq", 0) > self.after:
-            self.after = int(message.get("seq", 0))  # where this client joined, or skipped to
-        return out
+                yield record
+        seq = message.get("seq")
+        if isinstance(seq, int) and (self.after is None or seq > self.after):
+            self.after = seq  # where this client joined, or skipped to
 
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff_s, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
@@ -112,7 +126,7 @@ class LiveStream:
                              open_timeout=self.open_timeout_s, max_size=None) as ws:
                     for text in ws:
                         attempt = 0
-                        yield from self._take(text)
+                        yield from self._items(text)
                     close = ws.close_rcvd
             except ConnectionClosed as exc:
                 close = exc.rcvd
@@ -135,7 +149,7 @@ class LiveStream:
                                    open_timeout=self.open_timeout_s, max_size=None) as ws:
                     async for text in ws:
                         attempt = 0
-                        for item in self._take(text):
+                        for item in self._items(text):
                             yield item
                     close = ws.close_rcvd
             except ConnectionClosed as exc:

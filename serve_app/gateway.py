@@ -89,6 +89,14 @@ class Gateway:
             raise ForbiddenError(f"a {scope} token cannot do this; it needs {needed}", where="Authorization")
         return scope
 
+    async def recheck(self, authorization: str | None, needed: str) -> str:
+        """`authorize`, asking the registry now rather than the cache (and caching its
+        answer): a live socket's token is checked again every few seconds, so the socket of
+        a revoked token closes within them (`dash_ray.live.guard`)."""
+        if authorization and authorization.lower().startswith("bearer "):
+            self._tokens.pop(hashlib.sha256(authorization[7:].strip().encode()).hexdigest(), None)
+        return await self.authorize(authorization, needed)
+
     async def _scope(self, token: str) -> str | None:
         if self.settings.admin_token_hash and hmac.compare_digest(hash_token(token), self.settings.admin_token_hash):
             return "admin"

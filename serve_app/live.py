@@ -1,15 +1,25 @@
 """`WS /v1/pipelines/{id}/live?after=<seq>`: a pipeline's mapped records as they are stored,
-to WebSocket clients (read scope; the token in `Authorization` or `?token=`).
+to WebSocket clients (read scope), and `POST /v1/live-tickets`, the ticket a browser opens
+it with.
+
+Credentials, in order: the `Authorization` header (the SDK), else `?ticket=` (a single-use
+ticket made within the last 30 s by `POST /v1/live-tickets`, so a page never puts its token in
+a URL, where browsers print it and proxies log it), else `?token=` (kept for clients that
+cannot set a header; discouraged for the same reason). Every few seconds each replica checks
+the tokens of its sockets again (`dash_ray.live.guard`): a revoked token's sockets close 4401.
 
 This module only wires sockets to the fan-out in `dash_ray.live.fanout`: each replica keeps
 one `Topic` per pipeline that has watchers (one long poll on the pipeline actor's feed, one
 encoding per message), and each socket is a `Watcher` with its own bounded queue, caught up
-from the feed's ring or the lake's silver store when it resumes or falls behind.
+from the feed's ring or the lake's silver store when it resumes or falls behind. A socket to
+a pipeline that is not running is kept and told its status until its records flow; what a
+client sends is read (and ignored) from the start, so a client that leaves is let go at once.
 
 The socket is accepted before it is refused, so a browser sees the close code: 4401 for a
-bad or missing token, 4403 for a scope that cannot read, 4404 for an unknown pipeline (or
-one deleted while watched), 4400 for a bad `after`. WebSocket pings (the server's, every
-`ping_interval_s`) find dead peers; what a client sends is read and ignored.
+bad, missing or used credential, 4403 for a scope that cannot read, 4404 for an unknown
+pipeline (or one deleted while watched), 4400 for a bad `after`, 1013 when the registry cannot
+check the credential now (try again). WebSocket pings (the server's, every `ping_interval_s`)
+find dead peers.
 
 Memory per socket (issue 16: 5,000 sockets at <= 50 KB each): a socket is a plain ASGI call
 (`LiveSocket`), dispatched by `LiveFront` ahead of Starlette's middleware, and uvicorn speaks
@@ -23,22 +33,29 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-from starlette.routing import WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Send
 
-from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
+from dash_ray.auth.tickets import TICKET_TTL_S
+from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError
 from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.live.feed import LiveRead
+from dash_ray.live.guard import TokenGuard
 from serve_app.gateway import Gateway
 from serve_app.metrics import ReplicaMetrics
 from serve_app.query import QueryEngines
+from serve_app.responses import json_response
 
 __all__ = ["LiveFront", "LiveHub", "LiveSocket", "live_routes"]
 
 log = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4400, 4401, 4403, 4404
+CLOSE_TRY_AGAIN = 1013
+_REASONS = {CLOSE_UNAUTHORIZED: "the token was revoked", CLOSE_FORBIDDEN: "the token may no longer read",
+            CLOSE_NOT_FOUND: "the pipeline was deleted"}
 
 
 class _PipelineFeed:
@@ -48,26 +65,28 @@ class _PipelineFeed:
         self.gateway, self.engines, self.pipeline_id = gateway, engines, pipeline_id
 
     async def read(self, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
-        try:
-            return await self.gateway.live_read(self.pipeline_id, after, wait_s=wait_s, limit=limit)
-        except UnavailableError:
-            # Not running: restarting (wait for it) or deleted (NotFoundError ends the topic).
-            await self.gateway.info(self.pipeline_id, refresh=True)
-            raise
+        return await self.gateway.live_read(self.pipeline_id, after, wait_s=wait_s, limit=limit)
 
     async def stored(self, after: int, *, limit: int) -> StoredRead:
         info = await self.gateway.info(self.pipeline_id)
         return await asyncio.to_thread(self.engines.records_after, info.spec, after, limit=limit)
 
+    async def status(self) -> str:
+        """What the registry says of the pipeline (NotFoundError: deleted), asked at most once
+        a second (`Gateway.info`)."""
+        return (await self.gateway.info(self.pipeline_id, refresh=True)).status
+
 
 class LiveHub:
-    """The topics of one replica, by pipeline; a topic goes when its last watcher leaves."""
+    """The topics of one replica, by pipeline (a topic goes when its last watcher leaves),
+    and the guard that checks their tokens again."""
 
     def __init__(self, gateway: Gateway, engines: QueryEngines, *, metrics: ReplicaMetrics | None = None,
-                 **topic_options: Any) -> None:
+                 recheck_s: float = 5.0, **topic_options: Any) -> None:
         self.gateway, self.engines, self.metrics = gateway, engines, metrics
         self.topic_options = topic_options
         self.topics: dict[str, Topic] = {}
+        self.guard = TokenGuard(lambda authorization: gateway.recheck(authorization, "read"), every_s=recheck_s)
 
     def topic(self, pipeline_id: str) -> Topic:
         topic = self.topics.get(pipeline_id)
@@ -95,9 +114,9 @@ def _pipeline_of(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def _params(scope: dict[str, Any]) -> tuple[int | None, str | None]:
-    """`after` (ValueError when it is not a seq) and the `Authorization` of a live socket:
-    the header, else `?token=`."""
+def _params(scope: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
+    """`after` (ValueError when it is not a seq), the `Authorization` of a live socket (the
+    header, else `?token=`) and its `?ticket=`."""
     query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
     raw = query.get("after")
     after = None
@@ -107,7 +126,7 @@ def _params(scope: dict[str, Any]) -> tuple[int | None, str | None]:
             raise ValueError(raw)
     header = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"), None)
     token = query.get("token")
-    return after, header or (f"Bearer {token}" if token else None)
+    return after, header or (f"Bearer {token}" if token else None), query.get("ticket") or None
 
 
 class LiveSocket:
@@ -116,13 +135,26 @@ class LiveSocket:
     def __init__(self, gateway: Gateway, hub: LiveHub) -> None:
         self.gateway, self.hub = gateway, hub
 
+    async def _authorize(self, authorization: str | None, ticket: str | None) -> str:
+        """The credential the socket reads with, as an `Authorization` value: the header or
+        `?token=`, else the token a ticket stands for (once)."""
+        if authorization is None and ticket is not None:
+            token = await self.gateway.registry.redeem_live_ticket(ticket[:200])
+            if token is None:
+                raise AuthError("unknown, used or expired live ticket (POST /v1/live-tickets makes one)",
+                                where="ticket")
+            authorization = f"Bearer {token}"
+        await self.gateway.authorize(authorization, "read")
+        assert authorization is not None
+        return authorization
+
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         gateway, hub = self.gateway, self.hub
         pipeline_id = _pipeline_of(scope) or ""
         await receive()  # websocket.connect
         try:
-            after, authorization = _params(scope)
-            await gateway.authorize(authorization, "read")
+            after, authorization, ticket = _params(scope)
+            authorization = await self._authorize(authorization, ticket)
             await gateway.info(pipeline_id)
         except ValueError:
             return await _refuse(send, CLOSE_BAD_REQUEST, "'after' must be a seq (an integer >= 0)")
@@ -132,23 +164,23 @@ class LiveSocket:
             return await _refuse(send, CLOSE_FORBIDDEN, exc.message)
         except NotFoundError as exc:
             return await _refuse(send, CLOSE_NOT_FOUND, exc.message)
+        except DashError as exc:  # the registry cannot answer now: the client tries again
+            return await _refuse(send, CLOSE_TRY_AGAIN, exc.message)
         await send(_ACCEPT)
 
         async def send_text(text: str) -> None:
             await send({"type": "websocket.send", "text": text})
 
         watcher = await hub.topic(pipeline_id).join(send_text, after)
+        hub.guard.add(authorization, watcher)
         gauge = hub.metrics.live_clients(pipeline_id) if hub.metrics is not None else None
         if gauge is not None:
             gauge.inc()
         # The client's messages are read (and ignored) in a task that ends the watcher when
-        # the client goes; deliveries run here.
+        # the client goes, also while the pipeline is not running yet; deliveries run here.
         reader = asyncio.get_running_loop().create_task(_drain(receive))
         reader.add_done_callback(lambda _: watcher.close())
         try:
-            # First, where this client starts (a data message with no records), so a client
-            # that joined the live tail knows the seq to resume after.
-            await send_text(orjson.dumps({"seq": watcher.cursor, "records": []}).decode())
             await watcher.run()
         except (OSError, RuntimeError):
             pass  # the client went while a message was on its way (uvicorn: ClientDisconnected)
@@ -156,13 +188,14 @@ class LiveSocket:
             code = watcher.close_code
             client_gone = reader.done()
             watcher.topic.leave(watcher)
+            hub.guard.discard(authorization, watcher)
             if gauge is not None:
                 gauge.dec()
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         if code is not None and not client_gone:
             try:
-                await send({"type": "websocket.close", "code": code, "reason": "the pipeline was deleted"})
+                await send({"type": "websocket.close", "code": code, "reason": _REASONS.get(code, "")})
             except (OSError, RuntimeError):
                 pass
 
@@ -181,9 +214,21 @@ async def _drain(receive: Receive) -> None:
         pass
 
 
-def live_routes(live: LiveSocket) -> list[WebSocketRoute]:
-    """The live route in Starlette's table; `LiveFront` serves its sockets (see it for why)."""
-    return [WebSocketRoute("/v1/pipelines/{pipeline_id}/live", live)]
+def live_routes(live: LiveSocket) -> list[BaseRoute]:
+    """The live route in Starlette's table (`LiveFront` serves its sockets: see it for why)
+    and `POST /v1/live-tickets`."""
+    gateway = live.gateway
+
+    async def live_ticket(request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        await gateway.authorize(authorization, "read")
+        assert authorization is not None
+        ticket = await gateway.registry.live_ticket(authorization[7:].strip())
+        return json_response({"ticket": ticket, "expires_in": TICKET_TTL_S}, status=201,
+                             headers={"Cache-Control": "no-store"})
+
+    return [WebSocketRoute("/v1/pipelines/{pipeline_id}/live", live),
+            Route("/v1/live-tickets", live_ticket, methods=["POST"])]
 
 
 class LiveFront:

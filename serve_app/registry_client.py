@@ -103,6 +103,14 @@ class RegistryClient:
     async def revoke_token(self, token_id: str) -> None:
         await self._call(lambda r: r.revoke_token.remote(token_id))
 
+    async def live_ticket(self, token: str) -> str:
+        """A single-use ticket standing for `token` for one live socket (`dash_ray.auth.tickets`)."""
+        return await self._call(lambda r: r.live_ticket.remote(token))
+
+    async def redeem_live_ticket(self, ticket: str) -> str | None:
+        """The token a live ticket stands for, once; None when unknown, used or expired."""
+        return await self._call(lambda r: r.redeem_live_ticket.remote(ticket))
+
     async def report_web(self, replica: str, report: dict[str, Any]) -> None:
         """Keep a web replica's own metric counts where other replicas' scrapes find them."""
         await self._call(lambda r: r.report_web.remote(replica, report))

@@ -4,7 +4,9 @@ whole days at a time, so a reader sees a day entirely or not at all.
 
 One exception keeps recovery sound: the bronze file with the highest range is never deleted,
 because the newest bronze file is where a restarted pipeline finds the last stored seq (with
-it gone, numbering would start again and collide with what is stored).
+it gone, numbering would start again and collide with what is stored). And the seq ranges of
+the silver files it deletes are noted in the lake first (`Lake.note_expired`), so a live client
+resuming from before them is told they are gone rather than passing over them in silence.
 
 Rollups of a plan the spec no longer has (other granularities, fields or groups: each plan has
 its own areas, `silver.lake.rollup_area`) are never read again; they are deleted whole.
@@ -47,6 +49,9 @@ def apply_retention(lake: Lake, pipeline_id: str, retention: RetentionSpec, *, t
         if area == "bronze" and files:
             newest = max(files, key=lambda f: f.last_seq)
             expired = [f for f in expired if f.path != newest.path]
+        if area == "silver" and expired:
+            # Noted first: a live client catching up is told of these rows (a gap).
+            lake.note_expired(pipeline_id, expired, kept=[f for f in files if f not in expired])
         lake.delete(expired)
         report.removed += len(expired)
     return report

@@ -10,7 +10,10 @@ has its own cursor and a bounded queue (`max_messages`, `max_bytes`):
   queue overflows the queue is emptied and it catches up again from its cursor, at its own
   pace, then rejoins. No record is skipped or sent twice: every message carries the seq
   range it covers and a client is sent only what lies past its cursor;
-- a `gap` message is sent only for records asked for that no longer exist (retention).
+- a `gap` message is sent only for records asked for that no longer exist (retention);
+- while the pipeline's feed does not answer (starting, restarting, failed), clients are told
+  its status (`{"type": "status"}`) and kept: records follow once it runs, and a client that
+  leaves meanwhile is let go at once.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import orjson
 from dash_ray.errors import NotFoundError
 from dash_ray.live.feed import LiveRead
 
-__all__ = ["FeedSource", "Message", "StoredRead", "Topic", "Watcher"]
+__all__ = ["FeedSource", "Message", "StoredRead", "Topic", "Watcher", "status_text"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ Send = Callable[[str], Awaitable[None]]
 @dataclass(frozen=True)
 class StoredRead:
     """Records after a seq from the silver store, in seq order; `last_seq` is where the
-    reader now is, `first_seq` the first seq the store still holds (retention)."""
+    reader now is, `first_seq` the first seq after the one asked for that the store can
+    answer for: the one right after it, unless retention removed those (a gap up to it)."""
 
     records: list[dict[str, Any]]
     last_seq: int
@@ -44,12 +48,24 @@ class StoredRead:
 
 
 class FeedSource(Protocol):
-    """Where a topic reads: the pipeline's feed (`read`, `after=None` for its position) and
-    its silver store (`stored`). Both may raise; NotFoundError means the pipeline is gone."""
+    """Where a topic reads: the pipeline's feed (`read`, `after=None` for its position), its
+    silver store (`stored`), and its status when the feed does not answer (`status`: the
+    registry's word, `starting`, `running`, `restarting`, `failed`, ...). Each may raise;
+    NotFoundError means the pipeline is gone."""
 
     async def read(self, after: int | None, *, wait_s: float, limit: int) -> LiveRead: ...
 
     async def stored(self, after: int, *, limit: int) -> StoredRead: ...
+
+    async def status(self) -> str: ...
+
+
+def status_text(status: str) -> str:
+    """The control message telling a client the pipeline's status."""
+    if status == "running":
+        return orjson.dumps({"type": "status", "status": status}).decode()
+    return orjson.dumps({"type": "status", "status": status,
+                         "message": f"the pipeline is {status}; its records follow once it runs"}).decode()
 
 
 @dataclass(frozen=True)
@@ -75,18 +91,20 @@ class Message:
 
 @dataclass(eq=False, slots=True)
 class Watcher:
-    """One client: its cursor, whether it follows the live tail, and its bounded queue. Kept
-    small (slots, a plain list, a future only while waiting): a replica holds thousands."""
+    """One client: its cursor (None until it starts, for the live tail), whether it follows
+    the live tail, its bounded queue, and a control message to send next. Kept small (slots,
+    a plain list, a future only while waiting): a replica holds thousands."""
 
     topic: Topic
     send: Send
-    cursor: int
+    cursor: int | None
     live: bool = False
     queue: list[Message] = field(default_factory=list)
     queued_bytes: int = 0
     closed: bool = False
     close_code: int | None = None
     overflows: int = 0
+    notice: str | None = None
     _waiter: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
@@ -107,15 +125,27 @@ class Watcher:
             self.queued_bytes += len(message.text)
         self.wake()
 
+    def tell(self, text: str) -> None:
+        """A control message to send before what comes next (a newer one replaces it)."""
+        self.notice = text
+        self.wake()
+
     def close(self, code: int | None = None) -> None:
         self.closed = True
-        if code is not None:
+        if code is not None and self.close_code is None:
             self.close_code = code
         self.wake()
 
     async def run(self) -> None:
-        """Deliver to the client until it or the topic closes."""
+        """Deliver to the client until it or the topic closes: the pipeline's status while
+        its feed has not answered, then where the client starts (a data message with no
+        records, so a client of the live tail knows the seq to resume after), then records."""
+        if not await self._begin():
+            return
         while not self.closed:
+            if self.notice is not None:
+                await self._tell_now()
+                continue
             if not self.live:
                 await self._catch_up()
                 continue
@@ -130,28 +160,83 @@ class Watcher:
             self.queued_bytes -= len(message.text)
             await self._deliver(message)
 
+    async def _begin(self) -> bool:
+        topic = self.topic
+        while not self.closed and not topic.started:
+            if self.notice is not None:
+                await self._tell_now()
+            else:
+                await self._wait()
+        if self.closed:
+            return False
+        if self.notice is not None:
+            await self._tell_now()
+        if self.cursor is None:
+            # No await between reading the position and joining the tail: nothing slips by.
+            self.cursor, self.live = topic.position, True
+        await self.send(orjson.dumps({"seq": self.cursor, "records": []}).decode())
+        return True
+
+    async def _tell_now(self) -> None:
+        text, self.notice = self.notice, None
+        if text is not None:
+            await self.send(text)
+
+    async def _wait(self, timeout: float | None = None) -> None:
+        """Until woken (a message, a close, the topic starting), or `timeout` s."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            if timeout is None:
+                await self._waiter
+            else:
+                await asyncio.wait_for(self._waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiter = None
+
     async def _deliver(self, message: Message) -> None:
+        assert self.cursor is not None
         shown = message.after(self.cursor)
         if shown is not None:
             await self.send(shown.text)
             self.cursor = shown.last_seq
 
+    async def _ask(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """A read of the feed or the store while catching up; None when it failed (after a
+        pause; the pipeline restarts or the store is busy: the topic tells the client), or
+        when the pipeline is gone (the watcher is closed with 4404)."""
+        try:
+            return await call(*args, **kwargs)
+        except NotFoundError:
+            self.close(4404)
+        except Exception as exc:  # noqa: BLE001 - keep the client; try again shortly
+            log.info("live: catching up failed (%s: %s); retrying", type(exc).__name__, exc)
+            await self._wait(_RETRY_S)
+        return None
+
     async def _catch_up(self) -> None:
         topic = self.topic
+        assert self.cursor is not None
         while not self.closed:
-            read = await topic.source.read(self.cursor, wait_s=0.0, limit=topic.batch)
+            read = await self._ask(topic.source.read, self.cursor, wait_s=0.0, limit=topic.batch)
+            if read is None:
+                continue
             if read.behind:
-                stored = await topic.source.stored(self.cursor, limit=topic.batch)
+                stored = await self._ask(topic.source.stored, self.cursor, limit=topic.batch)
+                if stored is None:
+                    continue
+                moved = bool(stored.records) or stored.last_seq > self.cursor
                 if self.cursor + 1 < stored.first_seq:
                     await self.send(orjson.dumps({"type": "gap", "from": self.cursor + 1,
                                                   "to": stored.first_seq - 1}).decode())
-                    self.cursor = stored.first_seq - 1
+                    self.cursor, moved = stored.first_seq - 1, True
                 if stored.records:
                     await self._deliver(Message.of(self.cursor + 1, stored.last_seq, stored.records))
-                # Everything before the ring is stored, so once the store has no more records
-                # up to there, what lies between was dead-lettered or filtered: move on.
                 self.cursor = max(self.cursor, stored.last_seq)
-                if not stored.records:
+                if not moved:
+                    # Everything before the ring is stored; a store that has nothing past the
+                    # cursor below the ring (a lake that lags the feed) must not stall it.
                     self.cursor = max(self.cursor, read.first_seq - 1)
                 continue
             if read.records:
@@ -160,6 +245,9 @@ class Watcher:
             if self.cursor >= topic.position:
                 self.live = True  # no await between this check and joining: nothing slips by
                 return
+
+
+_RETRY_S = 1.0
 
 
 class Topic:
@@ -173,22 +261,25 @@ class Topic:
         self.batch = batch
         self.wait_s = wait_s
         self.position = 0
+        self.started = False  # the feed answered: `position` is known
         self.watchers: set[Watcher] = set()
         self._on_empty = on_empty
         self._task: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()
+        self._told: str | None = None  # the status last told, while not running
         self.gone = False
 
     async def join(self, send: Send, after: int | None) -> Watcher:
-        """A new client; `after` None means the live tail from now. A watcher of a pipeline
-        that is gone comes back closed with 4404."""
+        """A new client; `after` None means the live tail from when it starts. Returns at
+        once, also while the pipeline's feed does not answer (the watcher tells its client
+        the status meanwhile). A watcher of a pipeline that is gone comes back closed (4404)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        await self._started.wait()
-        watcher = Watcher(self, send, self.position if after is None else after, live=after is None)
+        watcher = Watcher(self, send, after)
         if self.gone:
             watcher.close(4404)
         else:
+            if self._told is not None:
+                watcher.notice = status_text(self._told)
             self.watchers.add(watcher)
         return watcher
 
@@ -199,7 +290,8 @@ class Topic:
             if self._task is not None:
                 self._task.cancel()
                 self._task = None
-            self._started = asyncio.Event()
+            self.started = False
+            self._told = None
             if self._on_empty is not None:
                 self._on_empty(self)
 
@@ -207,27 +299,28 @@ class Topic:
         backoff = 0.5
         while True:
             try:
-                self.position = (await self.source.read(None, wait_s=0.0, limit=0)).last_seq
-                break
+                if not self.started:
+                    self.position = (await self.source.read(None, wait_s=0.0, limit=0)).last_seq
+                    read = None
+                else:
+                    read = await self.source.read(self.position, wait_s=self.wait_s, limit=self.batch)
             except NotFoundError:
                 return self._close_all(4404)
-            except Exception as exc:  # noqa: BLE001 - the pipeline restarts: wait for it
-                log.info("live: feed not reachable yet (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        self._started.set()
-        backoff = 0.5
-        while True:
-            try:
-                read = await self.source.read(self.position, wait_s=self.wait_s, limit=self.batch)
-            except NotFoundError:
-                return self._close_all(4404)
-            except Exception as exc:  # noqa: BLE001 - actor restarting: keep the sockets, retry
-                log.info("live: feed read failed (%s); retrying in %.1f s", type(exc).__name__, backoff)
+            except Exception as exc:  # noqa: BLE001 - not running (yet): keep the sockets, retry
+                log.info("live: feed not reachable (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                if not await self._note_status():
+                    return self._close_all(4404)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
+            if self._told is not None:
+                self._tell("running")
+            if read is None:
+                self.started = True
+                for watcher in list(self.watchers):
+                    watcher.wake()
+                continue
             if read.behind:
                 # The tail moved past the ring: each live watcher catches up on its own.
                 for watcher in self.watchers:
@@ -241,8 +334,27 @@ class Topic:
                     watcher.offer(message)
             self.position = max(self.position, read.last_seq)
 
+    async def _note_status(self) -> bool:
+        """After the feed failed: ask the pipeline's status and tell the watchers when it is
+        news (`running` is not: the feed is about to answer). False: the pipeline is gone."""
+        try:
+            status = await self.source.status()
+        except NotFoundError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - the registry may be away too: say nothing new
+            log.info("live: status not known (%s)", type(exc).__name__)
+            return True
+        if status != "running" and status != self._told:
+            self._tell(status)
+        return True
+
+    def _tell(self, status: str) -> None:
+        self._told = None if status == "running" else status
+        text = status_text(status)
+        for watcher in list(self.watchers):
+            watcher.tell(text)
+
     def _close_all(self, code: int) -> None:
         self.gone = True
-        self._started.set()
         for watcher in list(self.watchers):
             watcher.close(code)

@@ -22,7 +22,7 @@ from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
 from dash_ray.silver.lake import rollup_area
 
-__all__ = ["DuckDBEngine", "days_of"]
+__all__ = ["DuckDBEngine", "days_of", "lost_ranges"]
 
 _TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
           "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
@@ -76,16 +76,39 @@ class DuckDBEngine:
 
     def records_after(self, after: int, columns: tuple[Column, ...], *, limit: int) -> tuple[list[dict[str, Any]], int, int]:
         """Stored records with seq > `after` in seq order, as the live feed shows them
-        (`{"seq", "time", "data"}`): (records, the seq read up to, the first seq the store
-        still holds). Blocking."""
-        files = [f for f in self.lake.files("silver", self.pipeline_id) if f.last_seq > after]
-        dead = self.lake.files("dead", self.pipeline_id)
-        everything = self.lake.files("silver", self.pipeline_id) + dead
-        first = min((f.first_seq for f in everything), default=None)
-        stored = self.lake.last_seq("bronze", self.pipeline_id)
-        first_held = first if first is not None else stored + 1
+        (`{"seq", "time", "data"}`): (records, the seq read up to, the first seq from `after`
+        on that the store can answer for). Every row up to the seq read up to is in the
+        records, or never was one (dead or filtered); when the rows right after `after` were
+        removed by retention, no records come and the third value is past them (a gap).
+        Blocking.
+
+        The stored seq (the newest bronze file) is read before the silver files are listed,
+        and only files and rows at or below it are read: a range's silver file is written
+        before its bronze file, so the listing holds every row up to that seq, and a flush in
+        between only adds ranges past it, left to the next read (listed first, such a flush
+        moved the seq read up to past rows never read: issue 21). What retention removed is
+        read after the listing, since retention notes a range before it deletes its files."""
+        bronze = self.lake.files("bronze", self.pipeline_id)
+        stored = max((f.last_seq for f in bronze), default=0)
+        silver = [f for f in self.lake.files("silver", self.pipeline_id) if f.first_seq <= stored]
+        dead = [f for f in self.lake.files("dead", self.pipeline_id) if f.first_seq <= stored]
+        removed = self.lake.expired(self.pipeline_id)
+        # Seqs older than anything the lake still knows of were removed too (all its areas
+        # expired, or retention ran before it noted what it removed).
+        known = min((f.first_seq for f in (*bronze, *silver, *dead)), default=stored + 1)
+        if known > 1:
+            removed.append((1, known - 1))
+        start, end = after + 1, stored
+        for first, last in lost_ranges(removed, silver, stored):
+            if last < start:
+                continue
+            if first <= start:
+                return [], after, last + 1
+            end = first - 1  # read up to the next removed range; the next read tells of it
+            break
+        files = [f for f in silver if f.last_seq >= start and f.first_seq <= end]
         if not files:
-            return [], max(after, stored), first_held
+            return [], max(after, end), start
         with self._lock:
             cursor = self._con.cursor()
         try:
@@ -93,15 +116,15 @@ class DuckDBEngine:
             source = self._source(cursor, {"silver": files}, wanted)
             names = ", ".join(quote(c.name) for c in columns)
             st = Statement("duckdb").add(f"SELECT seq, epoch_us(time){', ' + names if names else ''} FROM silver"
-                                         " WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+                                         " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, end, limit)
             rows = self._fetch(cursor, source, st)
         except duckdb.Error as exc:
             raise StorageError(f"reading {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()
         records = live_records(columns, rows)
-        reached = records[-1]["seq"] if len(records) >= limit else max(after, stored, *(r["seq"] for r in records))
-        return records, reached, first_held
+        reached = records[-1]["seq"] if len(records) >= limit else max(after, end)
+        return records, reached, start
 
     def _aggregate(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
         """From rollups where they can answer (merged with the raw edges and with ranges not
@@ -160,6 +183,22 @@ class DuckDBEngine:
     @staticmethod
     def _fetch(cursor: duckdb.DuckDBPyConnection, source: Statement, st: Statement) -> Sequence[Sequence[Any]]:
         return cursor.execute(f"{source.text} {st.text}", [*source.params, *st.params]).fetchall()
+
+
+def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: int) -> list[tuple[int, int]]:
+    """The seq ranges up to `stored` whose rows are gone: `removed` ranges (retention) less
+    those a `kept` silver file still holds rows of (another day of the same range, a replay
+    that rebuilt it), merged and in order."""
+    pieces = [(first, min(last, stored)) for first, last in removed]
+    for a, b in ((f.first_seq, f.last_seq) for f in kept):
+        pieces = [p for lo, hi in pieces for p in ((lo, min(hi, a - 1)), (max(lo, b + 1), hi)) if p[0] <= p[1]]
+    lost: list[tuple[int, int]] = []
+    for lo, hi in sorted(pieces):
+        if lost and lo <= lost[-1][1] + 1:
+            lost[-1] = (lost[-1][0], max(lost[-1][1], hi))
+        else:
+            lost.append((lo, hi))
+    return lost
 
 
 def _wanted(query: Query) -> dict[str, Column]:

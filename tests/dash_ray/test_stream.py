@@ -136,3 +136,60 @@ def test_what_retrying_cannot_fix_ends_the_stream(server: Server, error: type) -
 
     _run(server, consume)
     assert len(server.afters) <= 1
+
+
+def test_a_consumer_that_stops_mid_message_gets_the_rest_when_it_iterates_again() -> None:
+    # Messages carry 3 records each: stopping after the first record of one must not skip
+    # the other two (issue 21, item 8).
+    server = Server(total=9)
+
+    async def consume(url: str) -> None:
+        stream = LiveStream(url, "p", after=3)
+        async for record in stream:
+            first = record["seq"]
+            break
+        rest: list[int] = []
+        async for record in stream:
+            rest.append(record["seq"])
+            if rest[-1] == 9:
+                break
+        assert first == 4 and rest == [5, 6, 7, 8, 9]
+
+    _run(server, consume)
+    assert server.afters[:2] == [3, 4]
+
+
+def test_the_sync_iterator_stopping_mid_message_also_resumes_at_the_next_record() -> None:
+    server = Server(total=9)
+    got: list[int] = []
+
+    async def consume(url: str) -> None:
+        def read() -> None:
+            stream = LiveStream(url, "p", after=3)
+            for record in stream:
+                got.append(record["seq"])
+                break
+            for record in stream:
+                got.append(record["seq"])
+                if record["seq"] == 9:
+                    return
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.05)
+
+    _run(server, consume)
+    assert got == [4, 5, 6, 7, 8, 9]
+
+
+def test_control_messages_it_does_not_know_move_nothing() -> None:
+    stream = LiveStream("http://127.0.0.1:1", "p", after=None)
+    assert list(stream._items('{"type": "status", "status": "failed", "message": "m"}')) == []
+    assert stream.after is None and stream.status == "failed"
+    assert list(stream._items('{"seq": 7, "records": []}')) == [] and stream.after == 7
+    assert stream.status is None  # data again: it runs
+    list(stream._items('{"type": "status", "status": "restarting", "message": "m"}'))
+    assert stream.status == "restarting"
+    list(stream._items('{"type": "status", "status": "running"}'))
+    assert stream.status is None and stream.after == 7

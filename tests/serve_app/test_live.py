@@ -1,16 +1,20 @@
 """`WS /v1/pipelines/{id}/live` on the running platform: the live tail, resume after a seq
 (from the feed's ring and from the lake once the ring has moved on), the close codes, the
-SDK's stream (sync and async) resuming by itself when the pipeline's actor is killed, and one
-long poll per pipeline per replica whatever the number of sockets."""
+SDK's stream (sync and async) resuming by itself when the pipeline's actor is killed, one
+long poll per pipeline per replica whatever the number of sockets, a socket to a pipeline
+that is not running (told its status, then its records), the socket of a revoked token
+(closed 4401), and live tickets (one socket, once)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -207,3 +211,90 @@ def test_async_stream_and_one_feed_poll_for_many_sockets(platform) -> None:
 
     results = asyncio.run(main())
     assert all(r == list(range(1, 31)) for r in results)
+
+
+def _failed_pipeline(platform) -> tuple[str, str, Path]:
+    """A pipeline that crashes on start until the file blocking its lake folder goes: its
+    id, ingest secret and that file."""
+    blocker = Path(platform.settings.lake_url) / f"not-a-folder-{uuid.uuid4().hex[:6]}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("")
+    pipeline_id = f"live-{uuid.uuid4().hex[:6]}"
+    created = platform.client.deploy({
+        "id": pipeline_id, "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}},
+        "flush": {"records": 1000, "seconds": 0.1}, "storage": {"lake": f"{blocker}/lake"}})
+    platform.wait_for(lambda: platform.client.get(pipeline_id).status == "failed", timeout=90, what="failed")
+    return pipeline_id, created.ingest_secret, blocker
+
+
+def test_a_socket_to_a_failed_pipeline_is_told_so_then_gets_its_records_once_it_runs(platform) -> None:
+    pipeline_id, secret, blocker = _failed_pipeline(platform)
+    with _ws(platform, pipeline_id, header=True) as ws:
+        # Told at once (it hung with nothing sent: issue 21, item 16).
+        status = orjson.loads(ws.recv(timeout=10))
+        assert status["type"] == "status" and status["status"] == "failed" and "message" in status
+        # Clients that leave meanwhile are let go: the replica counts them out.
+        with contextlib.ExitStack() as others:
+            for _ in range(20):
+                others.enter_context(_ws(platform, pipeline_id))
+            platform.wait_for(lambda: _live_clients(platform, pipeline_id) == 21, timeout=30, what="21 clients")
+        platform.wait_for(lambda: _live_clients(platform, pipeline_id) == 1, timeout=30, what="20 clients gone")
+        blocker.unlink()
+        platform.client.restart(pipeline_id)
+        platform.wait_for(lambda: platform.client.get(pipeline_id).status == "running", timeout=90, what="running")
+        assert orjson.loads(ws.recv(timeout=30)) == {"type": "status", "status": "running"}
+        assert orjson.loads(ws.recv(timeout=30)) == {"seq": 0, "records": []}
+        platform.wait_for(lambda: _try_ingest(platform, pipeline_id, secret, 0), timeout=60, what="ingest")
+        assert [r["seq"] for r in _collect(ws, 20)] == list(range(1, 21))
+
+
+def test_a_socket_of_a_revoked_token_closes_4401_within_10_s(platform) -> None:
+    pipeline_id, secret = _deploy(platform)
+    viewer = platform.client.create_token("read", name="revoked-viewer")
+    with _ws(platform, pipeline_id, token=viewer["token"], header=True) as ws:
+        assert orjson.loads(ws.recv(timeout=30)) == {"seq": 0, "records": []}
+        _ingest(platform, pipeline_id, secret, 0, 3)
+        assert len(_collect(ws, 3)) == 3
+        platform.client.revoke_token(viewer["id"])
+        revoked = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # records keep coming until the socket closes (it never did: item 17)
+                _ingest(platform, pipeline_id, secret, 3, 1)
+                ws.recv(timeout=12)
+        took = time.monotonic() - revoked
+    assert closed.value.rcvd.code == 4401 and took < 10, (closed.value.rcvd, took)
+    print(f"a revoked token's socket closed {took:.1f} s after the revocation")
+
+
+def test_a_live_ticket_opens_one_socket_once_and_stands_for_its_token(platform) -> None:
+    import httpx
+
+    pipeline_id, secret = _deploy(platform)
+    reader = platform.client.create_token("read", name="ticket-reader")
+    with httpx.Client(base_url=platform.url, timeout=30) as anonymous:
+        assert anonymous.post("/v1/live-tickets").status_code == 401
+
+    def ticket() -> str:
+        with platform.http(token=reader["token"]) as http:
+            answer = http.post("/v1/live-tickets")
+        assert answer.status_code == 201 and answer.headers["cache-control"] == "no-store"
+        body = answer.json()
+        assert body["expires_in"] == 30 and reader["token"] not in answer.text
+        return body["ticket"]
+
+    base = platform.url.replace("http://", "ws://") + f"/v1/pipelines/{pipeline_id}/live"
+    first = ticket()
+    with connect(f"{base}?ticket={first}", open_timeout=30) as ws:
+        assert orjson.loads(ws.recv(timeout=30)) == {"seq": 0, "records": []}
+        _ingest(platform, pipeline_id, secret, 0, 2)
+        assert [r["seq"] for r in _collect(ws, 2)] == [1, 2]
+    with connect(f"{base}?ticket={first}", open_timeout=30) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=30)  # used once already
+    assert closed.value.rcvd.code == 4401
+    # A ticket's socket is its token's: revoking the token closes it.
+    with connect(f"{base}?after=2&ticket={ticket()}", open_timeout=30) as ws:
+        assert orjson.loads(ws.recv(timeout=30)) == {"seq": 2, "records": []}
+        platform.client.revoke_token(reader["id"])
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)
+    assert closed.value.rcvd.code == 4401

@@ -45,6 +45,11 @@ export async function api(method, path, { params, body } = {}) {
   return data;
 }
 
+// A single-use ticket for one live socket (30 s), so the token stays out of its URL.
+export async function liveTicket() {
+  return (await api("POST", "/v1/live-tickets")).ticket;
+}
+
 export async function whoami() {
   return (await api("GET", "/v1/whoami")).scope;
 }

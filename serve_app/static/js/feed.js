@@ -3,7 +3,7 @@
 // WebSocket resumed after the newest seq loaded. Records are kept once each, by seq, oldest
 // first, at most `maxRecords` (the newest); listeners hear of each change.
 
-import { api, token } from "./api.js";
+import { api, liveTicket } from "./api.js";
 import { LiveStream } from "./live.js";
 
 const HISTORY_LIMIT = 10000;
@@ -82,7 +82,7 @@ export class PipelineFeed {
     const after = this.newestSeq() ?? (typeof floor === "number" ? floor : null);
     this.stream = new LiveStream(this.id, {
       after,
-      token: token(),
+      ticket: liveTicket,
       onRecords: (records) => { if (this.add(records)) this._emit("records", records); },
       onGap: (gap) => this._emit("gap", gap),
       onState: (state, detail) => { this.state = state; this._emit("state", { state, detail }); },

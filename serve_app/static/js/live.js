@@ -2,17 +2,25 @@
 // duplicates: the stream keeps the last seq it has seen and reconnects with `after=<that>`,
 // with exponential back-off (0.5 s doubling to 10 s, jittered); records at or below the
 // cursor are dropped, so a record is handed on at most once. A `gap` message moves the
-// cursor past records that no longer exist. Close codes 4400/4401/4403/4404 end the stream.
+// cursor past records that no longer exist; a `status` message says the pipeline is not
+// running (its records follow once it runs).
+//
+// The token never goes in the socket's URL (browsers print a failed socket's URL in the
+// console, and proxies log it): each connection first asks `POST /v1/live-tickets` (with the
+// token in its Authorization header) for a single-use ticket good for 30 s, and opens the
+// socket with `?ticket=`. A refused ticket (401/403) ends the stream, as do the close codes
+// 4400/4403/4404; 4401 (a used ticket, or a token revoked meanwhile) asks for a new ticket,
+// which says which.
 
-const FINAL_CODES = new Set([4400, 4401, 4403, 4404]);
+const FINAL_CODES = new Set([4400, 4403, 4404]);
 const REASONS = { 4400: "the request was refused (bad `after`)", 4401: "the token is unknown or revoked", 4403: "the token may not read this pipeline",
                   4404: "the pipeline does not exist (any more)" };
 
 export class LiveStream {
-  constructor(pipelineId, { after = null, token, onRecords, onGap, onState }) {
+  constructor(pipelineId, { after = null, ticket, onRecords, onGap, onState }) {
     this.pipelineId = pipelineId;
     this.cursor = after;
-    this.token = token;
+    this.ticket = ticket;  // async () => a live ticket
     this.onRecords = onRecords || (() => {});
     this.onGap = onGap || (() => {});
     this.onState = onState || (() => {});
@@ -28,11 +36,11 @@ export class LiveStream {
 
   start() { this._connect(); return this; }
 
-  url() {
+  url(ticket) {
     const url = new URL(`/v1/pipelines/${encodeURIComponent(this.pipelineId)}/live`, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    if (this.token) url.searchParams.set("token", this.token);
     if (this.cursor !== null && this.cursor !== undefined) url.searchParams.set("after", String(this.cursor));
+    url.searchParams.set("ticket", ticket);
     return url.toString();
   }
 
@@ -41,14 +49,26 @@ export class LiveStream {
     this.onState(state, detail);
   }
 
-  _connect() {
+  async _connect() {
     if (this.stopped) return;
     this.timer = null;
     this.connects += 1;
-    const ws = new WebSocket(this.url());
+    let ticket;
+    try {
+      ticket = await this.ticket();
+    } catch (err) {
+      if (this.stopped) return;
+      if (err.status === 401 || err.status === 403) {
+        this._set("closed", REASONS[err.status === 401 ? 4401 : 4403]);
+        return;
+      }
+      this._retry();
+      return;
+    }
+    if (this.stopped) return;
+    const ws = new WebSocket(this.url(ticket));
     this.ws = ws;
     this._set("connecting");
-    ws.onopen = () => { if (this.ws === ws) this._set("live"); };
     ws.onmessage = (event) => { if (this.ws === ws) this._message(event.data); };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
@@ -58,11 +78,15 @@ export class LiveStream {
         this._set("closed", REASONS[event.code]);
         return;
       }
-      const wait = this.delay * (0.75 + Math.random() * 0.5);
-      this.delay = Math.min(this.delay * 2, 10000);
-      this._set("reconnecting", `again in ${(wait / 1000).toFixed(1)} s`);
-      this.timer = setTimeout(() => this._connect(), wait);
+      this._retry();
     };
+  }
+
+  _retry() {
+    const wait = this.delay * (0.75 + Math.random() * 0.5);
+    this.delay = Math.min(this.delay * 2, 10000);
+    this._set("reconnecting", `again in ${(wait / 1000).toFixed(1)} s`);
+    this.timer = setTimeout(() => this._connect(), wait);
   }
 
   _message(text) {
@@ -74,7 +98,13 @@ export class LiveStream {
       this.onGap(message);
       return;
     }
+    if (message.type === "status") {
+      if (message.status === "running") this._set("live");
+      else this._set("waiting", message.message || `the pipeline is ${message.status}`);
+      return;
+    }
     if (message.type || !Array.isArray(message.records)) return;  // a control message we do not know
+    if (this.state !== "live") this._set("live");
     const fresh = [];
     for (const record of message.records) {
       if (this.cursor === null || record.seq > this.cursor) {

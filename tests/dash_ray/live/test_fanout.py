@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dash_ray.errors import NotFoundError
+from dash_ray.errors import NotFoundError, UnavailableError
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
 from dash_ray.live.fanout import StoredRead, Topic
@@ -42,6 +42,9 @@ class Source:
             return await self.core.live.read(self.core.live.last_seq, wait_s=0)
         return await self.core.live.read(after, wait_s=wait_s, limit=limit)
 
+    async def status(self) -> str:
+        return "running"
+
     async def stored(self, after: int, *, limit: int) -> StoredRead:
         self.stored_reads += 1
         records, reached, first = await asyncio.to_thread(self.engine.records_after, after, self.columns, limit=limit)
@@ -53,11 +56,17 @@ class Client:
         self.delay = delay
         self.records: list[dict] = []
         self.gaps: list[dict] = []
+        self.statuses: list[str] = []
+        self.starts: list[int] = []  # the seq of each data message with no records
 
     async def send(self, text: str) -> None:
         message = orjson.loads(text)
         if message.get("type") == "gap":
             self.gaps.append(message)
+        elif message.get("type") == "status":
+            self.statuses.append(message["status"])
+        elif not message["records"]:
+            self.starts.append(message["seq"])
         else:
             assert message["seq"] >= message["records"][-1]["seq"]
             self.records += message["records"]
@@ -167,27 +176,6 @@ async def test_a_slow_client_catches_up_without_loss_and_does_not_slow_the_other
         task.cancel()
 
 
-async def test_records_that_no_longer_exist_are_a_gap(core: PipelineCore) -> None:
-    core.live.max_records = 10
-    source = Source(core)
-    for first in range(0, 100, 20):
-        await ingest(core, first, 20)
-        await core.flush()
-    # Retention removed the oldest range from the silver store.
-    lake = core.lake
-    oldest = lake.files("silver", "live")[0]
-    lake.delete([oldest])
-    for f in lake.files("dead", "live"):
-        if f.first_seq == oldest.first_seq:
-            lake.delete([f])
-    client = Client()
-    task = await watch(Topic(source, wait_s=0.5), client, 0)
-    await until(lambda: client.seqs[-1:] == [100])
-    assert client.gaps == [{"type": "gap", "from": 1, "to": oldest.last_seq}]
-    assert client.seqs == expected(100, after=oldest.last_seq)
-    task.cancel()
-
-
 async def test_watchers_of_a_deleted_pipeline_are_closed_with_4404(core: PipelineCore) -> None:
     source = Source(core)
     topic = Topic(source, wait_s=0.1)
@@ -198,3 +186,73 @@ async def test_watchers_of_a_deleted_pipeline_are_closed_with_4404(core: Pipelin
     assert watcher.close_code == 4404
     late = await topic.join(Client().send, None)
     assert late.closed and late.close_code == 4404
+
+
+class NotRunning(Source):
+    """The source of a pipeline whose actor is not running (its feed refuses, as the gateway
+    does for a pipeline with no actor) until `run` gives it one; `state` is what the registry
+    says of it meanwhile."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        self.core: PipelineCore | None = None  # type: ignore[assignment]
+        self.gone = False
+        self.stored_reads = 0
+        self.status_asks = 0
+
+    def run(self, core: PipelineCore) -> None:
+        Source.__init__(self, core)
+        self.state = "running"
+
+    async def read(self, after: int | None, *, wait_s: float, limit: int) -> Any:
+        if self.core is None:
+            raise UnavailableError("pipeline live is not running", retry_after=1.0)
+        return await super().read(after, wait_s=wait_s, limit=limit)
+
+    async def status(self) -> str:
+        self.status_asks += 1
+        return self.state
+
+
+async def test_a_client_of_a_pipeline_not_running_is_told_so_then_gets_its_records(tmp_path: Path) -> None:
+    source = NotRunning("failed")
+    topic = Topic(source, wait_s=0.2)
+    resumed, tail = Client(), Client()
+    # Joining answers at once, though the feed does not (it waited for the feed: issue 21).
+    watchers = [await asyncio.wait_for(topic.join(c.send, after), 2) for c, after in ((resumed, 0), (tail, None))]
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    await until(lambda: resumed.statuses == ["failed"] and tail.statuses == ["failed"])
+    assert resumed.starts == tail.starts == [] and not any(t.done() for t in tasks)
+    late = Client()
+    tasks.append(asyncio.create_task((await topic.join(late.send, None)).run()))
+    await until(lambda: late.statuses == ["failed"])
+    core = PipelineCore(parse_spec(SPEC), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")),
+                        fsync=False)
+    await core.start()
+    try:
+        source.run(core)
+        await until(lambda: tail.starts == [0] and late.starts == [0])
+        await ingest(core, 0, 20)
+        await until(lambda: all(c.seqs[-1:] == [20] for c in (resumed, tail, late)))
+        for client in (resumed, tail, late):
+            assert client.statuses == ["failed", "running"] and client.seqs == expected(20)
+        assert resumed.starts == [0]
+    finally:
+        for watcher in list(topic.watchers):
+            topic.leave(watcher)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await core.close()
+
+
+async def test_clients_that_leave_while_the_pipeline_is_not_running_are_let_go() -> None:
+    source = NotRunning("starting")
+    topic = Topic(source)
+    clients = [Client() for _ in range(100)]
+    watchers = [await asyncio.wait_for(topic.join(c.send, None), 2) for c in clients]
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    await until(lambda: all(c.statuses == ["starting"] for c in clients))
+    feed = topic._task
+    for watcher in watchers:  # as the route does when a socket goes
+        topic.leave(watcher)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert not topic.watchers and topic._task is None and feed is not None and feed.cancelled()
