@@ -1,12 +1,15 @@
-"""Fault injection for the file log's tests: pause its writer thread inside a system call, make
-a write fail part-way, record which directories were fsync'd. All of it wraps the real `os`
-calls on a real file system; nothing is mocked out."""
+"""Fault injection for the logs' tests: pause the file log's writer thread inside a system call,
+make a write fail part-way, record which directories were fsync'd (all of it wraps the real `os`
+calls on a real file system), and cut the network between a replicated log and its server (a
+real TCP relay on loopback). Nothing is mocked out."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -135,3 +138,92 @@ class DirSyncs:
 @pytest.fixture
 def dir_syncs(monkeypatch: pytest.MonkeyPatch) -> DirSyncs:
     return DirSyncs(monkeypatch)
+
+
+class Proxy:
+    """A TCP relay on loopback in front of a real server. `cut()` closes every connection open
+    through it (each side sees the connection end); `stall()` silently drops whatever either
+    side sends on them from then on (a partition: nothing arrives, nothing says so).
+    Connections made afterwards pass again. One thread per direction; `close()` ends all."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._stalled: set[socket.socket] = set()
+        self._threads = [threading.Thread(target=self._accept, name="proxy-accept", daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(self._target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, upstream]
+                for src, dst in ((client, upstream), (upstream, client)):
+                    thread = threading.Thread(target=self._pump, args=(src, dst), name="proxy-pump", daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if src not in self._stalled:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            doomed, self._open = self._open, []
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        with self._lock:
+            self._stalled.update(self._open)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self.cut()
+        for thread in self._threads:
+            thread.join(5)
+        with self._lock:
+            for sock in self._open:
+                sock.close()
+
+
+@pytest.fixture(scope="session")
+def nats_proxy() -> Iterator[Proxy]:
+    """A relay in front of the NATS server at 127.0.0.1:4222 (which must run, with JetStream)."""
+    try:
+        socket.create_connection(("127.0.0.1", 4222), timeout=5).close()
+    except OSError as exc:
+        pytest.fail(f"NATS with JetStream is required at 127.0.0.1:4222: {exc}")
+    proxy = Proxy("127.0.0.1", 4222)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture(scope="session")
+def pg_proxy() -> Iterator[Proxy]:
+    """A relay in front of PostgreSQL at 127.0.0.1:5432."""
+    proxy = Proxy("127.0.0.1", 5432)
+    yield proxy
+    proxy.close()

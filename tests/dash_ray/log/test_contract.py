@@ -1,8 +1,11 @@
-"""The `Log` Protocol's guarantees (dash_ray/log/base.py), checked against every backend.
+"""The `Log` Protocol's guarantees (dash_ray/log/base.py), checked against every backend: the
+file log, and the replicated ones on the real NATS JetStream (127.0.0.1:4222) and PostgreSQL
+(a fresh database per session); a missing server fails these tests, it never skips them.
 
-A backend joins by adding a `Backend` to BACKENDS: how to make an instance over storage at a
-path (making another over the same path is a reopen), how to crash one, how to make its next
-write fail for real, and how to damage what it stored."""
+A backend joins by adding a builder to BUILDERS: given the test's request, a `Backend` that
+knows how to make an instance over storage at a path (making another over the same path is a
+reopen), how to crash one, how to make its next write fail for real, and how to damage what it
+stored."""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ import pytest
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, Log
 from dash_ray.log.file import WriteAheadLog
-from tests.dash_ray.log.conftest import FailingWrites, abandon
+from dash_ray.log.jetstream import JetStreamLog
+from tests.dash_ray.log.conftest import FailingWrites, Proxy, abandon
+from tests.dash_ray.log.replicated import (crash_jetstream, damage_jetstream, damage_postgres, delete_streams,
+                                           log_name, make_postgres)
 
 
 @dataclass(frozen=True)
@@ -24,13 +30,9 @@ class Backend:
     name: str
     make: Callable[[Path], Log]
     crash: Callable[[Log], None]  # stop without a clean close; nothing unacknowledged is flushed
-    break_writes: Callable[[pytest.FixtureRequest], Callable[[], None]]  # -> arm: the next write fails
-    damage: Callable[[Path], None]  # flip a byte inside the stored entries, acknowledged ones after it
-
-
-def _file_break_writes(request: pytest.FixtureRequest) -> Callable[[], None]:
-    failing: FailingWrites = request.getfixturevalue("failing_writes")
-    return failing.arm
+    arm_failure: Callable[[], None]  # the next write fails for real
+    damage: Callable[[Path], None]  # lose or change a stored entry with acknowledged ones after it
+    fenced: bool = True  # a newer owner's open makes an older owner's writes fail
 
 
 def _file_damage(path: Path) -> None:
@@ -40,21 +42,50 @@ def _file_damage(path: Path) -> None:
     first.write_bytes(bytes(data))
 
 
-BACKENDS = [
-    Backend(
+def _file(request: pytest.FixtureRequest) -> Backend:
+    failing: FailingWrites = request.getfixturevalue("failing_writes")
+    return Backend(
         name="file",
         # Small segments so that appends roll and trims delete whole files.
         make=lambda path: WriteAheadLog(path, segment_bytes=2048),
         crash=lambda log: abandon(log),  # type: ignore[arg-type]
-        break_writes=_file_break_writes,
+        arm_failure=lambda: failing.arm(),  # the disk fills up mid-write
         damage=_file_damage,
-    ),
-]
+        fenced=False,
+    )
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def _jetstream(request: pytest.FixtureRequest) -> Backend:
+    proxy: Proxy = request.getfixturevalue("nats_proxy")
+    made: set[str] = set()
+    request.addfinalizer(lambda: delete_streams(made))
+
+    def make(path: Path) -> Log:
+        made.add(log_name(path))
+        # Short timeouts: a cut connection is noticed by the socket, a lost ack by the timer.
+        return JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", ack_timeout=3.0)
+
+    # A partition: the publishes leave, nothing arrives, no acknowledgement comes back.
+    return Backend(name="jetstream", make=make, crash=crash_jetstream,  # type: ignore[arg-type]
+                   arm_failure=proxy.stall, damage=damage_jetstream)
+
+
+def _postgres(request: pytest.FixtureRequest) -> Backend:
+    dsn: str = request.getfixturevalue("pg_dsn")
+    proxy: Proxy = request.getfixturevalue("pg_proxy")
+    relayed = dsn.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    # The connection is lost: the statement cannot be sent.
+    return Backend(name="postgres", make=lambda path: make_postgres(relayed, path),
+                   crash=lambda log: abandon(log),  # type: ignore[arg-type]
+                   arm_failure=proxy.cut, damage=lambda path: damage_postgres(dsn, path))
+
+
+BUILDERS = {"file": _file, "jetstream": _jetstream, "postgres": _postgres}
+
+
+@pytest.fixture(params=list(BUILDERS))
 def backend(request) -> Backend:
-    return request.param
+    return BUILDERS[request.param](request)
 
 
 def _data(key: int, n: int = 0) -> bytes:
@@ -158,12 +189,11 @@ async def test_close_is_idempotent_and_appends_after_it_are_refused(backend, tmp
         log.open()
 
 
-async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backend, tmp_path, request):
-    arm = backend.break_writes(request)
+async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backend, tmp_path):
     log, _ = await _open(backend, tmp_path)
     for key in range(1, 4):
         await log.append(key, _data(key))
-    arm()
+    backend.arm_failure()
     doomed = [log.append(k, _data(k)) for k in range(4, 9)]
     results = await asyncio.gather(*doomed, return_exceptions=True)
     assert all(isinstance(r, OSError) for r in results), results
