@@ -32,7 +32,6 @@ class Backend:
     crash: Callable[[Log], None]  # stop without a clean close; nothing unacknowledged is flushed
     arm_failure: Callable[[], None]  # the next write fails for real
     damage: Callable[[Path], None]  # lose or change a stored entry with acknowledged ones after it
-    fenced: bool = True  # a newer owner's open makes an older owner's writes fail
 
 
 def _file_damage(path: Path) -> None:
@@ -51,7 +50,6 @@ def _file(request: pytest.FixtureRequest) -> Backend:
         crash=lambda log: abandon(log),  # type: ignore[arg-type]
         arm_failure=lambda: failing.arm(),  # the disk fills up mid-write
         damage=_file_damage,
-        fenced=False,
     )
 
 
@@ -211,3 +209,61 @@ async def test_damage_is_refused_not_dropped(backend, tmp_path):
     for _ in range(2):  # a refused open changed nothing: it refuses again
         with pytest.raises(WalCorruptError):
             backend.make(tmp_path).open()
+
+
+async def test_a_newer_owner_fences_the_older_one(backend, tmp_path):
+    old, _ = await _open(backend, tmp_path)
+    await old.append(1, b"a")
+    new, entries = await _open(backend, tmp_path)
+    assert [(e.key, e.data) for e in entries] == [(1, b"a")] and new.epoch > old.epoch > 0
+    with pytest.raises(OSError, match="superseded"):
+        await old.append(2, b"zombie")
+    with pytest.raises(RuntimeError):
+        old.append(3, b"zombie")  # the fenced log has failed
+    await new.append(2, b"b")
+    await old.close()
+    await new.close()
+    assert await _recovered(backend, tmp_path) == [(1, b"a"), (2, b"b")]
+
+
+async def test_a_superseded_owner_cannot_trim(backend, tmp_path):
+    old, _ = await _open(backend, tmp_path)
+    await asyncio.gather(*(old.append(k, _data(k)) for k in range(1, 40)))
+    new, _ = await _open(backend, tmp_path)
+    with pytest.raises(OSError, match="superseded"):
+        await old.trim(39)
+    await old.close()
+    await new.close()
+    assert [k for k, _ in await _recovered(backend, tmp_path)] == list(range(1, 40))
+
+
+async def test_a_zombie_with_appends_in_flight_adds_nothing_after_the_newer_owner(backend, tmp_path):
+    """The old owner keeps appending while the new one opens: what the new owner recovers is
+    exactly what the old one had acknowledged, in order, nothing of the old one's lands after
+    it, and the old one's next append after the open fails. The new owner's entries follow."""
+    old, _ = await _open(backend, tmp_path)
+    await old.append(0, b"first")
+    calls: list[tuple[int, bytes]] = []
+    futures: list[asyncio.Future[None]] = []
+    opening = asyncio.ensure_future(_open(backend, tmp_path))
+    refused = False
+    while not refused and len(calls) < 50_000:
+        done = opening.done()
+        call = (len(calls) + 1, _data(len(calls) + 1))
+        try:
+            futures.append(old.append(*call))
+            calls.append(call)
+        except RuntimeError:
+            refused = True  # the old log has failed: fenced
+        if done:
+            break
+        await asyncio.sleep(0)  # let the open, and the old log's acknowledgements, go on
+    new, entries = await opening
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    acknowledged = [(0, b"first")] + [c for c, r in zip(calls, results) if r is None]
+    assert [(e.key, e.data) for e in entries] == acknowledged
+    assert all(r is None or isinstance(r, OSError) for r in results)
+    assert refused or isinstance(results[-1], OSError), "an append after the newer open succeeded"
+    await new.append(10**6, b"new")
+    await asyncio.gather(old.close(), new.close())
+    assert await _recovered(backend, tmp_path) == acknowledged + [(10**6, b"new")]
