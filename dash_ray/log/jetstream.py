@@ -44,6 +44,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -126,7 +127,8 @@ class JetStreamLog:
         self._nc: Any = None
         self._js: Any = None
         self._wake: asyncio.Event | None = None
-        self._progress: asyncio.Condition | None = None
+        self._advanced: asyncio.Event | None = None  # set when acknowledgements or a failure came
+        self._done: list[Waiter] = []  # acknowledged appends, answered once the acks in hand are read
         self._trim_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._flights: deque[_Flight] = deque()
@@ -189,7 +191,7 @@ class JetStreamLog:
 
     async def _open(self) -> list[Entry]:
         nats = _nats()
-        self._wake, self._progress, self._trim_lock = asyncio.Event(), asyncio.Condition(), asyncio.Lock()
+        self._wake, self._advanced, self._trim_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
         try:
             self._nc = await nats.connect(
                 self.servers, name=f"dash-wal:{self.name}", allow_reconnect=False,
@@ -268,6 +270,7 @@ class JetStreamLog:
                                               f"{entries[-1].key} at message {seq}")
                     entries.append(Entry(key, b"".join(parts)))
                     self._stored.append(_Stored(seq, key, len(entries[-1].data)))
+                    self.stats.bytes += len(entries[-1].data)
                     parts = []
                 if meta.num_pending == 0:
                     break
@@ -283,7 +286,6 @@ class JetStreamLog:
 
     def _refresh_stats(self) -> None:
         self.stats.segments = len(self._stored)
-        self.stats.bytes = sum(s.size for s in self._stored)
 
     # -- the caller's event loop -------------------------------------------------------------
 
@@ -336,7 +338,7 @@ class JetStreamLog:
 
     async def _publisher(self) -> None:
         """Publish queued appends in call order, without waiting for acknowledgements."""
-        assert self._wake is not None and self._progress is not None
+        assert self._wake is not None
         while True:
             with self._lock:
                 batch, self._pending = self._pending, []
@@ -352,9 +354,7 @@ class JetStreamLog:
                     settle_all([(a.loop, a.future) for a in batch[i:]], self._failure)
                     break
                 if len(self._by_seq) >= self.max_in_flight:
-                    async with self._progress:
-                        await self._progress.wait_for(
-                            lambda: len(self._by_seq) < self.max_in_flight or self._failure is not None)
+                    await self._until(lambda: len(self._by_seq) < self.max_in_flight)
                     if self._failure is not None:
                         settle_all([(a.loop, a.future) for a in batch[i:]], self._failure)
                         break
@@ -379,6 +379,7 @@ class JetStreamLog:
             self._last_seq = self._subject_last = self._prev = seq
             await self._nc.publish(subject, chunk, reply=f"{self._inbox}.{seq}", headers=headers)
         self._stored.append(_Stored(self._last_seq, append.key, len(data)))
+        self.stats.bytes += len(data)
 
     async def _on_ack(self, msg: Any) -> None:
         seq = int(msg.subject.rsplit(".", 1)[1])
@@ -391,19 +392,28 @@ class JetStreamLog:
             return
         self.stats.fsyncs += 1
         flight.unacked -= 1
-        done: list[Waiter] = []
         while self._flights and self._flights[0].unacked == 0:
             append = self._flights.popleft().append
-            done.append((append.loop, append.future))
+            if not self._done:  # answered together once the acks already received are read
+                asyncio.get_running_loop().call_soon(self._answer)
+            self._done.append((append.loop, append.future))
             self._acked += 1
             self.stats.appended += 1
             self.stats.last_key = append.key
-        if done:
-            self._refresh_stats()
-            settle_all(done, None)
-            assert self._progress is not None
-            async with self._progress:
-                self._progress.notify_all()
+
+    def _answer(self) -> None:
+        done, self._done = self._done, []
+        self._refresh_stats()
+        settle_all(done, None)
+        assert self._advanced is not None
+        self._advanced.set()
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()` or the log failed."""
+        assert self._advanced is not None
+        while not done() and self._failure is None:
+            self._advanced.clear()
+            await self._advanced.wait()
 
     async def _watch(self) -> None:
         """Fail the log when the oldest publish waits longer than `ack_timeout` for its ack."""
@@ -434,23 +444,20 @@ class JetStreamLog:
         self._flights.clear()
         self._by_seq.clear()
         settle_all(waiters, error)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        assert self._progress is not None
-        async with self._progress:
-            self._progress.notify_all()
+        assert self._advanced is not None
+        self._advanced.set()
 
     async def _trim(self, through_key: int, ticket: int) -> None:
-        assert self._progress is not None and self._trim_lock is not None
-        async with self._progress:
-            await self._progress.wait_for(lambda: self._acked >= ticket or self._failure is not None)
+        assert self._trim_lock is not None
+        await self._until(lambda: self._acked >= ticket)
         async with self._trim_lock:
             if self._failure is not None:
                 return
             upto = 0
             while self._stored and self._stored[0].key <= through_key:
-                upto = self._stored.popleft().last_seq
+                gone = self._stored.popleft()
+                upto = gone.last_seq
+                self.stats.bytes -= gone.size
             if not upto:
                 return
             try:
@@ -475,12 +482,11 @@ class JetStreamLog:
         return int(body.get("purged", 0))
 
     async def _shutdown(self) -> None:
-        assert self._wake is not None and self._progress is not None
+        assert self._wake is not None
         self._wake.set()
         if self._tasks:
             await asyncio.gather(self._tasks[0], return_exceptions=True)  # publishes what is queued
-        async with self._progress:
-            await self._progress.wait_for(lambda: not self._flights or self._failure is not None)
+        await self._until(lambda: not self._flights and not self._done)
         self._closing = True
         for task in self._tasks:
             task.cancel()
