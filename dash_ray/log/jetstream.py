@@ -1,36 +1,37 @@
-"""The write-ahead log of one pipeline in a NATS JetStream stream: pipelined publishes acknowledged
-by the stream, an owner epoch that fences a stale writer, recovery, and trim by purge.
+"""The write-ahead log of one pipeline in a NATS JetStream stream: group commit into messages the
+stream acknowledges, an owner epoch that fences a stale writer, recovery, and trim by purge.
 
 One stream per pipeline, `DASH_WAL_<name>`, file storage, `replicas` copies (3 in production:
-an acknowledged publish is then on a quorum's disks). Its subjects, under `dash.wal.<name>`:
+an acknowledged message is then stored on a quorum). Its subjects, under `dash.wal.<name>`:
 - `.owner`: one empty message per `open()`. Its stream sequence is the owner's epoch.
-- `.entry.<epoch>`: the entries that owner appended, in call order. An entry larger than the
-  connection's largest message is split into chunks (`Dash-More` on all but the last).
-A stream per pipeline, not a subject per pipeline in one shared stream, because the fencing
-below needs the stream's last sequence to be this pipeline's alone (pipelined publishes predict
-their own sequence numbers), and because then a pipeline's limits, placement and deletion are
-its own. The cost is one stream (one Raft group at R3) per pipeline.
+- `.entry.<epoch>`: that owner's groups of entries (format in `packing.py`).
+A stream per pipeline, not a subject per pipeline in one shared stream: the fencing below needs
+the stream's last sequence to be this pipeline's alone, and a pipeline's limits, placement and
+deletion are then its own. The cost is one stream (one Raft group at R3) per pipeline.
 
 Guarantees:
-- `append` resolves once the stream acknowledged every message of the entry (stored on a
-  quorum); publishes are pipelined, so concurrent appends share round trips rather than wait
-  for each other, and one connection keeps their order.
-- Fencing: every entry message carries `Nats-Expected-Last-Sequence` and
-  `Nats-Expected-Last-Subject-Sequence`, both the sequence its predecessor from this owner got.
-  The server stores a message only when the stream and the owner's own subject both end with
-  that predecessor, so once a newer owner's `.owner` message is in the stream nothing of an
-  older owner can follow it: the first stale publish is refused and every later one too. A
-  refused publish fails the log (its appends fail; later appends raise), as a failed write does.
-- Each message also carries `Dash-Prev`, the sequence of the entry message before it, so
-  `open()` refuses (WalCorruptError) a stream from which an entry went missing between others.
-- A failed publish, a lost connection or an acknowledgement later than `ack_timeout` fails
-  the log. A timed-out publish may still have been stored; `open()` then returns it (whole,
-  in order), never a part of an entry and never anything after a refused one.
-- `trim(k)` purges whole entries with key <= k once the appends queued before it are
-  acknowledged, after checking that this owner's epoch is still the newest.
-Not guaranteed: the check and the purge are two requests, so a trim racing a takeover can
-still purge entries whose data its owner had stored elsewhere (what a trim is for); the first
-entry that remains can be lost without `open()` noticing (it looks like a trim).
+- `append` resolves once the stream acknowledged the message that ends its entry. Appends
+  queued while a message waits for its acknowledgement share the next message (group commit),
+  so concurrent appenders share round trips as the file log's share a sync.
+- Fencing: each message carries `Nats-Expected-Last-Sequence`, the sequence of this owner's
+  previous message (its `.owner` message for the first), and the stream stores it only if
+  that is still the stream's last. A newer owner's `.owner` message breaks that, so an older
+  owner's next publish is refused and its log fails (its appends fail; later ones raise), with
+  nothing stored. One message is in flight at a time, so the expectation is always a sequence
+  the stream really gave this owner: pipelined publishes would have to predict sequences
+  another owner's message can take, and per-subject expectations, which would prevent that,
+  are refused for pipelined publishes by a clustered 2.9 server.
+- Each message carries `Dash-Prev`, the sequence of the entry message before it, so `open()`
+  refuses (WalCorruptError) a stream from which a message went missing between others.
+- A refused publish, a lost connection or no acknowledgement within `ack_timeout` fails the
+  log. A publish that timed out may still have been stored: a later `open()` returns it whole.
+- `trim(k)` purges whole messages whose entries all have key <= k, after the appends queued
+  before it, once it checked that this owner's epoch is still the newest.
+Not guaranteed: the check and the purge are two requests, so a trim racing a takeover can still
+purge entries whose data its owner had stored elsewhere (what a trim is for); losing the first
+message that remains goes unnoticed by `open()` (it looks like a trim). A stream of R1 on a
+server that does not sync each message (JetStream's default) keeps an acknowledged message in
+the server's page cache until its next sync: R3 is what makes it survive the loss of a node.
 """
 
 from __future__ import annotations
@@ -38,61 +39,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 import re
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, LogStats
-from dash_ray.log.futures import Waiter, failure, settle_all
+from dash_ray.log.futures import Waiter, settle_all
+from dash_ray.log.packing import Message, Unpacker, pack
+from dash_ray.log.streams import WRONG_LAST_SEQUENCE, Names, ensure_stream, load_nats, messages, publish, purge
 
-__all__ = ["JetStreamLog", "stream_name"]
+__all__ = ["JetStreamLog"]
 
 log = logging.getLogger(__name__)
 
-_KEY, _PREV, _MORE = "Dash-Key", "Dash-Prev", "Dash-More"
-_EXPECT_LAST, _EXPECT_SUBJECT = "Nats-Expected-Last-Sequence", "Nats-Expected-Last-Subject-Sequence"
+_PREV, _EXPECT_LAST = "Dash-Prev", "Nats-Expected-Last-Sequence"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-_HEADER_ROOM = 1024  # bytes kept free for headers in each message
+_HEADER_ROOM = 1024  # bytes of a message kept for its headers
 
-
-def stream_name(name: str) -> str:
-    return f"DASH_WAL_{name}"
-
-
-def _nats() -> Any:
-    try:
-        import nats
-    except ImportError as exc:  # pragma: no cover - the cluster extra is installed in tests
-        raise ImportError("the JetStream write-ahead log needs nats-py: pip install 'dash-ray[cluster]'") from exc
-    return nats
-
-
-@dataclass
-class _Append:
-    key: int
-    data: bytes
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-
-@dataclass
-class _Flight:
-    append: _Append
-    unacked: int  # messages of the entry not yet acknowledged
-    deadline: float
+_Append = tuple[int, bytes, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 @dataclass
 class _Stored:
-    last_seq: int  # stream sequence of the entry's last message
-    key: int
+    seq: int
+    last_key: int
+    open_end: bool  # its last entry goes on in the next message
     size: int
 
 
@@ -100,7 +75,7 @@ class JetStreamLog:
     """A pipeline's write-ahead log in its own JetStream stream; one owner at a time (fenced)."""
 
     def __init__(self, name: str, *, servers: str | list[str] = "nats://127.0.0.1:4222", replicas: int = 1,
-                 ack_timeout: float = 10.0, request_timeout: float = 10.0, max_in_flight: int = 4096) -> None:
+                 ack_timeout: float = 10.0, request_timeout: float = 10.0) -> None:
         if not _NAME.match(name):
             raise ValueError(f"log name {name!r}: use letters, digits, '_' and '-' only")
         self.name = name
@@ -108,38 +83,30 @@ class JetStreamLog:
         self.replicas = replicas
         self.ack_timeout = ack_timeout
         self.request_timeout = request_timeout
-        self.max_in_flight = max_in_flight
-        self.stream = stream_name(name)
+        self._names = Names(name)
+        self.stream = self._names.stream
         self.stats = LogStats()
         self.epoch = 0
-        self._base = f"dash.wal.{name}"
         self._state: Literal["new", "open", "closed", "failed"] = "new"
         self._failure: BaseException | None = None
         self._last_key = -1
         # Shared with callers' threads, under the lock:
         self._lock = threading.Lock()
         self._pending: list[_Append] = []
-        self._queued = 0  # appends ever queued; a trim waits for as many to be acknowledged
-        # The log's own event loop's alone:
+        self._trim_to: int | None = None
+        self._trim_waiters: list[Waiter] = []
+        # The log's own thread and event loop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: concurrent.futures.Future[None] | None = None
         self._nc: Any = None
         self._js: Any = None
         self._wake: asyncio.Event | None = None
-        self._advanced: asyncio.Event | None = None  # set when acknowledgements or a failure came
-        self._done: list[Waiter] = []  # acknowledged appends, answered once the acks in hand are read
-        self._trim_lock: asyncio.Lock | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._flights: deque[_Flight] = deque()
-        self._by_seq: dict[int, _Flight] = {}
+        self._writer: asyncio.Task[None] | None = None
         self._stored: deque[_Stored] = deque()
-        self._acked = 0  # leading appends acknowledged
-        self._last_seq = 0  # the stream's last sequence, as this owner predicts it
-        self._subject_last = 0  # last sequence on this owner's entry subject (0: none yet)
-        self._prev = 0  # sequence of the last entry message in the stream
-        self._chunk = 0
-        self._inbox = ""
+        self._last_seq = 0  # this owner's last message (its `.owner` message at first)
+        self._prev = 0  # the last entry message in the stream
+        self._limit = 0
         self._closing = False
 
     @property
@@ -150,7 +117,7 @@ class JetStreamLog:
 
     def open(self) -> list[Entry]:
         """Take a new owner epoch (fencing any older owner), then recover every entry still in
-        the stream, in order. Raises WalCorruptError when entries are missing between others
+        the stream, in order. Raises WalCorruptError when a message is missing between others
         (the epoch is taken; nothing else changes), OSError when NATS cannot be reached."""
         if self._state != "new" or self._thread is not None:
             raise RuntimeError(f"log is {self._state}")
@@ -160,11 +127,12 @@ class JetStreamLog:
         ready.wait()
         assert self._loop is not None
         try:
-            entries = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
-        except BaseException:
+            return asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+        except BaseException as exc:
             self._stop_thread()
+            if isinstance(exc, Exception) and not isinstance(exc, (OSError, WalCorruptError)):
+                raise OSError(f"write-ahead log {self.stream}: opening failed: {exc!r}") from exc
             raise
-        return entries
 
     def _run(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
@@ -176,22 +144,12 @@ class JetStreamLog:
 
     def _stop_thread(self) -> None:
         assert self._loop is not None and self._thread is not None
-
-        async def stop() -> None:
-            self._closing = True
-            if self._nc is not None:
-                with contextlib.suppress(Exception):
-                    await self._nc.close()
-            for task in self._tasks:
-                task.cancel()
-            asyncio.get_running_loop().stop()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop)
+        asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop)
         self._thread.join()
 
     async def _open(self) -> list[Entry]:
-        nats = _nats()
-        self._wake, self._advanced, self._trim_lock = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        nats = load_nats()
+        self._wake = asyncio.Event()
         try:
             self._nc = await nats.connect(
                 self.servers, name=f"dash-wal:{self.name}", allow_reconnect=False,
@@ -200,92 +158,45 @@ class JetStreamLog:
         except Exception as exc:
             raise OSError(f"write-ahead log {self.stream}: cannot reach NATS at {self.servers}: {exc!r}") from exc
         self._js = self._nc.jetstream(timeout=self.request_timeout)
-        self._chunk = max(1, self._nc.max_payload - _HEADER_ROOM)
-        await self._ensure_stream()
+        self._limit = max(64, self._nc.max_payload - _HEADER_ROOM)
+        await ensure_stream(self._js, self._names, replicas=self.replicas)
         # The marker lands wherever it lands; from then on no older owner's publish can follow.
-        self.epoch = self._last_seq = await self._publish_marker()
+        body = await publish(self._nc, self._names.owner, b"", timeout=self.request_timeout)
+        if "error" in body:
+            raise OSError(f"write-ahead log {self.stream}: taking ownership was refused: {body['error']}")
+        self.epoch = self._last_seq = int(body["seq"])
         entries = await self._recover()
-        self._inbox = self._nc.new_inbox()
-        await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
         with self._lock:
             self._state = "open"
-        self._tasks = [asyncio.create_task(self._publisher()), asyncio.create_task(self._watch())]
+        self._writer = asyncio.create_task(self._write())
         return entries
-
-    async def _ensure_stream(self) -> None:
-        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import BadRequestError, NotFoundError
-
-        try:
-            await self._js.stream_info(self.stream)
-            return
-        except NotFoundError:
-            pass
-        config = StreamConfig(name=self.stream, subjects=[f"{self._base}.>"], storage=StorageType.FILE,
-                              num_replicas=self.replicas, retention=RetentionPolicy.LIMITS,
-                              discard=DiscardPolicy.OLD, allow_direct=True)
-        try:
-            await self._js.add_stream(config)
-        except BadRequestError:  # another owner created it first (same config, or it says why)
-            await self._js.stream_info(self.stream)
-
-    async def _publish_marker(self) -> int:
-        reply = await self._nc.request(f"{self._base}.owner", b"", timeout=self.request_timeout)
-        body = _ack_body(reply)
-        if "error" in body or not body.get("seq"):
-            raise OSError(f"write-ahead log {self.stream}: taking ownership was refused: {body}")
-        return int(body["seq"])
 
     async def _recover(self) -> list[Entry]:
-        from nats.js.api import DeliverPolicy
-
-        subject = f"{self._base}.entry.>"
-        info = await self._js.stream_info(self.stream, subjects_filter=subject)
-        if not sum((info.state.subjects or {}).values()):
-            return []
         entries: list[Entry] = []
-        parts: list[bytes] = []
-        part_subject = ""
-        sub = await self._js.subscribe(subject, stream=self.stream, ordered_consumer=True,
-                                       deliver_policy=DeliverPolicy.ALL)
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=self.request_timeout)
-                meta = msg.metadata
-                seq, headers = meta.sequence.stream, msg.headers or {}
-                key, prev = int(headers[_KEY]), int(headers[_PREV])
-                if (self._prev and prev != self._prev) or prev >= seq:
-                    raise WalCorruptError(
-                        f"write-ahead log {self.stream}: message {seq} follows message {prev}, but the "
-                        f"message before it is {self._prev or 'none'}: entries are missing from the stream")
-                if parts and msg.subject != part_subject:
-                    self.stats.truncated_bytes += sum(map(len, parts))  # never acknowledged
-                    parts = []
-                parts.append(msg.data)
-                part_subject = msg.subject
-                self._prev = seq
-                if _MORE not in headers:
-                    if entries and key < entries[-1].key:
-                        raise WalCorruptError(f"write-ahead log {self.stream}: key {key} after "
-                                              f"{entries[-1].key} at message {seq}")
-                    entries.append(Entry(key, b"".join(parts)))
-                    self._stored.append(_Stored(seq, key, len(entries[-1].data)))
-                    self.stats.bytes += len(entries[-1].data)
-                    parts = []
-                if meta.num_pending == 0:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self.stats.truncated_bytes += sum(map(len, parts))  # a torn last entry: never acknowledged
+        unpacker = Unpacker(self.stream)
+        async for msg in messages(self._js, self._names, through=self.epoch, timeout=self.request_timeout):
+            seq = msg.metadata.sequence.stream
+            prev = int((msg.headers or {}).get(_PREV, -1))
+            if (self._prev and prev != self._prev) or not 0 <= prev < seq:
+                raise WalCorruptError(
+                    f"write-ahead log {self.stream}: message {seq} follows message {prev}, but the message "
+                    f"before it is {self._prev or 'none'}: messages are missing from the stream")
+            self._prev = seq
+            got = unpacker.read(msg.data, owner=msg.subject, seq=seq)
+            for entry in got:
+                if entries and entry.key < entries[-1].key:
+                    raise WalCorruptError(f"write-ahead log {self.stream}: key {entry.key} after "
+                                          f"{entries[-1].key} at message {seq}")
+                entries.append(entry)
+            size = sum(len(e.data) for e in got)
+            self._stored.append(_Stored(seq, unpacker.last_key, unpacker.open, size))
+            self.stats.bytes += size
+        unpacker.finish()
+        self.stats.truncated_bytes += unpacker.dropped_bytes
         if entries:
-            self._last_key = entries[-1].key
-            self.stats.last_key = self._last_key
-        self._refresh_stats()
-        return entries
-
-    def _refresh_stats(self) -> None:
+            self._last_key = self.stats.last_key = entries[-1].key
         self.stats.segments = len(self._stored)
+        return entries
 
     # -- the caller's event loop -------------------------------------------------------------
 
@@ -301,28 +212,30 @@ class JetStreamLog:
             if key < self._last_key:
                 raise ValueError(f"log keys must not decrease: {key} after {self._last_key}")
             self._last_key = key
-            self._pending.append(_Append(key, bytes(data), loop, future))
-            self._queued += 1
+            self._pending.append((key, bytes(data), loop, future))
             first = len(self._pending) == 1
         if first:
-            assert self._loop is not None and self._wake is not None
-            self._loop.call_soon_threadsafe(self._wake.set)
+            self._kick()
         return future
 
     async def trim(self, through_key: int) -> None:
-        """Purge entries with key <= `through_key` once the appends queued before this call are
-        acknowledged. Does nothing when the log is not open or fails first; raises OSError when
-        the purge fails or a newer owner has taken the stream (the log has then failed)."""
+        """Purge messages whose entries all have key <= `through_key`, after the appends queued
+        before this call; trims asked for while one waits merge (the highest key wins). Does
+        nothing when the log is not open or fails first; raises OSError when the purge fails
+        or a newer owner has taken the stream (the log has then failed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._state != "open":
                 return
-            ticket = self._queued
-        assert self._loop is not None
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._trim(through_key, ticket), self._loop))
+            self._trim_to = through_key if self._trim_to is None else max(self._trim_to, through_key)
+            self._trim_waiters.append((loop, future))
+        self._kick()
+        await future
 
     async def close(self) -> None:
-        """Publish what is queued, wait for its acknowledgements (at most `ack_timeout`), then
-        close the connection. Idempotent."""
+        """Publish what is queued and wait for its acknowledgement, then close the connection.
+        Idempotent."""
         with self._lock:
             if self._state in ("new", "open"):
                 self._state = "closed"
@@ -334,181 +247,132 @@ class JetStreamLog:
             await asyncio.to_thread(self._thread.join)
         self._state = "closed"
 
+    def _kick(self) -> None:
+        assert self._loop is not None and self._wake is not None
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the log is closed
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     # -- the log's event loop ---------------------------------------------------------------
 
-    async def _publisher(self) -> None:
-        """Publish queued appends in call order, without waiting for acknowledgements."""
+    async def _write(self) -> None:
+        """Publish what is queued, one message at a time, then trim what was asked."""
         assert self._wake is not None
         while True:
             with self._lock:
-                batch, self._pending = self._pending, []
+                group, self._pending = self._pending, []
+                trim_to, self._trim_to = self._trim_to, None
+                waiters, self._trim_waiters = self._trim_waiters, []
                 done = self._state != "open"
-            if not batch:
+            if not group and trim_to is None:
                 if done:
                     return
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            for i, append in enumerate(batch):
-                if self._failure is not None:
-                    settle_all([(a.loop, a.future) for a in batch[i:]], self._failure)
-                    break
-                if len(self._by_seq) >= self.max_in_flight:
-                    await self._until(lambda: len(self._by_seq) < self.max_in_flight)
-                    if self._failure is not None:
-                        settle_all([(a.loop, a.future) for a in batch[i:]], self._failure)
-                        break
-                try:
-                    await self._publish(append)
-                except Exception as exc:  # noqa: BLE001 - fails the log, reported to every waiter
-                    self._fail(exc)
+            trimming = False
+            try:
+                await self._publish(group)
+                if trim_to is not None:
+                    trimming = True
+                    await self._trim(trim_to)
+            except Exception as exc:  # noqa: BLE001 - reported to every waiter
+                self._fail(exc, group, waiters if trimming else [], waiters if not trimming else [])
+                return
+            settle_all(waiters, None)
 
-    async def _publish(self, append: _Append) -> None:
-        data = append.data
-        chunks = [data[i:i + self._chunk] for i in range(0, len(data), self._chunk)] or [b""]
-        flight = _Flight(append, len(chunks), time.monotonic() + self.ack_timeout)
-        self._flights.append(flight)
-        subject = f"{self._base}.entry.{self.epoch}"
-        for i, chunk in enumerate(chunks):
-            seq = self._last_seq + 1
-            headers = {_KEY: str(append.key), _PREV: str(self._prev),
-                       _EXPECT_LAST: str(self._last_seq), _EXPECT_SUBJECT: str(self._subject_last)}
-            if i < len(chunks) - 1:
-                headers[_MORE] = "1"
-            self._by_seq[seq] = flight
-            self._last_seq = self._subject_last = self._prev = seq
-            await self._nc.publish(subject, chunk, reply=f"{self._inbox}.{seq}", headers=headers)
-        self._stored.append(_Stored(self._last_seq, append.key, len(data)))
-        self.stats.bytes += len(data)
+    async def _publish(self, group: list[_Append]) -> None:
+        """Publish `group` in order; each message's appends are answered and removed from the
+        front of `group` once it is acknowledged, so on an error `group` holds the rest."""
+        subject = self._names.entry(self.epoch)
+        for message in pack([(key, data) for key, data, _, _ in group], self._limit):
+            headers = {_PREV: str(self._prev), _EXPECT_LAST: str(self._last_seq)}
+            body = await publish(self._nc, subject, message.payload, timeout=self.ack_timeout, headers=headers)
+            if "error" in body:
+                raise OSError(f"write-ahead log {self.stream}: message refused: {self._refusal(body['error'])}")
+            self._acknowledged(int(body["seq"]), message)
+            done = group[:message.ends]
+            del group[:message.ends]
+            if done:
+                self.stats.appended += len(done)
+                self.stats.last_key = done[-1][0]
+                settle_all([(loop, future) for _, _, loop, future in done], None)
 
-    async def _on_ack(self, msg: Any) -> None:
-        seq = int(msg.subject.rsplit(".", 1)[1])
-        flight = self._by_seq.pop(seq, None)
-        if flight is None:
-            return  # the log failed meanwhile
-        body = _ack_body(msg)
-        if "error" in body or body.get("seq") != seq:
-            self._fail(OSError(f"write-ahead log {self.stream}: message {seq} refused: {_refusal(body, self.epoch)}"))
-            return
+    def _acknowledged(self, seq: int, message: Message) -> None:
+        self._last_seq = self._prev = seq
+        self._stored.append(_Stored(seq, message.last_key, message.open_end, message.size))
         self.stats.fsyncs += 1
-        flight.unacked -= 1
-        while self._flights and self._flights[0].unacked == 0:
-            append = self._flights.popleft().append
-            if not self._done:  # answered together once the acks already received are read
-                asyncio.get_running_loop().call_soon(self._answer)
-            self._done.append((append.loop, append.future))
-            self._acked += 1
-            self.stats.appended += 1
-            self.stats.last_key = append.key
+        self.stats.bytes += message.size
+        self.stats.segments = len(self._stored)
 
-    def _answer(self) -> None:
-        done, self._done = self._done, []
-        self._refresh_stats()
-        settle_all(done, None)
-        assert self._advanced is not None
-        self._advanced.set()
+    async def _trim(self, through_key: int) -> None:
+        upto, count, size = 0, 0, 0
+        for i, stored in enumerate(self._stored):
+            if stored.last_key > through_key:
+                break
+            if not stored.open_end:  # never purge the first part of an entry without its end
+                upto, count = stored.seq, i + 1
+        if not count:
+            return
+        newest = (await self._js.get_last_msg(self.stream, self._names.owner)).seq
+        if newest != self.epoch:
+            raise OSError(f"write-ahead log {self.stream}: owner epoch {self.epoch} was superseded by epoch "
+                          f"{newest} (a newer owner opened the log); not trimming")
+        timeout = self.request_timeout
+        purged = await purge(self._nc, self._names, {"filter": self._names.entries, "seq": upto + 1}, timeout=timeout)
+        await purge(self._nc, self._names, {"filter": self._names.owner, "keep": 1}, timeout=timeout)
+        for _ in range(count):
+            size += self._stored.popleft().size
+        self.stats.trimmed += purged
+        self.stats.bytes -= size
+        self.stats.segments = len(self._stored)
 
-    async def _until(self, done: Callable[[], bool]) -> None:
-        """Wait until `done()` or the log failed."""
-        assert self._advanced is not None
-        while not done() and self._failure is None:
-            self._advanced.clear()
-            await self._advanced.wait()
-
-    async def _watch(self) -> None:
-        """Fail the log when the oldest publish waits longer than `ack_timeout` for its ack."""
-        while self._failure is None:
-            await asyncio.sleep(self.ack_timeout / 4)
-            if self._flights and self._flights[0].deadline < time.monotonic():
-                self._fail(TimeoutError(f"write-ahead log {self.stream}: no acknowledgement within "
-                                        f"{self.ack_timeout} s"))
+    def _fail(self, error: BaseException, group: list[_Append], trims: list[Waiter], passed: list[Waiter]) -> None:
+        """Fail the log: the appends not yet acknowledged and a trim that failed get `error`;
+        trims that never ran return as if the log had not been open."""
+        log.error("write-ahead log %s failed: %s", self.stream, error)
+        with self._lock:
+            self._failure = error
+            if self._state == "open":
+                self._state = "failed"
+            group += self._pending
+            later = passed + self._trim_waiters
+            self._pending, self._trim_waiters, self._trim_to = [], [], None
+        settle_all([(loop, future) for _, _, loop, future in group], error)
+        settle_all(trims, error)
+        settle_all(later, None)
 
     async def _on_disconnect(self) -> None:
-        if not self._closing:
-            self._fail(ConnectionError(f"write-ahead log {self.stream}: lost its connection to NATS"))
+        if not self._closing and self._writer is not None and not self._writer.done():
+            log.warning("write-ahead log %s: lost its connection to NATS", self.stream)
+            self._kick_failure(ConnectionError(f"write-ahead log {self.stream}: lost its connection to NATS"))
+
+    def _kick_failure(self, error: BaseException) -> None:
+        """A lost connection fails the log even when nothing is being published."""
+        with self._lock:
+            if self._failure is not None or self._state != "open":
+                return
+        self._fail(error, [], [], [])
+
+    def _refusal(self, error: dict[str, Any]) -> str:
+        if error.get("err_code") == WRONG_LAST_SEQUENCE:  # another owner's message came after ours
+            return f"owner epoch {self.epoch} was superseded (a newer owner opened the log): {error.get('description')}"
+        return str(error)
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("write-ahead log %s: NATS reports %r", self.stream, error)
 
-    def _fail(self, error: BaseException) -> None:
-        with self._lock:
-            if self._failure is not None:
-                return
-            self._failure = error
-            if self._state == "open":
-                self._state = "failed"
-            pending, self._pending = self._pending, []
-        log.error("write-ahead log %s failed: %s", self.stream, error)
-        waiters = [(f.append.loop, f.append.future) for f in self._flights]
-        waiters += [(a.loop, a.future) for a in pending]
-        self._flights.clear()
-        self._by_seq.clear()
-        settle_all(waiters, error)
-        assert self._advanced is not None
-        self._advanced.set()
-
-    async def _trim(self, through_key: int, ticket: int) -> None:
-        assert self._trim_lock is not None
-        await self._until(lambda: self._acked >= ticket)
-        async with self._trim_lock:
-            if self._failure is not None:
-                return
-            upto = 0
-            while self._stored and self._stored[0].key <= through_key:
-                gone = self._stored.popleft()
-                upto = gone.last_seq
-                self.stats.bytes -= gone.size
-            if not upto:
-                return
-            try:
-                newest = (await self._js.get_last_msg(self.stream, f"{self._base}.owner")).seq
-                if newest != self.epoch:
-                    raise OSError(f"write-ahead log {self.stream}: owner epoch {self.epoch} was superseded "
-                                  f"by epoch {newest}; not trimming")
-                purged = await self._purge({"filter": f"{self._base}.entry.>", "seq": upto + 1})
-                await self._purge({"filter": f"{self._base}.owner", "keep": 1})
-            except Exception as exc:
-                self._fail(exc)
-                raise failure(exc) from exc
-            self.stats.trimmed += purged
-            self._refresh_stats()
-
-    async def _purge(self, request: dict[str, Any]) -> int:
-        reply = await self._nc.request(f"$JS.API.STREAM.PURGE.{self.stream}", json.dumps(request).encode(),
-                                       timeout=self.request_timeout)
-        body = json.loads(reply.data)
-        if not body.get("success"):
-            raise OSError(f"write-ahead log {self.stream}: purge {request} refused: {body.get('error')}")
-        return int(body.get("purged", 0))
-
     async def _shutdown(self) -> None:
         assert self._wake is not None
         self._wake.set()
-        if self._tasks:
-            await asyncio.gather(self._tasks[0], return_exceptions=True)  # publishes what is queued
-        await self._until(lambda: not self._flights and not self._done)
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)  # publishes what is queued
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await self._nc.close()
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
         asyncio.get_running_loop().call_soon(asyncio.get_running_loop().stop)
-
-
-def _ack_body(msg: Any) -> dict[str, Any]:
-    """The stream's answer to a publish; a status-only reply (503: no stream listens) is an error."""
-    try:
-        body = json.loads(msg.data) if msg.data else None
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        status = (msg.headers or {}).get("Status", "no reply")
-        return {"error": {"description": f"status {status}: no stream took the message"}}
-    return body
-
-
-def _refusal(body: dict[str, Any], epoch: int) -> str:
-    error = body.get("error") or {}
-    if error.get("err_code") == 10071:  # wrong last sequence: another owner wrote after us
-        return f"owner epoch {epoch} was superseded (a newer owner opened the log): {error.get('description')}"
-    return str(error or body)

@@ -83,10 +83,11 @@ _EPOCH = "SELECT epoch FROM dash_wal_owners WHERE log = %s"
 class PostgresLog:
     """A pipeline's write-ahead log in PostgreSQL rows; one owner at a time (fenced)."""
 
-    def __init__(self, dsn: str, name: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, name: str, *, connect_timeout: float = 10.0, io_timeout: float = 30.0) -> None:
         self.dsn = dsn
         self.name = name
         self.connect_timeout = connect_timeout
+        self.io_timeout = io_timeout
         self.stats = LogStats()
         self.epoch = 0
         self._state: Literal["new", "open", "closed", "failed"] = "new"
@@ -117,8 +118,12 @@ class PostgresLog:
         if self._state != "new":
             raise RuntimeError(f"log is {self._state}")
         try:
-            conn = psycopg.connect(self.dsn, connect_timeout=int(self.connect_timeout),
-                                   application_name=f"dash-wal:{self.name}"[:63])
+            # Keepalives and a TCP user timeout: a server gone without a reset (a partition)
+            # fails the statement waiting on it within about `io_timeout`, not the kernel's 15 min.
+            conn = psycopg.connect(self.dsn, connect_timeout=max(1, int(self.connect_timeout)),
+                                   application_name=f"dash-wal:{self.name}"[:63], keepalives=1,
+                                   keepalives_idle=max(1, int(self.io_timeout / 3)), keepalives_interval=5,
+                                   keepalives_count=3, tcp_user_timeout=int(self.io_timeout * 1000))
         except psycopg.Error as exc:
             raise OSError(f"write-ahead log {self.name}: cannot reach PostgreSQL: {exc}") from exc
         try:

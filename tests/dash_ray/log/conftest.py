@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import os
+import shutil
 import socket
 import stat
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from dash_ray.log.file import WriteAheadLog
+from tests.conftest import free_port
 
 
 def abandon(wal: WriteAheadLog) -> None:
@@ -227,3 +233,76 @@ def pg_proxy() -> Iterator[Proxy]:
     proxy = Proxy("127.0.0.1", 5432)
     yield proxy
     proxy.close()
+
+
+@dataclasses.dataclass
+class NatsCluster:
+    urls: list[str]
+    proxy: Proxy  # in front of the first server
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three nats-server processes with JetStream in one cluster on loopback (free ports, a
+    store each), for streams of three replicas as production runs them; stopped afterwards."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.access(binary, os.X_OK):
+        pytest.fail("nats-server is required (apt-get install nats-server) for the R3 log tests")
+    root = tmp_path_factory.mktemp("nats-cluster")
+    clients = [free_port() for _ in range(3)]
+    routes = [free_port() for _ in range(3)]
+    route_urls = ", ".join(f"nats-route://127.0.0.1:{port}" for port in routes)
+    processes = []
+    try:
+        for i in range(3):
+            config = root / f"n{i}.conf"
+            config.write_text(f'server_name: n{i}\nlisten: 127.0.0.1:{clients[i]}\n'
+                              f'jetstream {{ store_dir: "{root / f"store{i}"}" }}\n'
+                              f'cluster {{ name: wal, listen: 127.0.0.1:{routes[i]}, routes: [{route_urls}] }}\n')
+            log_file = open(root / f"n{i}.log", "wb")  # noqa: SIM115 - closed with the process
+            processes.append((subprocess.Popen([binary, "-c", str(config)], stdout=log_file, stderr=log_file),
+                              log_file))
+        urls = [f"nats://127.0.0.1:{port}" for port in clients]
+        _wait_for_jetstream(urls, processes=[p for p, _ in processes], root=root)
+        proxy = Proxy("127.0.0.1", clients[0])
+        yield NatsCluster(urls, proxy)
+        proxy.close()
+    finally:
+        for process, log_file in processes:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log_file.close()
+
+
+def _wait_for_jetstream(urls: list[str], *, processes: list[subprocess.Popen], root: Path) -> None:
+    """Poll until the cluster has a JetStream meta leader and takes an R3 stream (30 s at most)."""
+    import nats
+
+    async def ready() -> bool:
+        try:
+            nc = await nats.connect(urls, connect_timeout=1, allow_reconnect=False)
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        try:
+            js = nc.jetstream(timeout=2)
+            await js.add_stream(name="WAL_READY", subjects=["wal.ready"], num_replicas=3)
+            await js.delete_stream("WAL_READY")
+            return True
+        except Exception:  # noqa: BLE001 - no leader yet
+            return False
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            break
+        if asyncio.run(ready()):
+            return
+        time.sleep(0.2)  # a poll interval while the servers elect a leader, not a synchronisation
+    logs = "\n".join((root / f"n{i}.log").read_text(errors="replace")[-2000:] for i in range(3))
+    pytest.fail(f"the NATS cluster did not come up with JetStream within 30 s:\n{logs}")

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from dash_ray.log.jetstream import JetStreamLog, stream_name
+from dash_ray.log.jetstream import JetStreamLog
+from dash_ray.log.streams import stream_name
 from dash_ray.log.postgres import PostgresLog
 
 T = TypeVar("T")
@@ -38,24 +39,24 @@ def run_async(call: Callable[[], Awaitable[T]]) -> T:
     return result[0]
 
 
-async def _jetstream(call: Callable[[Any], Awaitable[T]]) -> T:
+async def _jetstream(call: Callable[[Any], Awaitable[T]], servers: list[str]) -> T:
     import nats
 
-    nc = await nats.connect("nats://127.0.0.1:4222")
+    nc = await nats.connect(servers)
     try:
         return await call(nc)
     finally:
         await nc.close()
 
 
-def delete_streams(names: set[str]) -> None:
+def delete_streams(names: set[str], servers: list[str]) -> None:
     async def delete(nc: Any) -> None:
         js = nc.jetstream()
         for name in names:
             with contextlib.suppress(Exception):
                 await js.delete_stream(stream_name(name))
 
-    run_async(lambda: _jetstream(delete))
+    run_async(lambda: _jetstream(delete, servers))
 
 
 def crash_jetstream(log: JetStreamLog) -> None:
@@ -69,8 +70,8 @@ def crash_jetstream(log: JetStreamLog) -> None:
             log._state = "closed"
         log._closing = True
         log._nc._transport._io_writer.transport.abort()
-        for task in log._tasks:
-            task.cancel()
+        if log._writer is not None:
+            log._writer.cancel()
         with contextlib.suppress(Exception):
             await log._nc.close()
         asyncio.get_running_loop().stop()
@@ -80,7 +81,7 @@ def crash_jetstream(log: JetStreamLog) -> None:
     assert not log._thread.is_alive(), "the log's loop did not stop"
 
 
-def damage_jetstream(path: Path) -> None:
+def damage_jetstream(path: Path, servers: list[str]) -> None:
     """Delete an entry message from the middle of the stream (what an operator's mistake or
     a store that lost a message would leave): acknowledged entries follow the hole."""
     name = log_name(path)
@@ -88,10 +89,14 @@ def damage_jetstream(path: Path) -> None:
     async def delete(nc: Any) -> None:
         js = nc.jetstream()
         info = await js.stream_info(stream_name(name))
-        middle = (info.state.first_seq + info.state.last_seq) // 2
-        await js.delete_msg(stream_name(name), middle)
+        seqs = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if ".entry." in (await js.get_msg(stream_name(name), seq)).subject:
+                seqs.append(seq)
+        assert len(seqs) >= 3, f"too few messages to damage between others: {seqs}"
+        await js.delete_msg(stream_name(name), seqs[len(seqs) // 2])
 
-    run_async(lambda: _jetstream(delete))
+    run_async(lambda: _jetstream(delete, servers))
 
 
 def damage_postgres(dsn: str, path: Path) -> None:

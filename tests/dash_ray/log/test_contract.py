@@ -20,7 +20,7 @@ from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, Log
 from dash_ray.log.file import WriteAheadLog
 from dash_ray.log.jetstream import JetStreamLog
-from tests.dash_ray.log.conftest import FailingWrites, Proxy, abandon
+from tests.dash_ray.log.conftest import FailingWrites, NatsCluster, Proxy, abandon
 from tests.dash_ray.log.replicated import (crash_jetstream, damage_jetstream, damage_postgres, delete_streams,
                                            log_name, make_postgres)
 
@@ -53,19 +53,26 @@ def _file(request: pytest.FixtureRequest) -> Backend:
     )
 
 
-def _jetstream(request: pytest.FixtureRequest) -> Backend:
-    proxy: Proxy = request.getfixturevalue("nats_proxy")
+def _jetstream(request: pytest.FixtureRequest, *, replicas: int = 1) -> Backend:
+    """The shared server at 127.0.0.1:4222 (R1), or a cluster of three this session starts (R3)."""
+    if replicas == 1:
+        proxy: Proxy = request.getfixturevalue("nats_proxy")
+        direct = ["nats://127.0.0.1:4222"]
+    else:
+        cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+        proxy, direct = cluster.proxy, cluster.urls
     made: set[str] = set()
-    request.addfinalizer(lambda: delete_streams(made))
+    request.addfinalizer(lambda: delete_streams(made, direct))
 
     def make(path: Path) -> Log:
         made.add(log_name(path))
-        # Short timeouts: a cut connection is noticed by the socket, a lost ack by the timer.
-        return JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", ack_timeout=3.0)
+        # A short ack timeout: a partition is noticed by the timer.
+        return JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", replicas=replicas,
+                            ack_timeout=3.0)
 
     # A partition: the publishes leave, nothing arrives, no acknowledgement comes back.
     return Backend(name="jetstream", make=make, crash=crash_jetstream,  # type: ignore[arg-type]
-                   arm_failure=proxy.stall, damage=damage_jetstream)
+                   arm_failure=proxy.stall, damage=lambda path: damage_jetstream(path, direct))
 
 
 def _postgres(request: pytest.FixtureRequest) -> Backend:
@@ -78,7 +85,8 @@ def _postgres(request: pytest.FixtureRequest) -> Backend:
                    arm_failure=proxy.cut, damage=lambda path: damage_postgres(dsn, path))
 
 
-BUILDERS = {"file": _file, "jetstream": _jetstream, "postgres": _postgres}
+BUILDERS = {"file": _file, "jetstream": _jetstream, "jetstream-r3": lambda r: _jetstream(r, replicas=3),
+            "postgres": _postgres}
 
 
 @pytest.fixture(params=list(BUILDERS))
@@ -203,7 +211,8 @@ async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backe
 
 async def test_damage_is_refused_not_dropped(backend, tmp_path):
     log, _ = await _open(backend, tmp_path)
-    await asyncio.gather(*(log.append(k, _data(k)) for k in range(1, 60)))
+    for start in range(1, 60, 10):  # several groups, so that damage can have some on each side
+        await asyncio.gather(*(log.append(k, _data(k)) for k in range(start, start + 10)))
     await log.close()
     backend.damage(tmp_path)
     for _ in range(2):  # a refused open changed nothing: it refuses again

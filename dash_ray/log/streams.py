@@ -1,0 +1,117 @@
+"""The JetStream stream behind a pipeline's log (`jetstream.py`): its names, creating it,
+publishing to it and reading the stream's answer, reading it back in order, purging it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Names", "ensure_stream", "load_nats", "messages", "publish", "purge", "stream_name"]
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Sequence
+
+
+def stream_name(name: str) -> str:
+    return f"DASH_WAL_{name}"
+
+
+def load_nats() -> Any:
+    try:
+        import nats
+    except ImportError as exc:  # pragma: no cover - the cluster extra is installed in tests
+        raise ImportError("the JetStream write-ahead log needs nats-py: pip install 'dash-ray[cluster]'") from exc
+    return nats
+
+
+@dataclass(frozen=True)
+class Names:
+    """A log's stream and subjects: `.owner` (one message per owner) and `.entry.<epoch>`."""
+
+    log: str
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.log)
+
+    @property
+    def owner(self) -> str:
+        return f"dash.wal.{self.log}.owner"
+
+    @property
+    def entries(self) -> str:
+        return f"dash.wal.{self.log}.entry.>"
+
+    def entry(self, epoch: int) -> str:
+        return f"dash.wal.{self.log}.entry.{epoch}"
+
+
+async def ensure_stream(js: Any, names: Names, *, replicas: int) -> None:
+    """Create the stream when it is missing: file storage, `replicas` copies, no limits (the
+    log trims it). An existing stream is left as it is (its replicas are the operator's)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError, NotFoundError
+
+    try:
+        await js.stream_info(names.stream)
+        return
+    except NotFoundError:
+        pass
+    config = StreamConfig(name=names.stream, subjects=[f"dash.wal.{names.log}.>"], storage=StorageType.FILE,
+                          num_replicas=replicas, retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # another owner created it first (same config, or it says why)
+        await js.stream_info(names.stream)
+
+
+async def publish(nc: Any, subject: str, payload: bytes, *, timeout: float,
+                  headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Publish one message and return the stream's answer: `{"seq": ...}` once it is stored,
+    or `{"error": {...}}` when it was refused. Raises OSError when no answer comes in time."""
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout, headers=headers)
+    except Exception as exc:
+        raise OSError(f"no acknowledgement for a message to {subject}: {exc!r}") from exc
+    try:
+        body = json.loads(reply.data) if reply.data else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not (body.get("seq") or body.get("error")):
+        status = (reply.headers or {}).get("Status", "no reply")  # 503: no stream listens
+        return {"error": {"description": f"status {status}: no stream took the message to {subject}"}}
+    return body
+
+
+async def messages(js: Any, names: Names, *, through: int, timeout: float) -> AsyncIterator[Any]:
+    """The entry messages with sequence <= `through`, in order (an ordered consumer)."""
+    from nats.js.api import DeliverPolicy
+
+    info = await js.stream_info(names.stream, subjects_filter=names.entries)
+    if not sum((info.state.subjects or {}).values()):
+        return
+    sub = await js.subscribe(names.entries, stream=names.stream, ordered_consumer=True,
+                             deliver_policy=DeliverPolicy.ALL)
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=timeout)
+            if msg.metadata.sequence.stream > through:
+                return
+            yield msg
+            if msg.metadata.num_pending == 0:
+                return
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:  # noqa: BLE001, S110 - the connection may be gone; the consumer expires
+            pass
+
+
+async def purge(nc: Any, names: Names, request: dict[str, Any], *, timeout: float) -> int:
+    """Purge by a JetStream purge request (`filter`, `seq` below which, `keep`); the count."""
+    reply = await nc.request(f"$JS.API.STREAM.PURGE.{names.stream}", json.dumps(request).encode(), timeout=timeout)
+    body = json.loads(reply.data)
+    if not body.get("success"):
+        raise OSError(f"purging stream {names.stream} ({request}) was refused: {body.get('error')}")
+    return int(body.get("purged", 0))
