@@ -1,10 +1,13 @@
 """Benchmark: the write-ahead log backends side by side: acknowledged records/s and append latency.
 
     .venv/bin/python benchmarks/log.py [--seconds 2] [--rounds 3] [--quick]
+        [--backends file,jetstream,jetstream-r3,postgres]
 
 Backends: the file log (fdatasync per group, in a temporary folder), NATS JetStream (a stream
-of one replica on the server at --nats, file storage) and PostgreSQL (a fresh database on the
-server at --pg, dropped afterwards; synchronous_commit as the server has it). Each cell runs
+of one replica on the server at --nats, file storage), optionally `jetstream-r3` (three
+replicas on a three-server cluster this benchmark starts on loopback and stops, all on this
+machine) and PostgreSQL (a fresh database on the server at --pg, dropped afterwards;
+synchronous_commit as the server has it). Each cell runs
 N appenders on one event loop, each awaiting one append after another, for `--seconds`; an
 append carries a batch of 1 or 100 records of ~200 bytes (200 B or 20 kB). Figures are
 acknowledged records/s over the cell, and p50/p99 of one append's latency (call to resolved
@@ -16,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +79,57 @@ async def run_cell(log: Log, appenders: int, batch: int, seconds: float) -> Cell
                 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))])
 
 
-async def _delete_stream(servers: str, name: str) -> None:
+@contextlib.contextmanager
+def nats_cluster(root: Path) -> Iterator[list[str]]:
+    """Three nats-server processes with JetStream in one cluster on free loopback ports."""
+    ports = []
+    for _ in range(6):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    clients, routes = ports[:3], ports[3:]
+    route_urls = ", ".join(f"nats-route://127.0.0.1:{port}" for port in routes)
+    processes = []
+    try:
+        for i in range(3):
+            config = root / f"n{i}.conf"
+            config.write_text(f'server_name: n{i}\nlisten: 127.0.0.1:{clients[i]}\n'
+                              f'jetstream {{ store_dir: "{root / f"store{i}"}" }}\n'
+                              f'cluster {{ name: bench, listen: 127.0.0.1:{routes[i]}, routes: [{route_urls}] }}\n')
+            processes.append(subprocess.Popen([shutil.which("nats-server") or "nats-server", "-c", str(config)],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        urls = [f"nats://127.0.0.1:{port}" for port in clients]
+        deadline = time.monotonic() + 30
+        while not asyncio.run(_cluster_ready(urls)):
+            if time.monotonic() > deadline:
+                raise SystemExit("the NATS cluster did not come up within 30 s")
+            time.sleep(0.2)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+async def _cluster_ready(urls: list[str]) -> bool:
+    import nats
+
+    try:
+        nc = await nats.connect(urls, connect_timeout=1, allow_reconnect=False)
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+    try:
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(name="BENCH_READY", subjects=["bench.ready"], num_replicas=3)
+        await js.delete_stream("BENCH_READY")
+        return True
+    except Exception:  # noqa: BLE001 - no leader yet
+        return False
+    finally:
+        await nc.close()
+
+
+async def _delete_stream(servers: str | list[str], name: str) -> None:
     import nats
 
     nc = await nats.connect(servers)
@@ -101,7 +158,8 @@ def main() -> None:
         with psycopg.connect(args.pg, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        with tempfile.TemporaryDirectory(prefix="dash-log-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="dash-log-bench-") as tmp, contextlib.ExitStack() as stack:
+            args.r3 = stack.enter_context(nats_cluster(Path(tmp))) if "jetstream-r3" in backends else []
             results = asyncio.run(measure(backends, args, Path(tmp), pg_dsn))
     finally:
         if "postgres" in backends:
@@ -115,6 +173,7 @@ async def measure(backends: list[str], args: argparse.Namespace, tmp: Path,
     makers: dict[str, Callable[[str], Log]] = {
         "file": lambda name: WriteAheadLog(tmp / name),
         "jetstream": lambda name: JetStreamLog(name, servers=args.nats),
+        "jetstream-r3": lambda name: JetStreamLog(name, servers=args.r3, replicas=3),
         "postgres": lambda name: PostgresLog(pg_dsn, name),
     }
     rounds: dict[tuple[str, int, int], list[Cell]] = {}
@@ -126,8 +185,8 @@ async def measure(backends: list[str], args: argparse.Namespace, tmp: Path,
                     try:
                         cell = await run_cell(makers[backend](name), appenders, batch, args.seconds)
                     finally:
-                        if backend == "jetstream":
-                            await _delete_stream(args.nats, name)
+                        if backend.startswith("jetstream"):
+                            await _delete_stream(args.r3 if backend == "jetstream-r3" else args.nats, name)
                     rounds.setdefault((backend, appenders, batch), []).append(cell)
     return {k: Cell(statistics.median(c.records_s for c in v), statistics.median(c.p50_ms for c in v),
                     statistics.median(c.p99_ms for c in v)) for k, v in rounds.items()}
@@ -136,7 +195,7 @@ async def measure(backends: list[str], args: argparse.Namespace, tmp: Path,
 def print_table(results: dict[tuple[str, int, int], Cell], backends: list[str], args: argparse.Namespace) -> None:
     print(f"write-ahead log: acknowledged records/s and append latency ({len(RECORD)}-byte records; "
           f"median of {args.rounds} round(s) of {args.seconds:g} s per cell)")
-    header = (f"| {'backend':<9} | appenders | batch | {'records/s':>10} | {'x file':>6} | "
+    header = (f"| {'backend':<12} | appenders | batch | {'records/s':>10} | {'x file':>6} | "
               f"{'p50 ms':>7} | {'p99 ms':>7} | {'p99 x file':>10} |")
     print(header)
     print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
@@ -147,7 +206,7 @@ def print_table(results: dict[tuple[str, int, int], Cell], backends: list[str], 
                 cell = results[(backend, appenders, batch)]
                 ratio = f"{cell.records_s / base.records_s:.2f}" if base else "-"
                 p99_ratio = f"{cell.p99_ms / base.p99_ms:.2f}" if base else "-"
-                print(f"| {backend:<9} | {appenders:>9} | {batch:>5} | {cell.records_s:>10,.0f} | {ratio:>6} | "
+                print(f"| {backend:<12} | {appenders:>9} | {batch:>5} | {cell.records_s:>10,.0f} | {ratio:>6} | "
                       f"{cell.p50_ms:>7.2f} | {cell.p99_ms:>7.2f} | {p99_ratio:>10} |")
 
 
