@@ -1,37 +1,41 @@
 """The write-ahead log of one pipeline in a NATS JetStream stream: group commit into messages the
 stream acknowledges, an owner epoch that fences a stale writer, recovery, and trim by purge.
 
-One stream per pipeline, `DASH_WAL_<name>`, file storage, `replicas` copies (3 in production:
-an acknowledged message is then stored on a quorum). Its subjects, under `dash.wal.<name>`:
-- `.owner`: one empty message per `open()`. Its stream sequence is the owner's epoch.
-- `.entry.<epoch>`: that owner's groups of entries (format in `packing.py`).
-A stream per pipeline, not a subject per pipeline in one shared stream: the fencing below needs
-the stream's last sequence to be this pipeline's alone, and a pipeline's limits, placement and
-deletion are then its own. The cost is one stream (one Raft group at R3) per pipeline.
+A log is one subject, `dash.wal.<stream>.<name>`, in a stream with file storage and `replicas`
+copies (3 in production: an acknowledged message is then stored on a quorum of servers). The
+stream is the log's own, `DASH_WAL_<name>`, by default, or one shared by many logs (`stream=`):
+a stream is a Raft group at R3, so thousands of pipelines are cheaper in a few shared streams,
+while a stream of its own gives a pipeline its own leader, limits and placement. The subject
+holds, in order:
+- owner markers: one empty message per `open()`, headed `Dash-Owner`; its stream sequence is
+  that owner's epoch;
+- entry messages: groups of entries (format in `packing.py`), headed with their owner's
+  `Dash-Epoch` and `Dash-Prev`, the sequence of the entry message before them.
 
 Guarantees:
 - `append` resolves once the stream acknowledged the message that ends its entry. Appends
   queued while a message waits for its acknowledgement share the next message (group commit),
   so concurrent appenders share round trips as the file log's share a sync.
-- Fencing: each message carries `Nats-Expected-Last-Sequence`, the sequence of this owner's
-  previous message (its `.owner` message for the first), and the stream stores it only if
-  that is still the stream's last. A newer owner's `.owner` message breaks that, so an older
-  owner's next publish is refused and its log fails (its appends fail; later ones raise), with
-  nothing stored. One message is in flight at a time, so the expectation is always a sequence
-  the stream really gave this owner: pipelined publishes would have to predict sequences
-  another owner's message can take, and per-subject expectations, which would prevent that,
-  are refused for pipelined publishes by a clustered 2.9 server.
-- Each message carries `Dash-Prev`, the sequence of the entry message before it, so `open()`
-  refuses (WalCorruptError) a stream from which a message went missing between others.
+- Fencing: each entry message carries `Nats-Expected-Last-Subject-Sequence`, the sequence of
+  this owner's previous message on the subject (its marker, for the first), and the stream
+  stores it only if that is still the subject's last. A newer owner's marker breaks that, so
+  an older owner's next publish is refused and its log fails (its appends fail; later ones
+  raise), with nothing stored. One message is in flight at a time, so the expectation is
+  always a sequence the stream really gave this owner: pipelined publishes would each expect
+  a predicted sequence, and a clustered 2.9 server refuses a per-subject expectation of a
+  message it has not applied yet.
+- `open()` refuses (WalCorruptError) a subject from which an entry message went missing
+  between others (`Dash-Prev` does not match).
 - A refused publish, a lost connection or no acknowledgement within `ack_timeout` fails the
   log. A publish that timed out may still have been stored: a later `open()` returns it whole.
-- `trim(k)` purges whole messages whose entries all have key <= k, after the appends queued
-  before it, once it checked that this owner's epoch is still the newest.
+- `trim(k)` purges whole messages whose entries all have key <= k (never this owner's last
+  message, whose sequence the next publish expects), after the appends queued before it,
+  once it checked that the subject's last message is still this owner's.
 Not guaranteed: the check and the purge are two requests, so a trim racing a takeover can still
 purge entries whose data its owner had stored elsewhere (what a trim is for); losing the first
-message that remains goes unnoticed by `open()` (it looks like a trim). A stream of R1 on a
-server that does not sync each message (JetStream's default) keeps an acknowledged message in
-the server's page cache until its next sync: R3 is what makes it survive the loss of a node.
+message that remains goes unnoticed by `open()` (it looks like a trim). A server that does not
+sync each message to disk (JetStream's default) holds an acknowledged message in its page
+cache until its next sync: R3 is what makes it survive the loss of a server.
 """
 
 from __future__ import annotations
@@ -49,14 +53,15 @@ from typing import Any, Literal
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, LogStats
 from dash_ray.log.futures import Waiter, settle_all
-from dash_ray.log.packing import Message, Unpacker, pack
+from dash_ray.log.packing import Message, Unpacker, pack, trimmable
 from dash_ray.log.streams import WRONG_LAST_SEQUENCE, Names, ensure_stream, load_nats, messages, publish, purge
 
 __all__ = ["JetStreamLog"]
 
 log = logging.getLogger(__name__)
 
-_PREV, _EXPECT_LAST = "Dash-Prev", "Nats-Expected-Last-Sequence"
+_PREV, _EPOCH, _OWNER = "Dash-Prev", "Dash-Epoch", "Dash-Owner"
+_EXPECT_LAST = "Nats-Expected-Last-Subject-Sequence"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _HEADER_ROOM = 1024  # bytes of a message kept for its headers
 
@@ -72,18 +77,19 @@ class _Stored:
 
 
 class JetStreamLog:
-    """A pipeline's write-ahead log in its own JetStream stream; one owner at a time (fenced)."""
+    """A pipeline's write-ahead log on a JetStream subject; one owner at a time (fenced)."""
 
     def __init__(self, name: str, *, servers: str | list[str] = "nats://127.0.0.1:4222", replicas: int = 1,
-                 ack_timeout: float = 10.0, request_timeout: float = 10.0) -> None:
-        if not _NAME.match(name):
-            raise ValueError(f"log name {name!r}: use letters, digits, '_' and '-' only")
+                 stream: str | None = None, ack_timeout: float = 10.0, request_timeout: float = 10.0) -> None:
+        for what, value in (("log name", name), ("stream name", stream or name)):
+            if not _NAME.match(value):
+                raise ValueError(f"{what} {value!r}: use letters, digits, '_' and '-' only")
         self.name = name
         self.servers = servers
         self.replicas = replicas
         self.ack_timeout = ack_timeout
         self.request_timeout = request_timeout
-        self._names = Names(name)
+        self._names = Names(name, stream)
         self.stream = self._names.stream
         self.stats = LogStats()
         self.epoch = 0
@@ -104,7 +110,7 @@ class JetStreamLog:
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._stored: deque[_Stored] = deque()
-        self._last_seq = 0  # this owner's last message (its `.owner` message at first)
+        self._last_seq = 0  # this owner's last message on the subject (its marker at first)
         self._prev = 0  # the last entry message in the stream
         self._limit = 0
         self._closing = False
@@ -161,7 +167,7 @@ class JetStreamLog:
         self._limit = max(64, self._nc.max_payload - _HEADER_ROOM)
         await ensure_stream(self._js, self._names, replicas=self.replicas)
         # The marker lands wherever it lands; from then on no older owner's publish can follow.
-        body = await publish(self._nc, self._names.owner, b"", timeout=self.request_timeout)
+        body = await publish(self._nc, self._names.subject, b"", headers={_OWNER: "1"}, timeout=self.request_timeout)
         if "error" in body:
             raise OSError(f"write-ahead log {self.stream}: taking ownership was refused: {body['error']}")
         self.epoch = self._last_seq = int(body["seq"])
@@ -174,15 +180,17 @@ class JetStreamLog:
     async def _recover(self) -> list[Entry]:
         entries: list[Entry] = []
         unpacker = Unpacker(self.stream)
-        async for msg in messages(self._js, self._names, through=self.epoch, timeout=self.request_timeout):
-            seq = msg.metadata.sequence.stream
-            prev = int((msg.headers or {}).get(_PREV, -1))
+        async for msg in messages(self._js, self._names, before=self.epoch, timeout=self.request_timeout):
+            seq, headers = msg.metadata.sequence.stream, msg.headers or {}
+            if _OWNER in headers:
+                continue  # an earlier owner's marker
+            prev = int(headers.get(_PREV, -1))
             if (self._prev and prev != self._prev) or not 0 <= prev < seq:
                 raise WalCorruptError(
                     f"write-ahead log {self.stream}: message {seq} follows message {prev}, but the message "
                     f"before it is {self._prev or 'none'}: messages are missing from the stream")
             self._prev = seq
-            got = unpacker.read(msg.data, owner=msg.subject, seq=seq)
+            got = unpacker.read(msg.data, owner=headers.get(_EPOCH, ""), seq=seq)
             for entry in got:
                 if entries and entry.key < entries[-1].key:
                     raise WalCorruptError(f"write-ahead log {self.stream}: key {entry.key} after "
@@ -283,10 +291,10 @@ class JetStreamLog:
     async def _publish(self, group: list[_Append]) -> None:
         """Publish `group` in order; each message's appends are answered and removed from the
         front of `group` once it is acknowledged, so on an error `group` holds the rest."""
-        subject = self._names.entry(self.epoch)
         for message in pack([(key, data) for key, data, _, _ in group], self._limit):
-            headers = {_PREV: str(self._prev), _EXPECT_LAST: str(self._last_seq)}
-            body = await publish(self._nc, subject, message.payload, timeout=self.ack_timeout, headers=headers)
+            headers = {_PREV: str(self._prev), _EPOCH: str(self.epoch), _EXPECT_LAST: str(self._last_seq)}
+            body = await publish(self._nc, self._names.subject, message.payload, timeout=self.ack_timeout,
+                                 headers=headers)
             if "error" in body:
                 raise OSError(f"write-ahead log {self.stream}: message refused: {self._refusal(body['error'])}")
             self._acknowledged(int(body["seq"]), message)
@@ -305,21 +313,21 @@ class JetStreamLog:
         self.stats.segments = len(self._stored)
 
     async def _trim(self, through_key: int) -> None:
-        upto, count, size = 0, 0, 0
-        for i, stored in enumerate(self._stored):
-            if stored.last_key > through_key:
-                break
-            if not stored.open_end:  # never purge the first part of an entry without its end
-                upto, count = stored.seq, i + 1
+        size = 0
+        count = trimmable(self._stored, through_key)
+        upto = self._stored[count - 1].seq if count else 0
         if not count:
             return
-        newest = (await self._js.get_last_msg(self.stream, self._names.owner)).seq
+        last = await self._js.get_last_msg(self.stream, self._names.subject)
+        newest = last.seq if _OWNER in (last.headers or {}) else int((last.headers or {}).get(_EPOCH, 0))
         if newest != self.epoch:
             raise OSError(f"write-ahead log {self.stream}: owner epoch {self.epoch} was superseded by epoch "
                           f"{newest} (a newer owner opened the log); not trimming")
-        timeout = self.request_timeout
-        purged = await purge(self._nc, self._names, {"filter": self._names.entries, "seq": upto + 1}, timeout=timeout)
-        await purge(self._nc, self._names, {"filter": self._names.owner, "keep": 1}, timeout=timeout)
+        # Never this owner's last message: its sequence is what the next publish expects.
+        below = min(upto + 1, self._last_seq)
+        purged = await purge(self._nc, self._names, {"filter": self._names.subject, "seq": below},
+                             timeout=self.request_timeout)
+        count -= below <= upto  # the last message stays, with what it holds
         for _ in range(count):
             size += self._stored.popleft().size
         self.stats.trimmed += purged

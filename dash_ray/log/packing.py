@@ -8,12 +8,14 @@ MORE (another piece follows) and/or CONTINUED (a piece came before).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry
 
-__all__ = ["FRAME", "Message", "Unpacker", "pack"]
+__all__ = ["FRAME", "Message", "Unpacker", "pack", "trimmable"]
 
 FRAME = struct.Struct("<QBI")
 MORE, CONTINUED = 1, 2
@@ -57,6 +59,24 @@ def pack(entries: list[tuple[int, bytes]], limit: int) -> list[Message]:
     if parts:
         flush(False)
     return out
+
+
+class Stored(Protocol):
+    last_key: int
+    open_end: bool
+
+
+def trimmable(messages: Iterable[Stored], through_key: int) -> int:
+    """How many of the leading `messages` (in stream order) a trim through `through_key` may
+    remove: those whose entries all have key <= it, never the first part of an entry whose
+    end is in a message that stays."""
+    count = 0
+    for i, message in enumerate(messages):
+        if message.last_key > through_key:
+            break
+        if not message.open_end:
+            count = i + 1
+    return count
 
 
 @dataclass

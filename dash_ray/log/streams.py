@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["Names", "ensure_stream", "load_nats", "messages", "publish", "purge", "stream_name"]
 
-WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-Sequence
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Nats-Expected-Last-*-Sequence
 
 
 def stream_name(name: str) -> str:
@@ -27,24 +27,20 @@ def load_nats() -> Any:
 
 @dataclass(frozen=True)
 class Names:
-    """A log's stream and subjects: `.owner` (one message per owner) and `.entry.<epoch>`."""
+    """Where a log lives: its stream (its own, `DASH_WAL_<log>`, or one shared by many logs)
+    and its one subject there, `dash.wal.<stream>.<log>`, which holds its owner markers and its
+    entry messages. A stream's subjects are `dash.wal.<stream>.>`, so streams never overlap."""
 
     log: str
+    shared: str | None = None
 
     @property
     def stream(self) -> str:
-        return stream_name(self.log)
+        return self.shared or stream_name(self.log)
 
     @property
-    def owner(self) -> str:
-        return f"dash.wal.{self.log}.owner"
-
-    @property
-    def entries(self) -> str:
-        return f"dash.wal.{self.log}.entry.>"
-
-    def entry(self, epoch: int) -> str:
-        return f"dash.wal.{self.log}.entry.{epoch}"
+    def subject(self) -> str:
+        return f"dash.wal.{self.stream}.{self.log}"
 
 
 async def ensure_stream(js: Any, names: Names, *, replicas: int) -> None:
@@ -58,7 +54,7 @@ async def ensure_stream(js: Any, names: Names, *, replicas: int) -> None:
         return
     except NotFoundError:
         pass
-    config = StreamConfig(name=names.stream, subjects=[f"dash.wal.{names.log}.>"], storage=StorageType.FILE,
+    config = StreamConfig(name=names.stream, subjects=[f"dash.wal.{names.stream}.>"], storage=StorageType.FILE,
                           num_replicas=replicas, retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD)
     try:
         await js.add_stream(config)
@@ -84,19 +80,17 @@ async def publish(nc: Any, subject: str, payload: bytes, *, timeout: float,
     return body
 
 
-async def messages(js: Any, names: Names, *, through: int, timeout: float) -> AsyncIterator[Any]:
-    """The entry messages with sequence <= `through`, in order (an ordered consumer)."""
+async def messages(js: Any, names: Names, *, before: int, timeout: float) -> AsyncIterator[Any]:
+    """The log's messages with a sequence below `before` (which must be one of them), in
+    order, read by an ordered consumer."""
     from nats.js.api import DeliverPolicy
 
-    info = await js.stream_info(names.stream, subjects_filter=names.entries)
-    if not sum((info.state.subjects or {}).values()):
-        return
-    sub = await js.subscribe(names.entries, stream=names.stream, ordered_consumer=True,
+    sub = await js.subscribe(names.subject, stream=names.stream, ordered_consumer=True,
                              deliver_policy=DeliverPolicy.ALL)
     try:
         while True:
             msg = await sub.next_msg(timeout=timeout)
-            if msg.metadata.sequence.stream > through:
+            if msg.metadata.sequence.stream >= before:
                 return
             yield msg
             if msg.metadata.num_pending == 0:

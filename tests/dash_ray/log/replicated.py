@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from dash_ray.log.jetstream import JetStreamLog
-from dash_ray.log.streams import stream_name
+from dash_ray.log.streams import Names
 from dash_ray.log.postgres import PostgresLog
 
 T = TypeVar("T")
@@ -49,12 +49,12 @@ async def _jetstream(call: Callable[[Any], Awaitable[T]], servers: list[str]) ->
         await nc.close()
 
 
-def delete_streams(names: set[str], servers: list[str]) -> None:
+def delete_streams(streams: set[str], servers: list[str]) -> None:
     async def delete(nc: Any) -> None:
         js = nc.jetstream()
-        for name in names:
+        for stream in streams:
             with contextlib.suppress(Exception):
-                await js.delete_stream(stream_name(name))
+                await js.delete_stream(stream)
 
     run_async(lambda: _jetstream(delete, servers))
 
@@ -81,20 +81,22 @@ def crash_jetstream(log: JetStreamLog) -> None:
     assert not log._thread.is_alive(), "the log's loop did not stop"
 
 
-def damage_jetstream(path: Path, servers: list[str]) -> None:
-    """Delete an entry message from the middle of the stream (what an operator's mistake or
-    a store that lost a message would leave): acknowledged entries follow the hole."""
-    name = log_name(path)
+def damage_jetstream(path: Path, servers: list[str], stream: str | None = None) -> None:
+    """Delete an entry message from the middle of the log's subject (what an operator's mistake
+    or a store that lost a message would leave): acknowledged entries follow the hole."""
+    names = Names(log_name(path), stream)
 
     async def delete(nc: Any) -> None:
         js = nc.jetstream()
-        info = await js.stream_info(stream_name(name))
+        info = await js.stream_info(names.stream)
         seqs = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            if ".entry." in (await js.get_msg(stream_name(name), seq)).subject:
-                seqs.append(seq)
+            with contextlib.suppress(Exception):  # deleted or purged
+                msg = await js.get_msg(names.stream, seq)
+                if msg.subject == names.subject and "Dash-Epoch" in (msg.headers or {}):
+                    seqs.append(seq)
         assert len(seqs) >= 3, f"too few messages to damage between others: {seqs}"
-        await js.delete_msg(stream_name(name), seqs[len(seqs) // 2])
+        await js.delete_msg(names.stream, seqs[len(seqs) // 2])
 
     run_async(lambda: _jetstream(delete, servers))
 

@@ -10,6 +10,7 @@ stored."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,26 +54,28 @@ def _file(request: pytest.FixtureRequest) -> Backend:
     )
 
 
-def _jetstream(request: pytest.FixtureRequest, *, replicas: int = 1) -> Backend:
-    """The shared server at 127.0.0.1:4222 (R1), or a cluster of three this session starts (R3)."""
+def _jetstream(request: pytest.FixtureRequest, *, replicas: int = 1, shared: bool = False) -> Backend:
+    """The shared server at 127.0.0.1:4222 (R1), or a cluster of three this session starts (R3);
+    each log in a stream of its own, or all of a test's logs in one stream."""
     if replicas == 1:
         proxy: Proxy = request.getfixturevalue("nats_proxy")
         direct = ["nats://127.0.0.1:4222"]
     else:
         cluster: NatsCluster = request.getfixturevalue("nats_cluster")
         proxy, direct = cluster.proxy, cluster.urls
+    stream = f"SHARED_{uuid.uuid4().hex[:12]}" if shared else None
     made: set[str] = set()
     request.addfinalizer(lambda: delete_streams(made, direct))
 
     def make(path: Path) -> Log:
-        made.add(log_name(path))
-        # A short ack timeout: a partition is noticed by the timer.
-        return JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", replicas=replicas,
-                            ack_timeout=3.0)
+        log = JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", replicas=replicas,
+                           stream=stream, ack_timeout=3.0)  # a short ack timeout notices a partition
+        made.add(log.stream)
+        return log
 
     # A partition: the publishes leave, nothing arrives, no acknowledgement comes back.
     return Backend(name="jetstream", make=make, crash=crash_jetstream,  # type: ignore[arg-type]
-                   arm_failure=proxy.stall, damage=lambda path: damage_jetstream(path, direct))
+                   arm_failure=proxy.stall, damage=lambda path: damage_jetstream(path, direct, stream))
 
 
 def _postgres(request: pytest.FixtureRequest) -> Backend:
@@ -85,8 +88,8 @@ def _postgres(request: pytest.FixtureRequest) -> Backend:
                    arm_failure=proxy.cut, damage=lambda path: damage_postgres(dsn, path))
 
 
-BUILDERS = {"file": _file, "jetstream": _jetstream, "jetstream-r3": lambda r: _jetstream(r, replicas=3),
-            "postgres": _postgres}
+BUILDERS = {"file": _file, "jetstream": _jetstream, "jetstream-shared": lambda r: _jetstream(r, shared=True),
+            "jetstream-r3": lambda r: _jetstream(r, replicas=3), "postgres": _postgres}
 
 
 @pytest.fixture(params=list(BUILDERS))

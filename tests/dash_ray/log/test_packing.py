@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry
-from dash_ray.log.packing import FRAME, Unpacker, pack
+from dash_ray.log.packing import FRAME, Unpacker, pack, trimmable
 
 LIMIT = 100
 
@@ -66,3 +66,8 @@ def test_a_piece_out_of_place_later_on_is_damage():
         _read(first + split[1:])
     with pytest.raises(WalCorruptError, match="runs past the end"):
         _read([replace(first[0], payload=first[0].payload[:-1])])
+
+
+def test_a_trim_never_removes_the_first_part_of_an_entry_whose_end_stays():
+    messages = pack([(1, b"a"), (2, b"b" * 250), (3, b"c")], 120)  # [1] [2.. [..2] [..2, 3]
+    assert [trimmable(messages, k) for k in (0, 1, 2, 3)] == [0, 1, 1, 4]
