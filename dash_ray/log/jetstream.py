@@ -313,11 +313,10 @@ class JetStreamLog:
         self.stats.segments = len(self._stored)
 
     async def _trim(self, through_key: int) -> None:
-        size = 0
         count = trimmable(self._stored, through_key)
-        upto = self._stored[count - 1].seq if count else 0
         if not count:
             return
+        upto = self._stored[count - 1].seq
         last = await self._js.get_last_msg(self.stream, self._names.subject)
         newest = last.seq if _OWNER in (last.headers or {}) else int((last.headers or {}).get(_EPOCH, 0))
         if newest != self.epoch:
@@ -329,9 +328,8 @@ class JetStreamLog:
                              timeout=self.request_timeout)
         count -= below <= upto  # the last message stays, with what it holds
         for _ in range(count):
-            size += self._stored.popleft().size
+            self.stats.bytes -= self._stored.popleft().size
         self.stats.trimmed += purged
-        self.stats.bytes -= size
         self.stats.segments = len(self._stored)
 
     def _fail(self, error: BaseException, group: list[_Append], trims: list[Waiter], passed: list[Waiter]) -> None:

@@ -16,7 +16,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -149,8 +149,10 @@ def dir_syncs(monkeypatch: pytest.MonkeyPatch) -> DirSyncs:
 class Proxy:
     """A TCP relay on loopback in front of a real server. `cut()` closes every connection open
     through it (each side sees the connection end); `stall()` silently drops whatever either
-    side sends on them from then on (a partition: nothing arrives, nothing says so).
-    Connections made afterwards pass again. One thread per direction; `close()` ends all."""
+    side sends on them from then on (a partition: nothing arrives, nothing says so); `hold()`
+    keeps what they send until the function it returns is called, then delivers it in order
+    (a partition that heals). Connections made afterwards pass. One thread per direction;
+    `close()` ends all."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -159,6 +161,8 @@ class Proxy:
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._stalled: set[socket.socket] = set()
+        self._held: dict[socket.socket, list[bytes]] = {}
+        self._peer: dict[socket.socket, socket.socket] = {}
         self._threads = [threading.Thread(target=self._accept, name="proxy-accept", daemon=True)]
         self._threads[0].start()
 
@@ -176,6 +180,7 @@ class Proxy:
                 continue
             with self._lock:
                 self._open += [client, upstream]
+                self._peer.update({client: upstream, upstream: client})
                 for src, dst in ((client, upstream), (upstream, client)):
                     thread = threading.Thread(target=self._pump, args=(src, dst), name="proxy-pump", daemon=True)
                     self._threads.append(thread)
@@ -184,8 +189,13 @@ class Proxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(1 << 16):
-                if src not in self._stalled:
-                    dst.sendall(data)
+                with self._lock:
+                    if src in self._stalled:
+                        continue
+                    if src in self._held:
+                        self._held[src].append(data)
+                        continue
+                dst.sendall(data)
         except OSError:
             pass
         for sock in (src, dst):
@@ -202,6 +212,19 @@ class Proxy:
     def stall(self) -> None:
         with self._lock:
             self._stalled.update(self._open)
+
+    def hold(self) -> Callable[[], None]:
+        with self._lock:
+            self._held.update({sock: [] for sock in self._open})
+
+        def release() -> None:
+            with self._lock:
+                held, self._held = self._held, {}
+                for src, chunks in held.items():
+                    with contextlib.suppress(OSError):
+                        self._peer[src].sendall(b"".join(chunks))
+
+        return release
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
