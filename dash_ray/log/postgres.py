@@ -128,8 +128,10 @@ class PostgresLog:
             raise OSError(f"write-ahead log {self.name}: cannot reach PostgreSQL: {exc}") from exc
         try:
             entries = self._recover(conn)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise OSError(f"write-ahead log {self.name}: opening failed: {exc}") from exc
             raise
         conn.autocommit = True
         self._conn = conn
