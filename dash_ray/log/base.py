@@ -1,6 +1,7 @@
 """What a pipeline needs of a write-ahead log, whatever keeps it: the `Log` Protocol, the
 entries it holds and the figures it reports. `file.py` is the embedded backend (segment files
-in a local folder); a replicated backend for clusters implements the same four methods.
+in a local folder); `jetstream.py` (a NATS JetStream stream) and `postgres.py` (rows in
+PostgreSQL) are replicated backends for clusters, with the same four methods.
 
 An entry is `(key, data)`: opaque bytes under a key that never decreases (the pipeline uses
 the last sequence number an entry holds). Every backend guarantees:
@@ -14,6 +15,10 @@ the last sequence number an entry holds). Every backend guarantees:
   the file log, so some may survive until later); it never removes an entry with key > k.
   It is done by the log itself, ordered with the writes, never by the caller's thread.
 - `close` finishes what is pending; it is idempotent, and after it appends are refused.
+- One owner at a time: `open` takes a new owner epoch (`epoch`, higher than any before it on
+  the same storage), and from then on an older instance's appends and trims fail (the log
+  fails, as on a failed write) and nothing it writes appears in the newer owner's view. So a
+  stale owner (a zombie on a partitioned or frozen node) can no longer acknowledge anything.
 Tests: `tests/dash_ray/log/test_contract.py` runs these against every backend.
 """
 
@@ -49,17 +54,20 @@ class Log(Protocol):
     """A pipeline's write-ahead log. One owner (the pipeline) on one event loop."""
 
     stats: LogStats
+    epoch: int  # the owner epoch `open` took; 0 before
 
     def open(self) -> list[Entry]:
-        """Recover: every entry still in the log, in order; then accept appends. Blocking
-        I/O: call it in a thread. Raises WalCorruptError when the log is damaged (and then
-        changes nothing), RuntimeError when called twice."""
+        """Take a new owner epoch (fencing older owners), recover every entry still in the log,
+        in order; then accept appends. Blocking I/O: call it in a thread. Raises
+        WalCorruptError when the log is damaged (and then changes nothing but the epoch),
+        OSError when its storage cannot be reached, RuntimeError when called twice."""
         ...
 
     def append(self, key: int, data: bytes) -> asyncio.Future[None]:
         """Queue an entry now (so appends keep call order); the future resolves once it is
-        durable and fails with OSError otherwise. Raises RuntimeError when the log is not
-        open (not yet, closed, or failed), ValueError when `key` is below the last key."""
+        durable and fails with OSError otherwise (a newer owner fenced this one, too). Raises
+        RuntimeError when the log is not open (not yet, closed, or failed), ValueError when
+        `key` is below the last key."""
         ...
 
     async def trim(self, through_key: int) -> None:

@@ -19,6 +19,13 @@ Guarantees:
   have key <= k (rolling the active one first when all of its entries do) and never one that
   holds a key > k.
 - New folders, new segment files and trim's deletions are fsync'd into their directory.
+- Fencing: `open()` raises the owner epoch kept in the folder's `OWNER` file (openers take
+  turns by an flock on the folder), then takes the writer lock (an flock on `OWNER`) and
+  recovers while it holds it. The writer takes that lock around each group and trim and
+  checks the epoch first. So once a newer owner opened the folder, an older instance's next
+  write or trim fails the log (as a failed write does) with nothing written, and a busy older
+  writer cannot keep the newer owner waiting beyond the group it is writing. The lock costs a
+  few system calls per group, next to the sync.
 Not guaranteed: anything on a disk that lies about fsync; telling a damaged last frame from a
 torn write (both are cut, as nothing valid follows them).
 """
@@ -27,18 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from dash_ray.log.base import Entry, LogStats
-from dash_ray.log.segments import Segment, encode, make_dirs, recover, segment_path, sync_dir
+from dash_ray.log.segments import Recovery, Segment, encode, make_dirs, recover, segment_path, sync_dir
 
 __all__ = ["WriteAheadLog"]
 
 log = logging.getLogger(__name__)
+
+OWNER = "OWNER"  # the owner epoch: 8 bytes, little-endian
 
 _Append = tuple[int, bytes, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
@@ -52,6 +63,7 @@ class WriteAheadLog:
         self.segment_bytes = segment_bytes
         self.fsync = fsync
         self.stats = LogStats()
+        self.epoch = 0
         self._state: Literal["new", "open", "closed", "failed"] = "new"
         self._failure: BaseException | None = None
         self._last_key = -1
@@ -63,6 +75,7 @@ class WriteAheadLog:
         # The writer thread's alone once the log is open:
         self._segments: list[Segment] = []
         self._fd: int | None = None
+        self._owner_fd: int | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -72,26 +85,58 @@ class WriteAheadLog:
     # -- open / recover --------------------------------------------------------------------
 
     def open(self) -> list[Entry]:
-        """Recover: every entry still in the log, in order. Cuts a torn tail; raises
-        WalCorruptError for damage elsewhere (leaving the files as they were). Then the log
-        accepts appends. Blocking I/O: call it in a thread. Creates the folder if needed."""
+        """Take a new owner epoch, then recover: every entry still in the log, in order. Cuts a
+        torn tail; raises WalCorruptError for damage elsewhere (leaving the files as they were,
+        the epoch taken). Then the log accepts appends. Blocking I/O: call it in a thread.
+        Creates the folder if needed."""
         if self._state != "new":
             raise RuntimeError(f"log is {self._state}")
         make_dirs(self.directory, sync=self.fsync)
-        recovery = recover(self.directory)
-        self._segments = recovery.segments
-        self.stats.truncated_bytes += recovery.truncated_bytes
-        if recovery.entries:
-            self._last_key = recovery.entries[-1].key
-        if not self._segments:
-            self._new_segment(1)
-        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        recovery = self._take_ownership()
+        assert self._owner_fd is not None
+        try:
+            self._segments = recovery.segments
+            self.stats.truncated_bytes += recovery.truncated_bytes
+            if recovery.entries:
+                self._last_key = recovery.entries[-1].key
+            if not self._segments:
+                self._new_segment(1)
+            self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except BaseException:
+            os.close(self._owner_fd)
+            self._owner_fd = None
+            raise
         self._state = "open"
         self.stats.last_key = max(self._last_key, 0)
         self._refresh_stats()
+        fcntl.flock(self._owner_fd, fcntl.LOCK_UN)
         self._thread = threading.Thread(target=self._writer, name=f"wal:{self.directory.name}", daemon=True)
         self._thread.start()
         return recovery.entries
+
+    def _take_ownership(self) -> Recovery:
+        """Raise the epoch (an older writer fails from its next group on), wait out the group
+        it may be writing, and recover. Leaves the writer lock held; `open` releases it."""
+        owner = self.directory / OWNER
+        created = not owner.exists()
+        turn = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        self._owner_fd = os.open(owner, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # one opener at a time; writers never take this one
+            self.epoch = _read_epoch(self._owner_fd) + 1
+            os.pwrite(self._owner_fd, self.epoch.to_bytes(8, "little"), 0)
+            if self.fsync:
+                os.fsync(self._owner_fd)
+                if created:
+                    sync_dir(self.directory)
+            fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
+            return recover(self.directory)
+        except BaseException:
+            os.close(self._owner_fd)  # drops its lock too
+            self._owner_fd = None
+            raise
+        finally:
+            os.close(turn)
 
     def _new_segment(self, number: int) -> Segment:
         segment = Segment(number, segment_path(self.directory, number))
@@ -157,9 +202,10 @@ class WriteAheadLog:
             while self._serve_once():
                 pass
         finally:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            for fd in (self._fd, self._owner_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._fd = self._owner_fd = None
 
     def _serve_once(self) -> bool:
         """Write what is pending, then trim what was asked; False once the log is done."""
@@ -171,12 +217,13 @@ class WriteAheadLog:
             waiters, self._trim_waiters = self._trim_waiters, []
             if not group and trim_to is None:
                 return False  # closed, and nothing left to do
-        trimming = False
+        trimming = not group  # the owner check fails whichever comes first
         try:
-            self._write_group(group)
-            if trim_to is not None:
-                trimming = True
-                self._trim(trim_to)
+            with self._owned():
+                self._write_group(group)
+                if trim_to is not None:
+                    trimming = True
+                    self._trim(trim_to)
         except BaseException as exc:  # noqa: BLE001 - reported to every waiter
             log.exception("write-ahead log %s: %s failed", self.directory, "trim" if trimming else "write")
             with self._lock:
@@ -191,6 +238,20 @@ class WriteAheadLog:
             return False
         _settle_all(waiters, None)
         return True
+
+    @contextlib.contextmanager
+    def _owned(self) -> Iterator[None]:
+        """Hold the owner lock, and go on only while this instance's epoch is the newest."""
+        assert self._owner_fd is not None
+        fcntl.flock(self._owner_fd, fcntl.LOCK_EX)
+        try:
+            newest = _read_epoch(self._owner_fd)
+            if newest != self.epoch:
+                raise OSError(f"write-ahead log {self.directory}: owner epoch {self.epoch} was superseded by "
+                              f"epoch {newest} (a newer owner opened the log); nothing written")
+            yield
+        finally:
+            fcntl.flock(self._owner_fd, fcntl.LOCK_UN)
 
     def _write_group(self, group: list[_Append]) -> None:
         """Write `group` in order, one synced run per segment. Each run's appends are resolved
@@ -260,6 +321,10 @@ class WriteAheadLog:
         self._refresh_stats()
         if self.fsync:
             sync_dir(self.directory)
+
+
+def _read_epoch(fd: int) -> int:
+    return int.from_bytes(os.pread(fd, 8, 0).ljust(8, b"\0"), "little")
 
 
 def _settle_all(waiters: list[_Waiter], error: BaseException | None) -> None:

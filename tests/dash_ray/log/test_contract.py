@@ -1,12 +1,16 @@
-"""The `Log` Protocol's guarantees (dash_ray/log/base.py), checked against every backend.
+"""The `Log` Protocol's guarantees (dash_ray/log/base.py), checked against every backend: the
+file log, and the replicated ones on the real NATS JetStream (127.0.0.1:4222) and PostgreSQL
+(a fresh database per session); a missing server fails these tests, it never skips them.
 
-A backend joins by adding a `Backend` to BACKENDS: how to make an instance over storage at a
-path (making another over the same path is a reopen), how to crash one, how to make its next
-write fail for real, and how to damage what it stored."""
+A backend joins by adding a builder to BUILDERS: given the test's request, a `Backend` that
+knows how to make an instance over storage at a path (making another over the same path is a
+reopen), how to crash one, how to make its next write fail for real, and how to damage what it
+stored."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,10 @@ import pytest
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.base import Entry, Log
 from dash_ray.log.file import WriteAheadLog
-from tests.dash_ray.log.conftest import FailingWrites, abandon
+from dash_ray.log.jetstream import JetStreamLog
+from tests.dash_ray.log.conftest import FailingWrites, NatsCluster, Proxy, abandon
+from tests.dash_ray.log.replicated import (crash_jetstream, damage_jetstream, damage_postgres, delete_streams,
+                                           log_name, make_postgres)
 
 
 @dataclass(frozen=True)
@@ -24,13 +31,8 @@ class Backend:
     name: str
     make: Callable[[Path], Log]
     crash: Callable[[Log], None]  # stop without a clean close; nothing unacknowledged is flushed
-    break_writes: Callable[[pytest.FixtureRequest], Callable[[], None]]  # -> arm: the next write fails
-    damage: Callable[[Path], None]  # flip a byte inside the stored entries, acknowledged ones after it
-
-
-def _file_break_writes(request: pytest.FixtureRequest) -> Callable[[], None]:
-    failing: FailingWrites = request.getfixturevalue("failing_writes")
-    return failing.arm
+    arm_failure: Callable[[], None]  # the next write fails for real
+    damage: Callable[[Path], None]  # lose or change a stored entry with acknowledged ones after it
 
 
 def _file_damage(path: Path) -> None:
@@ -40,21 +42,59 @@ def _file_damage(path: Path) -> None:
     first.write_bytes(bytes(data))
 
 
-BACKENDS = [
-    Backend(
+def _file(request: pytest.FixtureRequest) -> Backend:
+    failing: FailingWrites = request.getfixturevalue("failing_writes")
+    return Backend(
         name="file",
         # Small segments so that appends roll and trims delete whole files.
         make=lambda path: WriteAheadLog(path, segment_bytes=2048),
         crash=lambda log: abandon(log),  # type: ignore[arg-type]
-        break_writes=_file_break_writes,
+        arm_failure=lambda: failing.arm(),  # the disk fills up mid-write
         damage=_file_damage,
-    ),
-]
+    )
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def _jetstream(request: pytest.FixtureRequest, *, replicas: int = 1, shared: bool = False) -> Backend:
+    """The shared server at 127.0.0.1:4222 (R1), or a cluster of three this session starts (R3);
+    each log in a stream of its own, or all of a test's logs in one stream."""
+    if replicas == 1:
+        proxy: Proxy = request.getfixturevalue("nats_proxy")
+        direct = ["nats://127.0.0.1:4222"]
+    else:
+        cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+        proxy, direct = cluster.proxy, cluster.urls
+    stream = f"SHARED_{uuid.uuid4().hex[:12]}" if shared else None
+    made: set[str] = set()
+    request.addfinalizer(lambda: delete_streams(made, direct))
+
+    def make(path: Path) -> Log:
+        log = JetStreamLog(log_name(path), servers=f"nats://127.0.0.1:{proxy.port}", replicas=replicas,
+                           stream=stream, ack_timeout=3.0)  # a short ack timeout notices a partition
+        made.add(log.stream)
+        return log
+
+    # A partition: the publishes leave, nothing arrives, no acknowledgement comes back.
+    return Backend(name="jetstream", make=make, crash=crash_jetstream,  # type: ignore[arg-type]
+                   arm_failure=proxy.stall, damage=lambda path: damage_jetstream(path, direct, stream))
+
+
+def _postgres(request: pytest.FixtureRequest) -> Backend:
+    dsn: str = request.getfixturevalue("pg_dsn")
+    proxy: Proxy = request.getfixturevalue("pg_proxy")
+    relayed = dsn.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    # The connection is lost: the statement cannot be sent.
+    return Backend(name="postgres", make=lambda path: make_postgres(relayed, path),
+                   crash=lambda log: abandon(log),  # type: ignore[arg-type]
+                   arm_failure=proxy.cut, damage=lambda path: damage_postgres(dsn, path))
+
+
+BUILDERS = {"file": _file, "jetstream": _jetstream, "jetstream-shared": lambda r: _jetstream(r, shared=True),
+            "jetstream-r3": lambda r: _jetstream(r, replicas=3), "postgres": _postgres}
+
+
+@pytest.fixture(params=list(BUILDERS))
 def backend(request) -> Backend:
-    return request.param
+    return BUILDERS[request.param](request)
 
 
 def _data(key: int, n: int = 0) -> bytes:
@@ -158,12 +198,11 @@ async def test_close_is_idempotent_and_appends_after_it_are_refused(backend, tmp
         log.open()
 
 
-async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backend, tmp_path, request):
-    arm = backend.break_writes(request)
+async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backend, tmp_path):
     log, _ = await _open(backend, tmp_path)
     for key in range(1, 4):
         await log.append(key, _data(key))
-    arm()
+    backend.arm_failure()
     doomed = [log.append(k, _data(k)) for k in range(4, 9)]
     results = await asyncio.gather(*doomed, return_exceptions=True)
     assert all(isinstance(r, OSError) for r in results), results
@@ -175,9 +214,68 @@ async def test_a_failed_write_fails_its_appends_and_leaves_nothing_of_them(backe
 
 async def test_damage_is_refused_not_dropped(backend, tmp_path):
     log, _ = await _open(backend, tmp_path)
-    await asyncio.gather(*(log.append(k, _data(k)) for k in range(1, 60)))
+    for start in range(1, 60, 10):  # several groups, so that damage can have some on each side
+        await asyncio.gather(*(log.append(k, _data(k)) for k in range(start, start + 10)))
     await log.close()
     backend.damage(tmp_path)
     for _ in range(2):  # a refused open changed nothing: it refuses again
         with pytest.raises(WalCorruptError):
             backend.make(tmp_path).open()
+
+
+async def test_a_newer_owner_fences_the_older_one(backend, tmp_path):
+    old, _ = await _open(backend, tmp_path)
+    await old.append(1, b"a")
+    new, entries = await _open(backend, tmp_path)
+    assert [(e.key, e.data) for e in entries] == [(1, b"a")] and new.epoch > old.epoch > 0
+    with pytest.raises(OSError, match="superseded"):
+        await old.append(2, b"zombie")
+    with pytest.raises(RuntimeError):
+        old.append(3, b"zombie")  # the fenced log has failed
+    await new.append(2, b"b")
+    await old.close()
+    await new.close()
+    assert await _recovered(backend, tmp_path) == [(1, b"a"), (2, b"b")]
+
+
+async def test_a_superseded_owner_cannot_trim(backend, tmp_path):
+    old, _ = await _open(backend, tmp_path)
+    await asyncio.gather(*(old.append(k, _data(k)) for k in range(1, 40)))
+    new, _ = await _open(backend, tmp_path)
+    with pytest.raises(OSError, match="superseded"):
+        await old.trim(39)
+    await old.close()
+    await new.close()
+    assert [k for k, _ in await _recovered(backend, tmp_path)] == list(range(1, 40))
+
+
+async def test_a_zombie_with_appends_in_flight_adds_nothing_after_the_newer_owner(backend, tmp_path):
+    """The old owner keeps appending while the new one opens: what the new owner recovers is
+    exactly what the old one had acknowledged, in order, nothing of the old one's lands after
+    it, and the old one's next append after the open fails. The new owner's entries follow."""
+    old, _ = await _open(backend, tmp_path)
+    await old.append(0, b"first")
+    calls: list[tuple[int, bytes]] = []
+    futures: list[asyncio.Future[None]] = []
+    opening = asyncio.ensure_future(_open(backend, tmp_path))
+    refused = False
+    while not refused and len(calls) < 50_000:
+        done = opening.done()
+        call = (len(calls) + 1, _data(len(calls) + 1))
+        try:
+            futures.append(old.append(*call))
+            calls.append(call)
+        except RuntimeError:
+            refused = True  # the old log has failed: fenced
+        if done:
+            break
+        await asyncio.sleep(0)  # let the open, and the old log's acknowledgements, go on
+    new, entries = await opening
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    acknowledged = [(0, b"first")] + [c for c, r in zip(calls, results) if r is None]
+    assert [(e.key, e.data) for e in entries] == acknowledged
+    assert all(r is None or isinstance(r, OSError) for r in results)
+    assert refused or isinstance(results[-1], OSError), "an append after the newer open succeeded"
+    await new.append(10**6, b"new")
+    await asyncio.gather(old.close(), new.close())
+    assert await _recovered(backend, tmp_path) == acknowledged + [(10**6, b"new")]
