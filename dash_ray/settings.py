@@ -20,6 +20,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
 | DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
+| DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
 
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
@@ -87,6 +88,8 @@ class WebSettings:
     # Live WebSockets: a ping this often; a peer that does not answer within it is closed.
     ws_ping_interval_s: float = 15.0
     log_format: Literal["text", "json"] = "text"
+    # While the registry or its catalog cannot answer, its last answers stand in this long.
+    registry_outage_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Settings:
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
     log_format: Literal["text", "json"] = "text"
+    registry_outage_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.ingress not in ("replica", "serve"):
@@ -140,7 +144,7 @@ class Settings:
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
                            lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
-                           log_format=self.log_format)
+                           log_format=self.log_format, registry_outage_s=self.registry_outage_s)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -173,6 +177,7 @@ class Settings:
                 backoff_s=float(env.get("DASH_RESTART_BACKOFF_S", "0.5")),
             ),
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
+            "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
         }
         values.update(overrides)
         return cls(**values)
