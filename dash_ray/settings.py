@@ -81,6 +81,8 @@ class WebSettings:
     namespace: str = "dash"
     admin_token_hash: str = ""
     coalesce_inflight: int = 2
+    # Bytes of verified records waiting to be sent to pipelines, across this replica (429 past it).
+    coalesce_waiting_bytes: int = 256 * 2**20
     # Queries read the lake, and PostgreSQL when pipelines keep silver there.
     lake_url: str = ""
     lake_options: dict[str, Any] | None = None

@@ -40,9 +40,9 @@ from dash_ray.live.feed import LiveRead
 from dash_ray.settings import WebSettings
 from dash_ray.sources.base import Source
 from dash_ray.sources.registry import source_for
-from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec
+from dash_ray.spec import PIPELINE_ID_PATTERN, LimitsSpec, PipelineSpec
 from dash_ray.auth.tokens import allows, hash_token, token_id_of
-from serve_app.coalescer import Coalescer
+from serve_app.coalescer import Coalescer, WaitingBytes
 from serve_app.lookups import LookupCache
 from serve_app.registry_client import RegistryClient, unwrap
 
@@ -88,6 +88,7 @@ class Gateway:
         self._actors: dict[str, Any] = {}
         self._channels: dict[str, ChannelClient] = {}
         self._coalescers: dict[str, Coalescer] = {}
+        self._waiting_bytes = WaitingBytes(settings.coalesce_waiting_bytes)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -215,8 +216,9 @@ class Gateway:
             channel = self._channels[pipeline_id] = ChannelClient(endpoint)
         return channel
 
-    async def ingest(self, pipeline_id: str, batch: RawBatch, queue_records: int) -> Ack | DashError:
-        """Hand `batch` to the pipeline through its coalescer; its Ack or the error."""
+    async def ingest(self, pipeline_id: str, batch: RawBatch, limits: LimitsSpec) -> Ack | DashError:
+        """Hand `batch` to the pipeline through its coalescer; its Ack or the error. What waits
+        is bounded by the pipeline's queue limits and by the replica's `coalesce_waiting_bytes`."""
         coalescer = self._coalescers.get(pipeline_id)
         if coalescer is None:
             async def send(batches: list[RawBatch]) -> Sequence[Ack | DashError]:
@@ -224,7 +226,8 @@ class Gateway:
                 return await channel.call(batches)
 
             coalescer = self._coalescers[pipeline_id] = Coalescer(
-                send, max_inflight=self.settings.coalesce_inflight, max_waiting_records=queue_records,
+                send, max_inflight=self.settings.coalesce_inflight, max_waiting_records=limits.queue_records,
+                max_waiting_bytes=limits.queue_bytes, shared=self._waiting_bytes,
                 on_transport_error=lambda exc: self._lost(pipeline_id))
         return await coalescer.submit(batch)
 

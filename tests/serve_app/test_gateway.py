@@ -309,7 +309,8 @@ async def test_a_deleted_pipeline_s_coalescer_and_channel_are_dropped(tmp_path) 
         for pipeline_id in ("weather", "rain"):
             await gw.info(pipeline_id)
             gw._actors[pipeline_id] = _ActorOf(endpoint)
-            assert isinstance(await gw.ingest(pipeline_id, RawBatch(b"{}\n", 1, 0), 100), Ack)
+            limits = parse_spec({"id": pipeline_id}).limits
+            assert isinstance(await gw.ingest(pipeline_id, RawBatch(b"{}\n", 1, 0), limits), Ack)
         channel = gw._channels["weather"]
         registry.pipelines = {"rain"}  # deleted through another replica
         clock.now += 3
