@@ -20,6 +20,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
 | DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
+| DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer is stopped: 422 |
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
 
 The CLI's commands other than `up`/`down` find the running platform through
@@ -92,6 +93,11 @@ class WebSettings:
     log_format: Literal["text", "json"] = "text"
     # While the registry or its catalog cannot answer, its last answers stand in this long.
     registry_outage_s: float = 900.0
+    # Reads of the stores (queries, live catch-up, dead letters): their own threads, at most
+    # this many waiting beside them (503 past that), each query stopped past its time limit.
+    read_threads: int = 4
+    read_queue: int = 16
+    query_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class Settings:
     idempotency_max_keys: int = 100_000
     log_format: Literal["text", "json"] = "text"
     registry_outage_s: float = 900.0
+    query_timeout_s: float = 15.0
 
     def __post_init__(self) -> None:
         if self.ingress not in ("replica", "serve"):
@@ -146,7 +153,8 @@ class Settings:
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
                            lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
-                           log_format=self.log_format, registry_outage_s=self.registry_outage_s)
+                           log_format=self.log_format, registry_outage_s=self.registry_outage_s,
+                           query_timeout_s=self.query_timeout_s)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -180,6 +188,7 @@ class Settings:
             ),
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
             "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
+            "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
         }
         values.update(overrides)
         return cls(**values)

@@ -57,7 +57,7 @@ class _PipelineFeed:
 
     async def stored(self, after: int, *, limit: int) -> StoredRead:
         info = await self.gateway.info(self.pipeline_id)
-        return await asyncio.to_thread(self.engines.records_after, info.spec, after, limit=limit)
+        return await self.engines.reads.run(self.engines.records_after, info.spec, after, limit=limit)
 
 
 class LiveHub:

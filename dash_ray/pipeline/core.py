@@ -56,13 +56,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "running", "closing", "closed", "failed"]
 _MAX_FLUSH_BACKOFF_S = 30.0
-# `health` maps what waits (so its counters are current) unless more than this waits.
-_HEALTH_MAP_LIMIT = 50_000
-# `records` maps at most about this many waiting records at once (a backlog after a restart
-# can be millions: mapping it all held the actor's loop); `catch_up` maps the rest first,
-# yielding between chunks, for up to `_READ_CATCH_UP_S`.
-_READ_MAP_LIMIT = 50_000
-_READ_CATCH_UP_S = 5.0
+_HEALTH_MAP_LIMIT = _READ_MAP_LIMIT = 50_000  # mapped at most per call: never a whole backlog
 
 
 def _utc_now() -> dt.datetime:
@@ -293,17 +287,13 @@ class PipelineCore:
     # -- reading ---------------------------------------------------------------------------
 
     def records(self, *, after: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest mapped records in the hot cache, oldest first (see HotBuffer.since).
-        Every record acknowledged before the call is in it (or was, before newer ones), unless
-        more than `_READ_MAP_LIMIT` wait to be mapped (a backlog after a restart): then only
-        that many more are mapped first (`await catch_up()` before, to map more)."""
+        """The newest records, oldest first (HotBuffer.since); a backlog: `await catch_up()` first."""
         self._mapper.map_all(_READ_MAP_LIMIT)
         return self._mapper.hot.since(after, limit)
 
-    async def catch_up(self, budget_s: float = _READ_CATCH_UP_S) -> None:
-        """Map what waits, a chunk at a time, letting the event loop run between chunks, for
-        up to about `budget_s` (the background mapping does the rest)."""
-        await self._mapper.catch_up(budget_s)
+    async def catch_up(self) -> None:
+        """Map what waits a chunk at a time, yielding between chunks, for up to ~5 s."""
+        await self._mapper.catch_up(5.0)
 
     def health(self) -> dict[str, Any]:
         """State and counters, current as of the call; raises UnavailableError unless the
