@@ -136,6 +136,10 @@ class Gateway:
     async def info(self, pipeline_id: str, *, refresh: bool = False) -> IngestInfo:
         """The pipeline's spec, secrets and status (NotFoundError when there is none);
         `refresh` asks again unless the answer is less than a second old."""
+        if not refresh:
+            found = self._info.fresh(pipeline_id)
+            if isinstance(found, IngestInfo):  # the hot path: no coroutine, no pattern
+                return found
         if not _PIPELINE_ID.match(pipeline_id):
             raise _unknown(pipeline_id)
         if pipeline_id not in self._info and pipeline_id not in await self._ids.get("", self._ask_ids):

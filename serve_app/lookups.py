@@ -18,15 +18,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dash_ray.errors import UnavailableError
 
-__all__ = ["LookupCache"]
+__all__ = ["MISSING", "LookupCache"]
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
+MISSING: Any = object()  # what `fresh` gives for a key with no fresh answer
 
 
 @dataclass
@@ -63,6 +64,14 @@ class LookupCache(Generic[V]):
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
+
+    def fresh(self, key: str) -> V:
+        """The answer for `key` when it is fresh, else MISSING; no call (the hot path's check)."""
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() - entry.at < self.fresh_s:
+            self._entries.move_to_end(key)
+            return entry.value
+        return MISSING
 
     def forget(self, key: str) -> None:
         self._entries.pop(key, None)

@@ -21,7 +21,6 @@ from dash_ray.silver.lake import LakeSilver
 from dash_ray.spec import parse_spec
 from serve_app.app import build_app
 from serve_app.gateway import Gateway
-from serve_app.reads import ReadPool
 from serve_app.registry_client import RegistryClient
 from tests.dash_ray.query.conftest import to_table
 from tests.serve_app.test_gateway import ADMIN, FakeRegistry
@@ -58,6 +57,8 @@ async def test_a_query_does_not_wait_for_the_loop_s_default_executor(tmp_path: P
 
 
 async def test_past_its_bound_a_read_is_refused_at_once() -> None:
+    from serve_app.reads import ReadPool
+
     pool = ReadPool(threads=1, queue=1)
     release = threading.Event()
     held = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
@@ -75,6 +76,8 @@ async def test_past_its_bound_a_read_is_refused_at_once() -> None:
 
 
 async def test_a_read_whose_caller_went_away_holds_its_place_until_its_thread_is_done() -> None:
+    from serve_app.reads import ReadPool
+
     pool = ReadPool(threads=1, queue=0)
     release = threading.Event()
     call = asyncio.ensure_future(pool.run(release.wait))

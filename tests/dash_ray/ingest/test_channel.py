@@ -18,7 +18,6 @@ from dash_ray.ingest.channel import (
     Endpoint,
     decode_batches,
     encode_batches,
-    proof,
 )
 
 
@@ -199,6 +198,8 @@ async def test_connecting_to_nothing_is_a_channel_error():
 
 
 async def test_an_oversized_frame_closes_the_connection():
+    from dash_ray.ingest.channel import proof
+
     echo = Echo()
     server = ChannelServer(echo)
     endpoint = await server.start()
