@@ -104,6 +104,16 @@ class Gateway:
             raise ForbiddenError(f"a {scope} token cannot do this; it needs {needed}", where="Authorization")
         return scope
 
+    async def recheck(self, authorization: str | None, needed: str) -> str:
+        """`authorize`, with the tokens' scopes asked of the registry again unless they are
+        less than a second old (one call a second at most, however many tokens are checked):
+        a live socket's token is checked again every few seconds, so the socket of a revoked
+        token closes within them. While the registry cannot answer, the last scopes stand in
+        (see the module's docstring)."""
+        if authorization and authorization.lower().startswith("bearer "):
+            await self._tokens.get("", self.registry.token_scopes, max_age_s=1.0)
+        return await self.authorize(authorization, needed)
+
     async def _scope(self, token: str) -> str | None:
         digest = hash_token(token)
         if self.settings.admin_token_hash and hmac.compare_digest(digest, self.settings.admin_token_hash):

@@ -325,3 +325,20 @@ async def test_a_deleted_pipeline_s_coalescer_and_channel_are_dropped(tmp_path) 
         for channel in list(gw._channels.values()):
             await channel.close()
         await server.close()
+
+
+async def test_a_recheck_sees_a_revoked_token_within_a_second_at_one_call_a_second(tmp_path) -> None:
+    """What the live fan-out uses to close a revoked token's sockets: the scopes are asked
+    again past a second's age, once for any number of tokens checked."""
+    clock = Clock()
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    registry = FakeRegistry()
+    registry.tokens["dash_0123456789ac_writer"] = "write"
+    gw = Gateway(settings.web(), token_ttl_s=10, clock=clock, registry=RegistryClient(settings.namespace, handle=registry))
+    assert await gw.authorize("Bearer dash_0123456789ab_reader", "read") == "read"
+    del registry.tokens["dash_0123456789ab_reader"]
+    clock.now += 1.5
+    with pytest.raises(AuthError):
+        await gw.recheck("Bearer dash_0123456789ab_reader", "read")
+    assert await gw.recheck("Bearer dash_0123456789ac_writer", "read") == "write"
+    assert _calls(registry, "token_scopes") == 2
