@@ -93,6 +93,7 @@ class PipelineActor:
         return self._channel.endpoint
 
     async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
+        await self._core.catch_up()  # a backlog is mapped a chunk at a time: ingest goes on
         return self._core.records(after=after, limit=limit)
 
     async def health(self) -> dict[str, Any]:

@@ -123,7 +123,16 @@ class Registry:
         status = self._supervisor.status(pipeline_id) or record.status
         return IngestAccess(record.spec, record.valid_secrets(dt.datetime.now(dt.timezone.utc)), status)
 
+    async def pipeline_ids(self) -> list[str]:
+        """Every pipeline's id, from memory (a web replica's answer to made-up ids)."""
+        return sorted(self._supervisor.specs())
+
     # -- tokens ----------------------------------------------------------------------------
+
+    async def token_scopes(self) -> dict[str, str]:
+        """The scope of every live token by its hash: web replicas check tokens against it
+        without a call per request (a hash of a 32-byte random secret reveals nothing)."""
+        return await asyncio.to_thread(self._supervisor.catalog.token_scopes)
 
     async def check_token(self, token: str) -> str | None:
         info = await asyncio.to_thread(self._supervisor.catalog.check_token, token)

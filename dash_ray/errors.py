@@ -4,6 +4,7 @@
     ├── InputError                 fix the request or the spec, then send it again
     │   ├── SpecError              422  an invalid pipeline spec; `problems` lists each one
     │   ├── QueryError             400  a query parameter is wrong; `where` names it
+    │   │   └── QueryLimitError    422  a query past a limit (its time, its buckets); says which
     │   ├── MalformedBodyError     400  the body is not JSON/NDJSON; says where
     │   ├── UnsupportedMediaTypeError 415
     │   ├── PayloadTooLargeError   413
@@ -47,6 +48,7 @@ __all__ = [
     "PayloadTooLargeError",
     "Problem",
     "QueryError",
+    "QueryLimitError",
     "RetryableError",
     "SecretKeyError",
     "SignatureError",
@@ -142,6 +144,14 @@ class SpecError(InputError):
 
 class QueryError(InputError):
     status = 400
+
+
+class QueryLimitError(QueryError):
+    """A query goes past a limit of the platform: it ran longer than the query time limit
+    (`where` is `timeout`) or would produce more buckets than allowed (`where` is `bucket`).
+    Sending it again will not help; a narrower range or a wider bucket will."""
+
+    status = 422
 
 
 class MalformedBodyError(InputError):

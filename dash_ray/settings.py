@@ -20,6 +20,8 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
 | DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
+| DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer is stopped: 422 |
+| DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
 
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
@@ -80,6 +82,8 @@ class WebSettings:
     namespace: str = "dash"
     admin_token_hash: str = ""
     coalesce_inflight: int = 2
+    # Bytes of verified records waiting to be sent to pipelines, across this replica (429 past it).
+    coalesce_waiting_bytes: int = 256 * 2**20
     # Queries read the lake, and PostgreSQL when pipelines keep silver there.
     lake_url: str = ""
     lake_options: dict[str, Any] | None = None
@@ -90,6 +94,13 @@ class WebSettings:
     # A local instance: the Unix socket where the replica takes the platform's listening
     # socket (dash_ray/deploy/listener.py) instead of binding the port itself.
     listener: str | None = None
+    # While the registry or its catalog cannot answer, its last answers stand in this long.
+    registry_outage_s: float = 900.0
+    # Reads of the stores (queries, live catch-up, dead letters): their own threads, at most
+    # this many waiting beside them (503 past that), each query stopped past its time limit.
+    read_threads: int = 4
+    read_queue: int = 16
+    query_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,8 @@ class Settings:
     idempotency_max_keys: int = 100_000
     log_format: Literal["text", "json"] = "text"
     listener: str | None = None  # set by `up` for a local instance (WebSettings.listener)
+    registry_outage_s: float = 900.0
+    query_timeout_s: float = 15.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -149,7 +162,8 @@ class Settings:
         return WebSettings(host=self.host, port=self.port, namespace=self.namespace,
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
                            lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
-                           log_format=self.log_format, listener=self.listener)
+                           log_format=self.log_format, listener=self.listener,
+                           registry_outage_s=self.registry_outage_s, query_timeout_s=self.query_timeout_s)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -182,6 +196,8 @@ class Settings:
                 backoff_s=_number(env, "DASH_RESTART_BACKOFF_S", "0.5", float),
             ),
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
+            "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
+            "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
         }
         values.update(overrides)
         return cls(**values)

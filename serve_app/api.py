@@ -107,7 +107,7 @@ def api_routes(gateway: Gateway) -> list[Route]:
         pipeline_id = request.path_params["pipeline_id"]
         purge = request.query_params.get("purge", "false").lower() in ("1", "true", "yes")
         await gateway.registry.delete(pipeline_id, purge=purge)
-        gateway.forget(pipeline_id)
+        gateway.forget(pipeline_id, deleted=True)
         return Response(status_code=204)
 
     async def restart_pipeline(request: Request) -> Response:
@@ -139,7 +139,9 @@ def api_routes(gateway: Gateway) -> list[Route]:
         if not isinstance(data, dict) or not isinstance(data.get("scope"), str):
             raise SpecError("give {\"scope\": \"read|write|admin\", \"name\": ...}", where="scope")
         name = data.get("name") or data["scope"]
-        return json_response(token_body(await gateway.registry.create_token(data["scope"], name=str(name))), 201)
+        made = await gateway.registry.create_token(data["scope"], name=str(name))
+        gateway.forget_tokens()
+        return json_response(token_body(made), 201)
 
     async def list_tokens(request: Request) -> Response:
         await auth(request, "admin")
@@ -148,10 +150,11 @@ def api_routes(gateway: Gateway) -> list[Route]:
     async def revoke_token(request: Request) -> Response:
         await auth(request, "admin")
         await gateway.registry.revoke_token(request.path_params["token_id"])
+        gateway.forget_tokens()
         return Response(status_code=204)
 
     async def healthz(request: Request) -> Response:
-        await gateway.registry.ready()
+        await gateway.ready()
         return json_response({"status": "ok"})
 
     return [

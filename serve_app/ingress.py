@@ -224,7 +224,7 @@ class IngestFront:
             max_bytes=limits.max_body_bytes, received_at_us=received_at_us, idempotency_key=key,
             replay_key=replay_key)
         _check_queue(batch, limits)
-        return await gateway.ingest(pipeline_id, batch, limits.queue_records)
+        return await gateway.ingest(pipeline_id, batch, limits)
 
     async def _read_in_time(self, length: str | None, receive: Any, max_bytes: int) -> tuple[bytes, int]:
         task = asyncio.current_task()

@@ -9,7 +9,6 @@ sequence numbers (`from_seq`, `to_seq`, both included); none replays everything
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -119,7 +118,7 @@ def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
         raw_limit = request.query_params.get("limit", "100")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_DEAD:
             raise MalformedBodyError(f"'limit' must be between 1 and {_MAX_DEAD}", where="limit")
-        rows = await asyncio.to_thread(_dead_rows, engines, info.spec, int(raw_limit))
+        rows = await engines.reads.run(_dead_rows, engines, info.spec, int(raw_limit))
         return json_response({"dead": rows})
 
     return [

@@ -69,7 +69,7 @@ class _PipelineFeed:
 
     async def stored(self, after: int, *, limit: int) -> StoredRead:
         info = await self.gateway.info(self.pipeline_id)
-        return await asyncio.to_thread(self.engines.records_after, info.spec, after, limit=limit)
+        return await self.engines.reads.run(self.engines.records_after, info.spec, after, limit=limit)
 
     async def status(self) -> str:
         """What the registry says of the pipeline (NotFoundError: deleted), asked at most once

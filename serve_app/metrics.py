@@ -33,7 +33,9 @@ registry cannot be reached the scrape still answers, with this replica's counts 
 
 Label bounds: a request for a pipeline id this replica has not answered other than 404 is
 counted under `pipeline="_unknown"` (a flood of made-up ids cannot grow the series), and past
-`max_pipelines` distinct ids under `pipeline="_other"`.
+`max_pipelines` distinct ids under `pipeline="_other"`. A deleted pipeline's series go: a
+replica forgets them when its gateway learns the pipeline is gone (`Gateway.on_gone`), and a
+scrape shows no replica's series of a pipeline the registry no longer lists.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REPORT_TTL_S = 120.0
+_SPECIAL = frozenset({"_unknown", "_other"})  # labels that are not pipelines
 _STATUSES = ("starting", "running", "restarting", "failed", "stopped")
 # Pipeline counters shown as `dash_records_<name>_total`: the name in the metric, the key in
 # the pipeline's counters, the help text.
@@ -134,6 +137,7 @@ class ReplicaMetrics:
         self._refreshing: asyncio.Future[None] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
+        gateway.on_gone.append(self.forget)
 
     # -- counting (the ingest path) ------------------------------------------------------------
 
@@ -167,6 +171,13 @@ class ReplicaMetrics:
             if self._pusher is None:
                 self._start_pushing()
         return gauge
+
+    def forget(self, pipeline_id: str) -> None:
+        """Drop this replica's series of a pipeline that is gone."""
+        if self._buckets.pop(pipeline_id, None) is not None:
+            self._seconds.pop(pipeline_id, None)
+            self._requests = {k: n for k, n in self._requests.items() if k[0] != pipeline_id}
+        self._live.pop(pipeline_id, None)
 
     def report(self) -> dict[str, Any]:
         """This replica's counts as plain data (what it pushes to the registry)."""
@@ -235,16 +246,33 @@ class ReplicaMetrics:
             log.warning("metrics: the registry did not answer a scrape: %s: %s", type(exc).__name__, exc)
             return _Scrape(registry_up=False)
         reports.pop(self.replica, None)  # this replica's own counts are current, not reported
+        listed = {view.id for view in pipelines}
+        self.gateway.known(listed)  # the gateway forgets the gone ones (and tells `forget`)
+        for pipeline_id in (set(self._buckets) | set(self._live)) - listed - _SPECIAL:
+            self.forget(pipeline_id)
         return _Scrape(pipelines=pipelines, others=reports)
 
     def collect(self) -> Iterator[Metric]:
         """The metric families, from the last fetch and this replica's counts now."""
         scrape = self._scrape
         yield from _pipeline_families(scrape.pipelines)
-        yield from _replica_families({self.replica: self.report(), **scrape.others})
+        reports = {self.replica: self.report(), **scrape.others}
+        if scrape.registry_up:
+            listed = {view.id for view in scrape.pipelines} | _SPECIAL
+            reports = {replica: _only(report, listed) for replica, report in reports.items()}
+        yield from _replica_families(reports)
         up = GaugeMetricFamily("dash_registry_up", "1 when the registry answered this scrape")
         up.add_metric([], 1.0 if scrape.registry_up else 0.0)
         yield up
+
+
+def _only(report: dict[str, Any], pipelines: set[str]) -> dict[str, Any]:
+    """A replica's report without the series of pipelines not in `pipelines`."""
+    return {
+        "requests": {k: n for k, n in report.get("requests", {}).items() if k[0] in pipelines},
+        "latency": {p: v for p, v in report.get("latency", {}).items() if p in pipelines},
+        "live": {p: n for p, n in report.get("live", {}).items() if p in pipelines},
+    }
 
 
 class _Collector:

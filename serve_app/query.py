@@ -4,12 +4,17 @@ Each web replica keeps one engine per pipeline and spec: PostgreSQL when the pip
 silver is there (the spec says `postgres`, or says nothing on a platform with a database),
 DuckDB over the pipeline's lake otherwise, and also when PostgreSQL cannot answer (it may be
 down; the lake always holds every stored row). The answer's `Dash-Query-Store` header says
-which store answered. Queries run in a thread, so the event loop keeps serving ingest.
+which store answered.
+
+Limits: queries (and the live catch-up and dead-letter reads) run in the replica's own read
+threads (`serve_app.reads`: 503 when they are all taken and the queue is full), never in the
+event loop's default executor, so ingest and token checks do not wait behind a heavy read.
+Each query is stopped past `query_timeout_s` on either engine (422 `QueryLimitError`, where
+`timeout`); one PostgreSQL stopped is not run again on the lake.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from typing import Any
@@ -29,6 +34,7 @@ from dash_ray.query.rollup import spec_plan
 from dash_ray.settings import WebSettings
 from dash_ray.spec import PipelineSpec
 from serve_app.gateway import Gateway
+from serve_app.reads import ReadPool
 from serve_app.responses import json_response
 
 __all__ = ["QueryEngines", "query_routes"]
@@ -42,6 +48,7 @@ class QueryEngines:
 
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
+        self.reads = ReadPool(threads=settings.read_threads, queue=settings.read_queue)
         self._engines: dict[str, tuple[str, DuckDBEngine, PostgresEngine | None]] = {}
         self._lock = threading.Lock()
 
@@ -62,9 +69,11 @@ class QueryEngines:
             self._engines = dict(list(self._engines.items())[_MAX_ENGINES // 4:])
         plan = spec_plan(spec)
         lake = self.lake(spec)
-        duck = DuckDBEngine(lake, spec.id, plan=plan)
+        timeout_s = self.settings.query_timeout_s
+        duck = DuckDBEngine(lake, spec.id, plan=plan, timeout_s=timeout_s)
         silver = spec.storage.silver or ("postgres" if self.settings.pg_dsn else "lake")
-        pg = PostgresEngine(self.settings.pg_dsn, spec.id, plan=plan) if silver == "postgres" and self.settings.pg_dsn else None
+        pg = (PostgresEngine(self.settings.pg_dsn, spec.id, plan=plan, timeout_s=timeout_s)
+              if silver == "postgres" and self.settings.pg_dsn else None)
         self._engines[spec.id] = (key, duck, pg)
         return duck, pg
 
@@ -96,6 +105,7 @@ class QueryEngines:
         return StoredRead(records, reached, first)
 
     def close(self) -> None:
+        self.reads.close()
         for entry in self._engines.values():
             self._close(entry)
         self._engines.clear()
@@ -106,7 +116,7 @@ def query_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
         await gateway.authorize(request.headers.get("authorization"), "read")
         info = await gateway.info(request.path_params["pipeline_id"])
         params = dict(request.query_params)
-        answer, store = await asyncio.to_thread(engines.run, info.spec, params)
+        answer, store = await engines.reads.run(engines.run, info.spec, params)
         return json_response(answer, headers={"Dash-Query-Store": store})
 
     return [Route("/v1/pipelines/{pipeline_id}/query", query, methods=["GET"])]

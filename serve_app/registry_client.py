@@ -39,14 +39,16 @@ class RegistryClient:
     it became unreachable. Every method raises the DashError the registry raised (NotFoundError,
     SpecError, ...), or UnavailableError when the registry cannot be reached; none retries."""
 
-    def __init__(self, namespace: str, *, handle: Any = None) -> None:
+    def __init__(self, namespace: str, *, handle: Any = None, locate: Callable[[], Any] | None = None) -> None:
         self._namespace = namespace
         self._handle = handle
+        # How the handle is found (again): Ray's named-actor look-up unless a test says.
+        self._locate = locate or (lambda: ray.get_actor(REGISTRY_NAME, namespace=self._namespace))
 
     async def _registry(self) -> Any:
         if self._handle is None:
             try:
-                self._handle = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+                self._handle = await asyncio.to_thread(self._locate)
             except ValueError:
                 raise UnavailableError("the registry is not running", retry_after=2.0) from None
         return self._handle
@@ -88,6 +90,14 @@ class RegistryClient:
 
     async def ingest_info(self, pipeline_id: str) -> IngestAccess:
         return await self._call(lambda r: r.ingest_info.remote(pipeline_id))
+
+    async def pipeline_ids(self) -> list[str]:
+        """The id of every pipeline (from the registry's memory, not the catalog)."""
+        return await self._call(lambda r: r.pipeline_ids.remote())
+
+    async def token_scopes(self) -> dict[str, str]:
+        """The scope of every live catalog token, by the token's hash (`hash_token`)."""
+        return await self._call(lambda r: r.token_scopes.remote())
 
     async def check_token(self, token: str) -> str | None:
         """The scope of a catalog token, None when it is unknown or revoked."""

@@ -277,6 +277,11 @@ class Catalog:
             return None
         return _token_info(rows[0])
 
+    def token_scopes(self) -> dict[str, Scope]:
+        """The scope of every token not revoked, by its stored hash (`hash_token`)."""
+        rows = self._backend.run(lambda tx: tx.execute("SELECT hash, scope FROM tokens WHERE revoked_at IS NULL"))
+        return {row[0]: row[1] for row in rows}
+
     def list_tokens(self) -> list[TokenInfo]:
         """Tokens not revoked, oldest first."""
         rows = self._backend.run(

@@ -7,11 +7,21 @@ replica about 1.5 ms (serialising dataclasses with cloudpickle, tracing wrappers
 worker's own threads), several times the pipeline's whole work for those requests (~67 us
 each, `benchmarks/ingest.py` prints the CPU per request of both processes). A frame on a
 socket costs tens of microseconds. Ray stays the control plane: it places, names, supervises
-and kills the actor, and the replica learns the actor's `Endpoint` (address, port and a token
+and kills the actor, and the replica learns the actor's `Endpoint` (address, port and a secret
 the actor drew at start) by a Ray call, so only a process Ray let in can connect.
 
+What the channel trusts: a peer that proves it knows the actor's secret. The secret never
+crosses the socket: the server opens each connection with a fresh random challenge and the
+client answers with HMAC-SHA256(secret, challenge), so frames seen on the wire cannot be
+replayed on another connection. It does not encrypt: records cross the network in clear, as
+they do between Ray's own processes; run nodes on a private network. Limits a peer that is
+not a replica meets: `auth_timeout_s` (5 s) to answer the challenge, at most
+`max_unauthenticated` (64) connections waiting to (a new one drops the oldest, so a flood cannot
+lock a replica out), at most `max_connections` (1,024) authenticated ones (one per replica).
+
 Wire format, both directions: `<II` (body length, call id), then a msgpack body.
-- The client's first frame (call id 0) is the token; anything else closes the connection.
+- The server's first frame (call id 0) is the challenge (32 random bytes); the client's first
+  frame (call id 0) is its answer; a wrong or late answer closes the connection.
 - A request body is a list of batches, each `[payload, count, received_at_us,
   idempotency_key, replay_key, rejected_runs, rejected_count, rejected_reason]`.
 - A reply body (same call id) is a list, one per batch: `[0, accepted, first_seq, last_seq,
@@ -37,7 +47,7 @@ import msgpack
 from dash_ray.errors import DashError, InternalError, error_from_body
 from dash_ray.ingest.batch import NO_REJECTIONS, Ack, RawBatch, Rejection, Rejections
 
-__all__ = ["ChannelClient", "ChannelClosed", "ChannelServer", "Endpoint", "decode_batches", "encode_batches"]
+__all__ = ["ChannelClient", "ChannelClosed", "ChannelServer", "Endpoint", "decode_batches", "encode_batches", "proof"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,9 @@ _HEAD = struct.Struct("<II")
 # large as a spec's `limits.max_body_bytes` allows (1 GiB): every frame a replica sends fits.
 # The bound only stops an authenticated peer's corrupt length from allocating without limit.
 MAX_FRAME_BYTES = 2**31 - 1
+AUTH_TIMEOUT_S, MAX_UNAUTHENTICATED, MAX_CONNECTIONS = 5.0, 64, 1024
+_CHALLENGE_BYTES = 32
+_PROOF_CONTEXT = b"dash-ray ingest channel v1\0"
 
 Handler = Callable[[list[RawBatch]], Awaitable[Sequence[Ack | DashError]]]
 
@@ -56,7 +69,7 @@ class ChannelClosed(ConnectionError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a pipeline actor takes ingest, and the token it wants first."""
+    """Where a pipeline actor takes ingest, and the secret a client proves it knows."""
 
     host: str
     port: int
@@ -102,17 +115,29 @@ def _decode_results(body: bytes) -> list[Ack | DashError]:
     return out
 
 
+def proof(token: bytes, challenge: bytes) -> bytes:
+    """The answer to a server's challenge: HMAC-SHA256 of it under the endpoint's secret."""
+    return hmac.digest(token, _PROOF_CONTEXT + challenge, "sha256")
+
+
 # -- server ------------------------------------------------------------------------------
 
 class ChannelServer:
-    """Serves `handler` to clients that know the token; one per pipeline actor."""
+    """Serves `handler` to clients that know the secret; one per pipeline actor."""
 
-    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", port: int = 0,
+                 auth_timeout_s: float = AUTH_TIMEOUT_S, max_unauthenticated: int = MAX_UNAUTHENTICATED,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.handler = handler
         self.host, self.port = host, port
         self.token = secrets.token_bytes(32)
+        self.auth_timeout_s = auth_timeout_s
+        self.max_unauthenticated = max_unauthenticated
+        self.max_connections = max_connections
         self._server: asyncio.base_events.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # The connections still to answer their challenge, oldest first.
+        self._unauthenticated: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         # Calls run to the end even when their connection goes: cancelling one inside the
         # log's append would fail the pipeline.
         self._calls: set[asyncio.Task[None]] = set()
@@ -147,13 +172,25 @@ class ChannelServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = writer
+        if len(self._connections) - len(self._unauthenticated) >= self.max_connections:
+            log.warning("ingest channel: %d connections already; refusing another", self.max_connections)
+            writer.transport.abort()
+            return
+        if len(self._unauthenticated) >= self.max_unauthenticated:
+            # The oldest waiting peer goes: a replica answers in a round trip, so a flood
+            # of silent peers cannot keep one out.
+            oldest = next(iter(self._unauthenticated))
+            self._unauthenticated.pop(oldest).transport.abort()
+        self._connections[task] = self._unauthenticated[task] = writer
         _keepalive(writer)  # a replica gone without a reset does not keep its socket here
         try:
-            size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
-            if call_id != 0 or size > 256 or not hmac.compare_digest(
-                    msgpack.unpackb(await reader.readexactly(size)), self.token):
+            try:
+                authentic = await asyncio.wait_for(self._challenge(reader, writer), self.auth_timeout_s)
+            except asyncio.TimeoutError:
+                authentic = False
+            if not authentic:
                 return
+            del self._unauthenticated[task]
             while True:
                 size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
                 if size > MAX_FRAME_BYTES:
@@ -167,7 +204,19 @@ class ChannelServer:
             pass  # the peer went, or sent what is not a frame
         finally:
             self._connections.pop(task, None)
+            self._unauthenticated.pop(task, None)
             writer.close()
+
+    async def _challenge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Ask the peer to prove it knows the secret; whether it did."""
+        challenge = secrets.token_bytes(_CHALLENGE_BYTES)
+        hello = msgpack.packb(challenge)
+        writer.write(_HEAD.pack(len(hello), 0) + hello)
+        size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
+        if call_id != 0 or size > 256:
+            return False
+        answer = msgpack.unpackb(await reader.readexactly(size))
+        return isinstance(answer, bytes) and hmac.compare_digest(answer, proof(self.token, challenge))
 
     async def _call(self, writer: asyncio.StreamWriter, call_id: int, body: bytes) -> None:
         try:
@@ -210,6 +259,16 @@ def _keepalive(writer: asyncio.StreamWriter) -> None:
                           ("TCP_KEEPCNT", KEEPALIVE_PROBES), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
         if hasattr(socket, option):  # Linux has all four; elsewhere the system's defaults
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+async def _read_challenge(reader: asyncio.StreamReader) -> bytes:
+    size, call_id = _HEAD.unpack(await reader.readexactly(_HEAD.size))
+    if call_id != 0 or size > 256:
+        raise ValueError("not a challenge")
+    challenge = msgpack.unpackb(await reader.readexactly(size))
+    if not isinstance(challenge, bytes):
+        raise ValueError("not a challenge")
+    return challenge
 
 
 class ChannelClient:
@@ -256,8 +315,16 @@ class ChannelClient:
                 self.closed = True
                 raise ChannelClosed(f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc}") from exc
             _keepalive(writer)
-            hello = msgpack.packb(self.endpoint.token)
-            writer.write(_HEAD.pack(len(hello), 0) + hello)
+            try:
+                challenge = await asyncio.wait_for(_read_challenge(reader), self.connect_timeout_s)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
+                    msgpack.UnpackException) as exc:
+                self.closed = True
+                writer.close()
+                raise ChannelClosed(f"{self.endpoint.host}:{self.endpoint.port} sent no challenge: "
+                                    f"{type(exc).__name__}") from exc
+            answer = msgpack.packb(proof(self.endpoint.token, challenge))
+            writer.write(_HEAD.pack(len(answer), 0) + answer)
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 

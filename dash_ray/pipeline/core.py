@@ -56,8 +56,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["new", "running", "closing", "closed", "failed"]
 _MAX_FLUSH_BACKOFF_S = 30.0
-# `health` maps what waits (so its counters are current) unless more than this waits.
-_HEALTH_MAP_LIMIT = 50_000
+_HEALTH_MAP_LIMIT = _READ_MAP_LIMIT = 50_000  # mapped at most per call: never a whole backlog
 
 
 def _utc_now() -> dt.datetime:
@@ -288,10 +287,13 @@ class PipelineCore:
     # -- reading ---------------------------------------------------------------------------
 
     def records(self, *, after: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest mapped records in the hot cache, oldest first (see HotBuffer.since).
-        Every record acknowledged before the call is in it (or was, before newer ones)."""
-        self._mapper.map_all()
+        """The newest records, oldest first (HotBuffer.since); a backlog: `await catch_up()` first."""
+        self._mapper.map_all(_READ_MAP_LIMIT)
         return self._mapper.hot.since(after, limit)
+
+    async def catch_up(self) -> None:
+        """Map what waits a chunk at a time, yielding between chunks, for up to ~5 s."""
+        await self._mapper.catch_up(5.0)
 
     def health(self) -> dict[str, Any]:
         """State and counters, current as of the call; raises UnavailableError unless the

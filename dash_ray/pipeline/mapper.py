@@ -86,6 +86,14 @@ class Mapper:
             self.map_ready(_MAP_CHUNK_RECORDS)
             self.schedule(0.0)  # more may wait (a backlog is mapped a chunk at a time)
 
+    async def catch_up(self, budget_s: float) -> None:
+        """Map what waits, a chunk at a time, yielding to the event loop between chunks, for
+        up to about `budget_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        while self.map_ready(_MAP_CHUNK_RECORDS) and loop.time() < deadline:
+            await asyncio.sleep(0)
+
     def map_all(self, limit: int | None = None) -> None:
         """Map what waits (at most about `limit` records)."""
         mapped = 0

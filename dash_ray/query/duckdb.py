@@ -2,18 +2,22 @@
 no server. Files are chosen before DuckDB sees them: superseded ones (compaction) are left out
 and only the event days the time range touches are read. A local lake is read by DuckDB's own
 Parquet reader; any other (S3) through a pyarrow dataset over fsspec, since DuckDB's httpfs
-extension cannot be installed offline."""
+extension cannot be installed offline.
+
+Each query has a time limit (`timeout_s`): past it the running statement is interrupted and
+the query answers QueryLimitError (422) saying so."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 
-from dash_ray.errors import QueryError, StorageError
+from dash_ray.errors import QueryError, QueryLimitError, StorageError
 from dash_ray.lake import Lake, LakeFile
 from dash_ray.query.model import Column, Query
 from dash_ray.query.result import aggregate_answer, live_records, raw_answer
@@ -36,14 +40,59 @@ def days_of(query: Query) -> tuple[dt.date | None, dt.date | None]:
     return first, last
 
 
+class _TimedCursor:
+    """A cursor whose statements stop once `timeout_s` has passed since it was made: one
+    running then is interrupted, one starting later is refused. DuckDB forgets an interrupt
+    that comes while no statement runs, so a watchdog interrupts again every 50 ms until the
+    cursor is closed."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
+        self._cursor = cursor
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._closed = threading.Event()
+        self.expired = False
+        self._watchdog = threading.Timer(timeout_s, self._interrupt)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _interrupt(self) -> None:
+        self.expired = True
+        while not self._closed.is_set():
+            self._cursor.interrupt()
+            self._closed.wait(0.05)
+
+    def _check(self) -> None:
+        if self.expired or time.monotonic() >= self._deadline:
+            self.expired = True
+            raise duckdb.InterruptException("the query's time is up")
+
+    def execute(self, *args: Any) -> duckdb.DuckDBPyConnection:
+        self._check()
+        return self._cursor.execute(*args)
+
+    def read_parquet(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyRelation:
+        self._check()
+        return self._cursor.read_parquet(*args, **kwargs)
+
+    def register(self, *args: Any) -> Any:
+        return self._cursor.register(*args)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._watchdog.cancel()
+        self._cursor.close()
+
+
 class DuckDBEngine:
     """Queries on one pipeline's silver area. Thread-safe: each query runs on its own cursor."""
 
     def __init__(self, lake: Lake, pipeline_id: str, *, plan: RollupPlan | None = None,
-                 memory_limit: str = "1GB", threads: int = 2) -> None:
+                 memory_limit: str = "1GB", threads: int = 2, timeout_s: float = 15.0) -> None:
         self.lake = lake
         self.pipeline_id = pipeline_id
         self.plan = plan
+        self.timeout_s = timeout_s
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": threads})
         self._lock = threading.Lock()
 
@@ -52,12 +101,13 @@ class DuckDBEngine:
             self._con.close()
 
     def run(self, query: Query) -> dict[str, Any]:
-        """The answer to `query` (see dash_ray.query.model for its semantics). Blocking."""
+        """The answer to `query` (see dash_ray.query.model for its semantics); QueryLimitError
+        past `timeout_s`. Blocking."""
         files = self._files("silver", query)
         if not files:
             return {"rows": [], "next": None} if not query.aggregate else {"rows": []}
         with self._lock:
-            cursor = self._con.cursor()
+            cursor: Any = _TimedCursor(self._con.cursor(), self.timeout_s)
         try:
             if query.aggregate:
                 return aggregate_answer(query, self._aggregate(cursor, files, query))
@@ -70,6 +120,10 @@ class DuckDBEngine:
                 after_us = found[0][0]
             return raw_answer(query, self._fetch(cursor, source, raw_sql("duckdb", query, after_time_us=after_us)))
         except duckdb.Error as exc:
+            if isinstance(exc, duckdb.InterruptException) and cursor.expired:
+                raise QueryLimitError(
+                    f"the query ran past the time limit of {self.timeout_s:g} s and was stopped; "
+                    "use a shorter range or a wider bucket", where="timeout") from None
             raise StorageError(f"query on {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
         finally:
             cursor.close()

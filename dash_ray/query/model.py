@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from dash_ray.errors import QueryError
+from dash_ray.errors import QueryError, QueryLimitError
 from dash_ray.mapping.timestamps import MAX_US, MIN_US, parse_iso_scalar
 from dash_ray.spec import PipelineSpec
 
-__all__ = ["AGG_FUNCTIONS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of", "spec_schema"]
+__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of", "spec_schema"]
 
 AggFunction = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGG_FUNCTIONS: tuple[AggFunction, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -39,6 +39,8 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 MAX_BY = 8
 MAX_AGGS = 32
+# A bucketed aggregate over a closed range may span at most this many buckets.
+MAX_BUCKETS = 100_000
 _BUCKET = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
@@ -188,6 +190,12 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
             raise QueryError("'bucket' is longer than all of time", where="bucket")
         if not aggs:
             raise QueryError("'bucket' needs 'agg' (e.g. agg=avg:temp_c or agg=count)", where="bucket")
+        if start is not None and end is not None and end > start:
+            buckets = (end - 1) // bucket_us - start // bucket_us + 1
+            if buckets > MAX_BUCKETS:
+                raise QueryLimitError(
+                    f"bucket={raw_bucket.strip()} over this range makes {buckets:,} buckets, more than "
+                    f"{MAX_BUCKETS:,}: use a wider bucket or a shorter range", where="bucket")
     by = tuple(_column(schema, name, "by") for name in _names(params, "by"))
     if by and not aggs:
         raise QueryError("'by' needs 'agg'", where="by")

@@ -1,6 +1,8 @@
 """The PostgreSQL query engine: the same SQL as DuckDB's (`sql.py`) on the pipeline's silver
 table (`dash_ray.silver.pgschema`), over a few pooled connections. Each query is one
-read-only transaction with a statement timeout."""
+read-only transaction with a statement timeout (`timeout_s`): a query PostgreSQL stops for it
+is a QueryLimitError (422), not a StorageError, so it is not run again on the lake. A query
+that finds every pooled connection busy for `timeout_s` is an UnavailableError (503)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dash_ray.errors import QueryError, StorageError
+from dash_ray.errors import QueryError, QueryLimitError, StorageError, UnavailableError
 from dash_ray.query.model import Column, Query
 from dash_ray.query.result import aggregate_answer, raw_answer
 from dash_ray.query.rollup import RollupPlan
@@ -30,11 +32,15 @@ class _Pool:
         self._dsn = dsn
         self._timeout = connect_timeout_s
         self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
+        self._size = size
         self._slots = threading.BoundedSemaphore(size)
         self._closed = False
 
-    def take(self) -> psycopg.Connection[Any]:
-        self._slots.acquire()
+    def take(self, wait_s: float) -> psycopg.Connection[Any]:
+        """A connection; UnavailableError when none is free within `wait_s`."""
+        if not self._slots.acquire(timeout=wait_s):
+            raise UnavailableError(f"all {self._size} PostgreSQL connections for queries are busy; try again",
+                                   where="queries", retry_after=1.0)
         try:
             while True:
                 try:
@@ -67,20 +73,22 @@ class PostgresEngine:
     """Queries on one pipeline's silver table. Thread-safe."""
 
     def __init__(self, dsn: str, pipeline_id: str, *, plan: RollupPlan | None = None, pool_size: int = 4,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 15.0) -> None:
         self.pipeline_id = pipeline_id
         self.plan = plan
+        self.timeout_s = timeout_s
         self._table = pgschema.table(pipeline_id)
         self._pool = _Pool(dsn, pool_size, connect_timeout_s=5.0)
-        self._timeout_ms = int(timeout_s * 1000)
+        self._timeout_ms = max(1, int(timeout_s * 1000))
 
     def close(self) -> None:
         self._pool.close()
 
     def run(self, query: Query) -> dict[str, Any]:
-        """The answer to `query`; StorageError when PostgreSQL cannot answer. Blocking."""
+        """The answer to `query`; StorageError when PostgreSQL cannot answer, QueryLimitError
+        past the time limit, UnavailableError when every connection stays busy. Blocking."""
         try:
-            conn = self._pool.take()
+            conn = self._pool.take(self.timeout_s)
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL is not reachable for queries: {type(exc).__name__}") from exc
         try:
@@ -90,6 +98,9 @@ class PostgresEngine:
                 # Grouping tens of thousands of buckets spills to disk at the default 4 MB.
                 conn.execute("SET LOCAL work_mem = '64MB'")
                 return self._run(conn, query)
+        except psycopg.errors.QueryCanceled:
+            raise QueryLimitError(f"the query ran past the time limit of {self.timeout_s:g} s and was stopped; "
+                                  "use a shorter range or a wider bucket", where="timeout") from None
         except psycopg.Error as exc:
             raise StorageError(f"query on PostgreSQL failed: {type(exc).__name__}: {exc}"[:500]) from exc
         finally:

@@ -88,3 +88,68 @@ async def test_transport_failure_is_503_for_every_request_and_reported():
 async def test_a_dash_error_from_the_call_is_passed_through():
     coalescer = Coalescer(Actor(fail=SpecError("bad")))
     assert isinstance(await coalescer.submit(batch()), SpecError)
+
+
+# -- bytes, not only records (issue 21, item 14) -------------------------------------------------
+
+MiB = 2**20
+
+
+def big(n_bytes: int) -> RawBatch:
+    """One record of about `n_bytes`."""
+    return RawBatch(b'{"x": "' + b"a" * (n_bytes - 10) + b'"}\n', 1, 0)
+
+
+class Held:
+    """A pipeline that holds every call until `gate` is set."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, batches):
+        self.calls += 1
+        await self.gate.wait()
+        return [Ack(b.count, 1, b.count) for b in batches]
+
+
+async def test_the_bytes_waiting_are_bounded_not_only_the_records():
+    """A few records of a megabyte each pass no record bound; the bytes waiting are bounded
+    (64 MiB by default): past that a request gets 429 at once."""
+    from serve_app.coalescer import MAX_WAITING_BYTES
+
+    pipeline = Held()
+    coalescer = Coalescer(pipeline, max_inflight=1)
+    first = asyncio.create_task(coalescer.submit(big(MiB)))  # in flight, held
+    await asyncio.sleep(0.01)
+    tasks = [asyncio.create_task(coalescer.submit(big(MiB))) for _ in range(100)]
+    await asyncio.sleep(0.01)
+    assert coalescer.waiting_bytes <= MAX_WAITING_BYTES
+    pipeline.gate.set()
+    results = await asyncio.gather(first, *tasks)
+    refused = [r for r in results if isinstance(r, BackpressureError)]
+    assert refused and all(r.status == 429 and "bytes" in r.message for r in refused)
+    assert len(results) - len(refused) <= MAX_WAITING_BYTES // MiB + 1
+
+
+async def test_a_replica_bounds_the_bytes_waiting_across_its_pipelines():
+    from serve_app.coalescer import WaitingBytes
+
+    shared = WaitingBytes(8 * MiB)
+    held = [Held() for _ in range(4)]
+    coalescers = [Coalescer(p, max_inflight=1, max_waiting_bytes=64 * MiB, shared=shared) for p in held]
+    first = [asyncio.create_task(c.submit(big(MiB))) for c in coalescers]
+    await asyncio.sleep(0.01)
+    tasks = [asyncio.create_task(c.submit(big(MiB))) for c in coalescers for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert shared.used <= 8 * MiB
+    for p in held:
+        p.gate.set()
+    results = await asyncio.gather(*first, *tasks)
+    assert sum(isinstance(r, BackpressureError) for r in results) == 20 - 8
+    assert shared.used == 0
+
+
+async def test_a_request_larger_than_the_bound_still_goes_when_nothing_waits():
+    coalescer = Coalescer(Actor(delay=0), max_waiting_bytes=MiB)
+    assert isinstance(await coalescer.submit(big(2 * MiB)), Ack)

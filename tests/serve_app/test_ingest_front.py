@@ -36,6 +36,10 @@ class Registry:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.ingest_info = _Remote(self._ingest_info)
+        self.pipeline_ids = _Remote(self._pipeline_ids)
+
+    async def _pipeline_ids(self) -> list[str]:
+        return [self.spec["id"]]
 
     async def _ingest_info(self, pipeline_id: str) -> IngestAccess:
         return IngestAccess(parse_spec(self.spec), (SECRET,), "running")

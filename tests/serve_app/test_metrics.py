@@ -130,13 +130,16 @@ def test_metrics_need_a_read_or_admin_token(platform) -> None:
 def test_a_scrape_adds_the_other_replicas_reports_kept_by_the_registry(platform) -> None:
     """What another replica pushed (through the real registry actor) is in the answer of the
     one that is scraped, under its own `replica` label."""
+    from serve_app.gateway import Gateway
     from serve_app.metrics import ReplicaMetrics
     from serve_app.registry_client import RegistryClient
 
-    elsewhere = ReplicaMetrics(None, replica=f"elsewhere:{uuid.uuid4().hex[:6]}")  # type: ignore[arg-type]
+    far_away = f"far-away-{uuid.uuid4().hex[:6]}"  # a scrape shows series of listed pipelines only
+    platform.client.deploy({"id": far_away})
+    elsewhere = ReplicaMetrics(Gateway(platform.settings.web()), replica=f"elsewhere:{uuid.uuid4().hex[:6]}")
     for _ in range(5):
-        elsewhere.observe("far-away", 202, 0.002)
-    elsewhere.live_clients("far-away").inc(2)
+        elsewhere.observe(far_away, 202, 0.002)
+    elsewhere.live_clients(far_away).inc(2)
     with platform.http() as http:  # and one request the scraped replica counts itself
         assert http.post("/v1/pipelines/not-here-either/events", content=b"{}").status_code == 404
     asyncio.run(RegistryClient(platform.settings.namespace).report_web(elsewhere.replica, elsewhere.report()))
@@ -147,7 +150,7 @@ def test_a_scrape_adds_the_other_replicas_reports_kept_by_the_registry(platform)
         return s if hit else None
 
     samples = platform.wait_for(shown, timeout=10, what="the other replica's series")
-    other = {"pipeline": "far-away", "replica": elsewhere.replica}
+    other = {"pipeline": far_away, "replica": elsewhere.replica}
     assert value(samples, "dash_ingest_requests_total", code="202", **other) == 5
     assert value(samples, "dash_ingest_latency_seconds_bucket", le="0.0025", **other) == 5
     assert value(samples, "dash_live_clients", **other) == 2
@@ -308,6 +311,7 @@ class _Registry:
         self.report_web = _Remote(self._report)
         self.web_reports = _Remote(self._reports)
         self.pipelines = _Remote(self._pipelines)
+        self.ids = ["weather", "p1", "p2", "p3", "p4", "p5"]
 
     async def _report(self, replica: str, report: dict) -> None:
         self.reports[replica] = report
@@ -316,7 +320,10 @@ class _Registry:
         return dict(self.reports)
 
     async def _pipelines(self) -> list:
-        return []
+        from dash_ray.spec import parse_spec
+        from dash_ray.supervision.view import PipelineView
+
+        return [PipelineView(i, "running", 0, None, 1, parse_spec({"id": i})) for i in self.ids]
 
 
 def _replica(registry: _Registry, name: str, **options: Any) -> Any:
@@ -387,3 +394,21 @@ async def test_a_scrape_without_the_registry_still_shows_the_replica() -> None:
     metrics.close()
     assert value(samples, "dash_registry_up") == 0
     assert value(samples, "dash_ingest_requests_total", pipeline="weather", replica="a") == 1
+
+
+async def test_a_deleted_pipeline_s_series_leave_the_scrape() -> None:
+    """(issue 21, item 20) Once the registry no longer lists a pipeline, neither this replica's
+    series of it nor other replicas' reported ones are shown, and this replica forgets them."""
+    registry = _Registry()
+    metrics = _replica(registry, "a")
+    for pipeline_id in ("weather", "gone"):
+        metrics.observe(pipeline_id, 202, 0.01)
+    metrics.live_clients("gone").inc()
+    registry.reports["b"] = {"requests": {("gone", 202): 5}, "latency": {"gone": ([0] * 13 + [5], 1.0)},
+                             "live": {"gone": 1}}
+    registry.ids = ["weather"]
+    samples = _parse(await metrics.scrape())
+    metrics.close()
+    shown = {dict(ls).get("pipeline") for (n, ls) in samples}
+    assert "weather" in shown and "gone" not in shown
+    assert "gone" not in metrics.report()["requests"].__str__() and "gone" not in metrics.report()["live"]

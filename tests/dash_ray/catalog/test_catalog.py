@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dash_ray.auth.tokens import hash_token
 from dash_ray.catalog import MAX_RETIRED_SECRETS, Catalog, PipelineRecord, open_catalog
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
@@ -247,6 +248,8 @@ def test_tokens_are_created_checked_listed_and_revoked(catalog: Catalog, clock: 
     assert catalog.revoke_token("000000000000") is False
     assert catalog.check_token(write_token) is None
     assert [t.scope for t in catalog.list_tokens()] == ["admin", "read"]
+    # What web replicas check tokens against: the live ones' scopes by hash.
+    assert catalog.token_scopes() == {hash_token(made[s][1]): s for s in ("admin", "read")}
 
 
 def test_only_exact_tokens_check(catalog: Catalog) -> None:

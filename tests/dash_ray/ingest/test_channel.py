@@ -120,9 +120,11 @@ async def test_a_raw_peer_without_the_token_is_cut_off():
     endpoint = await server.start()
     reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
     body = encode_batches([_batch(1)])
-    writer.write(struct.pack("<II", len(body), 1) + body)  # a call, no hello
+    writer.write(struct.pack("<II", len(body), 1) + body)  # a call, no answer to the challenge
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, no answer
+    said = await asyncio.wait_for(reader.read(), 5)
+    assert reader.at_eof() and struct.unpack("<II", said[:8])[1] == 0  # its challenge, then closed
+    assert len(said) == 8 + struct.unpack("<II", said[:8])[0]  # no answer to the call
     writer.close()
     assert echo.calls == []
     await server.close()
@@ -196,12 +198,15 @@ async def test_connecting_to_nothing_is_a_channel_error():
 
 
 async def test_an_oversized_frame_closes_the_connection():
+    from dash_ray.ingest.channel import proof
+
     echo = Echo()
     server = ChannelServer(echo)
     endpoint = await server.start()
     reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
-    hello = msgpack.packb(endpoint.token)
-    writer.write(struct.pack("<II", len(hello), 0) + hello + struct.pack("<II", 2**31, 1))
+    size, _ = struct.unpack("<II", await reader.readexactly(8))
+    answer = msgpack.packb(proof(endpoint.token, msgpack.unpackb(await reader.readexactly(size))))
+    writer.write(struct.pack("<II", len(answer), 0) + answer + struct.pack("<II", 2**31, 1))
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
@@ -237,4 +242,139 @@ async def test_the_client_socket_finds_a_vanished_peer_by_keepalive_and_user_tim
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
     finally:
         await client.close()
+        await server.close()
+
+
+# -- limits a peer that is not a web replica meets (issue 21, item 10) -----------------------
+
+async def _connection_count(server: ChannelServer, want: int, *, timeout: float = 5.0) -> int:
+    """Poll until the server holds `want` connections (or the deadline); the count it holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(server._connections) != want and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    return len(server._connections)
+
+
+async def test_a_silent_connection_is_closed_after_the_auth_deadline():
+    """A peer that connects and never authenticates holds a task, a reader and a descriptor
+    in the pipeline actor: it is closed within a few seconds (the default deadline)."""
+    server = ChannelServer(Echo())
+    endpoint = await server.start()
+    peers = [await asyncio.open_connection(endpoint.host, endpoint.port) for _ in range(20)]
+    try:
+        assert await _connection_count(server, 0, timeout=15.0) == 0
+        for reader, _ in peers:  # each was closed by the server (after its challenge)
+            await asyncio.wait_for(reader.read(), 5)
+            assert reader.at_eof()
+    finally:
+        for _, writer in peers:
+            writer.close()
+        await server.close()
+
+
+async def test_unauthenticated_connections_are_capped_and_a_replica_still_gets_in():
+    """Past `max_unauthenticated` silent peers the oldest is dropped, so a flood holds at most
+    that many (64 by default), and a real client connecting during the flood still gets in."""
+    from dash_ray.ingest.channel import MAX_UNAUTHENTICATED
+
+    echo = Echo()
+    server = ChannelServer(echo)
+    endpoint = await server.start()
+    peers = [await asyncio.open_connection(endpoint.host, endpoint.port) for _ in range(3 * MAX_UNAUTHENTICATED)]
+    client = ChannelClient(endpoint)
+    try:
+        # Every peer was accepted (the last one's descriptor reached the server) ...
+        assert await _connection_count(server, MAX_UNAUTHENTICATED) == MAX_UNAUTHENTICATED
+        # ... and the first ones were dropped to keep the count there.
+        await asyncio.wait_for(peers[0][0].read(), 5)
+        assert peers[0][0].at_eof()
+        assert (await asyncio.wait_for(client.call([_batch(1)]), 5))[0] == Ack(1, 1, 1)
+        assert len(server._connections) <= MAX_UNAUTHENTICATED + 1
+    finally:
+        for _, writer in peers:
+            writer.close()
+        await client.close()
+        await server.close()
+
+
+async def test_authenticated_connections_are_capped():
+    server = ChannelServer(Echo(), max_connections=2)
+    endpoint = await server.start()
+    clients = [ChannelClient(endpoint) for _ in range(3)]
+    try:
+        for client in clients[:2]:
+            assert isinstance((await client.call([_batch(1)]))[0], Ack)
+        with pytest.raises(ChannelClosed):
+            await asyncio.wait_for(clients[2].call([_batch(1)]), 5)
+        assert isinstance((await clients[0].call([_batch(2)]))[0], Ack)  # the others are untouched
+    finally:
+        for client in clients:
+            await client.close()
+        await server.close()
+
+
+class _Tap:
+    """A TCP relay between a client and the server that keeps what the client sent."""
+
+    def __init__(self, target: Endpoint) -> None:
+        self.target = target
+        self.sent = bytearray()
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> Endpoint:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return Endpoint("127.0.0.1", self.server.sockets[0].getsockname()[1], self.target.token)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.target.host, self.target.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bool) -> None:
+            try:
+                while chunk := await src.read(65536):
+                    if keep:
+                        self.sent += chunk
+                    dst.write(chunk)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_captured_handshake_cannot_be_replayed():
+    """Someone who saw a replica's connection (its first frames, byte for byte) cannot open
+    one of their own with them: the server asks each connection a fresh challenge."""
+    echo = Echo()
+    server = ChannelServer(echo)
+    endpoint = await server.start()
+    tap = _Tap(endpoint)
+    client = ChannelClient(await tap.start())
+    try:
+        assert isinstance((await client.call([_batch(1)]))[0], Ack)
+        await client.close()
+        captured = bytes(tap.sent)
+        size, call_id = struct.unpack("<II", captured[:8])
+        assert call_id == 0
+        handshake = captured[:8 + size]
+        assert endpoint.token not in captured  # the secret itself never travels
+        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        body = encode_batches([_batch(2)])
+        writer.write(handshake + struct.pack("<II", len(body), 1) + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        # Whatever the server said first (its challenge), it answered no call and hung up.
+        assert reader.at_eof()
+        assert len(echo.calls) == 1
+        assert struct.pack("<I", 1) not in answer[4:8]
+    finally:
+        await client.close()
+        await tap.close()
         await server.close()

@@ -8,7 +8,6 @@ import datetime as dt
 import time
 from pathlib import Path
 
-import duckdb
 import orjson
 
 from dash_ray.ingest.batch import RawBatch

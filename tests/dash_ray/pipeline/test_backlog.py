@@ -176,3 +176,50 @@ async def test_a_full_queue_with_no_flush_under_way_is_refused_at_once(tmp_path:
     [refused] = await core.ingest([batch(90, 20)])
     assert isinstance(refused, BackpressureError) and time.monotonic() - started < 0.1
     await core.close()
+
+
+async def _backlog(tmp_path: Path, total: int) -> PipelineCore:
+    """A pipeline restarted with `total` records in its log, none of them mapped yet."""
+    core = make(tmp_path)
+    await core.start()
+    for first in range(0, total, 10_000):
+        await core.ingest([batch(first, 10_000)])
+    await core.close(flush=False)
+    restarted = make(tmp_path)
+    await restarted.start()
+    return restarted
+
+
+async def test_reading_records_maps_a_bounded_part_of_a_backlog_at_once(tmp_path: Path) -> None:
+    """(issue 21, item 13) `GET /records` right after a restart maps at most a bounded part of
+    the replayed backlog in one go on the actor's loop (all of it held the loop)."""
+    core = await _backlog(tmp_path, 200_000)
+    backlog = core._mapper.backlog
+    assert backlog > 150_000
+    core.records(limit=5)
+    assert core._mapper.backlog >= backlog - 80_000  # about 50,000 (a chunk more at most)
+    await core.close(flush=False)
+
+
+async def test_catching_up_before_a_read_yields_to_the_loop_between_chunks(tmp_path: Path) -> None:
+    """What the actor does before answering `GET /records`: map the backlog a chunk at a time,
+    letting ingest and other calls run in between; then the newest records are there."""
+    core = await _backlog(tmp_path, 200_000)
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = turns
+    await core.catch_up()
+    during = turns - before
+    ticking.cancel()
+    assert core._mapper.backlog == 0
+    assert during >= 5  # the loop turned between the ~10 chunks
+    assert [r["seq"] for r in core.records(limit=3)] == [199_998, 199_999, 200_000]
+    await core.close(flush=False)
