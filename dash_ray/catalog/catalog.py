@@ -19,14 +19,13 @@ from dash_ray.catalog.base import (
     PipelineRecord,
     PipelineStatus,
     SecretVersion,
-    TokenInfo,
     Transaction,
 )
 from dash_ray.catalog.dashboards import Dashboards
+from dash_ray.catalog.tokens import TokenTable, utc
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.spec import PipelineSpec, parse_spec
-from dash_ray.auth.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
 
 __all__ = ["MAX_RETIRED_SECRETS", "Catalog"]
 
@@ -34,18 +33,14 @@ __all__ = ["MAX_RETIRED_SECRETS", "Catalog"]
 # signed request is checked against each valid secret, so a few, not an unbounded list.
 MAX_RETIRED_SECRETS = 3
 
-_MAX_TOKEN_NAME = 200
-_MAX_TOKEN_CHARS = 200
-
 _PIPELINE_COLUMNS = "id, spec, status, restarts, last_error, version, created_at, updated_at"
-_TOKEN_COLUMNS = "id, name, scope, created_at"
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class Catalog:
+class Catalog(TokenTable):
     """The durable home of pipelines and tokens. Open one with `open_catalog`."""
 
     def __init__(
@@ -224,7 +219,7 @@ class Catalog:
             keep: list[int] = []
             if rows and grace_seconds > 0:
                 keep = [last] + [seq for seq, valid_until in rows[1:]
-                                 if valid_until is not None and _utc(valid_until) > now]
+                                 if valid_until is not None and utc(valid_until) > now]
                 keep = keep[:MAX_RETIRED_SECRETS]
             for seq, _ in rows:
                 if seq not in keep:
@@ -241,67 +236,6 @@ class Catalog:
             )
 
         self._backend.run(work)
-
-    # -- tokens ----------------------------------------------------------------------------
-
-    def create_token(self, scope: Scope, *, name: str) -> tuple[str, str]:
-        """A new bearer token: `(token_id, token)`. The token is returned only here; the
-        catalog keeps its hash."""
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
-        if not name or len(name) > _MAX_TOKEN_NAME:
-            raise ValueError(f"a token name is 1 to {_MAX_TOKEN_NAME} characters")
-        token_id, token = new_token()
-        now = self._now()
-        self._backend.run(
-            lambda tx: tx.execute(
-                "INSERT INTO tokens (id, name, scope, hash, created_at, revoked_at)"
-                " VALUES (?, ?, ?, ?, ?, NULL)",
-                (token_id, name, scope, hash_token(token), now),
-            )
-        )
-        return token_id, token
-
-    def check_token(self, token: str) -> TokenInfo | None:
-        """The token's info when it is one this catalog made and has not revoked; else None."""
-        token_id = token_id_of(token) if len(token) <= _MAX_TOKEN_CHARS else None
-        if token_id is None:
-            return None
-        rows = self._backend.run(
-            lambda tx: tx.execute(
-                f"SELECT {_TOKEN_COLUMNS}, hash FROM tokens WHERE id = ? AND revoked_at IS NULL",
-                (token_id,),
-            )
-        )
-        if not rows or not token_matches(token, rows[0][4]):
-            return None
-        return _token_info(rows[0])
-
-    def token_scopes(self) -> dict[str, Scope]:
-        """The scope of every token not revoked, by its stored hash (`hash_token`)."""
-        rows = self._backend.run(lambda tx: tx.execute("SELECT hash, scope FROM tokens WHERE revoked_at IS NULL"))
-        return {row[0]: row[1] for row in rows}
-
-    def list_tokens(self) -> list[TokenInfo]:
-        """Tokens not revoked, oldest first."""
-        rows = self._backend.run(
-            lambda tx: tx.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE revoked_at IS NULL"
-                " ORDER BY created_at, id"
-            )
-        )
-        return [_token_info(row) for row in rows]
-
-    def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token for good; False when there was no such live token."""
-        now = self._now()
-        rows = self._backend.run(
-            lambda tx: tx.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
-                (now, token_id),
-            )
-        )
-        return bool(rows)
 
     def close(self) -> None:
         """Close the connection. Idempotent; any other call afterwards raises InternalError."""
@@ -363,7 +297,7 @@ class Catalog:
     def _record(self, row: Sequence[Any], secrets: Sequence[Sequence[Any]]) -> PipelineRecord:
         pipeline_id, spec, status, restarts, last_error, version, created_at, updated_at = row
         opened = tuple(
-            SecretVersion(self._open(ciphertext, pipeline_id), _utc(until))
+            SecretVersion(self._open(ciphertext, pipeline_id), utc(until))
             for ciphertext, until in secrets
         )
         return PipelineRecord(
@@ -373,8 +307,8 @@ class Catalog:
             restarts=int(restarts),
             last_error=last_error,
             version=int(version),
-            created_at=_utc(created_at),
-            updated_at=_utc(updated_at),
+            created_at=utc(created_at),
+            updated_at=utc(updated_at),
         )
 
 
@@ -383,22 +317,7 @@ def _spec_json(spec: PipelineSpec) -> str:
     return json.dumps(spec.to_json_dict(), separators=(",", ":"))
 
 
-def _token_info(row: Sequence[Any]) -> TokenInfo:
-    return TokenInfo(id=row[0], name=row[1], scope=row[2], created_at=_utc(row[3]))
-
-
 def _aware(value: dt.datetime, what: str) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware (UTC), not naive: {value!r}")
-    return value.astimezone(dt.timezone.utc)
-
-
-def _utc(value: Any) -> Any:
-    """A stored timestamp (ISO text from SQLite, a datetime from PostgreSQL) as aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc)
