@@ -201,14 +201,14 @@ class Lake:
 
     def dataset_of(self, files: list[LakeFile], *, base_dir: str | None = None) -> ds.Dataset:
         """These files as one pyarrow dataset with one schema over all of them (a spec update
-        can add or retype columns); with `base_dir`, the hive `date` column too."""
+        can add or retype columns); with `base_dir`, the hive `date` column too, unless the
+        files hold a `date` column of their own (a field of that name), which wins."""
         filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         schema = pa.unify_schemas([self._guard(self._schema, f.path) for f in files],
                                   promote_options="permissive")
-        if base_dir is None:
+        if base_dir is None or "date" in schema.names:
             return ds.dataset([f.path for f in files], filesystem=filesystem, format="parquet", schema=schema)
-        if "date" not in schema.names:
-            schema = schema.append(pa.field("date", pa.string()))
+        schema = schema.append(pa.field("date", pa.string()))
         return ds.dataset(
             [f.path for f in files], filesystem=filesystem, format="parquet", schema=schema,
             partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),

@@ -140,9 +140,11 @@ class DuckDBEngine:
         parts = []
         for name, files in relations.items():
             if self.lake.is_local:
+                # The folders' `date=` names are the lake's layout, not a column: a field
+                # named `date` is the file's own.
                 paths = [f.path for f in files]
-                present = set(cursor.read_parquet(paths, union_by_name=True).columns)
-                scan, params = "read_parquet(?, union_by_name = true)", [paths]
+                present = set(cursor.read_parquet(paths, union_by_name=True, hive_partitioning=False).columns)
+                scan, params = "read_parquet(?, union_by_name = true, hive_partitioning = false)", [paths]
             else:
                 dataset = self.lake.dataset_of(files)
                 cursor.register(f"{name}_files", dataset)

@@ -174,8 +174,8 @@ class PostgresSilver:
                 self._table), (cut_us,)).rowcount
             if self.plan is not None:
                 for granularity in self.plan.granularities:
-                    conn.execute(sql.SQL("DELETE FROM {} WHERE bucket_us < %s").format(
-                        pgrollup.table(self.pipeline_id, granularity)), (cut_us,))
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                        pgrollup.table(self.pipeline_id, granularity), sql.Identifier(self.plan.bucket)), (cut_us,))
             return gone
 
         return self._run(f"expiring rows before {keep_from}", work)

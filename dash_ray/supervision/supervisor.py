@@ -29,6 +29,7 @@ from dash_ray.catalog import Catalog, PipelineStatus
 from dash_ray.errors import NotFoundError, OperatorError, SpecError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.mapping import compile_mapping
+from dash_ray.query.model import schema_problems
 from dash_ray.query.rollup import rollup_problems
 from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
@@ -207,7 +208,8 @@ class Supervisor:
         async with self._locks.hold(spec.id):
             self._require_booted()
             entry = self._pipelines.get(spec.id)
-            problems = rollup_problems(spec) + silver_problems(spec, has_dsn=self._has_database)
+            problems = schema_problems(spec) + rollup_problems(spec)
+            problems += silver_problems(spec, has_dsn=self._has_database)
             problems += evolution_problems(entry.spec, spec) if entry else []
             if problems:
                 raise SpecError(problems=problems)
