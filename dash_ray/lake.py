@@ -215,6 +215,25 @@ class Lake:
             partition_base_dir=base_dir,
         )
 
+    def datasets_of(self, files: list[LakeFile]) -> list[ds.Dataset]:
+        """These files as pyarrow datasets, one per group of files whose columns have the same
+        types (a column some lack reads as null): usually one; more when a spec update widened
+        a field (int to double or string), whose old values Arrow would not convert as SQL
+        does. A reader unifies them itself (DuckDB's UNION ALL BY NAME)."""
+        filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        groups: list[tuple[pa.Schema, list[str]]] = []
+        for f in files:
+            schema = self._guard(self._schema, f.path)
+            for i, (unified, paths) in enumerate(groups):
+                try:
+                    groups[i] = (pa.unify_schemas([unified, schema]), [*paths, f.path])
+                    break
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    continue
+            else:
+                groups.append((schema, [f.path]))
+        return [ds.dataset(paths, filesystem=filesystem, format="parquet", schema=schema) for schema, paths in groups]
+
     def _read_files(self, files: list[LakeFile], *, after_seq: int | None = None,
                     columns: list[str] | None = None) -> pa.Table | None:
         if not files:

@@ -6,12 +6,14 @@ extension cannot be installed offline."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from dash_ray.errors import QueryError, StorageError
 from dash_ray.lake import Lake, LakeFile
@@ -22,7 +24,7 @@ from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
 from dash_ray.silver.lake import rollup_area
 
-__all__ = ["DuckDBEngine", "days_of"]
+__all__ = ["DuckDBEngine", "days_of", "union_by_name"]
 
 _TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
           "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
@@ -45,6 +47,10 @@ class DuckDBEngine:
         self.pipeline_id = pipeline_id
         self.plan = plan
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": threads})
+        with contextlib.suppress(duckdb.Error):
+            # A timestamp read as text (a field widened to string) in UTC, as PostgreSQL shows
+            # it, whatever the machine's zone. Without the ICU extension it is UTC already.
+            self._con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -146,10 +152,13 @@ class DuckDBEngine:
                 present = set(cursor.read_parquet(paths, union_by_name=True, hive_partitioning=False).columns)
                 scan, params = "read_parquet(?, union_by_name = true, hive_partitioning = false)", [paths]
             else:
-                dataset = self.lake.dataset_of(files)
-                cursor.register(f"{name}_files", dataset)
-                present = set(dataset.schema.names)
-                scan, params = f"{name}_files", []
+                datasets = self.lake.datasets_of(files)
+                for i, dataset in enumerate(datasets):
+                    cursor.register(f"{name}_files{i}", dataset)
+                present = {n for dataset in datasets for n in dataset.schema.names}
+                # Files of a field retyped by a spec update: unified as read_parquet does.
+                scan = " UNION ALL BY NAME ".join(f"SELECT * FROM {name}_files{i}" for i in range(len(datasets)))
+                scan, params = f"({scan})", []
             if name == "rolled":
                 columns = ["*"]
             else:
@@ -162,6 +171,23 @@ class DuckDBEngine:
     @staticmethod
     def _fetch(cursor: duckdb.DuckDBPyConnection, source: Statement, st: Statement) -> Sequence[Sequence[Any]]:
         return cursor.execute(f"{source.text} {st.text}", [*source.params, *st.params]).fetchall()
+
+
+def union_by_name(tables: list[pa.Table]) -> pa.Table:
+    """Tables whose columns may differ in type (a field a spec update widened) as one, each
+    column in the type DuckDB gives it when it reads the lake's files together, with the same
+    text for a value read as a string (so a store fed from these rows answers as DuckDB does)."""
+    if len(tables) == 1:
+        return tables[0]
+    con = duckdb.connect()
+    try:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("SET TimeZone = 'UTC'")
+        for i, table in enumerate(tables):
+            con.register(f"t{i}", table)
+        return con.sql(" UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables)))).to_arrow_table()
+    finally:
+        con.close()
 
 
 def _wanted(query: Query) -> dict[str, Column]:

@@ -151,8 +151,9 @@ def partials(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
     columns["#one"] = pa.array(np.ones(n, dtype=np.int64))
     aggregations: list[tuple[str, str]] = [("#one", "sum")]
     for c in plan.fields:
-        value = ordered.column(c.name).cast(_VALUES[c.type]) if c.name in ordered.column_names else pa.nulls(
-            n, _VALUES[c.type])
+        # An int column of rows stored before the field became a double: rounded, as SQL does.
+        value = pc.cast(ordered.column(c.name), _VALUES[c.type], safe=False) if c.name in ordered.column_names \
+            else pa.nulls(n, _VALUES[c.type])
         valid = pc.is_valid(value)
         columns[f"{c.name}#v"] = value
         columns[f"{c.name}#s"] = value.cast(_SUMS[c.type])

@@ -294,7 +294,13 @@ class SilverFollower:
     def _read(self, chunk: Chunk) -> pa.Table:
         if not chunk.files:
             return _EMPTY
-        table = self.lake.dataset_of(list(chunk.files)).to_table()
+        datasets = self.lake.datasets_of(list(chunk.files))
+        if len(datasets) == 1:
+            table = datasets[0].to_table()
+        else:  # a field retyped by a spec update: its values as DuckDB reads them
+            from dash_ray.query.duckdb import union_by_name
+
+            table = union_by_name([d.to_table() for d in datasets])
         seq = table.column("seq")
         table = table.filter(pc.and_(pc.greater_equal(seq, chunk.first_seq), pc.less_equal(seq, chunk.last_seq)))
         return table.sort_by("seq")

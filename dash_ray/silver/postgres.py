@@ -8,8 +8,8 @@ for a column whose type in the table is not one Dash creates); bring the rollups
 (`pgrollup.py`) up to date; raise the pipeline's stored seq (`dash_silver._progress`) to `b`.
 So a repeated or replayed range never doubles a row, the rollups never lag the rows, and
 `stored_seq()` counts ranges that had no rows (all dead or filtered) as well. The table gains
-a column when the spec gains a field (columns are never dropped or retyped here; the deploy
-check refuses a type change that cannot be cast). The connection is opened on first use and
+a column when the spec gains a field, and a column is retyped when the spec widens its field
+(columns are never dropped; the deploy check refuses a type change that is not a widening). The connection is opened on first use and
 again after it breaks; every database error is a StorageError with its cause chained.
 """
 
@@ -84,16 +84,24 @@ class PostgresSilver:
                 for statement in pgschema.create_table(self.pipeline_id, self.columns,
                                                        timescale=self._new_hypertable(self._conn)):
                     self._conn.execute(statement)
+                # A field the spec widened (int to double, a scalar to string): its column too.
+                if retypes := pgschema.retype_columns(self.pipeline_id, self.columns, self._column_types()):
+                    for statement in (*pgschema.RETYPE_SETTINGS, *retypes):
+                        self._conn.execute(statement)
                 if self.plan is not None:
                     pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
-                self._kinds = {name: _KINDS.get(type_) for name, type_ in self._conn.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns"
-                    " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id))}
+                self._kinds = {name: _KINDS.get(type_) for name, type_ in self._column_types().items()}
                 row = self._conn.execute(sql.SQL("SELECT refused FROM {} WHERE pipeline = %s").format(
                     pgschema.PROGRESS), (self.pipeline_id,)).fetchone()
                 self.refused = int(row[0]) if row else 0
             self._ready = True
         return self._conn
+
+    def _column_types(self) -> dict[str, str]:
+        assert self._conn is not None
+        return dict(self._conn.execute(  # type: ignore[arg-type]
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id)).fetchall())
 
     def _new_hypertable(self, conn: psycopg.Connection[Any]) -> bool:
         """Whether the table is to be created as a hypertable: TimescaleDB is installed in the
