@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +53,21 @@ class DuckDBEngine:
             # it, whatever the machine's zone. Without the ICU extension it is UTC already.
             self._con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
+        self._stored: tuple[int, float | None] = (0, None)
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+    def stored_seq(self, *, max_age_s: float = 0.0) -> int:
+        """The highest seq of the lake's silver rows, from a listing at most `max_age_s` old
+        (0: list now). StorageError when the lake cannot be listed. Blocking."""
+        now = time.monotonic()
+        seq, at = self._stored
+        if at is None or now - at > max_age_s:
+            seq = self.lake.last_seq("silver", self.pipeline_id)
+            self._stored = (seq, now)
+        return seq
 
     def run(self, query: Query) -> dict[str, Any]:
         """The answer to `query` (see dash_ray.query.model for its semantics). Blocking."""
@@ -134,8 +146,10 @@ class DuckDBEngine:
 
     def _files(self, area: str, query: Query) -> list[LakeFile]:
         first, last = days_of(query)
-        return [f for f in self.lake.files(area, self.pipeline_id)
-                if (first is None or f.day >= first) and (last is None or f.day <= last)]
+        listed = self.lake.files(area, self.pipeline_id)
+        if area == "silver":
+            self._stored = (max((f.last_seq for f in listed), default=0), time.monotonic())
+        return [f for f in listed if (first is None or f.day >= first) and (last is None or f.day <= last)]
 
     def _source(self, cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[LakeFile]],
                 wanted: dict[str, Column]) -> Statement:
