@@ -9,7 +9,9 @@ for a column whose type in the table is not one Dash creates); bring the rollups
 So a repeated or replayed range never doubles a row, the rollups never lag the rows, and
 `stored_seq()` counts ranges that had no rows (all dead or filtered) as well. The table gains
 a column when the spec gains a field, and a column is retyped when the spec widens its field
-(columns are never dropped; the deploy check refuses a type change that is not a widening). The connection is opened on first use and
+(columns are never dropped; the deploy check refuses a type change that is not a widening).
+Values PostgreSQL cannot hold are made to fit (`pgvalues.py`), and a row it refuses anyway is
+left out with its reason, never stopping the range. The connection is opened on first use and
 again after it breaks; every database error is a StorageError with its cause chained.
 """
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
+from dash_ray.mapping.timestamps import MAX_US, MIN_US
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.model import Column, spec_schema
 from dash_ray.query.rollup import plan_for, spec_plan
@@ -161,3 +162,24 @@ def plan_for_strings(columns: list[Column]) -> Any:
     from dash_ray.query.model import Schema
 
     return plan_for(Schema(tuple(columns)), by=["s"], granularities=["1m"])
+
+
+def test_the_extremes_the_mapping_can_produce_fit_postgresql(pg_dsn: str) -> None:
+    # Timestamps in years 1 and 9999, the widest ints, doubles PostgreSQL shows as NaN and
+    # Infinity: the lake keeps them, and PostgreSQL takes them as they are.
+    columns = [Column("t", "timestamp"), Column("i", "int"), Column("d", "double")]
+    pipeline_id = f"edge-{uuid.uuid4().hex[:8]}"
+    store = PostgresSilver(pg_dsn, pipeline_id, columns, plan=None)
+    times = [MIN_US, MAX_US, 0]
+    table = pa.table({"seq": pa.array([1, 2, 3], pa.int64()), "time": pa.array(times, pa.int64()).cast(_TIME),
+                      "t": pa.array(times, pa.int64()).cast(_TIME), "i": pa.array([-(2**63), 2**63 - 1, 0], pa.int64()),
+                      "d": pa.array([math.inf, -math.inf, math.nan])})
+    try:
+        store.write(table, first_seq=1, last_seq=3)
+        assert store.refused == 0
+    finally:
+        store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        stored = conn.execute(f"SELECT (extract(epoch from t) * 1000000)::bigint, i, d::text"
+                              f' FROM dash_silver."{pipeline_id}" ORDER BY seq').fetchall()
+    assert stored == [(MIN_US, -(2**63), "Infinity"), (MAX_US, 2**63 - 1, "-Infinity"), (0, 0, "NaN")]
