@@ -25,7 +25,7 @@ from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
 from dash_ray.silver.lake import rollup_area
 
-__all__ = ["DuckDBEngine", "days_of", "union_by_name"]
+__all__ = ["DuckDBEngine", "as_text", "days_of", "union_by_name"]
 
 _TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
           "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
@@ -193,13 +193,26 @@ def union_by_name(tables: list[pa.Table]) -> pa.Table:
     text for a value read as a string (so a store fed from these rows answers as DuckDB does)."""
     if len(tables) == 1:
         return tables[0]
+    return _query_tables(tables, " UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables))))
+
+
+def as_text(table: pa.Table, names: list[str]) -> pa.Table:
+    """`table` with the columns `names` cast to strings as DuckDB casts them (`2.0`, `1e-05`,
+    `true`, `2026-05-01 12:00:00.5+00`): the rows of a field widened to string, as a query
+    over the lake shows them."""
+    casts = ", ".join(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}" for name in names)
+    return _query_tables([table], f"SELECT * REPLACE ({casts}) FROM t0")
+
+
+def _query_tables(tables: list[pa.Table], text: str) -> pa.Table:
+    """`text` run on `tables` (named t0, t1, ...) in a connection of its own, times in UTC."""
     con = duckdb.connect()
     try:
         with contextlib.suppress(duckdb.Error):
             con.execute("SET TimeZone = 'UTC'")
         for i, table in enumerate(tables):
             con.register(f"t{i}", table)
-        return con.sql(" UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables)))).to_arrow_table()
+        return con.sql(text).to_arrow_table()
     finally:
         con.close()
 

@@ -2,7 +2,9 @@
 so both stores answer with the same rows.
 
 Only names from the pipeline's schema reach the SQL text, each double-quoted after checking
-it is a plain identifier; every value (times, bucket width, seq, limit) is a bound parameter.
+it is a plain identifier, beside names the SQL makes up for its own columns, which hold a `#`
+(no field name can, so none shadows a field and an alias never outgrows PostgreSQL's 63
+characters); every value (times, bucket width, seq, limit) is a bound parameter.
 The relation queried is named `silver` (a CTE or view the engine provides) with columns
 `seq`, `time` and the schema's fields. Buckets are computed on integer epoch microseconds,
 `e - ((e % w) + w) % w`, which floors to the epoch-aligned bucket in both dialects (also

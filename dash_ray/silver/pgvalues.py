@@ -10,24 +10,47 @@ the JSON parser refuses it), timestamps lie in years 1 to 9999, doubles (NaN and
 included) and 64-bit integers map to PostgreSQL's types exactly, and JSON numbers are finite.
 A row PostgreSQL refuses anyway (a constraint added to the table by hand) is left out by the
 store, with its reason (`dash_ray.silver.postgres`).
+
+Rows stored before a spec widened a field (read back from the lake by a catch-up) hold the
+field in its old type; they are converted as DuckDB converts them over the lake (`fit_types`),
+so PostgreSQL holds what a query of the lake shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["REPLACEMENT", "fit_rows"]
+from dash_ray.query.model import Column
+
+__all__ = ["REPLACEMENT", "fit_rows", "fit_types"]
 
 REPLACEMENT = "\ufffd"
 _NUL = "\x00"
 # U+0000 inside JSON text is always escaped; the escape of a backslash followed by `u0000`
 # (`\\u0000`) matches too, and is left alone by parsing the value.
 _JSON_NUL = "\\u0000"
+
+
+def fit_types(rows: pa.Table, columns: Sequence[Column]) -> pa.Table:
+    """`rows` with each column of a string field that holds another type (the field was
+    widened since) cast to text as DuckDB casts it; the very same table when none does (an
+    int column of a double field is left to the binary encoding, which rounds it alike)."""
+    strings = {c.name for c in columns if c.type in ("string", "json")}
+    stale = [name for name in rows.column_names if name in strings and not _is_text(rows.schema.field(name).type)]
+    if not stale:
+        return rows
+    from dash_ray.query.duckdb import as_text  # DuckDB only on this rare path
+
+    return as_text(rows, stale)
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_null(type_)
 
 
 def fit_rows(rows: pa.Table, kinds: Mapping[str, str | None]) -> pa.Table:

@@ -32,7 +32,7 @@ from psycopg import sql
 from dash_ray.errors import StorageError
 from dash_ray.query.model import Column
 from dash_ray.query.rollup import RollupPlan
-from dash_ray.silver import pgbinary, pgrollup, pgschema, pgvalues
+from dash_ray.silver import pgbinary, pgretype, pgrollup, pgschema, pgvalues
 
 __all__ = ["PostgresSilver"]
 
@@ -87,8 +87,8 @@ class PostgresSilver:
                                                        timescale=self._new_hypertable(self._conn)):
                     self._conn.execute(statement)
                 # A field the spec widened (int to double, a scalar to string): its column too.
-                if retypes := pgschema.retype_columns(self.pipeline_id, self.columns, self._column_types()):
-                    for statement in (*pgschema.RETYPE_SETTINGS, *retypes):
+                if retypes := pgretype.retype_columns(self.pipeline_id, self.columns, self._column_types()):
+                    for statement in (*pgretype.SETUP, *retypes):
                         self._conn.execute(statement)
                 if self.plan is not None:
                     pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
@@ -136,7 +136,7 @@ class PostgresSilver:
             # the rollups' merge-or-recompute choice depends on what the delete found.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{self.pipeline_id}",))
             replaced = self._delete(conn, sql.SQL("seq BETWEEN %s AND %s"), (first_seq, last_seq))
-            kept, refused = pgvalues.fit_rows(rows, self._kinds), []
+            kept, refused = pgvalues.fit_rows(pgvalues.fit_types(rows, self.columns), self._kinds), []
             if kept.num_rows:
                 refused = self._copy(conn, kept.select(names))
                 if refused:

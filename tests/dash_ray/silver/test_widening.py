@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import orjson
 import psycopg
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,8 @@ from dash_ray.query.postgres import PostgresEngine
 from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.choice import postgres_follower
 from dash_ray.silver.evolution import evolution_problems
-from dash_ray.silver.pgschema import RETYPE_SETTINGS, retype_columns
+from dash_ray.silver.pgretype import SETUP, retype_columns
+from dash_ray.silver.postgres import PostgresSilver
 from dash_ray.spec import PipelineSpec, parse_spec
 from tests.dash_ray.query.conftest import same
 
@@ -125,7 +127,7 @@ def test_postgresql_shows_a_double_widened_to_text_as_duckdb_does(pg_dsn: str, v
         conn.execute(f'CREATE TABLE dash_silver."{pipeline_id}" (i int, code double precision)')
         with conn.cursor() as cursor:
             cursor.executemany(f'INSERT INTO dash_silver."{pipeline_id}" VALUES (%s, %s)', list(enumerate(values)))
-        for statement in (*RETYPE_SETTINGS, *retype_columns(pipeline_id, [Column("code", "string")],
+        for statement in (*SETUP, *retype_columns(pipeline_id, [Column("code", "string")],
                                                             {"code": "double precision"})):
             conn.execute(statement)
         shown = [r[0] for r in conn.execute(f'SELECT code FROM dash_silver."{pipeline_id}" ORDER BY i')]
@@ -136,3 +138,21 @@ def test_postgresql_shows_a_double_widened_to_text_as_duckdb_does(pg_dsn: str, v
     finally:
         con.close()
     assert shown == expected
+
+
+def test_old_rows_caught_up_after_the_change_are_stored_as_duckdb_shows_them(pg_dsn: str) -> None:
+    # A catch-up after the widening copies rows from lake files of the old type.
+    pipeline_id = f"late-{uuid.uuid4().hex[:8]}"
+    names = ["i", "d", "b", "t"]
+    store = PostgresSilver(pg_dsn, pipeline_id, [Column(n, "string") for n in names])
+    old = pa.table({"seq": pa.array([1, 2], pa.int64()),
+                    "time": pa.array([0, 1], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                    "i": pa.array([5, None], pa.int64()), "d": [2.0, 1e-5], "b": [True, None],
+                    "t": pa.array([1_777_636_800_500_000, None]).cast(pa.timestamp("us", tz="UTC"))})
+    try:
+        store.write(old, first_seq=1, last_seq=2)
+    finally:
+        store.close()
+    with psycopg.connect(pg_dsn) as conn:
+        stored = conn.execute(f'SELECT i, d, b, t FROM dash_silver."{pipeline_id}" ORDER BY seq').fetchall()
+    assert stored == [("5", "2.0", "true", "2026-05-01 12:00:00.5+00"), (None, "1e-05", None, None)]
