@@ -208,19 +208,38 @@ class Lake:
 
     def dataset_of(self, files: list[LakeFile], *, base_dir: str | None = None) -> ds.Dataset:
         """These files as one pyarrow dataset with one schema over all of them (a spec update
-        can add or retype columns); with `base_dir`, the hive `date` column too."""
+        can add or retype columns); with `base_dir`, the hive `date` column too, unless the
+        files hold a `date` column of their own (a field of that name), which wins."""
         filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         schema = pa.unify_schemas([self._guard(self._schema, f.path) for f in files],
                                   promote_options="permissive")
-        if base_dir is None:
+        if base_dir is None or "date" in schema.names:
             return ds.dataset([f.path for f in files], filesystem=filesystem, format="parquet", schema=schema)
-        if "date" not in schema.names:
-            schema = schema.append(pa.field("date", pa.string()))
+        schema = schema.append(pa.field("date", pa.string()))
         return ds.dataset(
             [f.path for f in files], filesystem=filesystem, format="parquet", schema=schema,
             partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
             partition_base_dir=base_dir,
         )
+
+    def datasets_of(self, files: list[LakeFile]) -> list[ds.Dataset]:
+        """These files as pyarrow datasets, one per group of files whose columns have the same
+        types (a column some lack reads as null): usually one; more when a spec update widened
+        a field (int to double or string), whose old values Arrow would not convert as SQL
+        does. A reader unifies them itself (DuckDB's UNION ALL BY NAME)."""
+        filesystem = pafs.LocalFileSystem() if self._local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        groups: list[tuple[pa.Schema, list[str]]] = []
+        for f in files:
+            schema = self._guard(self._schema, f.path)
+            for i, (unified, paths) in enumerate(groups):
+                try:
+                    groups[i] = (pa.unify_schemas([unified, schema]), [*paths, f.path])
+                    break
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    continue
+            else:
+                groups.append((schema, [f.path]))
+        return [ds.dataset(paths, filesystem=filesystem, format="parquet", schema=schema) for schema, paths in groups]
 
     def _read_files(self, files: list[LakeFile], *, after_seq: int | None = None,
                     columns: list[str] | None = None) -> pa.Table | None:

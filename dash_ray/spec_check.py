@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from dash_ray.errors import Problem, SpecError
 from dash_ray.mapping import compile_mapping
+from dash_ray.query.model import schema_problems
 from dash_ray.query.rollup import rollup_problems
 from dash_ray.silver.choice import silver_problems
 from dash_ray.spec import FieldType, PipelineSpec, parse_spec
@@ -73,6 +74,7 @@ def check_spec(data: Any, *, has_database: bool = True) -> SpecCheck:
             compile_mapping(spec.mapping)
         except SpecError as exc:
             checked.add(exc.problems)
+        checked.add(schema_problems(spec))
         checked.add(rollup_problems(spec))
         checked.add(silver_problems(spec, has_dsn=has_database))
     return checked

@@ -2,9 +2,10 @@
 
 Each web replica keeps one engine per pipeline and spec: PostgreSQL when the pipeline's
 silver is there (the spec says `postgres`, or says nothing on a platform with a database),
-DuckDB over the pipeline's lake otherwise, and also when PostgreSQL cannot answer (it may be
-down; the lake always holds every stored row). The answer's `Dash-Query-Store` header says
-which store answered.
+DuckDB over the pipeline's lake otherwise, and also when PostgreSQL cannot answer or is behind
+the lake (`dash_ray.query.stores`: the lake always holds every stored row). The answer's
+`Dash-Query-Store` header says which store answered; `Dash-Query-Stale` (and the answer's
+`stale` field) that it may miss stored rows.
 
 Limits: queries (and the live catch-up and dead-letter reads) run in the replica's own read
 threads (`serve_app.reads`: 503 when they are all taken and the queue is full), never in the
@@ -15,15 +16,12 @@ Each query is stopped past `query_timeout_s` on either engine (422 `QueryLimitEr
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dash_ray.errors import StorageError
 from dash_ray.lake import Lake
 from dash_ray.lake_roots import pipeline_lake
 from dash_ray.live.fanout import StoredRead
@@ -31,6 +29,7 @@ from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.query.model import parse_query, spec_schema
 from dash_ray.query.postgres import PostgresEngine
 from dash_ray.query.rollup import spec_plan
+from dash_ray.query.stores import Answered, answer
 from dash_ray.settings import WebSettings
 from dash_ray.spec import PipelineSpec
 from serve_app.gateway import Gateway
@@ -39,7 +38,6 @@ from serve_app.responses import json_response
 
 __all__ = ["QueryEngines", "query_routes"]
 
-log = logging.getLogger(__name__)
 _MAX_ENGINES = 256
 
 
@@ -86,16 +84,11 @@ class QueryEngines:
         if entry[2] is not None:
             entry[2].close()
 
-    def run(self, spec: PipelineSpec, params: dict[str, str]) -> tuple[dict[str, Any], str]:
-        """(answer, store that answered). Blocking: call it in a thread."""
+    def run(self, spec: PipelineSpec, params: dict[str, str]) -> Answered:
+        """The answer and the store that made it. Blocking: call it in a thread."""
         query = parse_query(params, spec_schema(spec))
         duck, pg = self._for(spec)
-        if pg is not None:
-            try:
-                return pg.run(query), "postgres"
-            except StorageError as exc:
-                log.warning("pipeline %s: PostgreSQL could not answer a query, the lake does: %s", spec.id, exc)
-        return duck.run(query), "lake"
+        return answer(query, duck, pg)
 
     def records_after(self, spec: PipelineSpec, after: int, *, limit: int) -> StoredRead:
         """Stored records after a seq, for a live client catching up (`dash_ray.live.fanout`).
@@ -116,7 +109,10 @@ def query_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
         await gateway.authorize(request.headers.get("authorization"), "read")
         info = await gateway.info(request.path_params["pipeline_id"])
         params = dict(request.query_params)
-        answer, store = await engines.reads.run(engines.run, info.spec, params)
-        return json_response(answer, headers={"Dash-Query-Store": store})
+        answered = await engines.reads.run(engines.run, info.spec, params)
+        headers = {"Dash-Query-Store": answered.store}
+        if answered.stale is not None:
+            headers["Dash-Query-Stale"] = answered.stale
+        return json_response(answered.body, headers=headers)
 
     return [Route("/v1/pipelines/{pipeline_id}/query", query, methods=["GET"])]

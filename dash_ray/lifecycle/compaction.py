@@ -113,8 +113,6 @@ def _merge_group(lake: Lake, pipeline_id: str, area: str, merge: Merge | None, f
     merged = 0
     for day, parts in sorted(by_day.items()):
         table = pa.concat_tables([lake.read_file(f) for f in sorted(parts)], promote_options="permissive")
-        if "date" in table.column_names:
-            table = table.drop_columns(["date"])
         if merge is not None:
             table = merge(table)
         lake.write(area, pipeline_id, table, first_seq=first, last_seq=last, day=day)

@@ -65,8 +65,7 @@ class Mapper:
     def warm(self, tail: pa.Table | None) -> None:
         """Fill the hot cache from the newest stored silver rows (after a restart)."""
         if tail is not None and tail.num_rows:
-            rows = tail.drop_columns([c for c in ("date",) if c in tail.column_names])
-            self.hot.extend(rows_to_records(rows, self.json_columns))
+            self.hot.extend(rows_to_records(tail, self.json_columns))
 
     def add(self, entry: LoggedEntry, keys: list[str]) -> None:
         """A durable entry to map (soon, or at once when enough wait)."""

@@ -9,6 +9,7 @@ the query answers QueryLimitError (422) saying so."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError
 from dash_ray.lake import Lake, LakeFile
@@ -26,7 +28,7 @@ from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
 from dash_ray.silver.lake import rollup_area
 
-__all__ = ["DuckDBEngine", "days_of", "lost_ranges"]
+__all__ = ["DuckDBEngine", "as_text", "days_of", "lost_ranges", "union_by_name"]
 
 _TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
           "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
@@ -94,11 +96,26 @@ class DuckDBEngine:
         self.plan = plan
         self.timeout_s = timeout_s
         self._con = duckdb.connect(config={"memory_limit": memory_limit, "threads": threads})
+        with contextlib.suppress(duckdb.Error):
+            # A timestamp read as text (a field widened to string) in UTC, as PostgreSQL shows
+            # it, whatever the machine's zone. Without the ICU extension it is UTC already.
+            self._con.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
+        self._stored: tuple[int, float | None] = (0, None)
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+    def stored_seq(self, *, max_age_s: float = 0.0) -> int:
+        """The highest seq of the lake's silver rows, from a listing at most `max_age_s` old
+        (0: list now). StorageError when the lake cannot be listed. Blocking."""
+        now = time.monotonic()
+        seq, at = self._stored
+        if at is None or now - at > max_age_s:
+            seq = self.lake.last_seq("silver", self.pipeline_id)
+            self._stored = (seq, now)
+        return seq
 
     def run(self, query: Query) -> dict[str, Any]:
         """The answer to `query` (see dash_ray.query.model for its semantics); QueryLimitError
@@ -205,8 +222,10 @@ class DuckDBEngine:
 
     def _files(self, area: str, query: Query) -> list[LakeFile]:
         first, last = days_of(query)
-        return [f for f in self.lake.files(area, self.pipeline_id)
-                if (first is None or f.day >= first) and (last is None or f.day <= last)]
+        listed = self.lake.files(area, self.pipeline_id)
+        if area == "silver":
+            self._stored = (max((f.last_seq for f in listed), default=0), time.monotonic())
+        return [f for f in listed if (first is None or f.day >= first) and (last is None or f.day <= last)]
 
     def _source(self, cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[LakeFile]],
                 wanted: dict[str, Column]) -> Statement:
@@ -217,14 +236,19 @@ class DuckDBEngine:
         parts = []
         for name, files in relations.items():
             if self.lake.is_local:
+                # The folders' `date=` names are the lake's layout, not a column: a field
+                # named `date` is the file's own.
                 paths = [f.path for f in files]
-                present = set(cursor.read_parquet(paths, union_by_name=True).columns)
-                scan, params = "read_parquet(?, union_by_name = true)", [paths]
+                present = set(cursor.read_parquet(paths, union_by_name=True, hive_partitioning=False).columns)
+                scan, params = "read_parquet(?, union_by_name = true, hive_partitioning = false)", [paths]
             else:
-                dataset = self.lake.dataset_of(files)
-                cursor.register(f"{name}_files", dataset)
-                present = set(dataset.schema.names)
-                scan, params = f"{name}_files", []
+                datasets = self.lake.datasets_of(files)
+                for i, dataset in enumerate(datasets):
+                    cursor.register(f"{name}_files{i}", dataset)
+                present = {n for dataset in datasets for n in dataset.schema.names}
+                # Files of a field retyped by a spec update: unified as read_parquet does.
+                scan = " UNION ALL BY NAME ".join(f"SELECT * FROM {name}_files{i}" for i in range(len(datasets)))
+                scan, params = f"({scan})", []
             if name == "rolled":
                 columns = ["*"]
             else:
@@ -253,6 +277,36 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
         else:
             lost.append((lo, hi))
     return lost
+
+
+def union_by_name(tables: list[pa.Table]) -> pa.Table:
+    """Tables whose columns may differ in type (a field a spec update widened) as one, each
+    column in the type DuckDB gives it when it reads the lake's files together, with the same
+    text for a value read as a string (so a store fed from these rows answers as DuckDB does)."""
+    if len(tables) == 1:
+        return tables[0]
+    return _query_tables(tables, " UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables))))
+
+
+def as_text(table: pa.Table, names: list[str]) -> pa.Table:
+    """`table` with the columns `names` cast to strings as DuckDB casts them (`2.0`, `1e-05`,
+    `true`, `2026-05-01 12:00:00.5+00`): the rows of a field widened to string, as a query
+    over the lake shows them."""
+    casts = ", ".join(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}" for name in names)
+    return _query_tables([table], f"SELECT * REPLACE ({casts}) FROM t0")
+
+
+def _query_tables(tables: list[pa.Table], text: str) -> pa.Table:
+    """`text` run on `tables` (named t0, t1, ...) in a connection of its own, times in UTC."""
+    con = duckdb.connect()
+    try:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("SET TimeZone = 'UTC'")
+        for i, table in enumerate(tables):
+            con.register(f"t{i}", table)
+        return con.sql(text).to_arrow_table()
+    finally:
+        con.close()
 
 
 def _wanted(query: Query) -> dict[str, Column]:

@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from dash_ray.errors import QueryError, QueryLimitError
+from dash_ray.errors import Problem, QueryError, QueryLimitError
 from dash_ray.mapping.timestamps import MAX_US, MIN_US, parse_iso_scalar
 from dash_ray.spec import PipelineSpec
 
-__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of", "spec_schema"]
+__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of",
+           "schema_problems", "spec_schema"]
 
 AggFunction = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGG_FUNCTIONS: tuple[AggFunction, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -103,6 +104,21 @@ def schema_of(fields: Mapping[str, str], *, keep_extra: bool) -> Schema:
     if keep_extra or not fields:
         columns.append(Column("extra", "json"))
     return Schema(tuple(columns))
+
+
+def schema_problems(spec: PipelineSpec) -> list[Problem]:
+    """Field names the stores cannot keep apart, for a 422 at deploy: DuckDB (which queries
+    the lake) compares names without case, so two fields, or a field and a column every row
+    has (`seq`, `time`, `extra`, `received_at`), may not differ only in case."""
+    problems = []
+    seen = {name: name for name in ("seq", "time", "extra", "received_at")}
+    for name in spec.mapping.fields:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            problems.append(Problem(f"mapping.fields.{name}", (
+                f"field {name!r} differs from {other!r} only in case, and DuckDB, which queries the lake, "
+                f"cannot tell them apart; rename one")))
+    return problems
 
 
 def _time(params: Mapping[str, str], name: str) -> int | None:
@@ -204,6 +220,11 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
     for column in by:
         if column.type == "json":
             raise QueryError(f"cannot group by json field {column.name!r}", where="by")
+        taken = (["bucket"] if bucket_us is not None else []) + [a.name for a in aggs]
+        if column.name in taken:
+            raise QueryError(f"'by' field {column.name!r} would have the same name as another column of the "
+                             f"answer ({'the bucket' if column.name == 'bucket' else 'an aggregate'}); "
+                             "query it in a separate call or rename the field", where="by")
     if aggs:
         for name in ("fields", "after", "order"):
             if params.get(name):

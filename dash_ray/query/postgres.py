@@ -2,13 +2,16 @@
 table (`dash_ray.silver.pgschema`), over a few pooled connections. Each query is one
 read-only transaction with a statement timeout (`timeout_s`): a query PostgreSQL stops for it
 is a QueryLimitError (422), not a StorageError, so it is not run again on the lake. A query
-that finds every pooled connection busy for `timeout_s` is an UnavailableError (503)."""
+that finds every pooled connection busy for `timeout_s` is an UnavailableError (503). Given
+the lake's stored seq, it first checks that the table holds every row the lake holds
+(`Behind` when not)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -22,7 +25,23 @@ from dash_ray.query.rollup_sql import middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver import pgrollup, pgschema
 
-__all__ = ["PostgresEngine"]
+__all__ = ["Behind", "PostgresEngine"]
+
+
+@dataclass(frozen=True)
+class Behind:
+    """The table does not hold every row the lake holds: it has rows through `stored_seq`
+    (the lake through `lake_seq`), and `refused` rows PostgreSQL would not take."""
+
+    stored_seq: int
+    lake_seq: int
+    refused: int
+
+    @property
+    def reason(self) -> str:
+        if self.refused and self.stored_seq >= self.lake_seq:
+            return f"PostgreSQL refused {self.refused} row(s) the lake holds"
+        return f"PostgreSQL holds rows through seq {self.stored_seq}, the lake through {self.lake_seq}"
 
 
 class _Pool:
@@ -84,9 +103,12 @@ class PostgresEngine:
     def close(self) -> None:
         self._pool.close()
 
-    def run(self, query: Query) -> dict[str, Any]:
+    def run(self, query: Query, *, lake_seq: int | None = None) -> dict[str, Any] | Behind:
         """The answer to `query`; StorageError when PostgreSQL cannot answer, QueryLimitError
-        past the time limit, UnavailableError when every connection stays busy. Blocking."""
+        past the time limit, UnavailableError when every connection stays busy. With
+        `lake_seq` (the highest seq of the lake's silver rows), `Behind` instead when the table
+        holds fewer rows than the lake: PostgreSQL has not stored through `lake_seq` yet, or
+        refused rows. Blocking."""
         try:
             conn = self._pool.take(self.timeout_s)
         except psycopg.Error as exc:
@@ -97,7 +119,7 @@ class PostgresEngine:
                 conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(self._timeout_ms)))
                 # Grouping tens of thousands of buckets spills to disk at the default 4 MB.
                 conn.execute("SET LOCAL work_mem = '64MB'")
-                return self._run(conn, query)
+                return self._run(conn, query, lake_seq)
         except psycopg.errors.QueryCanceled:
             raise QueryLimitError(f"the query ran past the time limit of {self.timeout_s:g} s and was stopped; "
                                   "use a shorter range or a wider bucket", where="timeout") from None
@@ -106,8 +128,13 @@ class PostgresEngine:
         finally:
             self._pool.give(conn)
 
-    def _run(self, conn: psycopg.Connection[Any], query: Query) -> dict[str, Any]:
+    def _run(self, conn: psycopg.Connection[Any], query: Query, lake_seq: int | None) -> dict[str, Any] | Behind:
         present = {row[0] for row in conn.execute(pgschema.present_columns(), (pgschema.SCHEMA, self.pipeline_id))}
+        if lake_seq is not None:
+            # Before the rows: a write committing in between only adds rows.
+            behind = self._behind(conn, lake_seq) if present else Behind(0, lake_seq, 0) if lake_seq > 0 else None
+            if behind is not None:
+                return behind
         if not present:
             return {"rows": []} if query.aggregate else {"rows": [], "next": None}
         if query.aggregate:
@@ -120,6 +147,16 @@ class PostgresEngine:
                 raise QueryError(f"'after': no row with seq {query.after}", where="after")
             after_us = found[0][0]
         return raw_answer(query, self._fetch(conn, source, raw_sql("postgres", query, after_time_us=after_us)))
+
+    def _behind(self, conn: psycopg.Connection[Any], lake_seq: int) -> Behind | None:
+        # As JSON: a progress table from before `refused` was kept has no such column.
+        row = conn.execute(sql.SQL("SELECT to_jsonb(p) FROM {} p WHERE pipeline = %s").format(pgschema.PROGRESS),
+                           (self.pipeline_id,)).fetchone()
+        progress = row[0] if row else {}
+        stored, refused = int(progress.get("stored_seq", 0)), int(progress.get("refused", 0))
+        if lake_seq > 0 and (stored < lake_seq or refused):
+            return Behind(stored, lake_seq, refused)
+        return None
 
     def _aggregate(self, conn: psycopg.Connection[Any], query: Query, present: set[str]) -> Sequence[Sequence[Any]]:
         """From the rollup table where it holds the current plan and can answer (with the

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +29,7 @@ from dash_ray.errors import Problem
 from dash_ray.query.model import NUMERIC, Column, Query, Schema, spec_schema
 from dash_ray.spec import PipelineSpec
 
-__all__ = ["GRANULARITIES", "RollupPlan", "partials", "plan_for", "rollup_problems", "spec_plan"]
+__all__ = ["GRANULARITIES", "PARTS", "RollupPlan", "merge_partials", "partials", "plan_for", "rollup_problems", "spec_plan"]
 
 GRANULARITIES: dict[str, int] = {"10s": 10_000_000, "1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 DEFAULT_GRANULARITIES = ("10s", "1m", "1h")
@@ -38,34 +39,69 @@ _VALUES = {"int": pa.int64(), "double": pa.float64()}
 PARTS = ("n", "sum", "min", "max", "first", "first_t", "first_s", "last", "last_t", "last_s")
 
 
-def part(column: Column, what: str) -> str:
-    """The name of a partial column: `<field>__<what>`, or a digest for a long field name
-    (identifiers stop at 63 characters in PostgreSQL)."""
-    base = column.name if len(column.name) <= 48 else "h" + hashlib.sha1(column.name.encode()).hexdigest()[:12]
+def _plain_part(column: Column, what: str) -> str:
+    base = column.name if len(column.name) <= 48 else "h" + _digest(column.name)
     return f"{base}__{what}"
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class RollupPlan:
+    """Which rows are rolled up, and the names of a partial row's columns: `bucket_us`, the
+    by fields, `rows`, then per field `<field>__<what>` (a digest for a name over 48
+    characters: identifiers stop at 63 characters in PostgreSQL). Where one of those would
+    clash with another (a field named `rows`, `bucket_us` or `temp__n`; DuckDB compares names
+    without case), every internal name takes a `#`, which no field name can hold:
+    `#bucket_us`, `#rows`, `<field>#<what>`. Plans that never clashed keep their names, their
+    key and the partials stored under it."""
+
     by: tuple[Column, ...]
     fields: tuple[Column, ...]
     granularities: tuple[str, ...]
+
+    @cached_property
+    def _marked(self) -> bool:
+        plain = ["bucket_us", "rows", *(c.name for c in self.by),
+                 *(_plain_part(c, what) for c in self.fields for what in PARTS)]
+        return len({name.lower() for name in plain}) != len(plain)
+
+    @property
+    def bucket(self) -> str:
+        """The name of a partial row's bucket column (its start, epoch microseconds)."""
+        return "#bucket_us" if self._marked else "bucket_us"
+
+    @property
+    def rows(self) -> str:
+        """The name of a partial row's count of rows."""
+        return "#rows" if self._marked else "rows"
+
+    def part(self, column: Column, what: str) -> str:
+        """The name of one of a field's partial columns (`what` in PARTS)."""
+        if not self._marked:
+            return _plain_part(column, what)
+        base = column.name if len(column.name) <= 48 else "#h" + _digest(column.name)
+        return f"{base}#{what}"
 
     @property
     def key(self) -> str:
         """Names the plan: partials of another plan are not used (they group differently)."""
         text = "|".join([",".join(f"{c.name}:{c.type}" for c in self.by),
                          ",".join(f"{c.name}:{c.type}" for c in self.fields), ",".join(self.granularities)])
+        if self._marked:
+            text += "|#"
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
     def schema(self) -> pa.Schema:
-        """Columns of a partial row: bucket_us, the by fields, rows, then each field's parts."""
-        fields = [pa.field("bucket_us", pa.int64()), *(pa.field(c.name, _arrow(c)) for c in self.by),
-                  pa.field("rows", pa.int64())]
+        """Columns of a partial row: the bucket, the by fields, rows, then each field's parts."""
+        fields = [pa.field(self.bucket, pa.int64()), *(pa.field(c.name, _arrow(c)) for c in self.by),
+                  pa.field(self.rows, pa.int64())]
         for c in self.fields:
             types = {"n": pa.int64(), "sum": _SUMS[c.type], "first_t": pa.int64(), "first_s": pa.int64(),
                      "last_t": pa.int64(), "last_s": pa.int64()}
-            fields += [pa.field(part(c, p), types.get(p, _VALUES[c.type])) for p in PARTS]
+            fields += [pa.field(self.part(c, p), types.get(p, _VALUES[c.type])) for p in PARTS]
         return pa.schema(fields)
 
     def choose(self, query: Query) -> str | None:
@@ -107,15 +143,17 @@ def partials(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
     ordered = rows.sort_by([("time", "ascending"), ("seq", "ascending")])
     micros = pc.cast(ordered.column("time"), pa.int64())
     values = micros.to_numpy(zero_copy_only=False)
-    columns: dict[str, pa.Array] = {"bucket_us": pa.array(values - np.mod(values, width), pa.int64())}
+    # Working columns carry a `#`, which no field name holds.
+    columns: dict[str, pa.Array] = {"#bucket": pa.array(values - np.mod(values, width), pa.int64())}
     n = ordered.num_rows
     for c in plan.by:
         columns[c.name] = ordered.column(c.name) if c.name in ordered.column_names else pa.nulls(n, _arrow(c))
-    columns["_one"] = pa.array(np.ones(n, dtype=np.int64))
-    aggregations: list[tuple[str, str]] = [("_one", "sum")]
+    columns["#one"] = pa.array(np.ones(n, dtype=np.int64))
+    aggregations: list[tuple[str, str]] = [("#one", "sum")]
     for c in plan.fields:
-        value = ordered.column(c.name).cast(_VALUES[c.type]) if c.name in ordered.column_names else pa.nulls(
-            n, _VALUES[c.type])
+        # An int column of rows stored before the field became a double: rounded, as SQL does.
+        value = pc.cast(ordered.column(c.name), _VALUES[c.type], safe=False) if c.name in ordered.column_names \
+            else pa.nulls(n, _VALUES[c.type])
         valid = pc.is_valid(value)
         columns[f"{c.name}#v"] = value
         columns[f"{c.name}#s"] = value.cast(_SUMS[c.type])
@@ -125,16 +163,16 @@ def partials(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
                          (f"{c.name}#v", "max"), (f"{c.name}#v", "first"), (f"{c.name}#t", "first"),
                          (f"{c.name}#q", "first"), (f"{c.name}#v", "last"), (f"{c.name}#t", "last"),
                          (f"{c.name}#q", "last")]
-    keys = ["bucket_us", *(c.name for c in plan.by)]
+    keys = ["#bucket", *(c.name for c in plan.by)]
     grouped = pa.table(columns).group_by(keys, use_threads=False).aggregate(aggregations)
-    out = {"bucket_us": grouped.column("bucket_us"), **{c.name: grouped.column(c.name) for c in plan.by},
-           "rows": grouped.column("_one_sum")}
+    out = {plan.bucket: grouped.column("#bucket"), **{c.name: grouped.column(c.name) for c in plan.by},
+           plan.rows: grouped.column("#one_sum")}
     for c in plan.fields:
         sources = {"n": "#v_count", "sum": "#s_sum", "min": "#v_min", "max": "#v_max", "first": "#v_first",
                    "first_t": "#t_first", "first_s": "#q_first", "last": "#v_last", "last_t": "#t_last",
                    "last_s": "#q_last"}
         for what in PARTS:
-            out[part(c, what)] = grouped.column(f"{c.name}{sources[what]}")
+            out[plan.part(c, what)] = grouped.column(f"{c.name}{sources[what]}")
     return pa.table(out).cast(plan.schema())
 
 
@@ -166,10 +204,10 @@ def merge_partials(parts: pa.Table, plan: RollupPlan) -> pa.Table:
 
     if not parts.num_rows:
         return plan.schema().empty_table()
-    keys = ", ".join(['"bucket_us"', *(f'"{c.name}"' for c in plan.by)])
-    select = [keys, 'CAST(sum("rows") AS BIGINT) AS "rows"']
+    keys = ", ".join([f'"{plan.bucket}"', *(f'"{c.name}"' for c in plan.by)])
+    select = [keys, f'CAST(sum("{plan.rows}") AS BIGINT) AS "{plan.rows}"']
     for c in plan.fields:
-        p = {what: f'"{part(c, what)}"' for what in PARTS}
+        p = {what: f'"{plan.part(c, what)}"' for what in PARTS}
         select += [f"CAST(sum({p['n']}) AS BIGINT) AS {p['n']}", f"sum({p['sum']}) AS {p['sum']}",
                    f"min({p['min']}) AS {p['min']}", f"max({p['max']}) AS {p['max']}"]
         for end, fn in (("first", "arg_min"), ("last", "arg_max")):

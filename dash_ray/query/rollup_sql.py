@@ -12,8 +12,8 @@ starts with `, parts AS (`, to continue the engine's WITH list):
 from __future__ import annotations
 
 from dash_ray.query.model import Agg, Column, Query
-from dash_ray.query.rollup import GRANULARITIES, RollupPlan, part
-from dash_ray.query.sql import Dialect, Statement, from_micros, quote
+from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan
+from dash_ray.query.sql import BUCKET, Dialect, Statement, agg_alias, from_micros, quote, quote_internal, sort_key
 
 __all__ = ["middle_of", "rollup_sql"]
 
@@ -36,34 +36,36 @@ def _epoch(dialect: Dialect) -> str:
 def _raw_parts(dialect: Dialect, plan: RollupPlan) -> str:
     """Columns that make one raw row a partial row."""
     e = _epoch(dialect)
-    columns = [f"{e} AS bucket_us", *(quote(c.name) for c in plan.by), "1 AS rows"]
+    columns = [f"{e} AS {quote_internal(plan.bucket)}", *(quote(c.name) for c in plan.by),
+               f"1 AS {quote_internal(plan.rows)}"]
     for c in plan.fields:
         f = quote(c.name)
+        p = _parts(plan, c)
         total = f"CAST({f} AS DECIMAL(38, 0))" if c.type == "int" else f
         when = f"CASE WHEN {f} IS NOT NULL THEN"
-        columns += [f"CASE WHEN {f} IS NULL THEN 0 ELSE 1 END AS {quote(part(c, 'n'))}",
-                    f"{total} AS {quote(part(c, 'sum'))}",
-                    f"{f} AS {quote(part(c, 'min'))}", f"{f} AS {quote(part(c, 'max'))}",
-                    f"{f} AS {quote(part(c, 'first'))}", f"{when} {e} END AS {quote(part(c, 'first_t'))}",
-                    f"{when} seq END AS {quote(part(c, 'first_s'))}",
-                    f"{f} AS {quote(part(c, 'last'))}", f"{when} {e} END AS {quote(part(c, 'last_t'))}",
-                    f"{when} seq END AS {quote(part(c, 'last_s'))}"]
+        columns += [f"CASE WHEN {f} IS NULL THEN 0 ELSE 1 END AS {p['n']}", f"{total} AS {p['sum']}",
+                    f"{f} AS {p['min']}", f"{f} AS {p['max']}",
+                    f"{f} AS {p['first']}", f"{when} {e} END AS {p['first_t']}", f"{when} seq END AS {p['first_s']}",
+                    f"{f} AS {p['last']}", f"{when} {e} END AS {p['last_t']}", f"{when} seq END AS {p['last_s']}"]
     return ", ".join(columns)
 
 
+def _parts(plan: RollupPlan, column: Column) -> dict[str, str]:
+    """The quoted names of a field's partial columns, by what they hold."""
+    return {what: quote_internal(plan.part(column, what)) for what in PARTS}
+
+
 def _all_parts(plan: RollupPlan) -> str:
-    names = ["bucket_us", *(quote(c.name) for c in plan.by), "rows"]
-    names += [quote(part(c, p)) for c in plan.fields for p in
-              ("n", "sum", "min", "max", "first", "first_t", "first_s", "last", "last_t", "last_s")]
+    names = [quote_internal(plan.bucket), *(quote(c.name) for c in plan.by), quote_internal(plan.rows)]
+    names += [quote_internal(plan.part(c, what)) for c in plan.fields for what in PARTS]
     return ", ".join(names)
 
 
-def _combine(dialect: Dialect, agg: Agg) -> str:
+def _combine(dialect: Dialect, plan: RollupPlan, agg: Agg) -> str:
     if agg.column is None:
-        return "CAST(sum(rows) AS BIGINT)"
+        return f"CAST(sum({quote_internal(plan.rows)}) AS BIGINT)"
     c: Column = agg.column
-    p = {what: quote(part(c, what)) for what in ("n", "sum", "min", "max", "first", "first_t", "first_s",
-                                                   "last", "last_t", "last_s")}
+    p = _parts(plan, c)
     if agg.fn == "count":
         return f"CAST(coalesce(sum({p['n']}), 0) AS BIGINT)"
     if agg.fn == "sum":
@@ -89,9 +91,9 @@ def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: st
     st = Statement(dialect)
     st.add(f", parts AS (SELECT {_all_parts(plan)} FROM rolled WHERE TRUE")
     if a is not None:
-        st.add("AND bucket_us >= ?", a)
+        st.add(f"AND {quote_internal(plan.bucket)} >= ?", a)
     if b is not None:
-        st.add("AND bucket_us < ?", b)
+        st.add(f"AND {quote_internal(plan.bucket)} < ?", b)
     raw = _raw_parts(dialect, plan)
     if a is not None and query.start_us is not None and query.start_us < a:
         st.add(f"UNION ALL SELECT {raw} FROM silver WHERE time >= ? AND time < ?",
@@ -106,25 +108,27 @@ def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: st
         if b is not None:
             st.add("AND time < ?", from_micros(b))
     st.add(")")
+    # Output columns take `#` names no field has, so none can shadow a field in GROUP BY or
+    # ORDER BY (the answer names them, `dash_ray.query.result`).
     select: list[str] = []
     keys: list[str] = []
     order: list[str] = []
     bucket_params: list[int] = []
     if query.bucket_us is not None:
-        select.append("(bucket_us - (((bucket_us % ?) + ?) % ?)) AS bucket_key")
+        b = quote_internal(plan.bucket)
+        select.append(f"({b} - ((({b} % ?) + ?) % ?)) AS {BUCKET}")
         bucket_params = [query.bucket_us] * 3
-        keys.append("bucket_key")
-        order.append("bucket_key")
+        keys.append(BUCKET)
+        order.append(BUCKET)
     for column in query.by:
         select.append(quote(column.name))
         keys.append(quote(column.name))
-        sort = f'{quote(column.name)} COLLATE "C"' if dialect == "postgres" and column.type == "string" else quote(column.name)
-        order.append(f"{sort} NULLS LAST")
-    select += [f"{_combine(dialect, agg)} AS {quote(agg.name)}" for agg in query.aggs]
+        order.append(f"{sort_key(dialect, column)} NULLS LAST")
+    select += [f"{_combine(dialect, plan, agg)} AS {agg_alias(i)}" for i, agg in enumerate(query.aggs)]
     st.add("SELECT " + ", ".join(select) + " FROM parts", *bucket_params)
     if keys:
         st.add("GROUP BY " + ", ".join(keys))
-    st.add("HAVING sum(rows) > 0")
+    st.add(f"HAVING sum({quote_internal(plan.rows)}) > 0")
     if order:
         st.add("ORDER BY " + ", ".join(order))
     st.add("LIMIT ?", query.limit)

@@ -2,7 +2,9 @@
 so both stores answer with the same rows.
 
 Only names from the pipeline's schema reach the SQL text, each double-quoted after checking
-it is a plain identifier; every value (times, bucket width, seq, limit) is a bound parameter.
+it is a plain identifier, beside names the SQL makes up for its own columns, which hold a `#`
+(no field name can, so none shadows a field and an alias never outgrows PostgreSQL's 63
+characters); every value (times, bucket width, seq, limit) is a bound parameter.
 The relation queried is named `silver` (a CTE or view the engine provides) with columns
 `seq`, `time` and the schema's fields. Buckets are computed on integer epoch microseconds,
 `e - ((e % w) + w) % w`, which floors to the epoch-aligned bucket in both dialects (also
@@ -18,10 +20,15 @@ from typing import Any, Literal
 
 from dash_ray.query.model import Agg, Column, Query
 
-__all__ = ["Dialect", "Statement", "after_time_sql", "aggregate_sql", "from_micros", "quote", "raw_sql"]
+__all__ = ["BUCKET", "Dialect", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "from_micros", "quote",
+           "quote_internal", "raw_sql", "sort_key"]
 
 Dialect = Literal["duckdb", "postgres"]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_INTERNAL = re.compile(r"^#[A-Za-z0-9_#]{1,70}$|^[A-Za-z_][A-Za-z0-9_#]{0,70}$")
+# The bucket column of an aggregate's output. Names the SQL makes up for itself hold a `#`,
+# which no field name can (spec.FIELD_NAME_PATTERN), so they never shadow a field.
+BUCKET = '"#bucket"'
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -34,6 +41,18 @@ def quote(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"not a plain identifier: {name!r}")
     return f'"{name}"'
+
+
+def quote_internal(name: str) -> str:
+    """A name the SQL makes up (holding a `#`, or a plain identifier) as a quoted identifier."""
+    if not _INTERNAL.match(name):
+        raise ValueError(f"not an internal name: {name!r}")
+    return f'"{name}"'
+
+
+def agg_alias(i: int) -> str:
+    """The output column of the `i`th aggregate (the answer names it, by position)."""
+    return f'"#a{i}"'
 
 
 @dataclass
@@ -61,7 +80,7 @@ def _epoch_us(dialect: Dialect, column: str = "time") -> str:
     return f"(extract(epoch from {column}) * 1000000)::bigint"
 
 
-def _sort_key(dialect: Dialect, column: Column) -> str:
+def sort_key(dialect: Dialect, column: Column) -> str:
     name = quote(column.name)
     if dialect == "postgres" and column.type == "string":
         return f'{name} COLLATE "C"'
@@ -122,8 +141,8 @@ def _agg_expr(dialect: Dialect, agg: Agg) -> str:
 
 def aggregate_sql(dialect: Dialect, query: Query) -> Statement:
     """One row per bucket (when `bucket_us`) and `by` group that holds rows, ordered by
-    bucket then the `by` fields, nulls last; columns `bucket_us`?, the by fields, then each
-    aggregate named as the API names it."""
+    bucket then the `by` fields, nulls last; columns: the bucket?, the by fields, then each
+    aggregate, under made-up names (`BUCKET`, `agg_alias`) that no field can shadow."""
     st = Statement(dialect)
     select: list[str] = []
     keys: list[str] = []
@@ -131,15 +150,15 @@ def aggregate_sql(dialect: Dialect, query: Query) -> Statement:
     params: list[Any] = []
     if query.bucket_us is not None:
         e = _epoch_us(dialect)
-        select.append(f"({e} - ((({e} % ?) + ?) % ?)) AS bucket_us")
+        select.append(f"({e} - ((({e} % ?) + ?) % ?)) AS {BUCKET}")
         params += [query.bucket_us] * 3
-        keys.append("bucket_us")
-        order.append("bucket_us")
+        keys.append(BUCKET)
+        order.append(BUCKET)
     for column in query.by:
         select.append(quote(column.name))
         keys.append(quote(column.name))
-        order.append(f"{_sort_key(dialect, column)} NULLS LAST")
-    select += [f"{_agg_expr(dialect, agg)} AS {quote(agg.name)}" for agg in query.aggs]
+        order.append(f"{sort_key(dialect, column)} NULLS LAST")
+    select += [f"{_agg_expr(dialect, agg)} AS {agg_alias(i)}" for i, agg in enumerate(query.aggs)]
     st.add("SELECT " + ", ".join(select) + " FROM silver", *params)
     _where(st, query)
     if keys:

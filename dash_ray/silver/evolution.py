@@ -5,8 +5,11 @@ Added fields become new columns (old rows read null there); removed fields stay 
 already stored but are no longer queried; a field whose type changes must be readable in its
 new type for every old row, so only widenings are allowed (`int` to `double`, and any scalar
 to `string`): stores keep old values and read them as the new type (DuckDB unifies the files'
-types, PostgreSQL alters the column). Any other change is refused at deploy with the field's
-path, naming both types and what to do instead.
+types, PostgreSQL alters the column, `dash_ray.silver.pgretype`), and both show
+an old value alike (an int as a double rounded to the nearest; a scalar as DuckDB's text:
+`2.0`, `1e-05`, `true`, `2026-05-01 12:00:00.5+00`). Values mapped after the change are the
+mapping's (`dash_ray.mapping.casts`: `0.00001`, `2026-05-01T12:00:00.5Z`). Any other change is
+refused at deploy with the field's path, naming both types and what to do instead.
 """
 
 from __future__ import annotations

@@ -134,9 +134,10 @@ class SilverFollower:
     def counters(self) -> dict[str, Any]:
         """For the pipeline's health: `silver_seq` (the store's stored seq, None until it has
         answered once), `silver_lag` (seqs the lake has stored and the store not yet),
-        `silver_error` (the last failure, None once a write succeeds again)."""
+        `silver_error` (the last failure, None once a write succeeds again), `silver_refused`
+        (rows the store refused and left out; the lake keeps them)."""
         return {"silver_seq": self._known, "silver_lag": max(0, self._lake_seq - (self._known or 0)),
-                "silver_error": self._error}
+                "silver_error": self._error, "silver_refused": getattr(self.store, "refused", 0)}
 
     def start(self, lake_seq: int) -> None:
         """Begin following from the lake's stored seq `lake_seq`; call in the event loop."""
@@ -293,7 +294,13 @@ class SilverFollower:
     def _read(self, chunk: Chunk) -> pa.Table:
         if not chunk.files:
             return _EMPTY
-        table = self.lake.dataset_of(list(chunk.files)).to_table()
+        datasets = self.lake.datasets_of(list(chunk.files))
+        if len(datasets) == 1:
+            table = datasets[0].to_table()
+        else:  # a field retyped by a spec update: its values as DuckDB reads them
+            from dash_ray.query.duckdb import union_by_name
+
+            table = union_by_name([d.to_table() for d in datasets])
         seq = table.column("seq")
         table = table.filter(pc.and_(pc.greater_equal(seq, chunk.first_seq), pc.less_equal(seq, chunk.last_seq)))
         return table.sort_by("seq")

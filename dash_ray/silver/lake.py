@@ -61,7 +61,8 @@ class LakeSilver:
         silver = [("silver", day, part) for day, part in split_by_day(rows)]
         parts = [] if self.plan is None else [
             (rollup_area(self.plan, g), day, part)
-            for g in self.plan.granularities for day, part in split_by_day(partials_of(rows, self.plan, g), "bucket_us")]
+            for g in self.plan.granularities
+            for day, part in split_by_day(partials_of(rows, self.plan, g), self.plan.bucket)]
         return [self.lake.write(area, self.pipeline_id, part, first_seq=first_seq, last_seq=last_seq, day=day)
                 for area, day, part in (parts + silver if replacing else silver + parts)]
 

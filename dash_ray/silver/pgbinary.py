@@ -77,6 +77,10 @@ def _prepared(column: pa.ChunkedArray, kind: str) -> tuple[str, np.ndarray, np.n
             array = pc.cast(array, _TIMESTAMP).cast(pa.int64())
         elif kind == "bool":
             array = pc.cast(array, pa.bool_()).cast(pa.uint8())
+        elif kind == "double" and pa.types.is_integer(array.type):
+            # Rounded to the nearest double, as DuckDB and PostgreSQL read an int as a double
+            # (Arrow's safe cast refuses integers past 2^53).
+            array = pc.cast(array, arrow_type, safe=False)
         else:
             array = pc.cast(array, arrow_type)
         values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False)

@@ -1,5 +1,5 @@
 """Forgetting what PostgreSQL holds of a pipeline: on a purge, its silver table, every rollup
-table, its progress row and its rollup plan rows, in one transaction, so an id created again
+table, its progress row, its refused rows and its rollup plan rows, in one transaction, so an id created again
 starts empty (it would otherwise inherit the old rows and, through the progress row, skip
 ranges as if stored); and the rollup tables of granularities its plan no longer has."""
 
@@ -40,9 +40,10 @@ def purge(dsn: str, pipeline_id: str, *, connect_timeout_s: float = 5.0) -> None
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{pipeline_id}",))
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(pgschema.table(pipeline_id)))
             drop_rollups(conn, pipeline_id)
-            progress = conn.execute("SELECT to_regclass(%s)", (f"{pgschema.SCHEMA}._progress",)).fetchone()
-            if progress is not None and progress[0] is not None:
-                conn.execute(sql.SQL("DELETE FROM {} WHERE pipeline = %s").format(pgschema.PROGRESS), (pipeline_id,))
+            for name, table in (("_progress", pgschema.PROGRESS), ("_refused", pgschema.REFUSED)):
+                found = conn.execute("SELECT to_regclass(%s)", (f"{pgschema.SCHEMA}.{name}",)).fetchone()
+                if found is not None and found[0] is not None:
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE pipeline = %s").format(table), (pipeline_id,))
     except psycopg.Error as exc:
         raise StorageError(f"PostgreSQL silver for {pipeline_id}: purge failed: {type(exc).__name__}: "
                            f"{str(exc).strip()[:300]}") from exc

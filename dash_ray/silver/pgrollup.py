@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan, part
+from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan
 from dash_ray.silver import pgschema
 from dash_ray.silver.partials import partials_of
 
@@ -45,11 +45,11 @@ def table(pipeline_id: str, granularity: str) -> sql.Composed:
 
 
 def _columns(plan: RollupPlan) -> list[tuple[str, str]]:
-    out = [("bucket_us", "bigint"), *((c.name, pgschema.PG_TYPES[c.type]) for c in plan.by), ("rows", "bigint")]
+    out = [(plan.bucket, "bigint"), *((c.name, pgschema.PG_TYPES[c.type]) for c in plan.by), (plan.rows, "bigint")]
     for c in plan.fields:
         value = pgschema.PG_TYPES[c.type]
         for what in PARTS:
-            out.append((part(c, what), "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
+            out.append((plan.part(c, what), "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
     return out
 
 
@@ -75,13 +75,17 @@ def ensure(conn: psycopg.Connection[Any], pipeline_id: str, plan: RollupPlan) ->
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
         columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in _columns(plan))
         conn.execute(sql.SQL("CREATE TABLE {} ({})").format(name, columns))
-        keys = sql.SQL(", ").join(map(sql.Identifier, ["bucket_us", *(c.name for c in plan.by)]))
+        keys = _keys(plan)
         conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({}) NULLS NOT DISTINCT").format(name, keys))
         conn.execute(sql.SQL("INSERT INTO {} ({}) {}").format(
             name, _names(plan), _from_silver(pipeline_id, plan, granularity, sql.SQL("TRUE"))))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s) ON CONFLICT (pipeline, granularity)"
                              " DO UPDATE SET plan = excluded.plan").format(PLANS),
                      (pipeline_id, granularity, plan.key))
+
+
+def _keys(plan: RollupPlan) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, [plan.bucket, *(c.name for c in plan.by)]))
 
 
 def _names(plan: RollupPlan) -> sql.Composed:
@@ -93,7 +97,7 @@ def _from_silver(pipeline_id: str, plan: RollupPlan, granularity: str, where: sq
     width = sql.Literal(GRANULARITIES[granularity])
     e = sql.SQL("((extract(epoch from time) * 1000000)::bigint)")
     bucket = sql.SQL("({e} - ((({e} % {w}) + {w}) % {w}))").format(e=e, w=width)
-    select: list[sql.Composable] = [sql.SQL("{} AS bucket_us").format(bucket),
+    select: list[sql.Composable] = [bucket,
                                     *(sql.Identifier(c.name) for c in plan.by), sql.SQL("count(*)")]
     for c in plan.fields:
         f = sql.Identifier(c.name)
@@ -125,15 +129,14 @@ def merge(conn: psycopg.Connection[Any], pipeline_id: str, plan: RollupPlan, row
         with conn.cursor() as cursor, cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
                 stage, _names(plan))) as stream:
             stream.write(body.getbuffer())
-        keys = sql.SQL(", ").join(map(sql.Identifier, ["bucket_us", *(c.name for c in plan.by)]))
         conn.execute(sql.SQL("INSERT INTO {} AS r SELECT * FROM {} ON CONFLICT ({}) DO UPDATE SET {}").format(
-            name, stage, keys, sql.SQL(", ").join(_merge_sets(plan))))
+            name, stage, _keys(plan), sql.SQL(", ").join(_merge_sets(plan))))
 
 
 def _merge_sets(plan: RollupPlan) -> list[sql.Composable]:
-    sets: list[sql.Composable] = [sql.SQL("rows = r.rows + excluded.rows")]
+    sets: list[sql.Composable] = [sql.SQL("{n} = r.{n} + excluded.{n}").format(n=sql.Identifier(plan.rows))]
     for c in plan.fields:
-        p = {what: sql.Identifier(part(c, what)) for what in PARTS}
+        p = {what: sql.Identifier(plan.part(c, what)) for what in PARTS}
         sets += [
             sql.SQL("{n} = r.{n} + excluded.{n}").format(n=p["n"]),
             sql.SQL("{s} = CASE WHEN r.{s} IS NULL THEN excluded.{s} WHEN excluded.{s} IS NULL THEN r.{s}"
@@ -159,7 +162,7 @@ def recompute(conn: psycopg.Connection[Any], pipeline_id: str, plan: RollupPlan,
         width = GRANULARITIES[granularity]
         buckets = sorted({m - m % width for m in micros})
         name = table(pipeline_id, granularity)
-        conn.execute(sql.SQL("DELETE FROM {} WHERE bucket_us = ANY(%s)").format(name), (buckets,))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(name, sql.Identifier(plan.bucket)), (buckets,))
         e = sql.SQL("((extract(epoch from time) * 1000000)::bigint)")
         where = sql.SQL("({e} - ((({e} % {w}) + {w}) % {w})) = ANY({b})").format(
             e=e, w=sql.Literal(width), b=sql.Literal(buckets))

@@ -5,7 +5,8 @@ and extras; a btree on (time, seq), for time ranges and ordered paging. No BRIN 
 beside it: the btree answers every time filter a BRIN would, and a BRIN on an ever-growing
 time updates its range summary (and logs it) for nearly every row, which made COPY into the
 table about 20% slower here (benchmarks/silver.py); tables created with one keep it. The DDL is
-idempotent and only ever adds columns.
+idempotent and adds columns; a column whose field a new spec version widened is retyped by
+`pgretype.py`.
 
 When the TimescaleDB extension is installed in the database, a new table is made a hypertable
 on `time` instead. A hypertable's unique indexes must hold its partitioning column, so there
@@ -15,8 +16,10 @@ here: the extension is not installed on the development machine.) An existing pl
 is left as it is.
 
 Beside the tables, `dash_silver._progress` keeps per pipeline the highest seq written, in the
-write's transaction, so ranges whose records were all dead or filtered count too. (Its name
-starts with `_`, which a pipeline id cannot, so no pipeline's table can take it.)"""
+write's transaction, so ranges whose records were all dead or filtered count too, and how many
+rows PostgreSQL refused (`refused`); `dash_silver._refused` holds each refused row's seq, time
+and reason. (Their names start with `_`, which a pipeline id cannot, so no pipeline's table
+can take them.)"""
 
 from __future__ import annotations
 
@@ -28,10 +31,11 @@ from psycopg import sql
 
 from dash_ray.query.model import Column
 
-__all__ = ["PG_TYPES", "PROGRESS", "SCHEMA", "add_columns", "create_table", "present_columns", "table"]
+__all__ = ["PG_TYPES", "PROGRESS", "REFUSED", "SCHEMA", "add_columns", "create_table", "present_columns", "table"]
 
 SCHEMA = "dash_silver"
 PROGRESS = sql.Identifier(SCHEMA, "_progress")
+REFUSED = sql.Identifier(SCHEMA, "_refused")
 PG_TYPES = {"string": "text", "int": "bigint", "double": "double precision", "bool": "boolean",
             "timestamp": "timestamptz", "json": "jsonb"}
 _PIPELINE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -53,6 +57,9 @@ def create_table(pipeline_id: str, columns: Iterable[Column], *, timescale: bool
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)),
         sql.SQL("CREATE TABLE IF NOT EXISTS {} (pipeline text PRIMARY KEY, stored_seq bigint NOT NULL)").format(
             PROGRESS),
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS refused bigint NOT NULL DEFAULT 0").format(PROGRESS),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} (pipeline text, seq bigint, time timestamptz, reason text NOT NULL,"
+                " PRIMARY KEY (pipeline, seq))").format(REFUSED),
     ]
     if timescale:
         statements += [

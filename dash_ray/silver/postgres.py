@@ -8,8 +8,10 @@ for a column whose type in the table is not one Dash creates); bring the rollups
 (`pgrollup.py`) up to date; raise the pipeline's stored seq (`dash_silver._progress`) to `b`.
 So a repeated or replayed range never doubles a row, the rollups never lag the rows, and
 `stored_seq()` counts ranges that had no rows (all dead or filtered) as well. The table gains
-a column when the spec gains a field (columns are never dropped or retyped here; the deploy
-check refuses a type change that cannot be cast). The connection is opened on first use and
+a column when the spec gains a field, and a column is retyped when the spec widens its field
+(columns are never dropped; the deploy check refuses a type change that is not a widening).
+Values PostgreSQL cannot hold are made to fit (`pgvalues.py`), and a row it refuses anyway is
+left out with its reason, never stopping the range. The connection is opened on first use and
 again after it breaks; every database error is a StorageError with its cause chained.
 """
 
@@ -17,26 +19,34 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import threading
 from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
 from dash_ray.errors import StorageError
 from dash_ray.query.model import Column
 from dash_ray.query.rollup import RollupPlan
-from dash_ray.silver import pgbinary, pgpurge, pgrollup, pgschema
+from dash_ray.silver import pgbinary, pgpurge, pgretype, pgrollup, pgschema, pgvalues
 
 __all__ = ["PostgresSilver"]
+
+log = logging.getLogger(__name__)
 
 _CSV = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 # The binary COPY needs each value in its column's exact type: the Dash type for each type
 # a table column may have.
 _KINDS = {"bigint": "int", "double precision": "double", "boolean": "bool", "timestamp with time zone": "timestamp",
           "text": "string", "jsonb": "json"}
+# What a row's values can make PostgreSQL (or the binary encoding) refuse. A seq twice in one
+# range (a unique violation) is no value's fault: that write fails and is retried.
+_REFUSALS = (psycopg.errors.DataError, psycopg.errors.CheckViolation, psycopg.errors.NotNullViolation,
+             pa.ArrowInvalid, pa.ArrowNotImplementedError)
 # A server that vanishes without closing the connection (a host lost, a cable cut) is noticed
 # in about 20 s instead of the kernel's two hours.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3}
@@ -58,6 +68,7 @@ class PostgresSilver:
         self._ready = False
         self._kinds: dict[str, str | None] = {}
         self._lock = threading.Lock()
+        self.refused = 0  # rows of the pipeline PostgreSQL refused, as of the last write
 
     def __repr__(self) -> str:
         return f"PostgresSilver({self.pipeline_id!r})"
@@ -75,15 +86,26 @@ class PostgresSilver:
                 for statement in pgschema.create_table(self.pipeline_id, self.columns,
                                                        timescale=self._new_hypertable(self._conn)):
                     self._conn.execute(statement)
+                # A field the spec widened (int to double, a scalar to string): its column too.
+                if retypes := pgretype.retype_columns(self.pipeline_id, self.columns, self._column_types()):
+                    for statement in (*pgretype.SETUP, *retypes):
+                        self._conn.execute(statement)
                 if self.plan is not None:
                     pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
                 # Tables of granularities the plan no longer has would only grow stale.
                 pgpurge.drop_rollups(self._conn, self.pipeline_id, keep=self.plan.granularities if self.plan else ())
-                self._kinds = {name: _KINDS.get(type_) for name, type_ in self._conn.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns"
-                    " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id))}
+                self._kinds = {name: _KINDS.get(type_) for name, type_ in self._column_types().items()}
+                row = self._conn.execute(sql.SQL("SELECT refused FROM {} WHERE pipeline = %s").format(
+                    pgschema.PROGRESS), (self.pipeline_id,)).fetchone()
+                self.refused = int(row[0]) if row else 0
             self._ready = True
         return self._conn
+
+    def _column_types(self) -> dict[str, str]:
+        assert self._conn is not None
+        return dict(self._conn.execute(  # type: ignore[arg-type]
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id)).fetchall())
 
     def _new_hypertable(self, conn: psycopg.Connection[Any]) -> bool:
         """Whether the table is to be created as a hypertable: TimescaleDB is installed in the
@@ -105,46 +127,92 @@ class PostgresSilver:
                                    f"{type(exc).__name__}: {str(exc).strip()[:300]}") from exc
 
     def write(self, rows: pa.Table, *, first_seq: int, last_seq: int) -> None:
+        """Store `rows` as the range `first_seq..last_seq` (see the module's docstring). Values
+        PostgreSQL cannot hold are made to fit (`pgvalues.py`); a row it refuses anyway is left
+        out, its seq and reason kept in `dash_silver._refused` and counted in `refused`, and
+        the range is written without it: a refused value never stops the range."""
         names = ["seq", "time", *(c.name for c in self.columns if c.name in rows.column_names)]
 
-        def work(conn: psycopg.Connection[Any]) -> None:
+        def work(conn: psycopg.Connection[Any]) -> int | None:
             # One writer of the pipeline's rows at a time (an old and a new actor may overlap):
             # the rollups' merge-or-recompute choice depends on what the delete found.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{self.pipeline_id}",))
             replaced = self._delete(conn, sql.SQL("seq BETWEEN %s AND %s"), (first_seq, last_seq))
-            if rows.num_rows:
-                body, form = self._copy_body(rows.select(names))
-                copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
-                    self._table, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(form))
-                with conn.cursor() as cursor, cursor.copy(copy) as stream:
-                    stream.write(body)
+            kept, refused = pgvalues.fit_rows(pgvalues.fit_types(rows, self.columns), self._kinds), []
+            if kept.num_rows:
+                refused = self._copy(conn, kept.select(names))
+                if refused:
+                    gone = pa.array([seq for seq, _, _ in refused], pa.int64())
+                    kept = kept.filter(pc.invert(pc.is_in(kept.column("seq"), value_set=gone)))
             conn.execute(sql.SQL("INSERT INTO {p} AS p VALUES (%s, %s) ON CONFLICT (pipeline) DO UPDATE"
                                  " SET stored_seq = greatest(p.stored_seq, excluded.stored_seq)").format(
                 p=pgschema.PROGRESS), (self.pipeline_id, last_seq))
+            count = self._note_refused(conn, sql.SQL("seq BETWEEN %s AND %s"), (first_seq, last_seq), refused)
             if self.plan is None:
-                return
+                return count
             if replaced:
                 # A range written again: its old partials cannot be taken out, so recompute.
-                new = rows.column("time").cast(pa.int64()).to_pylist() if rows.num_rows else []
+                new = kept.column("time").cast(pa.int64()).to_pylist() if kept.num_rows else []
                 pgrollup.recompute(conn, self.pipeline_id, self.plan, replaced + new)
-            elif rows.num_rows:
-                pgrollup.merge(conn, self.pipeline_id, self.plan, rows)
+            elif kept.num_rows:
+                pgrollup.merge(conn, self.pipeline_id, self.plan, kept)
+            return count
 
-        self._run(f"writing seq {first_seq}..{last_seq}", work)
+        self._counted(self._run(f"writing seq {first_seq}..{last_seq}", work))
+
+    def _copy(self, conn: psycopg.Connection[Any], rows: pa.Table) -> list[tuple[int, int, str]]:
+        """COPY `rows` into the table; the (seq, time in epoch us, reason) of each row refused.
+        A refused COPY is tried again in halves, each under a savepoint, until every refused
+        row stands alone (a few COPYs per refused row)."""
+        try:
+            with conn.transaction():
+                body, form = self._copy_body(rows)
+                copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+                    self._table, sql.SQL(", ").join(map(sql.Identifier, rows.column_names)), sql.SQL(form))
+                with conn.cursor() as cursor, cursor.copy(copy) as stream:
+                    stream.write(body)
+            return []
+        except _REFUSALS as exc:
+            if rows.num_rows > 1:
+                half = rows.num_rows // 2
+                return self._copy(conn, rows.slice(0, half)) + self._copy(conn, rows.slice(half))
+            seq, micros = rows.column("seq")[0].as_py(), rows.column("time").cast(pa.int64())[0].as_py()
+            reason = f"{type(exc).__name__}: {str(exc).strip()}"[:500]
+            log.warning("PostgreSQL silver for %s refused seq %d, left out (the lake keeps it): %s",
+                        self.pipeline_id, seq, reason)
+            return [(seq, micros, reason)]
+
+    def _note_refused(self, conn: psycopg.Connection[Any], where: sql.Composable, params: tuple[Any, ...],
+                      refused: list[tuple[int, int, str]]) -> int | None:
+        """Forget the refusals `where` matches, keep `refused`; the pipeline's count of refused
+        rows when it may have changed (None: unchanged)."""
+        forgotten = conn.execute(sql.SQL("DELETE FROM {} WHERE pipeline = %s AND {}").format(pgschema.REFUSED, where),
+                                 (self.pipeline_id, *params)).rowcount
+        if refused:
+            with conn.cursor() as cursor:
+                cursor.executemany(sql.SQL("INSERT INTO {} VALUES (%s, %s, to_timestamp(%s / 1000000.0), %s)").format(
+                    pgschema.REFUSED), [(self.pipeline_id, seq, micros, reason) for seq, micros, reason in refused])
+        if not forgotten and not refused:
+            return None
+        row = conn.execute(sql.SQL("UPDATE {p} SET refused = (SELECT count(*) FROM {r} WHERE pipeline = %s)"
+                                   " WHERE pipeline = %s RETURNING refused").format(
+            p=pgschema.PROGRESS, r=pgschema.REFUSED), (self.pipeline_id, self.pipeline_id)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _counted(self, count: int | None) -> None:
+        if count is not None:
+            self.refused = count
 
     def _copy_body(self, rows: pa.Table) -> tuple[bytes | memoryview, str]:
         """The COPY data for `rows` and its format: binary when every column's table type is
-        known, else CSV (PostgreSQL then casts the text)."""
+        known, else CSV (PostgreSQL then casts the text). Arrow errors when a value does not
+        fit its column's type."""
         kinds = [self._kinds.get(name) for name in rows.column_names]
         if None in kinds:
             body = io.BytesIO()
             pacsv.write_csv(rows, body, _CSV)
             return body.getbuffer(), "csv"
-        try:
-            return pgbinary.encode(rows, kinds), "binary"  # type: ignore[arg-type]
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise StorageError(f"PostgreSQL silver for {self.pipeline_id}: rows do not fit the table's column "
-                               f"types {dict(zip(rows.column_names, kinds))}: {exc}") from exc
+        return pgbinary.encode(rows, kinds), "binary"  # type: ignore[arg-type]
 
     def _delete(self, conn: psycopg.Connection[Any], where: sql.Composable, params: tuple[Any, ...]) -> list[int]:
         """Delete silver rows; the instant (epoch us) of each row deleted."""
@@ -158,6 +226,7 @@ class PostgresSilver:
             gone = self._delete(conn, sql.SQL("seq > %s"), (seq,))
             conn.execute(sql.SQL("UPDATE {} SET stored_seq = least(stored_seq, %s) WHERE pipeline = %s").format(
                 pgschema.PROGRESS), (seq, self.pipeline_id))
+            self._counted(self._note_refused(conn, sql.SQL("seq > %s"), (seq,), []))
             if self.plan is not None:
                 pgrollup.recompute(conn, self.pipeline_id, self.plan, gone)
             return len(gone)
@@ -174,10 +243,11 @@ class PostgresSilver:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{self.pipeline_id}",))
             gone = conn.execute(sql.SQL("DELETE FROM {} WHERE time < to_timestamp(%s / 1000000.0)").format(
                 self._table), (cut_us,)).rowcount
+            self._counted(self._note_refused(conn, sql.SQL("time < to_timestamp(%s / 1000000.0)"), (cut_us,), []))
             if self.plan is not None:
                 for granularity in self.plan.granularities:
-                    conn.execute(sql.SQL("DELETE FROM {} WHERE bucket_us < %s").format(
-                        pgrollup.table(self.pipeline_id, granularity)), (cut_us,))
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                        pgrollup.table(self.pipeline_id, granularity), sql.Identifier(self.plan.bucket)), (cut_us,))
             return gone
 
         return self._run(f"expiring rows before {keep_from}", work)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -103,3 +104,47 @@ def test_postgres_silver_without_a_database_is_a_422_naming_the_field(platform: 
     assert "DASH_PG_DSN" in refused.value.message
     # Unset, it is the lake's silver alone on this platform.
     assert platform.client.deploy(spec("pg-unset")).ingest_secret
+
+
+def test_a_query_while_postgresql_lags_answers_every_stored_row_from_the_lake(
+        with_database: tuple[Client, PrivatePostgres]) -> None:
+    client, pg = with_database
+    data = spec("pg-lag")
+    pipeline_id = data["id"]
+    secret = client.deploy(data).ingest_secret
+    assert secret
+
+    def ingest(first: int, count: int) -> None:
+        records = [{"ts": 1_767_225_600_000 + i, "device": f"d{i % 3}", "n": i} for i in range(first, first + count)]
+        assert client.ingest(pipeline_id, records, secret=secret).accepted == count
+
+    def counted() -> tuple[int, str, str | None]:
+        response = httpx.get(f"{client.url}/v1/pipelines/{pipeline_id}/query", params={"agg": "count"},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200, response.text
+        assert ("stale" in response.json()) == ("Dash-Query-Stale" in response.headers)
+        return response.json()["rows"][0]["count"], response.headers["Dash-Query-Store"], \
+            response.headers.get("Dash-Query-Stale")
+
+    def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (found := check()):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+        return found
+
+    ingest(0, 1000)
+    wait_for("PostgreSQL to hold 1000 rows", lambda: client.get(pipeline_id).counters.get("silver_seq") == 1000)
+    assert counted() == (1000, "postgres", None)
+    # A lock that lets readers in but holds the follower's writes: PostgreSQL falls behind.
+    with psycopg.connect(pg.dsn()) as blocker:
+        blocker.execute(f'LOCK TABLE dash_silver."{pipeline_id}" IN SHARE MODE')
+        ingest(1000, 500)
+        wait_for("the lake to store 1500", lambda: client.get(pipeline_id).counters.get("stored_seq") == 1500)
+        assert client.get(pipeline_id).counters["silver_lag"] == 500
+        count, store, stale = wait_for("an answer with every stored row", lambda: (c := counted())[0] == 1500 and c)
+        assert (store, stale) == ("lake", None)
+        blocker.rollback()
+    wait_for("PostgreSQL to catch up", lambda: client.get(pipeline_id).counters.get("silver_lag") == 0)
+    assert wait_for("PostgreSQL to answer again", lambda: (c := counted())[1] == "postgres" and c) == (
+        1500, "postgres", None)

@@ -68,6 +68,8 @@ export class PipelineFeed {
                                { params: { from, order: "desc", limit: HISTORY_LIMIT } });
       this.add(answer.rows.map(recordOf));
       if (answer.rows.length >= HISTORY_LIMIT) this.truncated = true;
+      // The query API says when its answer may miss stored rows (PostgreSQL behind, lake unreadable).
+      if (answer.stale) this.notes.push(`history may miss stored records: ${answer.stale.reason}`);
     } catch (err) {
       this.notes.push(`history: ${err.message}`);
     }

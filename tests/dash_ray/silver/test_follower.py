@@ -87,7 +87,7 @@ async def test_offered_ranges_are_written_in_order_consecutive_ones_together(
         f.offer(commit(lake_silver, first, first + 19), first_seq=first, last_seq=first + 19)
     f.offer(None, first_seq=201, last_seq=230)  # a range whose records were all dead
     await asyncio.wait_for(f.wait_stored(230), 10)
-    assert f.counters() == {"silver_seq": 230, "silver_lag": 0, "silver_error": None}
+    assert f.counters() == {"silver_seq": 230, "silver_lag": 0, "silver_error": None, "silver_refused": 0}
     assert f.catch_ups == 0 and f.dropped_ranges == 0
     assert len(store.writes) < 11 and store.writes[-1][1] == 230  # coalesced, in order
     assert [w[0] for w in store.writes] == [1] + [w[1] + 1 for w in store.writes[:-1]]

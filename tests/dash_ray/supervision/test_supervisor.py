@@ -202,4 +202,9 @@ async def test_put_refuses_a_type_change_old_rows_cannot_take_and_bad_rollups(ma
     with pytest.raises(SpecError) as caught:
         await supervisor.put(spec("other", storage={"rollups": {"by": ["nope"]}}))
     assert [p.path for p in caught.value.problems] == ["storage.rollups.by.0"]
+    cased = spec("other")
+    cased["mapping"]["fields"]["Temp_C"] = {"path": "$.T", "type": "double"}
+    with pytest.raises(SpecError) as caught:
+        await supervisor.put(cased)
+    assert [p.path for p in caught.value.problems] == ["mapping.fields.Temp_C"]
     assert runtime.starts("weather") == 2
