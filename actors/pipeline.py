@@ -22,7 +22,7 @@ from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.lake import Lake
 from dash_ray.live.feed import LiveRead
 from dash_ray.lake_roots import pipeline_lake as lake_of
-from dash_ray.logs import setup_logging
+from dash_ray.process_logging import setup_logging
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.silver.choice import postgres_follower, silver_problems, uses_postgres
