@@ -28,11 +28,18 @@ class Receiver(Protocol):
     (`events` for `POST /v1/pipelines/{id}/events`, `hooks` for `POST /v1/hooks/{id}`);
     `scheme` is how a request's signature is checked (`dash_ray.ingest.signing`)."""
 
-    route: Route
-    scheme: Scheme
-    # A header (lower-case) whose value is the request's idempotency key when it carries no
-    # `Idempotency-Key`: a provider's unsigned delivery id (`x-github-delivery`), or None.
-    idempotency_header: str | None
+    # Read-only, so a frozen dataclass is a Receiver.
+    @property
+    def route(self) -> Route: ...
+
+    @property
+    def scheme(self) -> Scheme: ...
+
+    @property
+    def idempotency_header(self) -> str | None:
+        """A header (lower-case) whose value is the request's idempotency key when it carries
+        no `Idempotency-Key`: a provider's unsigned delivery id (`x-github-delivery`), or None."""
+        ...
 
     def precheck(self, headers: Mapping[str, str]) -> Any:
         """Refuse a request before its body is read when its headers alone show it cannot be
