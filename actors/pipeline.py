@@ -22,11 +22,11 @@ from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.lake import Lake
 from dash_ray.live.feed import LiveRead
 from dash_ray.lake_roots import pipeline_lake as lake_of
-from dash_ray.logs import setup_logging
+from dash_ray.process_logging import setup_logging
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.silver.choice import postgres_follower, silver_problems, uses_postgres
-from dash_ray.sources.registry import source_for
+from dash_ray.sources.registry import feeder_for
 from dash_ray.spec import PipelineSpec, parse_spec
 
 __all__ = ["PipelineActor", "actor_name", "launch", "pipeline_lake"]  # actor_name: from actors.names
@@ -61,9 +61,9 @@ class PipelineActor:
         await self._follow_silver()
         await self._core.start()
         await self._channel.start()
-        # An active source (the demo) feeds the core from here; a passive one returns at once.
-        self._feeder = asyncio.get_running_loop().create_task(
-            source_for(self._core.spec.source).run(self._core.ingest))
+        # A source that feeds records (the demo) runs from here; one that receives has no feeder.
+        if (feeder := feeder_for(self._core.spec.source)) is not None:
+            self._feeder = asyncio.get_running_loop().create_task(feeder.run(self._core.ingest))
         # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as the
         # actor: out of the collector's sight, a full collection no longer walks it all.
         gc.freeze()

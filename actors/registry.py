@@ -28,7 +28,7 @@ from dash_ray.catalog import Catalog, DashboardRecord, PipelineStatus, TokenInfo
 from dash_ray.dashboards import check_dashboard, parse_dashboard
 from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.lake_roots import LakeRoots
-from dash_ray.logs import setup_logging
+from dash_ray.process_logging import setup_logging
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.supervisor import Supervisor

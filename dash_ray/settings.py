@@ -19,7 +19,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_MAX_RESTARTS   | 5                               | restarts allowed within the window ...    |
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
-| DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/logs.py) |
+| DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/process_logging.py) |
 | DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer is stopped: 422 |
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
 

@@ -24,7 +24,7 @@ import uvicorn
 from ray import serve
 
 from dash_ray.deploy.listener import receive
-from dash_ray.logs import setup_logging
+from dash_ray.process_logging import setup_logging
 from dash_ray.settings import Settings, WebSettings, web_selector
 from serve_app.app import build_app
 from serve_app.websocket import LiveWebSocketProtocol

@@ -38,8 +38,8 @@ from dash_ray.ingest.channel import ChannelClient
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.live.feed import LiveRead
 from dash_ray.settings import WebSettings
-from dash_ray.sources.base import Source
-from dash_ray.sources.registry import source_for
+from dash_ray.sources.base import Receiver
+from dash_ray.sources.registry import receiver_for
 from dash_ray.spec import PIPELINE_ID_PATTERN, LimitsSpec, PipelineSpec
 from dash_ray.auth.tokens import allows, hash_token, token_id_of
 from serve_app.coalescer import Coalescer, WaitingBytes
@@ -55,12 +55,13 @@ _PIPELINE_ID = re.compile(PIPELINE_ID_PATTERN)
 @dataclass(frozen=True)
 class IngestInfo:
     """What checking an ingest request needs: the spec, the valid secrets, the status, and
-    the pipeline's Source (which route it answers, how its requests are verified)."""
+    the pipeline's Receiver (which route it answers, how its requests are verified), None
+    when its source takes no requests."""
 
     spec: PipelineSpec
     secrets: tuple[str, ...]
     status: str
-    source: Source
+    receiver: Receiver | None
 
 
 def _unknown(pipeline_id: str) -> NotFoundError:
@@ -166,7 +167,7 @@ class Gateway:
             access = await self.registry.ingest_info(pipeline_id)
         except NotFoundError:
             return _unknown(pipeline_id)  # remembered as briefly as an answer
-        return IngestInfo(access.spec, tuple(access.secrets), access.status, source_for(access.spec.source))
+        return IngestInfo(access.spec, tuple(access.secrets), access.status, receiver_for(access.spec.source))
 
     async def _ask_ids(self) -> frozenset[str]:
         ids = frozenset(await self.registry.pipeline_ids())

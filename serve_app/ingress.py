@@ -43,7 +43,7 @@ from dash_ray.errors import (
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.body import decode_body
 from dash_ray.ingest.budget import BodyBudget
-from dash_ray.sources.base import Route
+from dash_ray.sources.base import Receiver, Route
 from dash_ray.spec import LimitsSpec
 from serve_app.gateway import Gateway, IngestInfo
 from serve_app.metrics import ReplicaMetrics
@@ -183,39 +183,37 @@ class IngestFront:
                       received_at_us: int) -> Ack | DashError:
         gateway = self.gateway
         info = await gateway.info(pipeline_id)
-        if info.source.route != route:
-            if route == "hooks":
-                raise NotFoundError(f"pipeline {pipeline_id} takes no webhooks", where=pipeline_id)
-            raise NotFoundError(f"pipeline {pipeline_id} takes no pushed events; its source is "
-                                f"{info.spec.source.kind}", where=pipeline_id)
+        receiver = _receiver(info, route)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            checked = _precheck(info, headers)
+            checked = _precheck(info, receiver, headers)
         except SignatureError:
             # A secret rotated or a pipeline re-created moments ago: look once more.
             fresh = await gateway.info(pipeline_id, refresh=True)
             if fresh is info:
                 raise
             info = fresh
-            checked = _precheck(info, headers)
+            receiver = _receiver(info, route)
+            checked = _precheck(info, receiver, headers)
         limits = info.spec.limits
         body, held = await self._read_in_time(headers.get("content-length"), receive, limits.max_body_bytes)
         try:
             try:
-                replay_key = info.source.verify(headers, body, info.secrets, checked)
+                replay_key = receiver.verify(headers, body, info.secrets, checked)
             except SignatureError:
                 fresh = await gateway.info(pipeline_id, refresh=True)
                 if fresh is info:
                     raise
                 info = fresh
-                replay_key = info.source.verify(headers, body, info.secrets)
+                receiver = _receiver(info, route)
+                replay_key = receiver.verify(headers, body, info.secrets)
         finally:
             self.budget.give(held)
         if info.status == "failed":
             raise UnavailableError(f"pipeline {pipeline_id} has failed; see its last error", retry_after=30)
         key = headers.get("idempotency-key")
-        if key is None and info.source.idempotency_header:
-            key = headers.get(info.source.idempotency_header)
+        if key is None and receiver.idempotency_header:
+            key = headers.get(receiver.idempotency_header)
         if key is not None and (not key or len(key) > _IDEMPOTENCY_KEY_MAX):
             raise MalformedBodyError(f"Idempotency-Key must be 1 to {_IDEMPOTENCY_KEY_MAX} characters",
                                      where="Idempotency-Key")
@@ -271,7 +269,19 @@ def _internal(exc: BaseException, scope: dict) -> tuple[int, bytes, list[tuple[b
     return error.status, orjson.dumps(body), [(b"x-request-id", request_id.encode())]
 
 
-def _precheck(info: IngestInfo, headers: dict[str, str]) -> Any:
+def _receiver(info: IngestInfo, route: Route) -> Receiver:
+    """The pipeline's receiver when its source takes requests on `route`; 404 otherwise."""
+    receiver = info.receiver
+    if receiver is not None and receiver.route == route:
+        return receiver
+    pipeline_id = info.spec.id
+    if route == "hooks":
+        raise NotFoundError(f"pipeline {pipeline_id} takes no webhooks", where=pipeline_id)
+    raise NotFoundError(f"pipeline {pipeline_id} takes no pushed events; its source is {info.spec.source.kind}",
+                        where=pipeline_id)
+
+
+def _precheck(info: IngestInfo, receiver: Receiver, headers: dict[str, str]) -> Any:
     if not info.secrets:
         raise SignatureError("this pipeline has no valid ingest secret")
-    return info.source.precheck(headers)
+    return receiver.precheck(headers)

@@ -7,7 +7,7 @@ Every DashError carries its status (`errors.py` draws the table); a RetryableErr
 Request ids: every request but the ingest routes gets one (`RequestIds`): the client's
 `X-Request-Id` when it is 1 to 128 characters of `[A-Za-z0-9._:-]`, else a new one; it is
 echoed in the `X-Request-Id` response header, set for the request's log lines
-(`dash_ray.logs`) with the pipeline its path names, and added to every error body as
+(`dash_ray.process_logging`) with the pipeline its path names, and added to every error body as
 `error.request_id`. The ingest routes (the hot path) take one only when they answer 500.
 """
 
@@ -31,7 +31,7 @@ from dash_ray.errors import (
     NotSupportedError,
     RetryableError,
 )
-from dash_ray.logs import current_request_id, new_request_id, request_context
+from dash_ray.process_logging import current_request_id, new_request_id, request_context
 
 __all__ = ["RequestIds", "error_response", "json_response", "on_error", "on_route_error", "request_id_of",
            "retry_after", "route_error", "unexpected_error"]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dash_ray.cli import _parser, main
+from dash_ray.cli import main
+from dash_ray.cli.commandline import build_parser
 from tests.conftest import free_port
 
 
@@ -25,7 +26,7 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = "dash-ray") -> li
 
 def test_every_command_and_argument_has_help_text() -> None:
     missing = []
-    for name, parser in _subparsers(_parser()):
+    for name, parser in _subparsers(build_parser()):
         if name != "dash-ray" and not parser.description:
             missing.append(f"{name}: no description")
         for action in parser._actions:

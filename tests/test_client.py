@@ -267,7 +267,7 @@ def test_an_identical_dashboard_put_changes_nothing(platform) -> None:
 
 
 def test_up_demo_keeps_a_demo_dashboard_the_user_edited(platform) -> None:
-    from dash_ray.cli import start_demo
+    from dash_ray.cli.platform import start_demo
 
     start_demo(platform.client)
     made = platform.client.dashboard("demo")

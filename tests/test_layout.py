@@ -13,7 +13,7 @@ ALLOWED = {"dash_ray": {"dash_ray"}, "actors": {"actors", "dash_ray"},
 # The command line is the outermost layer: `dash-ray up` starts the web tier. It lives in the
 # package for its console script, and imports serve_app only inside the commands that start
 # or stop the platform.
-OUTERMOST = {"dash_ray.cli"}
+OUTERMOST = {"dash_ray.cli.platform"}
 
 
 def _modules() -> dict[str, Path]:

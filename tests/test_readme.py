@@ -121,7 +121,7 @@ def test_the_cli_table_names_every_command_and_option() -> None:
     (issue 22: `tail`, `query --order`, `tail --after/--last` were missing)."""
     import argparse
 
-    from dash_ray.cli import _parser
+    from dash_ray.cli.commandline import build_parser
 
     rows = _cli_table()
 
@@ -135,7 +135,7 @@ def test_the_cli_table_names_every_command_and_option() -> None:
         return found
 
     missing = []
-    for name, parser in commands(_parser(), ""):
+    for name, parser in commands(build_parser(), ""):
         row = next((r for r in rows if f"`{name} " in r or f"`{name}`" in r), None)
         if row is None:
             missing.append(name)

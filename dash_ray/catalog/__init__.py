@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
-from dash_ray.catalog.catalog import MAX_RETIRED_SECRETS, Catalog
+from dash_ray.catalog.store import MAX_RETIRED_SECRETS, Catalog
 from dash_ray.catalog.dashboards import DashboardRecord
 from dash_ray.auth.secretbox import SecretBox
 

@@ -1,6 +1,6 @@
 """What the catalog hands out (records, secret versions, token info) and the small Protocol a
 database backend implements (`sqlite.py`, `postgres.py`); the catalog's logic, written once
-over that Protocol, is in `catalog.py`."""
+over that Protocol, is in `store.py`."""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 
 from dash_ray.errors import Problem
 from dash_ray.mapping.casts import ARROW_TYPES, cast_values, iso_text, json_text, show
-from dash_ray.mapping.compute import true_mask
 from dash_ray.mapping.timestamps import MAX_US, MIN_US
+from dash_ray.mapping.values import true_mask
 from dash_ray.spec import RuleSpec
 
 __all__ = ["Check", "compile_rules"]

@@ -1,2 +1,3 @@
-"""Where a pipeline's records come from: one module per source kind, chosen by the registry
-in `registry.py`."""
+"""Where a pipeline's records come from: a `Receiver` (requests on an ingest route) or a
+`Feeder` (run inside the pipeline actor), both in `base.py`, one module per kind, chosen by
+the registry in `registry.py`."""

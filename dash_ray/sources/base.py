@@ -1,10 +1,11 @@
-"""What every source kind provides, whatever brings its records: the `Source` Protocol.
+"""What a source provides, by how its records arrive: a `Receiver` takes them from requests
+on an ingest route (what a web replica needs), a `Feeder` fetches or makes them inside the
+pipeline actor (what the actor runs).
 
 A source is built from the `source` block of a spec by the registry (`registry.py`), the one
-place that looks at `kind`. Passive sources (push, webhook) take requests on an ingest route
-and say how a request is authenticated; active sources (demo, and later polling and
-pipeline-to-pipeline) run their own loop inside the pipeline actor and feed records through
-the same durable ingest path as a push.
+place that looks at `kind`; each kind is a receiver or a feeder, never both. A feeder sends
+its records through the pipeline's own durable ingest, the path a push takes, so they are
+acknowledged, mapped and stored alike.
 """
 
 from __future__ import annotations
@@ -13,23 +14,32 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from dash_ray.ingest.batch import RawBatch
+from dash_ray.ingest.signing import Scheme
 
-__all__ = ["Ingest", "Route", "Source"]
+__all__ = ["Feeder", "Ingest", "Receiver", "Route"]
 
 Route = Literal["events", "hooks"]
 # The pipeline's own ingest: store batches durably, answer each with its Ack or error.
 Ingest = Callable[[list[RawBatch]], Awaitable[list[Any]]]
 
 
-class Source(Protocol):
-    """One pipeline's source. `route` is the ingest route it answers (`events` for
-    `POST /v1/pipelines/{id}/events`, `hooks` for `POST /v1/hooks/{id}`), or None for a
-    source that takes no requests."""
+class Receiver(Protocol):
+    """Takes a pipeline's records from requests. `route` is the ingest route it answers
+    (`events` for `POST /v1/pipelines/{id}/events`, `hooks` for `POST /v1/hooks/{id}`);
+    `scheme` is how a request's signature is checked (`dash_ray.ingest.signing`)."""
 
-    route: Route | None
-    # A header (lower-case) whose value is the request's idempotency key when it carries no
-    # `Idempotency-Key`: a provider's unsigned delivery id (`x-github-delivery`), or None.
-    idempotency_header: str | None
+    # Read-only, so a frozen dataclass is a Receiver.
+    @property
+    def route(self) -> Route: ...
+
+    @property
+    def scheme(self) -> Scheme: ...
+
+    @property
+    def idempotency_header(self) -> str | None:
+        """A header (lower-case) whose value is the request's idempotency key when it carries
+        no `Idempotency-Key`: a provider's unsigned delivery id (`x-github-delivery`), or None."""
+        ...
 
     def precheck(self, headers: Mapping[str, str]) -> Any:
         """Refuse a request before its body is read when its headers alone show it cannot be
@@ -47,7 +57,14 @@ class Source(Protocol):
         None when the scheme has none."""
         ...
 
+
+class Feeder(Protocol):
+    """Brings a pipeline's records itself, inside the pipeline actor: generates them (the
+    demo), or, as later kinds will, polls an API or follows another pipeline."""
+
     async def run(self, ingest: Ingest) -> None:
-        """Feed records through `ingest` until cancelled (active sources); a passive source
-        returns at once."""
+        """Feed records through `ingest` until cancelled. Stopping is cancelling the task
+        that runs this; a feeder releases what it holds (a connection, a cursor to save) in
+        its own `finally`. A batch `ingest` refuses is the feeder's to drop or retry, as its
+        kind documents."""
         ...

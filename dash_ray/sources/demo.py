@@ -10,15 +10,14 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from dash_ray.errors import NotFoundError
 from dash_ray.ingest.batch import RawBatch
-from dash_ray.sources.base import Ingest, Route
+from dash_ray.sources.base import Ingest
 from dash_ray.spec import DemoSource
 
 __all__ = ["DEMO_SPEC", "DemoFeed", "DemoGenerator", "feed"]
@@ -74,7 +73,7 @@ class DemoGenerator:
         return out
 
 
-async def feed(ingest: Callable[[list[RawBatch]], Awaitable[list[Any]]], *, rate: float, devices: int,
+async def feed(ingest: Ingest, *, rate: float, devices: int,
                clock: Callable[[], float] = time.time) -> None:
     """Send generated readings to `ingest` at `rate` records a second, forever (cancel to
     stop). Batches go at most ten times a second; a refused batch is dropped, as a real
@@ -97,25 +96,16 @@ async def feed(ingest: Callable[[list[RawBatch]], Awaitable[list[Any]]], *, rate
 
 @dataclass(frozen=True)
 class DemoFeed:
-    """The `demo` source: takes no requests; inside the pipeline actor it feeds generated
-    readings through the pipeline's own durable ingest."""
+    """The `demo` source, a Feeder: inside the pipeline actor it feeds generated readings
+    through the pipeline's own durable ingest."""
 
     rate: float
     devices: int
     clock: Callable[[], float] = time.time
-    route: Route | None = None
-    idempotency_header: str | None = None
 
     @classmethod
     def from_spec(cls, spec: DemoSource, *, clock: Callable[[], float] = time.time) -> DemoFeed:
         return cls(spec.rate, spec.devices, clock)
-
-    def precheck(self, headers: Mapping[str, str]) -> Any:
-        raise NotFoundError("a demo pipeline takes no requests")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str],
-               checked: Any = None) -> str | None:
-        raise NotFoundError("a demo pipeline takes no requests")
 
     async def run(self, ingest: Ingest) -> None:
         await feed(ingest, rate=self.rate, devices=self.devices, clock=self.clock)

@@ -1,6 +1,7 @@
-"""The one place that looks at a source's `kind`: the table from kind to the class that
-implements it. Everything else (the ingress, the gateway, the pipeline actor) holds a
-`Source` and calls its methods."""
+"""The one place that looks at a source's `kind`: a table from each kind to how its source
+is built, one for the kinds that receive requests and one for the kinds that feed records.
+Everything else (the ingress, the gateway, the pipeline actor) holds a `Receiver` or a
+`Feeder` and calls its methods. A new kind is a module with its class and one line here."""
 
 from __future__ import annotations
 
@@ -8,24 +9,36 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dash_ray.sources.base import Source
+from dash_ray.sources.base import Feeder, Receiver
 from dash_ray.sources.demo import DemoFeed
-from dash_ray.sources.push import PushReceiver
-from dash_ray.sources.webhook import WebhookReceiver
+from dash_ray.sources.receiver import SignedReceiver
 
-__all__ = ["SOURCES", "source_for"]
+__all__ = ["FEEDERS", "RECEIVERS", "feeder_for", "receiver_for"]
 
-SOURCES: dict[str, Callable[..., Source]] = {
-    "push": PushReceiver.from_spec,
-    "webhook": WebhookReceiver.from_spec,
+RECEIVERS: dict[str, Callable[..., Receiver]] = {
+    "push": SignedReceiver.for_push,
+    "webhook": SignedReceiver.for_webhook,
+}
+FEEDERS: dict[str, Callable[..., Feeder]] = {
     "demo": DemoFeed.from_spec,
 }
 
 
-def source_for(spec_source: Any, *, clock: Callable[[], float] = time.time) -> Source:
-    """The Source for the `source` block of a spec (a model from `dash_ray.spec`)."""
-    try:
-        factory = SOURCES[spec_source.kind]
-    except KeyError:
-        raise ValueError(f"no source of kind {spec_source.kind!r}; known: {', '.join(SOURCES)}") from None
-    return factory(spec_source, clock=clock)
+def receiver_for(spec_source: Any, *, clock: Callable[[], float] = time.time) -> Receiver | None:
+    """The Receiver for the `source` block of a spec (a model from `dash_ray.spec`), or None
+    when its kind takes no requests (a feeder's)."""
+    factory = RECEIVERS.get(_known(spec_source.kind))
+    return None if factory is None else factory(spec_source, clock=clock)
+
+
+def feeder_for(spec_source: Any, *, clock: Callable[[], float] = time.time) -> Feeder | None:
+    """The Feeder for the `source` block of a spec, or None when its kind takes requests
+    instead (a receiver's)."""
+    factory = FEEDERS.get(_known(spec_source.kind))
+    return None if factory is None else factory(spec_source, clock=clock)
+
+
+def _known(kind: str) -> str:
+    if kind not in RECEIVERS and kind not in FEEDERS:
+        raise ValueError(f"no source of kind {kind!r}; known: {', '.join([*RECEIVERS, *FEEDERS])}")
+    return kind

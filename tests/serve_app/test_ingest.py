@@ -320,3 +320,18 @@ def test_provider_webhooks_are_verified_and_deduplicated(platform, scheme) -> No
         response = post(platform, path, other, signed_headers(scheme, key, other, t=now, delivery=f"msg_{n}0"))
         assert response.status_code == 202 and response.json()["last_seq"] == n, response.text
     assert [r["data"]["n"] for r in platform.client.records(pipeline_id)] == [1, 2, 3]
+
+
+def test_a_fed_pipeline_takes_no_requests_and_its_feeder_runs(platform) -> None:
+    """A demo pipeline's source feeds it from inside the actor: both ingest routes answer 404
+    even for a well-signed request, while the generated readings arrive."""
+    pipeline_id, secret = deploy(platform, "fed", source={"kind": "demo", "rate": 20, "devices": 2})
+    body = orjson.dumps({"n": 1})
+    pushed = post(platform, f"/v1/pipelines/{pipeline_id}/events", body,
+                  {"dash-signature": signature_header(secret, body)})
+    assert pushed.status_code == 404
+    assert pushed.json()["error"]["message"] == f"pipeline {pipeline_id} takes no pushed events; its source is demo"
+    hooked = post(platform, f"/v1/hooks/{pipeline_id}", body, {"dash-signature": signature_header(secret, body)})
+    assert hooked.status_code == 404
+    assert hooked.json()["error"]["message"] == f"pipeline {pipeline_id} takes no webhooks"
+    platform.wait_for(lambda: len(platform.client.records(pipeline_id)) >= 3, timeout=30, what="demo readings")

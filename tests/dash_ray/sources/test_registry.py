@@ -1,77 +1,112 @@
-"""The source registry is the one place that dispatches on a source's kind; every source kind
-is a `Source` with what the ingress and the pipeline actor need."""
+"""The source registry is the one place that dispatches on a source's kind; each kind is a
+`Receiver` (what a web replica needs) or a `Feeder` (what the pipeline actor runs), never both
+and never a stub of the other."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 
 from dash_ray.errors import SpecError
 from dash_ray.ingest.batch import RawBatch
+from dash_ray.sources import registry
 from dash_ray.sources.demo import DemoFeed
-from dash_ray.sources.push import PushReceiver
-from dash_ray.sources.registry import SOURCES, source_for
-from dash_ray.sources.webhook import WebhookReceiver
+from dash_ray.sources.receiver import SignedReceiver
+from dash_ray.sources.registry import FEEDERS, RECEIVERS, feeder_for, receiver_for
 from dash_ray.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def source(block: dict) -> object:
-    return source_for(parse_spec({"id": "p", "source": block}).source)
+def spec_source(block: dict) -> object:
+    return parse_spec({"id": "p", "source": block}).source
 
 
-def test_every_kind_of_the_spec_has_a_source() -> None:
-    from typing import get_args
-
+def test_every_kind_of_the_spec_is_received_or_fed_not_both() -> None:
     from dash_ray.spec import Source
 
     kinds = {model.model_fields["kind"].default for model in get_args(get_args(Source)[0])}
-    assert kinds == set(SOURCES)
+    assert kinds == set(RECEIVERS) | set(FEEDERS)
+    assert set(RECEIVERS).isdisjoint(FEEDERS)
 
 
-def test_each_kind_answers_its_route() -> None:
-    push, hook, demo = source({"kind": "push"}), source({"kind": "webhook"}), source({"kind": "demo"})
-    assert isinstance(push, PushReceiver) and push.route == "events"
-    assert isinstance(hook, WebhookReceiver) and hook.route == "hooks"
-    assert isinstance(demo, DemoFeed) and demo.route is None
+def test_push_and_webhook_are_one_signed_receiver_on_their_routes() -> None:
+    push, hook = receiver_for(spec_source({"kind": "push"})), receiver_for(spec_source({"kind": "webhook"}))
+    assert type(push) is type(hook) is SignedReceiver
+    assert (push.route, hook.route) == ("events", "hooks")
+    assert feeder_for(spec_source({"kind": "push"})) is None
+    assert feeder_for(spec_source({"kind": "webhook"})) is None
+
+
+def test_the_demo_is_a_feeder_and_takes_no_requests() -> None:
+    demo = spec_source({"kind": "demo", "rate": 3, "devices": 2})
+    assert receiver_for(demo) is None
+    feeder = feeder_for(demo)
+    assert isinstance(feeder, DemoFeed) and (feeder.rate, feeder.devices) == (3, 2)
+    # The split itself: a feeder has nothing of a receiver, a receiver nothing of a feeder.
+    assert not any(hasattr(feeder, name) for name in ("route", "precheck", "verify", "scheme"))
+    assert not hasattr(receiver_for(spec_source({"kind": "push"})), "run")
+
+
+def test_an_unknown_kind_is_refused_with_the_known_ones() -> None:
+    for build in (receiver_for, feeder_for):
+        with pytest.raises(ValueError, match=r"no source of kind 'carrier-pigeon'; known: push, webhook, demo"):
+            build(SimpleNamespace(kind="carrier-pigeon"))
+
+
+def test_a_feeder_kind_is_one_entry_in_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Ticks:
+        def __init__(self, spec: object, *, clock: object) -> None:
+            self.spec, self.clock = spec, clock
+
+        async def run(self, ingest: object) -> None:
+            return None
+
+    monkeypatch.setitem(registry.FEEDERS, "ticks", Ticks)
+    block = SimpleNamespace(kind="ticks")
+    feeder = feeder_for(block, clock=time.monotonic)
+    assert isinstance(feeder, Ticks) and feeder.spec is block and feeder.clock is time.monotonic
+    assert receiver_for(block) is None
 
 
 @pytest.mark.parametrize("verify,header", [("github", "x-github-delivery"), ("shopify", "x-shopify-webhook-id"),
                                            ("stripe", None), ("standard", None)])
 def test_unsigned_delivery_ids_become_the_idempotency_header(verify, header) -> None:
-    assert source({"kind": "webhook", "verify": verify}).idempotency_header == header
-    named = source({"kind": "webhook", "verify": verify, "idempotency_header": "X-Request-Id"})
+    assert receiver_for(spec_source({"kind": "webhook", "verify": verify})).idempotency_header == header
+    named = receiver_for(spec_source({"kind": "webhook", "verify": verify, "idempotency_header": "X-Request-Id"}))
     assert named.idempotency_header == "x-request-id"
 
 
 def test_options_of_the_generic_scheme_are_refused_for_the_others() -> None:
     with pytest.raises(SpecError, match="apply only to verify 'hmac'"):
         parse_spec({"id": "p", "source": {"kind": "webhook", "verify": "github", "header": "X-Sig"}})
-    hmac_source = source({"kind": "webhook", "verify": "hmac", "header": "X-Sig", "algorithm": "sha512",
-                          "encoding": "base64", "prefix": "v="})
-    scheme = hmac_source.scheme
+    receiver = receiver_for(spec_source({"kind": "webhook", "verify": "hmac", "header": "X-Sig",
+                                         "algorithm": "sha512", "encoding": "base64", "prefix": "v="}))
+    scheme = receiver.scheme
     assert (scheme.header, scheme.algorithm, scheme.encoding, scheme.prefix) == ("X-Sig", "sha512", "base64", "v=")
 
 
-async def test_passive_sources_return_and_the_demo_feeds_the_ingest() -> None:
+async def test_the_demo_feeds_the_ingest_until_cancelled() -> None:
     got: list[RawBatch] = []
 
     async def ingest(batches: list[RawBatch]) -> list:
         got.extend(batches)
         return []
 
-    await source({"kind": "push"}).run(ingest)
-    await source({"kind": "webhook"}).run(ingest)
-    task = asyncio.ensure_future(source({"kind": "demo", "rate": 50, "devices": 2}).run(ingest))
-    await asyncio.sleep(0.35)
+    task = asyncio.ensure_future(feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2})).run(ingest))
+    deadline = time.monotonic() + 10
+    while sum(b.count for b in got) < 5 and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert got and sum(b.count for b in got) >= 5
+    assert sum(b.count for b in got) >= 5
 
 
 _KINDS = r"\b(PushSource|WebhookSource|DemoSource)\b"

@@ -1,218 +1,20 @@
-"""`dash-ray`: run the platform and manage pipelines from a shell. Thin over `client.py`; the
-environment is read once, into `Settings` (`up`, `down`) or `ClientEnv` (the rest).
-
-    dash-ray up [--demo]            start Ray, the registry and the web tier; print the URL
-    dash-ray down [--drain S]       stop them; leaves no process, port or temp folder behind
-    dash-ray status [ID]            the platform at a glance, or one pipeline in full
-    dash-ray ls                     pipelines and their status
-    dash-ray deploy FILE.yaml       create or update a pipeline; prints its ingest secret once
-    dash-ray delete ID [--purge]    stop a pipeline and forget it (its data too with --purge)
-    dash-ray restart ID             restart a pipeline by hand (also revives a failed one)
-    dash-ray rotate-secret ID       a new ingest secret; the old one stays valid for --grace s
-    dash-ray records ID             the newest mapped records
-    dash-ray tail ID                follow the live records (resumes by itself after a disconnect)
-    dash-ray query ID               rows or aggregates of the pipeline's silver store
-    dash-ray replay ID              re-run the mapping over stored raw records (a job)
-    dash-ray dead ID                the newest dead letters; `dead-replay ID` re-runs them
-    dash-ray tokens create|ls|revoke  scoped API tokens
-
-Every command but `up` and `down` talks to a running platform: the one `up` recorded in
-`$DASH_HOME/run.json`, or `$DASH_URL`. It never creates a token: it uses `$DASH_TOKEN`, else
-`$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token`, and says plainly when Dash is not running.
-`--json` (ls, status, records, query, dead, replay, dead-replay, job, tokens ls) prints one JSON document instead of a
-table.
-"""
+"""The `dash-ray` command line: its parser (every command and argument), and `main`, which
+runs the command and turns an error into a message and exit status 1."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-from dash_ray.cli_data import (
-    cmd_dead,
-    cmd_dead_replay,
-    cmd_job,
-    cmd_query,
-    cmd_records,
-    cmd_replay,
-    cmd_tail,
-    cmd_tokens_create,
-    cmd_tokens_ls,
-    cmd_tokens_revoke,
-)
-from dash_ray.cli_env import client_for as _client
-from dash_ray.cli_output import print_json, print_pipeline, print_platform, table
-from dash_ray.client import Client
-from dash_ray.errors import DashError, NotFoundError
-from dash_ray.settings import ClientEnv, Settings, parse_port
-from dash_ray.auth.tokens import hash_token, load_or_create_admin_token
+from dash_ray.cli.data import cmd_dead, cmd_dead_replay, cmd_job, cmd_query, cmd_records, cmd_replay, cmd_tail
+from dash_ray.cli.pipelines import cmd_delete, cmd_deploy, cmd_ls, cmd_restart, cmd_rotate_secret
+from dash_ray.cli.platform import cmd_down, cmd_status, cmd_up
+from dash_ray.cli.tokens import cmd_tokens_create, cmd_tokens_ls, cmd_tokens_revoke
+from dash_ray.errors import DashError
+from dash_ray.settings import parse_port
 
-__all__ = ["main", "start_demo"]
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "port", None) is not None:
-        overrides["port"] = args.port
-    settings = Settings.from_env(**overrides)
-    token = _admin_token(settings)
-    return settings.with_(admin_token_hash=hash_token(token))
-
-
-def _admin_token(settings: Settings) -> str:
-    """For `up` only: the admin token, created in the home folder when there is none."""
-    Path(settings.home).mkdir(parents=True, exist_ok=True)
-    return load_or_create_admin_token(ClientEnv.from_env().admin_token, Path(settings.home) / "admin.token")
-
-
-# -- the platform ------------------------------------------------------------------------------
-
-
-def start_demo(client: Client) -> None:
-    """`up --demo`: the demo pipeline and its dashboard, each made only when there is none
-    (a dashboard the user edited stays as they left it)."""
-    from dash_ray.dashboards import DEMO_DASHBOARD
-    from dash_ray.sources.demo import DEMO_SPEC
-
-    try:
-        client.get("demo")
-    except NotFoundError:
-        client.deploy(DEMO_SPEC)
-    try:
-        client.dashboard("demo")
-    except NotFoundError:
-        client.put_dashboard(DEMO_DASHBOARD)
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from serve_app.platform import up
-
-    settings = _settings(args)
-    started = time.monotonic()
-    platform = up(settings)
-    admin_token = ClientEnv.from_env().admin_token
-    token_source = "$DASH_ADMIN_TOKEN" if admin_token else str(Path(settings.home) / "admin.token")
-    print(f"Dash is up at {platform.url} ({time.monotonic() - started:.1f} s)")
-    print(f"  admin token: {token_source}")
-    print(f"  state:       {settings.home}   lake: {settings.lake_url}")
-    print(f"  ray:         {platform.ray_address}" + ("" if platform.local is None else " (local, loopback only)"))
-    if args.demo:
-        with Client(platform.url, token=_admin_token(settings)) as client:
-            start_demo(client)
-        print("  demo:        pipeline 'demo' is generating readings; watch them with")
-        print(f"               dash-ray records demo, or open {platform.url}/dashboards/demo")
-    print("Stop it with: dash-ray down")
-    return 0
-
-
-def cmd_down(args: argparse.Namespace) -> int:
-    """A local instance is stopped by its processes alone, without joining Ray (importing and
-    connecting to it costs seconds): every record a pipeline acknowledged is in its
-    write-ahead log, and the next `up` stores what the lake does not have yet. `--drain S`
-    first asks the pipelines to flush (at most S s), as `down` on a cluster always does. An
-    instance whose run file (or whole DASH_HOME) is gone is found by its processes."""
-    from dash_ray.deploy.localray import forget_platform, read_platform, stop_local_ray
-
-    settings = Settings.from_env()
-    started = time.monotonic()
-    run = read_platform(settings.home)
-    if args.drain is None and settings.ray_address is None and (run is None or run.local is not None):
-        stopped = stop_local_ray(settings.home)
-        forget_platform(settings.home)
-    else:
-        from serve_app.platform import down
-
-        stopped = down(settings, drain_s=args.drain)
-    print(_stopped(settings.home, stopped, time.monotonic() - started))
-    return 0
-
-
-def _stopped(home: str, stopped: Any, took: float) -> str:
-    """What `down` did, naming the home it looked at when it was not the run file's."""
-    from dash_ray.deploy.listener import holders
-
-    if stopped is None:
-        text = f"Dash was not running for DASH_HOME={home} (no run.json there, and no Ray instance started from it)."
-        others = [h for h in holders() if h.home != home]
-        if others:
-            text += "\nRunning on this machine: " + ", ".join(f"DASH_HOME={h.home} ({h.url})" for h in others)
-            text += "; set DASH_HOME to stop one."
-        return text
-    if stopped.by_processes:
-        return (f"Dash stopped ({took:.1f} s): DASH_HOME={home} had no run.json; stopped the Ray instance "
-                f"started from it ({stopped.processes} processes, found by its folder {stopped.temp_dir}).")
-    return f"Dash stopped ({took:.1f} s)."
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from dash_ray.deploy.localray import read_platform
-
-    with _client(args) as client:
-        if args.id is not None:
-            return print_pipeline(client.get(args.id), args.json)
-        health = client.health()
-        pipelines = client.list()
-    env = ClientEnv.from_env()
-    run = None if env.url else read_platform(env.home)
-    return print_platform(client.url, env.home, health, pipelines, run, args.json)
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        pipelines = client.list()
-    rows = [{"id": p.id, "status": p.status, "restarts": p.restarts, "last_seq": p.counters.get("last_seq", 0),
-             "waiting": p.waiting_in_log, "last_error": p.last_error} for p in pipelines]
-    if args.json:
-        print_json(rows)
-    else:
-        table(rows, empty="no pipelines; create one with `dash-ray deploy FILE.yaml`")
-    return 0
-
-
-# -- pipelines ---------------------------------------------------------------------------------
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from dash_ray.client import Dashboard
-
-    with _client(args) as client:
-        pipeline = client.deploy(Path(args.file))
-    if isinstance(pipeline, Dashboard):
-        print(f"dashboard {pipeline.id}: saved (version {pipeline.version})")
-        return 0
-    print(f"pipeline {pipeline.id}: {pipeline.status} (version {pipeline.version})")
-    if pipeline.ingest_secret:
-        print(f"ingest secret (shown once, keep it): {pipeline.ingest_secret}")
-    return 0
-
-
-def cmd_delete(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        client.delete(args.id, purge=args.purge)
-    print(f"pipeline {args.id} deleted" + (", its stored data too" if args.purge else "; its stored data stays"))
-    return 0
-
-
-def cmd_restart(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        pipeline = client.restart(args.id)
-    print(f"pipeline {pipeline.id}: {pipeline.status}")
-    return 0
-
-
-def cmd_rotate_secret(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        secret = client.rotate_secret(args.id, grace_s=args.grace)
-    print(f"new ingest secret (shown once, keep it): {secret}")
-    if args.grace:
-        print(f"the secret it replaces stays valid for {args.grace} s; secrets retired earlier keep their own grace")
-    else:
-        print("every earlier secret stopped working now")
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 _ID = "the pipeline's id"
 
@@ -237,7 +39,7 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from dash_ray import __version__
 
     parser = argparse.ArgumentParser(prog="dash-ray", description="Real-time data pipelines on Ray.")
@@ -349,7 +151,7 @@ def _report(exc: DashError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except DashError as exc:
@@ -364,6 +166,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,24 +1,20 @@
-"""The CLI's commands over a pipeline's data and the platform's tokens: records, query, tail,
-replay and dead letters, jobs, tokens (`dash_ray/cli.py` wires them to their arguments)."""
+"""The commands over a pipeline's data: records, tail, query, replay and dead letters, and
+replay jobs (`commandline.py` wires them to their arguments)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from dash_ray.cli_env import CliError, client_for as _client
-from dash_ray.cli_output import print_json, table
+from dash_ray.cli.connection import CliError, client_for
+from dash_ray.cli.output import print_json, table
 from dash_ray.client import Client
 
-__all__ = ["cmd_dead", "cmd_dead_replay", "cmd_job", "cmd_query", "cmd_records", "cmd_replay", "cmd_tail",
-           "cmd_tokens_create", "cmd_tokens_ls", "cmd_tokens_revoke"]
-
-
-# -- data --------------------------------------------------------------------------------------
+__all__ = ["cmd_dead", "cmd_dead_replay", "cmd_job", "cmd_query", "cmd_records", "cmd_replay", "cmd_tail"]
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         records = client.records(args.id, limit=args.limit)
     if args.json:
         print_json(records)
@@ -29,7 +25,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         rows = client.query(args.id, start=args.start, end=args.end, fields=args.fields, bucket=args.bucket,
                             agg=args.agg, by=args.by, limit=args.limit, order=args.order)
     if args.json:
@@ -79,14 +75,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if len(given) > 1:
         raise CliError(f"give one of --from/--to (event time), --received-from/--received-to (receive time) or "
                        f"--from-seq/--to-seq, not {' and '.join(given)}")
-    with _client(args) as client:
+    with client_for(args) as client:
         job = client.replay(args.id, start=args.start, end=args.end, received_start=args.received_start,
                             received_end=args.received_end, from_seq=args.from_seq, to_seq=args.to_seq)
         return _job(client, job, args)
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         rows = client.dead(args.id, limit=args.limit)
     if args.json:
         print_json(rows)
@@ -97,47 +93,19 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_replay(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         return _job(client, client.replay_dead(args.id), args)
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         return _job(client, client.job(args.id), args)
-
-
-# -- tokens ------------------------------------------------------------------------------------
-
-
-def cmd_tokens_create(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        token = client.create_token(args.scope, name=args.name)
-    print(f"token {token['id']} ({token['scope']}, {token['name']}); shown once, keep it:")
-    print(token["token"])
-    return 0
-
-
-def cmd_tokens_ls(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        tokens = client.tokens()
-    if args.json:
-        print_json(tokens)
-    else:
-        table(tokens, ["id", "name", "scope", "created_at"], empty="no tokens (the admin token is not listed)")
-    return 0
-
-
-def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        client.revoke_token(args.id)
-    print(f"token {args.id} revoked")
-    return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
     """Follow a pipeline's live records (one JSON line each with --json), resuming by itself
     after a disconnect, until interrupted."""
-    with _client(args) as client:
+    with client_for(args) as client:
         after = args.after
         if after is None and args.last:
             newest = client.records(args.id, limit=args.last)

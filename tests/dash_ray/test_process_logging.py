@@ -1,4 +1,4 @@
-"""The log formats of dash_ray.logs: one JSON object per line with the pipeline and request
+"""The log formats of dash_ray.process_logging: one JSON object per line with the pipeline and request
 of the line, the text format with the same facts, and the process setup."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from dash_ray.logs import JsonFormatter, TextFormatter, current_request_id, request_context, setup_logging
+from dash_ray.process_logging import JsonFormatter, TextFormatter, current_request_id, request_context, setup_logging
 from dash_ray.settings import Settings
 
 
@@ -22,7 +22,7 @@ def captured() -> Iterator[tuple[logging.Logger, io.StringIO, logging.Handler]]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger(f"dash_ray.test_logs.{id(stream)}")
+    logger = logging.getLogger(f"dash_ray.test_process_logging.{id(stream)}")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False

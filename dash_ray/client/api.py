@@ -1,4 +1,4 @@
-"""The Python SDK: `dash_ray.connect(url, token)` → a Client over Dash's HTTP API.
+"""`Client` and `connect`: the Python SDK over Dash's HTTP API (`dash_ray.connect(url, token)`).
 
 Every method raises the same `DashError` subclass the server reported (SpecError with its
 problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
@@ -6,7 +6,7 @@ ForbiddenError for one whose scope does not allow the call, ...). `ingest` signs
 the pipeline's secret; it returns only after the server has made the records durable (with
 `wait="stored"`, once queries see them).
 
-Retries, bounded by `ClientSettings` (`dash_ray/transport.py`): a call that cannot change
+Retries, bounded by `ClientSettings` (`dash_ray/client/transport.py`): a call that cannot change
 anything twice (GET, PUT, DELETE, and `ingest`, which always carries an `Idempotency-Key`) is
 sent again after a connection error, a 503 or a 429, waiting as the answer's `Retry-After`
 says; a restart, a rotation or a replay is sent once (unless no connection could be opened).
@@ -26,20 +26,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 import orjson
 
-from dash_ray.answers import Dashboard, IngestResult, Pipeline
+from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
+from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.stream import LiveStream
+from dash_ray.client.transport import ClientSettings, clean_token, send
 from dash_ray.dashboards import Dashboard as DashboardModel
 from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
-from dash_ray.transport import ClientSettings, clean_token, send
 from dash_ray.ingest.signing import signature_header
-from dash_ray.client_query import TimeArg, answer_table, query_params, table_columns, time_param
 from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document, parse_spec
-from dash_ray.stream import LiveStream
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Client", "ClientSettings", "Dashboard", "IngestResult", "Pipeline", "connect"]
+__all__ = ["Client", "connect"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -353,7 +353,7 @@ class Client:
 
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async
-        iterator, resuming by itself after a disconnect (`dash_ray.stream`). `after`: every
+        iterator, resuming by itself after a disconnect (`dash_ray.client.stream`). `after`: every
         record after that seq first (history), else the live tail from now."""
         return LiveStream(self.url, pipeline_id, authorization=self._http.headers.get("authorization"),
                           after=after, gaps=gaps)
@@ -388,7 +388,7 @@ def connect(url: str | None = None, token: str | None = None, *, timeout: float 
     recorded in `$DASH_HOME/run.json` (`$DASH_HOME` defaults to `./.dash`); UnavailableError
     when neither names a running platform. Without `token`: `$DASH_TOKEN`, else
     `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` when it exists, else none."""
-    from dash_ray.discovery import platform_token, platform_url
+    from dash_ray.client.discovery import platform_token, platform_url
     from dash_ray.settings import ClientEnv
 
     env = ClientEnv.from_env()

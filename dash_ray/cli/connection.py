@@ -1,6 +1,7 @@
 """How the CLI's commands (all but `up` and `down`) find the running platform and its token
-(`dash_ray.discovery`: `$DASH_URL` or the run file `up` wrote in `$DASH_HOME/run.json`, and
-`$DASH_TOKEN`, `$DASH_ADMIN_TOKEN` or `$DASH_HOME/admin.token`). It never creates one."""
+(`dash_ray.client.discovery`: `$DASH_URL` or the run file `up` wrote in
+`$DASH_HOME/run.json`, and `$DASH_TOKEN`, `$DASH_ADMIN_TOKEN` or `$DASH_HOME/admin.token`).
+It never creates one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from dash_ray.client import Client
-from dash_ray.discovery import platform_token, platform_url
+from dash_ray.client.discovery import platform_token, platform_url
 from dash_ray.settings import ClientEnv
 
 __all__ = ["CliError", "client_for"]

@@ -16,7 +16,7 @@ from websockets.http11 import Response
 from websockets.datastructures import Headers
 
 from dash_ray.errors import AuthError, NotFoundError
-from dash_ray.stream import Gap, LiveStream
+from dash_ray.client.stream import Gap, LiveStream
 
 
 class Server:

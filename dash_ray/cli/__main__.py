@@ -1,0 +1,7 @@
+"""`python -m dash_ray.cli`: the `dash-ray` command."""
+
+import sys
+
+from dash_ray.cli.commandline import main
+
+sys.exit(main())
