@@ -7,7 +7,6 @@ not restart it (`max_restarts=0`): the registry supervises it, with back-off and
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 import ray
@@ -29,16 +28,12 @@ __all__ = ["PipelineActor", "actor_options", "launch"]
 class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         setup_logging(settings.log_format, pipeline=str(spec_data.get("id")))
-        self._host = PipelineHost(spec_data, settings, address=ray.util.get_node_ip_address())
+        self._host = PipelineHost(spec_data, settings, address=ray.util.get_node_ip_address(), freeze_gc=True)
         self._namespace = settings.namespace
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
-        health = await self._host.start(self._silver_dsn)
-        # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as the
-        # actor: out of the collector's sight, a full collection no longer walks it all.
-        gc.freeze()
-        return health
+        return await self._host.start(self._silver_dsn)
 
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.

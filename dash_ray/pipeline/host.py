@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,8 +36,12 @@ _MAX_LIVE_WAIT_S = 30.0
 class PipelineHost:
     """One pipeline's process: `await start(...)`, then the calls, then `await stop()`."""
 
-    def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings, *, address: str) -> None:
+    def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings, *, address: str,
+                 freeze_gc: bool = False) -> None:
+        """`address`: where the ingest channel listens; `freeze_gc`: once started, keep what
+        exists out of the collector's sight (for a process that hosts this pipeline alone)."""
         self._spec_data = spec_data
+        self._freeze_gc = freeze_gc
         spec = parse_spec(spec_data)
         self.core = PipelineCore(
             spec,
@@ -67,6 +72,10 @@ class PipelineHost:
         await self.channel.start()
         # An active source (the demo) feeds the core from here; a passive one returns at once.
         self._feeder = asyncio.get_running_loop().create_task(source_for(core.spec.source).run(core.ingest))
+        if self._freeze_gc:
+            # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as
+            # the process: out of the collector's sight, a full collection no longer walks it.
+            gc.freeze()
         return core.health()
 
     def endpoint(self) -> Endpoint:
