@@ -1,6 +1,6 @@
 """The life of one pipeline in plain Python: durable ingest through the write-ahead log,
 mapping, the hot cache, handing mapped records to sinks, storage through the commit step,
-recovery after a crash. The Ray actor in `actors/pipeline.py` is a thin shell around it.
+recovery after a crash (`recovery.py`). `host.py` runs it in a process of its own.
 
 Guarantees:
 - `ingest` answers with an Ack only after the batch is in the write-ahead log and synced;

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dash_ray.auth.tickets import LiveTickets
-from dash_ray.auth.tokens import new_secret
+from dash_ray.auth.tokens import Scope, new_secret
 from dash_ray.catalog import Catalog, PipelineStatus, TokenInfo
 from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.spec import PipelineSpec
@@ -79,7 +79,7 @@ class Access:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    async def token_scopes(self) -> dict[str, str]:
+    async def token_scopes(self) -> dict[str, Scope]:
         """The scope of every live token by its hash: web replicas check tokens against it
         without a call per request (a hash of a 32-byte random secret reveals nothing)."""
         return await asyncio.to_thread(self._catalog().token_scopes)
