@@ -1,18 +1,17 @@
 """The Ray implementation of the supervisor's `Runtime`: one detached `pipeline:<id>` actor per
-pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed; and the
-purge of a deleted pipeline's lake folders, PostgreSQL silver and log."""
+pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 
 import ray
 from ray.actor import ActorHandle
 
-from actors.pipeline import actor_name, launch, pipeline_lake
+from actors.names import actor_name
+from actors.pipeline import launch
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.runtime import Health
@@ -60,18 +59,6 @@ class RayRuntime:
             except Exception as exc:  # noqa: BLE001 - it keeps its log; the next start replays it
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)
-
-    async def purge(self, spec: PipelineSpec) -> None:
-        """Delete the pipeline's folders in its lake, what PostgreSQL holds of it (whichever
-        silver its spec chose: an earlier version may have used PostgreSQL), and its log.
-        Raises StorageError."""
-        lake = pipeline_lake(spec, self._pipeline_settings)
-        await asyncio.to_thread(lake.purge, spec.id)
-        if self._settings.pg_dsn is not None:
-            from dash_ray.silver import pgpurge  # psycopg only where it is used
-
-            await asyncio.to_thread(pgpurge.purge, self._settings.pg_dsn, spec.id)
-        await asyncio.to_thread(shutil.rmtree, self._settings.wal_dir(spec.id), True)
 
     async def _create(self, spec: PipelineSpec) -> ActorHandle:
         # The name of a just-killed actor may take a moment to be released.

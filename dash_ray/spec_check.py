@@ -1,6 +1,7 @@
 """Every problem of a pipeline spec in one answer: its shape, its mapping (paths, expressions,
 rules), its rollups and its silver store, found together rather than one round at a time (a
-bad `id` must not hide a broken expression).
+bad `id` must not hide a broken expression); and a spec's admission on a platform
+(`admit_spec`), the one check before a pipeline runs, at deploy and again at each start.
 
 The shape is checked first (`parse_spec`); when it has problems, the spec is checked again
 with each broken part left out (a broken field keeps its name and, when valid, its type, so
@@ -19,13 +20,15 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from dash_ray.errors import Problem, SpecError
+from dash_ray.lake_roots import LakeRoots
 from dash_ray.mapping import compile_mapping
 from dash_ray.query.model import schema_problems
 from dash_ray.query.rollup import rollup_problems
 from dash_ray.silver.choice import silver_problems
+from dash_ray.silver.evolution import evolution_problems
 from dash_ray.spec import FieldType, PipelineSpec, parse_spec
 
-__all__ = ["SpecCheck", "check_spec"]
+__all__ = ["SpecCheck", "admit_spec", "check_spec"]
 
 _TYPES = frozenset(get_args(FieldType))
 _PLACEHOLDER_ID = "spec-being-checked"
@@ -78,6 +81,29 @@ def check_spec(data: Any, *, has_database: bool = True) -> SpecCheck:
         checked.add(rollup_problems(spec))
         checked.add(silver_problems(spec, has_dsn=has_database))
     return checked
+
+
+def admit_spec(data: Any, *, has_database: bool, current: PipelineSpec | None = None,
+               lake_roots: LakeRoots | None = None, other_lakes: Iterable[str] = ()) -> PipelineSpec:
+    """The spec `data` describes, when a platform with (`has_database`) or without a PostgreSQL
+    database may run it; SpecError naming every problem at once. Beyond `check_spec`: in
+    place of `current` (the spec it replaces) its fields' types may only widen
+    (`silver.evolution`), and a lake of its own must lie under `lake_roots`, apart from
+    `other_lakes` (the other pipelines' own lakes). The supervisor admits a spec at deploy;
+    a pipeline admits its spec again at each start, on the platform as it is then."""
+    checked = check_spec(data, has_database=has_database)
+    spec = checked.spec
+    if spec is None or spec.id != data.get("id"):
+        # The id itself is broken: every other problem is in `checked` already.
+        raise SpecError(problems=checked.problems or [Problem("id", "not a pipeline id")])
+    if current is not None:
+        checked.add(evolution_problems(current, spec))
+    if lake_roots is not None:
+        try:
+            lake_roots.check(spec.storage.lake, others=other_lakes)
+        except SpecError as exc:
+            checked.add(exc.problems)
+    return checked.valid()
 
 
 def _without_broken_parts(data: dict[str, Any], problems: list[Problem]) -> SpecCheck:

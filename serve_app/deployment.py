@@ -52,7 +52,7 @@ def _listen(settings: WebSettings) -> socket.socket:
 def _freeze() -> None:
     """Move what exists now (Ray, the app, its imports) out of the collector's sight: it lives
     as long as the replica, and walking it made every full collection a stall of tens of ms
-    (the same in the pipeline actor, `actors/pipeline.py`)."""
+    (the same in the pipeline actor, `dash_ray/pipeline/host.py`)."""
     gc.freeze()
 
 

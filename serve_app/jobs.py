@@ -10,16 +10,14 @@ sequence numbers (`from_seq`, `to_seq`, both included); none replays everything
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dash_ray.errors import MalformedBodyError, NotFoundError, QueryError
+from dash_ray.errors import MalformedBodyError, NotFoundError
 from dash_ray.lifecycle.selection import ReplayRequest
-from dash_ray.query.model import Schema, iso, parse_query
 from dash_ray.spec import PIPELINE_ID_PATTERN
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body
@@ -30,57 +28,6 @@ __all__ = ["job_routes"]
 
 _MAX_DEAD = 10_000
 _PIPELINE = re.compile(PIPELINE_ID_PATTERN)
-_NO_COLUMNS = Schema(())
-
-
-def _replay_request(body: Any) -> ReplayRequest:
-    if not isinstance(body, dict):
-        raise MalformedBodyError('give {"from": ..., "to": ...} (event times), {"received_from": ..., "received_to":'
-                                 ' ...} or {"from_seq": ..., "to_seq": ...}', where="body")
-    unknown = set(body) - {"from", "to", "received_from", "received_to", "from_seq", "to_seq"}
-    if unknown:
-        raise MalformedBodyError(f"unknown field {sorted(unknown)[0]!r} in the replay request", where=sorted(unknown)[0])
-    event = _times(body, "from", "to")
-    received = _times(body, "received_from", "received_to")
-    seqs = {}
-    for name in ("from_seq", "to_seq"):
-        value = body.get(name)
-        if value is not None and (type(value) is not int or value < 1):
-            raise MalformedBodyError(f"{name!r} must be a positive integer", where=name)
-        seqs[name] = value
-    return ReplayRequest(start_us=event[0], end_us=event[1], received_start_us=received[0],
-                         received_end_us=received[1], first_seq=seqs["from_seq"], last_seq=seqs["to_seq"])
-
-
-def _times(body: dict[str, Any], start: str, end: str) -> tuple[int | None, int | None]:
-    """Two of the body's times, by the query API's rules and messages."""
-    given = {new: str(body[old]) for old, new in ((start, "from"), (end, "to")) if body.get(old) is not None}
-    try:
-        checked = parse_query(given, _NO_COLUMNS)
-    except QueryError as exc:
-        where = {"from": start, "to": end}.get(exc.where or "", exc.where)
-        message = exc.message.replace("'from'", repr(start)).replace("'to'", repr(end))
-        raise MalformedBodyError(message, where=where) from None
-    return checked.start_us, checked.end_us
-
-
-def _dead_rows(engines: QueryEngines, spec: Any, limit: int) -> list[dict[str, Any]]:
-    table = engines.lake(spec).tail("dead", spec.id, limit)
-    if table is None:
-        return []
-    rows = table.sort_by([("seq", "descending")]).to_pylist()
-    out = []
-    for row in rows:
-        raw = row.get("raw")
-        try:
-            record = orjson.loads(raw) if raw is not None else None
-        except orjson.JSONDecodeError:
-            record = raw  # not JSON at all: shown as received
-        received = row.get("received_at")
-        out.append({"seq": row["seq"], "received_at": iso(int(received.timestamp() * 1_000_000)) if received else None,
-                    "field": row.get("field"), "rule": row.get("rule"), "value": row.get("value"),
-                    "reason": row.get("reason"), "record": record})
-    return out
 
 
 def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
@@ -93,7 +40,7 @@ def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
             raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
-        job = await gateway.replay(pipeline_id, _replay_request(body).as_dict())
+        job = await gateway.replay(pipeline_id, ReplayRequest.from_body(body).as_dict())
         return json_response({"job": job["id"], **job}, 202)
 
     async def replay_dead(request: Request) -> Response:
@@ -118,7 +65,7 @@ def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
         raw_limit = request.query_params.get("limit", "100")
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_DEAD:
             raise MalformedBodyError(f"'limit' must be between 1 and {_MAX_DEAD}", where="limit")
-        rows = await engines.reads.run(_dead_rows, engines, info.spec, int(raw_limit))
+        rows = await engines.reads.run(engines.dead_letters, info.spec, int(raw_limit))
         return json_response({"dead": rows})
 
     return [

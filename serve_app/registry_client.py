@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from actors.registry import REGISTRY_NAME, IngestAccess, NewToken
+from actors.registry import REGISTRY_NAME
 from dash_ray.catalog import DashboardRecord, TokenInfo
 from dash_ray.errors import DashError, InternalError, UnavailableError
+from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["RegistryClient", "unwrap"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from actors.registry import NewToken
 from dash_ray.catalog import TokenInfo
+from dash_ray.registry.access import NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["deployed_body", "pipeline_body", "token_body", "token_info_body"]

@@ -20,14 +20,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.errors import MalformedBodyError
+from dash_ray.errors import MalformedBodyError, QueryError
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.model import iso
+from dash_ray.query.model import Schema, iso, parse_query
 
 __all__ = ["ReplayRequest", "Selection", "select"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _NEVER = 2**62
+_BODY_FIELDS = ("from", "to", "received_from", "received_to", "from_seq", "to_seq")
+_NO_COLUMNS = Schema(())
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,27 @@ class ReplayRequest:
     @classmethod
     def of(cls, data: dict[str, Any]) -> ReplayRequest:
         return cls(**data)
+
+    @classmethod
+    def from_body(cls, body: Any) -> ReplayRequest:
+        """The request an HTTP body (parsed JSON) makes, by the rules of `asked`'s fields:
+        times by the query API's rules and messages; MalformedBodyError naming the field."""
+        if not isinstance(body, dict):
+            raise MalformedBodyError('give {"from": ..., "to": ...} (event times), {"received_from": ..., '
+                                     '"received_to": ...} or {"from_seq": ..., "to_seq": ...}', where="body")
+        unknown = sorted(set(body) - set(_BODY_FIELDS))
+        if unknown:
+            raise MalformedBodyError(f"unknown field {unknown[0]!r} in the replay request", where=unknown[0])
+        event = _times(body, "from", "to")
+        received = _times(body, "received_from", "received_to")
+        seqs = {}
+        for name in ("from_seq", "to_seq"):
+            value = body.get(name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise MalformedBodyError(f"{name!r} must be a positive integer", where=name)
+            seqs[name] = value
+        return cls(start_us=event[0], end_us=event[1], received_start_us=received[0], received_end_us=received[1],
+                   first_seq=seqs["from_seq"], last_seq=seqs["to_seq"])
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +132,18 @@ def select(lake: Lake, pipeline_id: str, request: ReplayRequest, *, stored_seq: 
     if first > last:
         return Selection([], 0)
     return Selection([(first, last)], last - first + 1)  # seqs are consecutive from 1
+
+
+def _times(body: dict[str, Any], start: str, end: str) -> tuple[int | None, int | None]:
+    """Two of a body's times, by the query API's rules and messages."""
+    given = {new: str(body[old]) for old, new in ((start, "from"), (end, "to")) if body.get(old) is not None}
+    try:
+        checked = parse_query(given, _NO_COLUMNS)
+    except QueryError as exc:
+        where = {"from": start, "to": end}.get(exc.where or "", exc.where)
+        message = exc.message.replace("'from'", repr(start)).replace("'to'", repr(end))
+        raise MalformedBodyError(message, where=where) from None
+    return checked.start_us, checked.end_us
 
 
 def _or(value: int | None, default: int) -> int:

@@ -1,2 +1,3 @@
 """One pipeline's life in plain Python: admission, mapping schedule, hot cache, commit to
-storage, recovery. The Ray actor in `actors/pipeline.py` is a shell around `PipelineCore`."""
+storage, recovery, and the process it runs in (`host.py`). The Ray actor in
+`actors/pipeline.py` is a shell around `PipelineHost`."""

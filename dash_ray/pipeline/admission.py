@@ -17,7 +17,6 @@ from dash_ray.errors import BackpressureError, DashError, PayloadTooLargeError, 
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.pipeline.counters import Counters
-from dash_ray.pipeline.entry import LoggedEntry
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["Admission", "Plan"]
@@ -43,7 +42,7 @@ class Admission:
     def __init__(self, spec: PipelineSpec, counters: Counters) -> None:
         self.spec = spec
         self.counters = counters
-        self.keys = IdempotencyIndex(None)  # the pipeline swaps in its persistent index on start
+        self.keys = IdempotencyIndex(None)  # the pipeline swaps in its persistent index on start (recovery.py)
         self._inflight: dict[str, asyncio.Future[Ack]] = {}
         self.reserved_records = 0
         self.reserved_bytes = 0
@@ -134,19 +133,6 @@ class Admission:
             if future is not None:
                 future.set_result(ack)
         return remembered
-
-    def remember_logged(self, entry: LoggedEntry) -> list[str]:
-        """Remember the keys of a batch found in the log on restart, with its first ack."""
-        keys = []
-        seq = entry.first_seq
-        for meta in entry.batches:
-            if meta.dedupe_keys:
-                ack = Ack(meta.count - len(meta.rejected), seq, seq + meta.count - 1, meta.rejected)
-                for key in meta.dedupe_keys:
-                    self.keys.remember(key, ack, at=meta.received_at_us / 1e6)
-                    keys.append(key)
-            seq += meta.count
-        return keys
 
     async def answer_twins(self, plan: Plan) -> None:
         """Answer each batch that waited for its twin with the twin's ack, as a duplicate."""

@@ -1,6 +1,6 @@
 """The life of one pipeline in plain Python: durable ingest through the write-ahead log,
 mapping, the hot cache, handing mapped records to sinks, storage through the commit step,
-recovery after a crash. The Ray actor in `actors/pipeline.py` is a thin shell around it.
+recovery after a crash (`recovery.py`). `host.py` runs it in a process of its own.
 
 Guarantees:
 - `ingest` answers with an Ack only after the batch is in the write-ahead log and synced;
@@ -31,7 +31,6 @@ from typing import Any, Literal
 
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
 from dash_ray.lifecycle.maintenance import Maintenance
 from dash_ray.log.base import Log
@@ -41,8 +40,9 @@ from dash_ray.live.feed import LiveFeed
 from dash_ray.pipeline.admission import Admission, Plan
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters
-from dash_ray.pipeline.entry import decode_entry, encode_entry
+from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.mapper import Mapper
+from dash_ray.pipeline.recovery import recover
 from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.base import SilverStore
 from dash_ray.silver.follower import SilverFollower
@@ -131,52 +131,32 @@ class PipelineCore:
     # -- start / recover -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from the lake and the log, then accept ingest; the log's entries are mapped
-        in the background. Raises StorageError when the lake cannot be read, WalCorruptError
-        when the log is damaged."""
+        """Recover from the lake and the log (`recovery.py`), then accept ingest; the log's
+        entries are mapped in the background. Raises StorageError when the lake cannot be read,
+        WalCorruptError when the log is damaged."""
         if self._state != "new":
             raise RuntimeError(f"pipeline {self.id} is {self._state}")
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        # The log first: it creates its folder (fsync'd into its parent), where the keys live.
-        entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in self._wal.open()])
-        self._wal_dir.mkdir(parents=True, exist_ok=True)  # for a log kept elsewhere
-        index = self._admission.keys = IdempotencyIndex(
-            self._wal_dir / "idempotency.sqlite", window_s=self._idempotency_window_s,
-            max_keys=self._idempotency_max_keys, clock=self._clock)
-        self._commit = Commit(self.id, lake=self.lake, silver=self._silver, log=self._wal, keys=index,
-                              followers=self.followers)
-        recovery = await asyncio.to_thread(self._commit.recover, self.spec.hot_records)
-        self._mapper.warm(recovery.silver_tail)
+        found = await recover(self.id, log=self._wal, folder=self._wal_dir, lake=self.lake, silver=self._silver,
+                              followers=self.followers, hot_records=self.spec.hot_records,
+                              window_s=self._idempotency_window_s, max_keys=self._idempotency_max_keys,
+                              clock=self._clock)
+        self._admission.keys, self._commit = found.keys, found.commit
+        self._mapper.warm(found.silver_tail)
         self.replays = Replays(self.id, lake=self.lake, mapping=self._mapper.mapping, silver=self._silver,
                                lock=self.maintenance.lock, stored_seq=lambda: self.counters.stored_seq,
                                path=self._wal_dir / "jobs.sqlite",
                                secondaries=lambda: [f.store for f in self.followers])
-        stored = recovery.stored_seq
+        stored = found.stored_seq
         self.counters.stored_seq = self._mapper.applied_seq = stored
         self.live.begin(stored)
-        self._next_seq = stored + 1
-        stored_keys: list[str] = []
-        for entry in entries:
-            # Every entry's keys are remembered, also those already in the lake: a crash
-            # between the lake write and the trim must not forget them.
-            keys = self._admission.remember_logged(entry)
-            if entry.last_seq <= stored:
-                stored_keys += keys
-                continue
-            if entry.first_seq != self._next_seq:
-                raise InternalError(
-                    f"pipeline {self.id}: log entry starts at seq {entry.first_seq}, expected "
-                    f"{self._next_seq}; the lake and the log disagree")
+        for entry, keys in found.waiting:
             self._mapper.durable[entry.first_seq] = (entry, keys)
-            self._pending_records += entry.count
-            self._pending_bytes += len(entry.payload)
-            self.counters.replayed += entry.count
-            self._next_seq = entry.last_seq + 1
-        if stored_keys:
-            await asyncio.to_thread(index.persist, stored_keys)
-        if entries:
-            await self._wal.trim(stored)
+        self._pending_records += found.records
+        self._pending_bytes += found.nbytes
+        self.counters.replayed += found.records
+        self._next_seq = found.next_seq
         self.counters.last_seq = self._next_seq - 1
         self._state = "running"
         for follower in self.followers:

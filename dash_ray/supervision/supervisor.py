@@ -26,11 +26,10 @@ from typing import Any
 
 from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus
-from dash_ray.errors import NotFoundError, OperatorError, SpecError, UnavailableError
+from dash_ray.errors import NotFoundError, OperatorError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
-from dash_ray.silver.evolution import evolution_problems
 from dash_ray.spec import PipelineSpec
-from dash_ray.spec_check import check_spec
+from dash_ray.spec_check import admit_spec
 from dash_ray.supervision.clock import Clock, SystemClock
 from dash_ray.supervision.policy import RestartPolicy
 from dash_ray.supervision.runtime import Runtime
@@ -200,23 +199,17 @@ class Supervisor:
         Raises SpecError naming every problem, UnavailableError when not ready or when the
         catalog cannot be reached (then nothing changed)."""
         self._require_booted()
-        checked = check_spec(spec_data, has_database=self._has_database)
-        spec = checked.spec
-        if spec is None or spec.id != spec_data.get("id"):
-            checked.valid()  # the id itself is broken: every other problem is in `checked`
-        assert spec is not None
-        async with self._locks.hold(spec.id):
+        pipeline_id = spec_data.get("id") if isinstance(spec_data, dict) else None
+        if not isinstance(pipeline_id, str):  # no id to hold a lock on: refused with every problem
+            admit_spec(spec_data, has_database=self._has_database)
+            raise AssertionError("a spec without an id was admitted")
+        async with self._locks.hold(pipeline_id):
             self._require_booted()
-            entry = self._pipelines.get(spec.id)
-            checked.add(evolution_problems(entry.spec, spec) if entry else [])
-            if self._lake_roots is not None:
-                others = [e.spec.storage.lake for pid, e in self._pipelines.items()
-                          if pid != spec.id and e.spec.storage.lake]
-                try:
-                    self._lake_roots.check(spec.storage.lake, others=others)
-                except SpecError as exc:
-                    checked.add(exc.problems)
-            spec = checked.valid()  # SpecError naming every problem at once
+            entry = self._pipelines.get(pipeline_id)
+            others = [e.spec.storage.lake for pid, e in self._pipelines.items()
+                      if pid != pipeline_id and e.spec.storage.lake]
+            spec = admit_spec(spec_data, has_database=self._has_database, current=entry.spec if entry else None,
+                              lake_roots=self._lake_roots, other_lakes=others)
             if entry is not None and entry.status != "stopped" and _same(entry.spec, spec):
                 return Deployed(self._view(spec.id, entry), created=False)
             secret: str | None = None

@@ -9,7 +9,8 @@ import pytest
 
 from dash_ray.errors import SpecError
 from dash_ray.spec import parse_spec
-from dash_ray.spec_check import check_spec
+from dash_ray.lake_roots import LakeRoots
+from dash_ray.spec_check import admit_spec, check_spec
 
 FIELDS = {
     "time": {"path": "$.ts", "type": "timestamp"},
@@ -87,3 +88,38 @@ def test_sinks_are_not_supported_yet_and_the_rest_is_still_checked() -> None:
                     "mapping": {"fields": {"a": {"expr": "b", "type": "int"}}}})
     assert set(found) == {"sinks", "mapping.fields.a.expr"}
     assert "not supported yet" in found["sinks"]
+
+
+# -- admission: the one check before a pipeline runs (at deploy and at each start) -----------
+
+
+def _admission_problems(data: Any, **options: Any) -> dict[str, str]:
+    with pytest.raises(SpecError) as refused:
+        admit_spec(data, **options)
+    return {p.path: p.message for p in refused.value.problems}
+
+
+def test_admission_names_every_problem_at_once_with_the_platform_and_the_spec_it_replaces(tmp_path) -> None:
+    current = parse_spec({"id": "p", "mapping": {"fields": FIELDS}})
+    narrowed = {"id": "p", "hot_records": 0,
+                "mapping": {"fields": {**FIELDS, "temp_c": {"path": "$.metrics.temp", "type": "int"}}},
+                "storage": {"silver": "postgres", "lake": "memory://elsewhere"}}
+    found = _admission_problems(narrowed, has_database=False, current=current,
+                                lake_roots=LakeRoots(str(tmp_path / "lake")))
+    assert set(found) == {"hot_records", "storage.silver", "mapping.fields.temp_c.type", "storage.lake"}
+    assert "widen" in found["mapping.fields.temp_c.type"] and "not durable" in found["storage.lake"]
+
+
+def test_admission_of_a_broken_id_names_its_other_problems_but_not_the_replaced_specs() -> None:
+    found = _admission_problems({"id": "Bad_Id", "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}},
+                                 "storage": {"silver": "postgres"}}, has_database=False)
+    assert set(found) == {"id", "storage.silver"}
+    assert set(_admission_problems(["not", "a", "spec"], has_database=True)) == {"(spec)"}
+
+
+def test_admission_returns_the_spec_and_depends_on_the_platforms_database() -> None:
+    data = {"id": "p", "mapping": {"fields": FIELDS}, "storage": {"silver": "postgres"}}
+    assert admit_spec(data, has_database=True) == parse_spec(data)
+    assert set(_admission_problems(data, has_database=False)) == {"storage.silver"}
+    widened = {"id": "p", "mapping": {"fields": {**FIELDS, "temp_c": {"path": "$.metrics.temp", "type": "string"}}}}
+    assert admit_spec(widened, has_database=False, current=parse_spec(data)).mapping.fields["temp_c"].type == "string"

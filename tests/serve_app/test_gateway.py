@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from actors.registry import IngestAccess
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
+from dash_ray.registry.access import IngestAccess
 from dash_ray.settings import Settings
 from dash_ray.auth.tokens import hash_token
 from dash_ray.spec import parse_spec

@@ -17,7 +17,7 @@ from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import Settings
 from dash_ray.spec import parse_spec
-from actors.registry import IngestAccess
+from dash_ray.registry.access import IngestAccess
 from dash_ray.ingest.channel import ChannelServer, Endpoint
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient

@@ -177,7 +177,7 @@ def _try_ingest(platform, pipeline_id: str, secret: str, start: int) -> bool:
 def _feed_waiting(platform, pipeline_id: str) -> int:
     _actor_pid(platform, pipeline_id)  # connects the driver
     actor = ray.get_actor(f"pipeline:{pipeline_id}", namespace=platform.settings.namespace)
-    return ray.get(actor.__ray_call__.remote(lambda self: self._core.live.waiting), timeout=30)
+    return ray.get(actor.__ray_call__.remote(lambda self: self._host.core.live.waiting), timeout=30)
 
 
 def _live_clients(platform, pipeline_id: str) -> float:

@@ -15,6 +15,7 @@ import pytest
 from dash_ray.errors import MalformedBodyError
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
+from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.spec import parse_spec
 from tests.dash_ray.lifecycle.test_replay import V1, V2, area, finish
@@ -126,3 +127,26 @@ async def test_a_dead_replay_counts_the_dead_letters_it_was_asked_for(tmp_path: 
     assert job["kind"] == "dead-replay" and job["asked"] == {} and job["matched"] == 2 and job["total"] == 40
     assert area(tmp_path, "dead") == []
     await core.close()
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({"from": "soon"}, "from"), ({"received_to": "soon"}, "received_to"), ({"from_seq": -1}, "from_seq"),
+    ({"to_seq": 1.5}, "to_seq"), ({"from_seq": 10, "to_seq": 5}, "from_seq"),
+    ({"from": "2026-05-01", "received_to": 0}, "received_from"), ({"nope": 1, "from": 0}, "nope"),
+    (["from"], "body")])
+def test_a_replay_body_is_checked_field_by_field(body: object, where: str) -> None:
+    with pytest.raises(MalformedBodyError) as refused:
+        ReplayRequest.from_body(body)
+    assert refused.value.where == where
+    if where.endswith(("from", "to")) and where != "received_from":
+        assert repr(where) in refused.value.message  # the body's own name, not the query API's
+
+
+def test_a_replay_body_takes_the_query_apis_times_and_gives_back_what_it_asked() -> None:
+    assert ReplayRequest.from_body({}) == ReplayRequest()
+    asked = ReplayRequest.from_body({"from": "2026-05-01", "to": MAY_1 + 86_400})
+    assert (asked.start_us, asked.end_us) == (MAY_1 * 10**6, (MAY_1 + 86_400) * 10**6)
+    assert asked.asked() == {"from": "2026-05-01T00:00:00Z", "to": "2026-05-02T00:00:00Z"}
+    seqs = ReplayRequest.from_body({"from_seq": 3, "to_seq": None})
+    assert (seqs.first_seq, seqs.last_seq) == (3, None)
+    assert ReplayRequest.from_body({"received_from": MAY_1}).received_start_us == MAY_1 * 10**6

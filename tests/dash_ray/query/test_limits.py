@@ -91,17 +91,14 @@ def test_a_postgresql_query_past_its_time_limit_is_a_422_and_is_not_run_again_on
         heavy: Heavy, tmp_path: Path, pg_dsn: str) -> None:
     """PostgreSQL's statement timeout ends it; the web tier must not then run the same heavy
     query on DuckDB (it fell back to the lake on any PostgreSQL error)."""
-    from dash_ray.settings import Settings
+    from dash_ray.query.engines import QueryEngines
     from dash_ray.spec import parse_spec
-    from serve_app.query import QueryEngines
 
-    settings = Settings.from_env(env={}, home=str(tmp_path), lake_url=str(tmp_path / "elsewhere"),
-                                 pg_dsn=pg_dsn, query_timeout_s=0.2).web()
-    engines = QueryEngines(settings)
+    engines = QueryEngines(lake_url=str(tmp_path / "elsewhere"), pg_dsn=pg_dsn, timeout_s=0.2)
     spec = parse_spec({"id": heavy.pipeline_id, "mapping": {"fields": {n: {"path": f"$.{n}", "type": t}
                                                                        for n, t in _SPEC_FIELDS.items()}},
                        "storage": {"silver": "postgres"}})
-    duck, _ = engines._for(spec)
+    duck = engines.for_spec(spec).lake
     lake_runs = []
     original = duck.run
     duck.run = lambda query: lake_runs.append(query) or original(query)  # type: ignore[method-assign]

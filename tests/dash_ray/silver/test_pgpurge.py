@@ -1,5 +1,5 @@
 """What PostgreSQL keeps of a pipeline after a purge and after a plan change (issue 21.7, 21.20),
-against the real database: `DELETE ?purge=true` (the runtime's purge) drops its silver table,
+against the real database: `DELETE ?purge=true` (`dash_ray.lifecycle.purge`) drops its silver table,
 rollup tables, progress and plan rows, so the same id created again starts empty; a plan
 without a granularity drops that granularity's table."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 
-from actors.runtime import RayRuntime
+from dash_ray.lifecycle.purge import purge
 from dash_ray.query.model import spec_schema
 from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.postgres import PostgresSilver
@@ -58,7 +58,7 @@ async def test_a_purge_drops_what_postgres_holds_and_the_same_id_starts_empty(pg
     assert tables_of(pg_dsn, spec.id) == [f"dash_rollup_{g}.{spec.id}" for g in ("10s", "1h", "1m")] + [
         f"dash_silver.{spec.id}"]
 
-    await RayRuntime(platform_settings(tmp_path / "home", pg_dsn=pg_dsn)).purge(spec)
+    await purge(spec, platform_settings(tmp_path / "home", pg_dsn=pg_dsn))
 
     assert tables_of(pg_dsn, spec.id) == [] and plan_rows(pg_dsn, spec.id) == []
     again = store_of(pg_dsn, spec)  # the same id, created again

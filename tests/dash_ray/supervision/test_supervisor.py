@@ -169,6 +169,18 @@ async def test_put_applies_the_lake_roots_rule(make, runtime: FakeRuntime, place
     await supervisor.put(spec("custom", storage={"lake": "/data/custom2"}))
 
 
+async def test_put_of_a_spec_without_a_usable_id_names_every_problem(make, runtime: FakeRuntime) -> None:
+    supervisor = await booted(make)
+    for data, paths in (({**spec(), "id": 7, "hot_records": 0}, {"id", "hot_records"}),
+                        ({k: v for k, v in spec().items() if k != "id"}, {"id"}),
+                        (["not", "a", "spec"], {"(spec)"}),
+                        ({**spec(), "id": "Bad_Id", "hot_records": 0}, {"id", "hot_records"})):
+        with pytest.raises(SpecError) as caught:
+            await supervisor.put(data)
+        assert {p.path for p in caught.value.problems} == paths, data
+    assert runtime.attempts == [] and await supervisor.list() == []
+
+
 async def test_every_failure_inside_a_gather_is_logged_with_its_cause(make, runtime: FakeRuntime, place: Place,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     class Odd(BaseException):

@@ -1,0 +1,26 @@
+"""A purge, the end of a pipeline deleted with `?purge=true`: its folders in its lake, what
+PostgreSQL holds of it (whichever silver its spec chose: an earlier version may have used
+PostgreSQL) and its write-ahead log are deleted, so an id created again starts empty."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+from dash_ray.lake_roots import pipeline_lake
+from dash_ray.settings import Settings
+from dash_ray.spec import PipelineSpec
+
+__all__ = ["purge"]
+
+
+async def purge(spec: PipelineSpec, settings: Settings) -> None:
+    """Delete what the pipeline stored on the platform `settings` describe. Raises
+    StorageError; a failed purge may be run again."""
+    lake = pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options)
+    await asyncio.to_thread(lake.purge, spec.id)
+    if settings.pg_dsn is not None:
+        from dash_ray.silver import pgpurge  # psycopg only where it is used
+
+        await asyncio.to_thread(pgpurge.purge, settings.pg_dsn, spec.id)
+    await asyncio.to_thread(shutil.rmtree, settings.wal_dir(spec.id), True)

@@ -1,0 +1,125 @@
+"""One pipeline in its own process, whatever runs it (a Ray actor: `actors/pipeline.py`): the
+core with its lake and log, the ingest channel the web replicas send to, the feed of an active
+source, the PostgreSQL follower its spec asks for; started, asked and stopped by the platform.
+
+`start` admits the spec again on the platform as it is then (`spec_check.admit_spec`: a spec
+asking for PostgreSQL on a platform started without a database is refused), so a spec the
+supervisor admitted earlier, under other settings, does not run unchecked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dash_ray.errors import UnavailableError
+from dash_ray.ingest.channel import ChannelServer, Endpoint
+from dash_ray.lake_roots import pipeline_lake
+from dash_ray.lifecycle.jobs import Replays
+from dash_ray.lifecycle.selection import ReplayRequest
+from dash_ray.live.feed import LiveRead
+from dash_ray.pipeline.core import PipelineCore
+from dash_ray.settings import PipelineSettings
+from dash_ray.silver.choice import postgres_follower, uses_postgres
+from dash_ray.sources.registry import feeder_for
+from dash_ray.spec import parse_spec
+from dash_ray.spec_check import admit_spec
+
+__all__ = ["PipelineHost"]
+
+_MAX_LIVE_WAIT_S = 30.0
+
+
+class PipelineHost:
+    """One pipeline's process: `await start(...)`, then the calls, then `await stop()`."""
+
+    def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings, *, address: str,
+                 freeze_gc: bool = False) -> None:
+        """`address`: where the ingest channel listens; `freeze_gc`: once started, keep what
+        exists out of the collector's sight (for a process that hosts this pipeline alone)."""
+        self._spec_data = spec_data
+        self._freeze_gc = freeze_gc
+        spec = parse_spec(spec_data)
+        self.core = PipelineCore(
+            spec,
+            wal_dir=settings.wal_dir(spec.id),
+            lake=pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options),
+            idempotency_window_s=settings.idempotency_window_s,
+            idempotency_max_keys=settings.idempotency_max_keys,
+        )
+        # The data path for ingest from web replicas (dash_ray.ingest.channel), on `address`:
+        # the address the process is reached at (127.0.0.1 on a loopback instance).
+        self.channel = ChannelServer(self.core.ingest, host=address)
+        self._feeder: asyncio.Task[None] | None = None
+
+    async def start(self, silver_dsn: Callable[[], Awaitable[str | None]]) -> dict[str, Any]:
+        """Admit the spec, recover and start taking ingest; returns the core's health.
+        `silver_dsn` gives the platform's database (None: it has none), asked only when the
+        spec may keep its silver in PostgreSQL. Raises when the pipeline cannot run: SpecError,
+        StorageError (the lake cannot be read), WalCorruptError."""
+        core = self.core
+        if core.state != "new":
+            raise RuntimeError(f"pipeline {core.id} is {core.state}")
+        await asyncio.to_thread(core.lake.check)
+        dsn = await silver_dsn() if core.spec.storage.silver != "lake" else None
+        admit_spec(self._spec_data, has_database=dsn is not None)
+        if dsn is not None and uses_postgres(core.spec, has_dsn=True):
+            core.followers.append(postgres_follower(core.spec, core.lake, dsn))
+        await core.start()
+        await self.channel.start()
+        # A source that feeds records (the demo) runs from here; one that receives has no feeder.
+        if (feeder := feeder_for(core.spec.source)) is not None:
+            self._feeder = asyncio.get_running_loop().create_task(feeder.run(core.ingest))
+        if self._freeze_gc:
+            # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as
+            # the process: out of the collector's sight, a full collection no longer walks it.
+            gc.freeze()
+        return core.health()
+
+    def endpoint(self) -> Endpoint:
+        """Where this pipeline takes ingest over its channel, with the token it wants."""
+        if self.core.state != "running":
+            raise UnavailableError(f"pipeline {self.core.id} is {self.core.state}", retry_after=1.0)
+        return self.channel.endpoint
+
+    async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
+        """The newest records after `after` (a backlog is mapped a chunk at a time first, so
+        ingest goes on meanwhile)."""
+        await self.core.catch_up()
+        return self.core.records(after=after, limit=limit)
+
+    async def live_read(self, after: int | None, wait_s: float, limit: int) -> LiveRead:
+        """The live feed after `after` (a long poll of up to `wait_s`, at most 30 s);
+        `after=None` asks only where the feed is (`dash_ray.live.feed`)."""
+        feed = self.core.live
+        if after is None:
+            return LiveRead(last_seq=feed.last_seq, first_seq=feed.first_seq)
+        return await feed.read(after, wait_s=min(wait_s, _MAX_LIVE_WAIT_S), limit=limit)
+
+    def replay(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a replay job (`request`: a `ReplayRequest` as a dict; dash_ray.lifecycle.jobs)."""
+        return self._replays().submit(ReplayRequest.of(request)).as_dict()
+
+    def replay_dead(self) -> dict[str, Any]:
+        return self._replays().replay_dead().as_dict()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._replays().get(job_id).as_dict()
+
+    def _replays(self) -> Replays:
+        if self.core.replays is None:
+            raise UnavailableError(f"pipeline {self.core.id} is not running yet", retry_after=1.0)
+        return self.core.replays
+
+    async def stop(self) -> None:
+        """Stop taking ingest, flush what is queued and close the log (what could not be
+        stored stays in the log for the next start). Idempotent."""
+        await self.channel.close()
+        if self._feeder is not None:
+            self._feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeder
+        await self.core.close()
