@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from dash_ray.errors import MalformedBodyError, NotFoundError, QueryError
 from dash_ray.lifecycle.selection import ReplayRequest
-from dash_ray.query.model import Schema, iso, parse_query
+from dash_ray.query.model import iso, parse_query
+from dash_ray.silver.schema import Schema
 from dash_ray.spec import PIPELINE_ID_PATTERN
 from serve_app.gateway import Gateway
 from serve_app.ingress import read_body

@@ -17,18 +17,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.model import Column, Query
+from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, live_records, raw_answer
-from dash_ray.query.rollup import RollupPlan
-from dash_ray.query.rollup_sql import middle_of, rollup_sql
-from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
+from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
+from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver.lake import rollup_area
+from dash_ray.silver.rollup import RollupPlan
+from dash_ray.silver.schema import Column, quote
 
-__all__ = ["DuckDBEngine", "as_text", "days_of", "lost_ranges", "union_by_name"]
+__all__ = ["DuckDBEngine", "days_of", "lost_ranges"]
 
 _TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
           "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
@@ -201,7 +201,7 @@ class DuckDBEngine:
         """From rollups where they can answer (merged with the raw edges and with ranges not
         rolled up yet), else from the raw rows."""
         plan = self.plan
-        granularity = plan.choose(query) if plan is not None else None
+        granularity = granularity_for(plan, query) if plan is not None else None
         if plan is None or granularity is None or middle_of(query, granularity) is None:
             return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
                                aggregate_sql("duckdb", query))
@@ -277,36 +277,6 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
         else:
             lost.append((lo, hi))
     return lost
-
-
-def union_by_name(tables: list[pa.Table]) -> pa.Table:
-    """Tables whose columns may differ in type (a field a spec update widened) as one, each
-    column in the type DuckDB gives it when it reads the lake's files together, with the same
-    text for a value read as a string (so a store fed from these rows answers as DuckDB does)."""
-    if len(tables) == 1:
-        return tables[0]
-    return _query_tables(tables, " UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables))))
-
-
-def as_text(table: pa.Table, names: list[str]) -> pa.Table:
-    """`table` with the columns `names` cast to strings as DuckDB casts them (`2.0`, `1e-05`,
-    `true`, `2026-05-01 12:00:00.5+00`): the rows of a field widened to string, as a query
-    over the lake shows them."""
-    casts = ", ".join(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}" for name in names)
-    return _query_tables([table], f"SELECT * REPLACE ({casts}) FROM t0")
-
-
-def _query_tables(tables: list[pa.Table], text: str) -> pa.Table:
-    """`text` run on `tables` (named t0, t1, ...) in a connection of its own, times in UTC."""
-    con = duckdb.connect()
-    try:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("SET TimeZone = 'UTC'")
-        for i, table in enumerate(tables):
-            con.register(f"t{i}", table)
-        return con.sql(text).to_arrow_table()
-    finally:
-        con.close()
 
 
 def _wanted(query: Query) -> dict[str, Column]:

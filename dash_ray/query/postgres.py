@@ -18,12 +18,13 @@ import psycopg
 from psycopg import sql
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError, UnavailableError
-from dash_ray.query.model import Column, Query
+from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, raw_answer
-from dash_ray.query.rollup import RollupPlan
-from dash_ray.query.rollup_sql import middle_of, rollup_sql
+from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver import pgrollup, pgschema
+from dash_ray.silver.rollup import RollupPlan
+from dash_ray.silver.schema import Column
 
 __all__ = ["Behind", "PostgresEngine"]
 
@@ -162,7 +163,7 @@ class PostgresEngine:
         """From the rollup table where it holds the current plan and can answer (with the
         raw edges), else from the raw rows."""
         plan = self.plan
-        granularity = plan.choose(query) if plan is not None else None
+        granularity = granularity_for(plan, query) if plan is not None else None
         if (plan is None or granularity is None or middle_of(query, granularity) is None
                 or pgrollup.current_plan(conn, self.pipeline_id, granularity) != plan.key):
             return self._fetch(conn, self._source(query, present), aggregate_sql("postgres", query))

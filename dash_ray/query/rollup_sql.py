@@ -1,6 +1,7 @@
-"""The SQL of an aggregate answered from rollups, for both dialects: partial rows of the
-whole rollup buckets inside the range, merged with raw rows turned into partials (the range's
-edges, which do not fill a rollup bucket, and rows not rolled up yet), then combined.
+"""Aggregates answered from rollups (`dash_ray.silver.rollup`): which granularity can answer a
+query (`granularity_for`), and the SQL, for both dialects: partial rows of the whole rollup
+buckets inside the range, merged with raw rows turned into partials (the range's edges, which
+do not fill a rollup bucket, and rows not rolled up yet), then combined.
 
 The statement expects these relations, provided by the engine as CTEs before it (the text
 starts with `, parts AS (`, to continue the engine's WITH list):
@@ -11,11 +12,24 @@ starts with `, parts AS (`, to continue the engine's WITH list):
 
 from __future__ import annotations
 
-from dash_ray.query.model import Agg, Column, Query
-from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan
-from dash_ray.query.sql import BUCKET, Dialect, Statement, agg_alias, from_micros, quote, quote_internal, sort_key
+from dash_ray.query.model import Agg, Query
+from dash_ray.query.sql import BUCKET, Dialect, Statement, agg_alias, from_micros, quote_internal, sort_key
+from dash_ray.silver.rollup import GRANULARITIES, PARTS, RollupPlan
+from dash_ray.silver.schema import Column, quote
 
-__all__ = ["middle_of", "rollup_sql"]
+__all__ = ["granularity_for", "middle_of", "rollup_sql"]
+
+
+def granularity_for(plan: RollupPlan, query: Query) -> str | None:
+    """The coarsest granularity of `plan` that can answer `query`, or None (read it raw)."""
+    if not query.aggregate or not set(query.by) <= set(plan.by):
+        return None
+    for agg in query.aggs:
+        if agg.column is not None and agg.column not in plan.fields:
+            return None
+    fits = [g for g in plan.granularities
+            if query.bucket_us is None or query.bucket_us % GRANULARITIES[g] == 0]
+    return max(fits, key=GRANULARITIES.__getitem__, default=None)
 
 
 def middle_of(query: Query, granularity: str) -> tuple[int | None, int | None] | None:

@@ -18,13 +18,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dash_ray.query.model import Agg, Column, Query
+from dash_ray.query.model import Agg, Query
+from dash_ray.silver.schema import Column, quote
 
-__all__ = ["BUCKET", "Dialect", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "from_micros", "quote",
-           "quote_internal", "raw_sql", "sort_key"]
+__all__ = ["BUCKET", "Dialect", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "from_micros", "quote_internal",
+           "raw_sql", "sort_key"]
 
 Dialect = Literal["duckdb", "postgres"]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INTERNAL = re.compile(r"^#[A-Za-z0-9_#]{1,70}$|^[A-Za-z_][A-Za-z0-9_#]{0,70}$")
 # The bucket column of an aggregate's output. Names the SQL makes up for itself hold a `#`,
 # which no field name can (spec.FIELD_NAME_PATTERN), so they never shadow a field.
@@ -34,13 +34,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 def from_micros(micros: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=micros)
-
-
-def quote(name: str) -> str:
-    """A schema name as a quoted SQL identifier; anything else is a bug (ValueError)."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a plain identifier: {name!r}")
-    return f'"{name}"'
 
 
 def quote_internal(name: str) -> str:
