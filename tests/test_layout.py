@@ -81,21 +81,41 @@ def _rank_unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def test_dash_ray_packages_import_only_lower_ranked_ones() -> None:
-    modules = _modules()
+def _upward_imports(modules: dict[str, Path]) -> list[str]:
+    """Imports in `dash_ray` from a package to one of its own tier or above, as text."""
     tier = {unit: i for i, units in enumerate(RANKS) for unit in units}
     wrong = []
     for name, path in sorted(modules.items()):
-        if not name.startswith("dash_ray") or (source := _rank_unit(name)) not in tier:
-            continue
+        if name.split(".")[0] != "dash_ray" or (source := _rank_unit(name)) not in tier:
+            continue  # a package missing from RANKS fails the test below
         for target in sorted(_imports(path, modules)):
-            goal = _rank_unit(target) if target.startswith("dash_ray") else None
-            if goal is None or goal == source or goal not in tier:
+            if target.split(".")[0] != "dash_ray" or (goal := _rank_unit(target)) == source or goal not in tier:
                 continue
             if tier[goal] >= tier[source]:
                 wrong.append(f"{name} imports {target}: {source!r} (tier {tier[source]}) may not import "
                              f"{goal!r} (tier {tier[goal]})")
-    assert wrong == []
+    return wrong
+
+
+def test_dash_ray_packages_import_only_lower_ranked_ones() -> None:
+    assert _upward_imports(_modules()) == []
+
+
+def test_an_import_back_up_the_ranks_fails(tmp_path: Path) -> None:
+    """The check sees an upward import wherever it is: at module level, deferred in a function,
+    or for type checking only."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from __future__ import annotations\n"
+                     "from typing import TYPE_CHECKING\n"
+                     "from dash_ray.spec import PipelineSpec\n"
+                     "if TYPE_CHECKING:\n    from dash_ray.pipeline.core import PipelineCore\n"
+                     "def answer():\n    from dash_ray.query.model import parse_query\n    import dash_ray.query.stores\n")
+    modules = {**_modules(), "dash_ray.silver.probe": probe}
+    assert _upward_imports(modules) == [
+        "dash_ray.silver.probe imports dash_ray.pipeline.core: 'silver' (tier 3) may not import 'pipeline' (tier 6)",
+        "dash_ray.silver.probe imports dash_ray.query.model: 'silver' (tier 3) may not import 'query' (tier 4)",
+        "dash_ray.silver.probe imports dash_ray.query.stores: 'silver' (tier 3) may not import 'query' (tier 4)",
+    ]
 
 
 def test_the_rank_order_names_every_dash_ray_package_once() -> None:
