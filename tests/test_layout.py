@@ -109,7 +109,8 @@ def test_an_import_back_up_the_ranks_fails(tmp_path: Path) -> None:
                      "from typing import TYPE_CHECKING\n"
                      "from dash_ray.spec import PipelineSpec\n"
                      "if TYPE_CHECKING:\n    from dash_ray.pipeline.core import PipelineCore\n"
-                     "def answer():\n    from dash_ray.query.model import parse_query\n    import dash_ray.query.stores\n")
+                     "def answer():\n    from dash_ray.query.model import parse_query\n"
+                     "    import dash_ray.query.stores\n")
     modules = {**_modules(), "dash_ray.silver.probe": probe}
     assert _upward_imports(modules) == [
         "dash_ray.silver.probe imports dash_ray.pipeline.core: 'silver' (tier 3) may not import 'pipeline' (tier 6)",

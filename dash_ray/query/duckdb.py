@@ -20,6 +20,7 @@ import duckdb
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError
 from dash_ray.lake import Lake, LakeFile
+from dash_ray.query.dialect import DUCKDB
 from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, live_records, raw_answer
 from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
@@ -30,8 +31,6 @@ from dash_ray.silver.schema import Column, quote
 
 __all__ = ["DuckDBEngine", "days_of", "lost_ranges"]
 
-_TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
-          "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -87,7 +86,11 @@ class _TimedCursor:
 
 
 class DuckDBEngine:
-    """Queries on one pipeline's silver area. Thread-safe: each query runs on its own cursor."""
+    """Queries on one pipeline's silver area: a `LakeEngine` (`base.py`). Thread-safe: each
+    query runs on its own cursor."""
+
+    store = "lake"
+    dialect = DUCKDB
 
     def __init__(self, lake: Lake, pipeline_id: str, *, plan: RollupPlan | None = None,
                  memory_limit: str = "1GB", threads: int = 2, timeout_s: float = 15.0) -> None:
@@ -131,11 +134,11 @@ class DuckDBEngine:
             source = self._source(cursor, {"silver": files}, _wanted(query))
             after_us = None
             if query.after is not None:
-                found = self._fetch(cursor, source, after_time_sql("duckdb", query.after))
+                found = self._fetch(cursor, source, after_time_sql(self.dialect, query.after))
                 if not found:
                     raise QueryError(f"'after': no row with seq {query.after}", where="after")
                 after_us = found[0][0]
-            return raw_answer(query, self._fetch(cursor, source, raw_sql("duckdb", query, after_time_us=after_us)))
+            return raw_answer(query, self._fetch(cursor, source, raw_sql(self.dialect, query, after_time_us=after_us)))
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.InterruptException) and cursor.expired:
                 raise QueryLimitError(
@@ -186,8 +189,9 @@ class DuckDBEngine:
             wanted = {c.name: c for c in columns}
             source = self._source(cursor, {"silver": files}, wanted)
             names = ", ".join(quote(c.name) for c in columns)
-            st = Statement("duckdb").add(f"SELECT seq, epoch_us(time){', ' + names if names else ''} FROM silver"
-                                         " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, end, limit)
+            st = Statement(self.dialect).add(
+                f"SELECT seq, {self.dialect.epoch_us()}{', ' + names if names else ''} FROM silver"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, end, limit)
             rows = self._fetch(cursor, source, st)
         except duckdb.Error as exc:
             raise StorageError(f"reading {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
@@ -204,11 +208,11 @@ class DuckDBEngine:
         granularity = granularity_for(plan, query) if plan is not None else None
         if plan is None or granularity is None or middle_of(query, granularity) is None:
             return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
-                               aggregate_sql("duckdb", query))
+                               aggregate_sql(self.dialect, query))
         rolled = self._files(rollup_area(plan, granularity), query)
         if not rolled:
             return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
-                               aggregate_sql("duckdb", query))
+                               aggregate_sql(self.dialect, query))
         covered: dict[dt.date, list[LakeFile]] = {}
         for f in rolled:
             covered.setdefault(f.day, []).append(f)
@@ -217,7 +221,7 @@ class DuckDBEngine:
         relations = {"silver": files, "rolled": rolled, **({"unrolled": unrolled} if unrolled else {})}
         columns = {c.name: c for c in (*plan.by, *plan.fields)}
         source = self._source(cursor, relations, columns)
-        return self._fetch(cursor, source, rollup_sql("duckdb", query, plan, granularity,
+        return self._fetch(cursor, source, rollup_sql(self.dialect, query, plan, granularity,
                                                       has_unrolled=bool(unrolled)))
 
     def _files(self, area: str, query: Query) -> list[LakeFile]:
@@ -232,7 +236,7 @@ class DuckDBEngine:
         """`WITH name AS (...)` for each relation: its files, with every column of `wanted`
         for silver ones (a field no file has yet, added by a later spec version, reads as
         null); rollup relations keep their own columns."""
-        st = Statement("duckdb")
+        st = Statement(self.dialect)
         parts = []
         for name, files in relations.items():
             if self.lake.is_local:
@@ -285,4 +289,4 @@ def _wanted(query: Query) -> dict[str, Column]:
 
 def _select(column: Column, present: bool) -> str:
     name = quote(column.name)
-    return name if present else f"CAST(NULL AS {_TYPES[column.type]}) AS {name}"
+    return name if present else f"CAST(NULL AS {DUCKDB.type_of(column)}) AS {name}"

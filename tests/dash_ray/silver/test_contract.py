@@ -108,7 +108,8 @@ def rows(first: int, last: int, *, scale: int = 1, leave_out: frozenset[int] = f
     })
 
 
-def held(first: int, last: int, *, scale: int = 1, leave_out: frozenset[int] = frozenset()) -> list[tuple[int, float, int]]:
+def held(first: int, last: int, *, scale: int = 1,
+         leave_out: frozenset[int] = frozenset()) -> list[tuple[int, float, int]]:
     """What a store holds after `rows(first, last, ...)` was written."""
     return [(s, s / 4 * scale, s * scale) for s in range(first, last + 1) if s not in leave_out]
 
