@@ -34,11 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from dash_ray.lake import Lake  # noqa: E402
 from dash_ray.query.duckdb import DuckDBEngine  # noqa: E402
-from dash_ray.query.model import Column, Schema, parse_query  # noqa: E402
+from dash_ray.query.model import parse_query  # noqa: E402
 from dash_ray.query.postgres import PostgresEngine  # noqa: E402
-from dash_ray.query.rollup import plan_for  # noqa: E402
 from dash_ray.silver.lake import LakeSilver, rollup_area  # noqa: E402
 from dash_ray.silver.postgres import PostgresSilver  # noqa: E402
+from dash_ray.silver.rollup import plan_for  # noqa: E402
+from dash_ray.silver.schema import Column, Schema  # noqa: E402
 
 SCHEMA = Schema((Column("device", "string"), Column("temp_c", "double"), Column("humidity", "double")))
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z

@@ -54,12 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dash_ray.lake import Lake  # noqa: E402
-from dash_ray.query.model import Column  # noqa: E402
-from dash_ray.query.rollup import plan_for  # noqa: E402
-from dash_ray.query.model import Schema  # noqa: E402
 from dash_ray.silver import pgschema  # noqa: E402
 from dash_ray.silver.lake import LakeSilver  # noqa: E402
 from dash_ray.silver.postgres import PostgresSilver  # noqa: E402
+from dash_ray.silver.rollup import plan_for  # noqa: E402
+from dash_ray.silver.schema import Column, Schema  # noqa: E402
 
 ADMIN_DSN = os.environ.get("DASH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROWS = 10_000

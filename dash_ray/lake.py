@@ -35,7 +35,7 @@ from dash_ray.errors import StorageError
 __all__ = ["AREAS", "Area", "Lake", "LakeFile"]
 
 # The three areas of every pipeline, and rollup areas named `rollup-<granularity>-<plan key>`
-# (partial aggregates kept beside silver; see dash_ray.query.rollup).
+# (partial aggregates kept beside silver; see dash_ray.silver.rollup).
 Area = str
 AREAS: tuple[Area, ...] = ("bronze", "silver", "dead")
 _ROLLUP_AREA = re.compile(r"^rollup-[0-9a-z]{2,4}-[0-9a-f]{10}$")

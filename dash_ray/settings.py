@@ -36,10 +36,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from dash_ray.supervision.policy import RestartPolicy
-
-__all__ = ["ROLE_LABEL", "ClientEnv", "PipelineSettings", "Settings", "WebSettings", "ingestor_selector",
-           "parse_port", "web_selector"]
+__all__ = ["ROLE_LABEL", "ClientEnv", "PipelineSettings", "RestartPolicy", "Settings", "WebSettings",
+           "ingestor_selector", "parse_port", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
@@ -101,6 +99,28 @@ class WebSettings:
     read_threads: int = 4
     read_queue: int = 16
     query_timeout_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When the supervisor restarts a crashed pipeline (`dash_ray.supervision.policy`): the
+    n-th restart within `window_s` seconds waits `min(backoff_s * 2**(n-1), max_backoff_s)`. Past
+    `max_restarts` restarts within the window:
+
+    - a pipeline that never reached `running` since it was deployed or restarted by hand is
+      given up (`failed`): its spec cannot start, and retrying will not change that;
+    - one that did run is in a crash loop: it is retried forever, the k-th restart of the
+      loop waiting `min(max_backoff_s * 2**(k-1), crash_loop_max_backoff_s)` (about 5
+      minutes at most by default).
+
+    A pipeline that runs for `window_s` before it crashes starts again from the shortest
+    back-off, out of any crash loop."""
+
+    max_restarts: int = 5
+    window_s: float = 60.0
+    backoff_s: float = 0.5
+    max_backoff_s: float = 15.0
+    crash_loop_max_backoff_s: float = 300.0
 
 
 @dataclass(frozen=True)

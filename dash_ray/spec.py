@@ -193,7 +193,7 @@ Granularity = Literal["10s", "1m", "1h", "1d"]
 
 class RollupsSpec(_Model):
     """Per-bucket partial aggregates the silver store keeps as each range is stored, so
-    aggregate queries read buckets instead of rows (dash_ray.query.rollup). `by`: the fields
+    aggregate queries read buckets instead of rows (dash_ray.silver.rollup). `by`: the fields
     they are grouped by (default: the string and bool fields, at most four; `[]` for none)."""
 
     enabled: bool = True

@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from dash_ray.errors import Problem, SpecError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.mapping import compile_mapping
-from dash_ray.query.model import schema_problems
-from dash_ray.query.rollup import rollup_problems
 from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
+from dash_ray.silver.rollup import rollup_problems
+from dash_ray.silver.schema import schema_problems
 from dash_ray.spec import FieldType, PipelineSpec, parse_spec
 
 __all__ = ["SpecCheck", "admit_spec", "check_spec"]

@@ -165,7 +165,7 @@ class Running:
 
 def platform_settings(home: Path, **changes: Any) -> Any:
     from dash_ray.settings import Settings
-    from dash_ray.supervision.policy import RestartPolicy
+    from dash_ray.settings import RestartPolicy
     from dash_ray.auth.tokens import hash_token
 
     values: dict[str, Any] = {

@@ -1,5 +1,7 @@
-"""The tree's shape (issue 14): imports flow `serve_app -> actors -> dash_ray` only, no import
-cycles between modules (module-level or deferred), no module over 400 lines."""
+"""The tree's shape (issues 14 and 23): imports flow `serve_app -> actors -> dash_ray` only,
+inside `dash_ray` from a higher-ranked package to lower-ranked ones only (so packages form no
+cycle either), no import cycles between modules (module-level or deferred), no module over 400
+lines."""
 
 from __future__ import annotations
 
@@ -14,6 +16,26 @@ ALLOWED = {"dash_ray": {"dash_ray"}, "actors": {"actors", "dash_ray"},
 # package for its console script, and imports serve_app only inside the commands that start
 # or stop the platform.
 OUTERMOST = {"dash_ray.cli.platform"}
+
+# The rank order of `dash_ray`'s packages (a subpackage, or a module at the package's root), from
+# the bottom up: a package imports only packages of lower tiers, never one of its own tier or
+# above (module-level or deferred imports alike, `if TYPE_CHECKING:` ones too). A new package
+# takes its place here; an import that runs back up means the code it needs sits too high, or
+# the importer too low: move the code, not the rank.
+RANKS: tuple[tuple[str, ...], ...] = (
+    ("errors", "process_logging"),                        # what everything may raise and log with
+    ("spec", "settings"),                                 # the spec every layer shares; settings read at the edge
+    ("mapping", "lake", "log", "ingest", "auth", "sinks", "dashboards", "deploy"),  # the core's parts
+    ("silver", "lake_roots", "sources", "catalog"),       # silver rows' stores; what deploys check
+    ("query", "spec_check"),                              # reading silver rows; a spec checked whole
+    ("lifecycle", "live"),                                # replay, compaction, retention; the live feed
+    ("pipeline",),                                        # one pipeline's life, in plain Python
+    ("supervision",),                                     # the registry's decisions
+    ("registry",),                                        # what the registry actor serves, in plain Python
+    ("client",),                                          # the SDK's client
+    ("__init__",),                                        # the SDK's public names (`import dash_ray`)
+    ("cli",),                                             # `dash-ray`, over the SDK
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -50,6 +72,58 @@ def test_imports_flow_from_the_web_tier_to_the_actors_to_the_core() -> None:
              for target in _imports(path, modules)
              if name not in OUTERMOST and target.split(".")[0] not in ALLOWED[name.split(".")[0]]]
     assert wrong == []
+
+
+def _rank_unit(module: str) -> str:
+    """The package of `dash_ray` a module belongs to (`__init__` for the root's own module)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _upward_imports(modules: dict[str, Path]) -> list[str]:
+    """Imports in `dash_ray` from a package to one of its own tier or above, as text."""
+    tier = {unit: i for i, units in enumerate(RANKS) for unit in units}
+    wrong = []
+    for name, path in sorted(modules.items()):
+        if name.split(".")[0] != "dash_ray" or (source := _rank_unit(name)) not in tier:
+            continue  # a package missing from RANKS fails the test below
+        for target in sorted(_imports(path, modules)):
+            if target.split(".")[0] != "dash_ray" or (goal := _rank_unit(target)) == source or goal not in tier:
+                continue
+            if tier[goal] >= tier[source]:
+                wrong.append(f"{name} imports {target}: {source!r} (tier {tier[source]}) may not import "
+                             f"{goal!r} (tier {tier[goal]})")
+    return wrong
+
+
+def test_dash_ray_packages_import_only_lower_ranked_ones() -> None:
+    assert _upward_imports(_modules()) == []
+
+
+def test_an_import_back_up_the_ranks_fails(tmp_path: Path) -> None:
+    """The check sees an upward import wherever it is: at module level, deferred in a function,
+    or for type checking only."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from __future__ import annotations\n"
+                     "from typing import TYPE_CHECKING\n"
+                     "from dash_ray.spec import PipelineSpec\n"
+                     "if TYPE_CHECKING:\n    from dash_ray.pipeline.core import PipelineCore\n"
+                     "def answer():\n    from dash_ray.query.model import parse_query\n"
+                     "    import dash_ray.query.stores\n")
+    modules = {**_modules(), "dash_ray.silver.probe": probe}
+    assert _upward_imports(modules) == [
+        "dash_ray.silver.probe imports dash_ray.pipeline.core: 'silver' (tier 3) may not import 'pipeline' (tier 6)",
+        "dash_ray.silver.probe imports dash_ray.query.model: 'silver' (tier 3) may not import 'query' (tier 4)",
+        "dash_ray.silver.probe imports dash_ray.query.stores: 'silver' (tier 3) may not import 'query' (tier 4)",
+    ]
+
+
+def test_the_rank_order_names_every_dash_ray_package_once() -> None:
+    ranked = [unit for units in RANKS for unit in units]
+    present = {_rank_unit(name) for name in _modules() if name.startswith("dash_ray")}
+    assert sorted(u for u in set(ranked) if ranked.count(u) > 1) == []
+    assert sorted(present - set(ranked)) == [], "add these packages to RANKS"
+    assert sorted(set(ranked) - present) == [], "these packages are gone: take them out of RANKS"
 
 
 def test_no_import_cycles() -> None:

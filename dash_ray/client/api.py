@@ -299,7 +299,7 @@ class Client:
         page up to `limit` rows in all (default: all of them). Columns are typed by the
         pipeline's spec (read first): `time` and `bucket` timestamp[us, UTC], a column of
         only nulls still its field's type, json fields as JSON text."""
-        from dash_ray.query.model import spec_schema  # pyarrow: only here, not for the rest of the SDK
+        from dash_ray.silver.schema import spec_schema  # pyarrow: only here, not for the rest of the SDK
 
         schema = spec_schema(parse_spec(self.get(pipeline_id).spec))
         columns = table_columns({c.name: c.type for c in schema.columns}, options)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.rollup import RollupPlan, merge_partials
 from dash_ray.silver.lake import rollup_area
+from dash_ray.silver.rollup import RollupPlan, merge_partials
 
 __all__ = ["CompactionReport", "compact", "families"]
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from dash_ray.lake import Lake
 from dash_ray.lifecycle.compaction import compact
 from dash_ray.lifecycle.retention import apply_retention, cutoff, drop_unplanned_rollups
-from dash_ray.query.rollup import RollupPlan
+from dash_ray.silver.rollup import RollupPlan
 from dash_ray.spec import StorageSpec
 
 __all__ = ["Maintenance", "MaintenanceStats"]

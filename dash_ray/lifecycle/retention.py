@@ -18,8 +18,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from dash_ray.lake import Lake
-from dash_ray.query.rollup import RollupPlan
 from dash_ray.silver.lake import rollup_area
+from dash_ray.silver.rollup import RollupPlan
 from dash_ray.spec import RetentionSpec
 
 __all__ = ["RetentionReport", "apply_retention", "cutoff", "drop_unplanned_rollups"]

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from dash_ray.errors import MalformedBodyError, QueryError
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.model import Schema, iso, parse_query
+from dash_ray.query.model import iso, parse_query
+from dash_ray.silver.schema import Schema
 
 __all__ = ["ReplayRequest", "Selection", "select"]
 

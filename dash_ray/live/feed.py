@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from dash_ray.errors import UnavailableError
-from dash_ray.pipeline.hot import rows_to_records
+from dash_ray.live.records import rows_to_records
 from dash_ray.sinks.base import MappedBatch
 
 __all__ = ["LiveFeed", "LiveRead"]

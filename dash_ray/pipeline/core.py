@@ -43,10 +43,10 @@ from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.mapper import Mapper
 from dash_ray.pipeline.recovery import recover
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.base import SilverStore
 from dash_ray.silver.follower import SilverFollower
 from dash_ray.silver.lake import LakeSilver
+from dash_ray.silver.rollup import spec_plan
 from dash_ray.sinks.base import Sinks
 from dash_ray.spec import PipelineSpec
 

@@ -19,12 +19,13 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
+from dash_ray.live.records import rows_to_records
 from dash_ray.mapping import CompiledMapping, MappingResult, compile_mapping
 from dash_ray.mapping.deadletters import internal_failure
 from dash_ray.pipeline.commit import Mapped
 from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import LoggedEntry, input_table
-from dash_ray.pipeline.hot import HotBuffer, rows_to_records
+from dash_ray.pipeline.hot import HotBuffer
 from dash_ray.sinks.base import MappedBatch, Sinks
 from dash_ray.spec import PipelineSpec
 

@@ -17,21 +17,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.model import Column, Query
+from dash_ray.query.dialect import DUCKDB
+from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, live_records, raw_answer
-from dash_ray.query.rollup import RollupPlan
-from dash_ray.query.rollup_sql import middle_of, rollup_sql
-from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, quote, raw_sql
+from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
+from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver.lake import rollup_area
+from dash_ray.silver.rollup import RollupPlan
+from dash_ray.silver.schema import Column, quote
 
-__all__ = ["DuckDBEngine", "as_text", "days_of", "lost_ranges", "union_by_name"]
+__all__ = ["DuckDBEngine", "days_of", "lost_ranges"]
 
-_TYPES = {"string": "VARCHAR", "int": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN",
-          "timestamp": "TIMESTAMPTZ", "json": "VARCHAR"}
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -87,7 +86,11 @@ class _TimedCursor:
 
 
 class DuckDBEngine:
-    """Queries on one pipeline's silver area. Thread-safe: each query runs on its own cursor."""
+    """Queries on one pipeline's silver area: a `LakeEngine` (`base.py`). Thread-safe: each
+    query runs on its own cursor."""
+
+    store = "lake"
+    dialect = DUCKDB
 
     def __init__(self, lake: Lake, pipeline_id: str, *, plan: RollupPlan | None = None,
                  memory_limit: str = "1GB", threads: int = 2, timeout_s: float = 15.0) -> None:
@@ -131,11 +134,11 @@ class DuckDBEngine:
             source = self._source(cursor, {"silver": files}, _wanted(query))
             after_us = None
             if query.after is not None:
-                found = self._fetch(cursor, source, after_time_sql("duckdb", query.after))
+                found = self._fetch(cursor, source, after_time_sql(self.dialect, query.after))
                 if not found:
                     raise QueryError(f"'after': no row with seq {query.after}", where="after")
                 after_us = found[0][0]
-            return raw_answer(query, self._fetch(cursor, source, raw_sql("duckdb", query, after_time_us=after_us)))
+            return raw_answer(query, self._fetch(cursor, source, raw_sql(self.dialect, query, after_time_us=after_us)))
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.InterruptException) and cursor.expired:
                 raise QueryLimitError(
@@ -186,8 +189,9 @@ class DuckDBEngine:
             wanted = {c.name: c for c in columns}
             source = self._source(cursor, {"silver": files}, wanted)
             names = ", ".join(quote(c.name) for c in columns)
-            st = Statement("duckdb").add(f"SELECT seq, epoch_us(time){', ' + names if names else ''} FROM silver"
-                                         " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, end, limit)
+            st = Statement(self.dialect).add(
+                f"SELECT seq, {self.dialect.epoch_us()}{', ' + names if names else ''} FROM silver"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", after, end, limit)
             rows = self._fetch(cursor, source, st)
         except duckdb.Error as exc:
             raise StorageError(f"reading {self.lake.url} failed: {type(exc).__name__}: {exc}") from exc
@@ -201,14 +205,14 @@ class DuckDBEngine:
         """From rollups where they can answer (merged with the raw edges and with ranges not
         rolled up yet), else from the raw rows."""
         plan = self.plan
-        granularity = plan.choose(query) if plan is not None else None
+        granularity = granularity_for(plan, query) if plan is not None else None
         if plan is None or granularity is None or middle_of(query, granularity) is None:
             return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
-                               aggregate_sql("duckdb", query))
+                               aggregate_sql(self.dialect, query))
         rolled = self._files(rollup_area(plan, granularity), query)
         if not rolled:
             return self._fetch(cursor, self._source(cursor, {"silver": files}, _wanted(query)),
-                               aggregate_sql("duckdb", query))
+                               aggregate_sql(self.dialect, query))
         covered: dict[dt.date, list[LakeFile]] = {}
         for f in rolled:
             covered.setdefault(f.day, []).append(f)
@@ -217,7 +221,7 @@ class DuckDBEngine:
         relations = {"silver": files, "rolled": rolled, **({"unrolled": unrolled} if unrolled else {})}
         columns = {c.name: c for c in (*plan.by, *plan.fields)}
         source = self._source(cursor, relations, columns)
-        return self._fetch(cursor, source, rollup_sql("duckdb", query, plan, granularity,
+        return self._fetch(cursor, source, rollup_sql(self.dialect, query, plan, granularity,
                                                       has_unrolled=bool(unrolled)))
 
     def _files(self, area: str, query: Query) -> list[LakeFile]:
@@ -232,7 +236,7 @@ class DuckDBEngine:
         """`WITH name AS (...)` for each relation: its files, with every column of `wanted`
         for silver ones (a field no file has yet, added by a later spec version, reads as
         null); rollup relations keep their own columns."""
-        st = Statement("duckdb")
+        st = Statement(self.dialect)
         parts = []
         for name, files in relations.items():
             if self.lake.is_local:
@@ -279,40 +283,10 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
     return lost
 
 
-def union_by_name(tables: list[pa.Table]) -> pa.Table:
-    """Tables whose columns may differ in type (a field a spec update widened) as one, each
-    column in the type DuckDB gives it when it reads the lake's files together, with the same
-    text for a value read as a string (so a store fed from these rows answers as DuckDB does)."""
-    if len(tables) == 1:
-        return tables[0]
-    return _query_tables(tables, " UNION ALL BY NAME ".join(f"SELECT * FROM t{i}" for i in range(len(tables))))
-
-
-def as_text(table: pa.Table, names: list[str]) -> pa.Table:
-    """`table` with the columns `names` cast to strings as DuckDB casts them (`2.0`, `1e-05`,
-    `true`, `2026-05-01 12:00:00.5+00`): the rows of a field widened to string, as a query
-    over the lake shows them."""
-    casts = ", ".join(f"CAST({quote(name)} AS VARCHAR) AS {quote(name)}" for name in names)
-    return _query_tables([table], f"SELECT * REPLACE ({casts}) FROM t0")
-
-
-def _query_tables(tables: list[pa.Table], text: str) -> pa.Table:
-    """`text` run on `tables` (named t0, t1, ...) in a connection of its own, times in UTC."""
-    con = duckdb.connect()
-    try:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("SET TimeZone = 'UTC'")
-        for i, table in enumerate(tables):
-            con.register(f"t{i}", table)
-        return con.sql(text).to_arrow_table()
-    finally:
-        con.close()
-
-
 def _wanted(query: Query) -> dict[str, Column]:
     return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
 
 
 def _select(column: Column, present: bool) -> str:
     name = quote(column.name)
-    return name if present else f"CAST(NULL AS {_TYPES[column.type]}) AS {name}"
+    return name if present else f"CAST(NULL AS {DUCKDB.type_of(column)}) AS {name}"

@@ -1,6 +1,6 @@
-"""What a query on a pipeline's silver rows asks, checked against the pipeline's columns:
-`parse_query` turns the parameters of `GET /v1/pipelines/{id}/query` into a `Query`, or a
-QueryError (400) naming the parameter. Nothing from a parameter ever becomes SQL text: field
+"""What a query on a pipeline's silver rows asks, checked against the pipeline's columns
+(`dash_ray.silver.schema`): `parse_query` turns the parameters of `GET /v1/pipelines/{id}/query`
+into a `Query`, or a QueryError (400) naming the parameter. Nothing from a parameter ever becomes SQL text: field
 names are looked up in the pipeline's schema and only the schema's names are used, and every
 value travels as a bound parameter.
 
@@ -23,17 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from dash_ray.errors import Problem, QueryError, QueryLimitError
+from dash_ray.errors import QueryError, QueryLimitError
 from dash_ray.mapping.timestamps import MAX_US, MIN_US, parse_iso_scalar
-from dash_ray.spec import PipelineSpec
+from dash_ray.silver.schema import NUMERIC, Column, Schema
 
-__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Column", "Query", "Schema", "iso", "parse_query", "schema_of",
-           "schema_problems", "spec_schema"]
+__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Query", "iso", "parse_query"]
 
 AggFunction = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGG_FUNCTIONS: tuple[AggFunction, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
-ColumnType = Literal["string", "int", "double", "bool", "timestamp", "json"]
-NUMERIC = frozenset({"int", "double"})
 _ORDERED = frozenset({"int", "double", "string", "timestamp", "bool"})
 
 DEFAULT_LIMIT = 1000
@@ -44,22 +41,6 @@ MAX_AGGS = 32
 MAX_BUCKETS = 100_000
 _BUCKET = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: ColumnType
-
-
-@dataclass(frozen=True)
-class Schema:
-    """A pipeline's queryable columns besides `seq` and `time`, in spec order."""
-
-    columns: tuple[Column, ...]
-
-    def get(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -90,35 +71,6 @@ class Query:
     @property
     def aggregate(self) -> bool:
         return bool(self.aggs)
-
-
-def spec_schema(spec: PipelineSpec) -> Schema:
-    """The queryable columns of a pipeline's silver rows."""
-    mapping = spec.mapping
-    return schema_of({name: f.type for name, f in mapping.fields.items()}, keep_extra=mapping.keep_extra)
-
-
-def schema_of(fields: Mapping[str, str], *, keep_extra: bool) -> Schema:
-    """The schema of a mapping's rows: its fields but `time`, and `extra` when kept."""
-    columns = [Column(name, type_) for name, type_ in fields.items() if name != "time"]  # type: ignore[arg-type]
-    if keep_extra or not fields:
-        columns.append(Column("extra", "json"))
-    return Schema(tuple(columns))
-
-
-def schema_problems(spec: PipelineSpec) -> list[Problem]:
-    """Field names the stores cannot keep apart, for a 422 at deploy: DuckDB (which queries
-    the lake) compares names without case, so two fields, or a field and a column every row
-    has (`seq`, `time`, `extra`, `received_at`), may not differ only in case."""
-    problems = []
-    seen = {name: name for name in ("seq", "time", "extra", "received_at")}
-    for name in spec.mapping.fields:
-        other = seen.setdefault(name.lower(), name)
-        if other != name:
-            problems.append(Problem(f"mapping.fields.{name}", (
-                f"field {name!r} differs from {other!r} only in case, and DuckDB, which queries the lake, "
-                f"cannot tell them apart; rename one")))
-    return problems
 
 
 def _time(params: Mapping[str, str], name: str) -> int | None:

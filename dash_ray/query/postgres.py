@@ -11,37 +11,23 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import psycopg
 from psycopg import sql
 
 from dash_ray.errors import QueryError, QueryLimitError, StorageError, UnavailableError
-from dash_ray.query.model import Column, Query
+from dash_ray.query.base import Behind
+from dash_ray.query.dialect import POSTGRES
+from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, raw_answer
-from dash_ray.query.rollup import RollupPlan
-from dash_ray.query.rollup_sql import middle_of, rollup_sql
+from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver import pgrollup, pgschema
+from dash_ray.silver.rollup import RollupPlan
+from dash_ray.silver.schema import Column
 
-__all__ = ["Behind", "PostgresEngine"]
-
-
-@dataclass(frozen=True)
-class Behind:
-    """The table does not hold every row the lake holds: it has rows through `stored_seq`
-    (the lake through `lake_seq`), and `refused` rows PostgreSQL would not take."""
-
-    stored_seq: int
-    lake_seq: int
-    refused: int
-
-    @property
-    def reason(self) -> str:
-        if self.refused and self.stored_seq >= self.lake_seq:
-            return f"PostgreSQL refused {self.refused} row(s) the lake holds"
-        return f"PostgreSQL holds rows through seq {self.stored_seq}, the lake through {self.lake_seq}"
+__all__ = ["PostgresEngine"]
 
 
 class _Pool:
@@ -89,7 +75,10 @@ class _Pool:
 
 
 class PostgresEngine:
-    """Queries on one pipeline's silver table. Thread-safe."""
+    """Queries on one pipeline's silver table: a `FollowerEngine` (`base.py`). Thread-safe."""
+
+    store = "postgres"
+    dialect = POSTGRES
 
     def __init__(self, dsn: str, pipeline_id: str, *, plan: RollupPlan | None = None, pool_size: int = 4,
                  timeout_s: float = 15.0) -> None:
@@ -102,6 +91,12 @@ class PostgresEngine:
 
     def close(self) -> None:
         self._pool.close()
+
+    @overload
+    def run(self, query: Query) -> dict[str, Any]: ...
+
+    @overload
+    def run(self, query: Query, *, lake_seq: int | None) -> dict[str, Any] | Behind: ...
 
     def run(self, query: Query, *, lake_seq: int | None = None) -> dict[str, Any] | Behind:
         """The answer to `query`; StorageError when PostgreSQL cannot answer, QueryLimitError
@@ -142,11 +137,11 @@ class PostgresEngine:
         source = self._source(query, present)
         after_us = None
         if query.after is not None:
-            found = self._fetch(conn, source, after_time_sql("postgres", query.after))
+            found = self._fetch(conn, source, after_time_sql(self.dialect, query.after))
             if not found:
                 raise QueryError(f"'after': no row with seq {query.after}", where="after")
             after_us = found[0][0]
-        return raw_answer(query, self._fetch(conn, source, raw_sql("postgres", query, after_time_us=after_us)))
+        return raw_answer(query, self._fetch(conn, source, raw_sql(self.dialect, query, after_time_us=after_us)))
 
     def _behind(self, conn: psycopg.Connection[Any], lake_seq: int) -> Behind | None:
         # As JSON: a progress table from before `refused` was kept has no such column.
@@ -162,14 +157,14 @@ class PostgresEngine:
         """From the rollup table where it holds the current plan and can answer (with the
         raw edges), else from the raw rows."""
         plan = self.plan
-        granularity = plan.choose(query) if plan is not None else None
+        granularity = granularity_for(plan, query) if plan is not None else None
         if (plan is None or granularity is None or middle_of(query, granularity) is None
                 or pgrollup.current_plan(conn, self.pipeline_id, granularity) != plan.key):
-            return self._fetch(conn, self._source(query, present), aggregate_sql("postgres", query))
+            return self._fetch(conn, self._source(query, present), aggregate_sql(self.dialect, query))
         wanted = {c.name: c for c in (*plan.by, *plan.fields)}
         source = sql.SQL("{}, rolled AS (SELECT * FROM {})").format(
             self._source(query, present, wanted), pgrollup.table(self.pipeline_id, granularity))
-        return self._fetch(conn, source, rollup_sql("postgres", query, plan, granularity, has_unrolled=False))
+        return self._fetch(conn, source, rollup_sql(self.dialect, query, plan, granularity, has_unrolled=False))
 
     def _source(self, query: Query, present: set[str], wanted: dict[str, Column] | None = None) -> sql.Composed:
         if wanted is None:
@@ -189,4 +184,4 @@ def _select(column: Column, present: bool) -> sql.Composable:
     name = sql.Identifier(column.name)
     if present:
         return name
-    return sql.SQL("CAST(NULL AS {}) AS {}").format(sql.SQL(pgschema.PG_TYPES[column.type]), name)
+    return sql.SQL("CAST(NULL AS {}) AS {}").format(sql.SQL(POSTGRES.type_of(column)), name)

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from dash_ray.query.model import Column, Query, iso
+from dash_ray.query.model import Query, iso
+from dash_ray.silver.schema import Column
 
 __all__ = ["aggregate_answer", "raw_answer", "value_of"]
 

@@ -1,6 +1,7 @@
-"""The SQL of an aggregate answered from rollups, for both dialects: partial rows of the
-whole rollup buckets inside the range, merged with raw rows turned into partials (the range's
-edges, which do not fill a rollup bucket, and rows not rolled up yet), then combined.
+"""Aggregates answered from rollups (`dash_ray.silver.rollup`): which granularity can answer a
+query (`granularity_for`), and the SQL, for both dialects: partial rows of the whole rollup
+buckets inside the range, merged with raw rows turned into partials (the range's edges, which
+do not fill a rollup bucket, and rows not rolled up yet), then combined.
 
 The statement expects these relations, provided by the engine as CTEs before it (the text
 starts with `, parts AS (`, to continue the engine's WITH list):
@@ -11,11 +12,25 @@ starts with `, parts AS (`, to continue the engine's WITH list):
 
 from __future__ import annotations
 
-from dash_ray.query.model import Agg, Column, Query
-from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan
-from dash_ray.query.sql import BUCKET, Dialect, Statement, agg_alias, from_micros, quote, quote_internal, sort_key
+from dash_ray.query.dialect import Dialect
+from dash_ray.query.model import Agg, Query
+from dash_ray.query.sql import BUCKET, Statement, agg_alias, bucket_start, from_micros, quote_internal
+from dash_ray.silver.rollup import GRANULARITIES, PARTS, RollupPlan
+from dash_ray.silver.schema import Column, quote
 
-__all__ = ["middle_of", "rollup_sql"]
+__all__ = ["granularity_for", "middle_of", "rollup_sql"]
+
+
+def granularity_for(plan: RollupPlan, query: Query) -> str | None:
+    """The coarsest granularity of `plan` that can answer `query`, or None (read it raw)."""
+    if not query.aggregate or not set(query.by) <= set(plan.by):
+        return None
+    for agg in query.aggs:
+        if agg.column is not None and agg.column not in plan.fields:
+            return None
+    fits = [g for g in plan.granularities
+            if query.bucket_us is None or query.bucket_us % GRANULARITIES[g] == 0]
+    return max(fits, key=GRANULARITIES.__getitem__, default=None)
 
 
 def middle_of(query: Query, granularity: str) -> tuple[int | None, int | None] | None:
@@ -29,13 +44,9 @@ def middle_of(query: Query, granularity: str) -> tuple[int | None, int | None] |
     return a, b
 
 
-def _epoch(dialect: Dialect) -> str:
-    return "epoch_us(time)" if dialect == "duckdb" else "(extract(epoch from time) * 1000000)::bigint"
-
-
 def _raw_parts(dialect: Dialect, plan: RollupPlan) -> str:
     """Columns that make one raw row a partial row."""
-    e = _epoch(dialect)
+    e = dialect.epoch_us()
     columns = [f"{e} AS {quote_internal(plan.bucket)}", *(quote(c.name) for c in plan.by),
                f"1 AS {quote_internal(plan.rows)}"]
     for c in plan.fields:
@@ -74,12 +85,9 @@ def _combine(dialect: Dialect, plan: RollupPlan, agg: Agg) -> str:
         return f"CAST(sum({p['sum']}) AS DOUBLE PRECISION) / NULLIF(sum({p['n']}), 0)"
     if agg.fn in ("min", "max"):
         return f"{agg.fn}({p[agg.fn]})"
-    value, t, s = (p["first"], p["first_t"], p["first_s"]) if agg.fn == "first" else (p["last"], p["last_t"], p["last_s"])
-    if dialect == "duckdb":
-        fn = "arg_min" if agg.fn == "first" else "arg_max"
-        return f"{fn}({value}, ({t}, {s})) FILTER (WHERE {value} IS NOT NULL)"
-    direction = "" if agg.fn == "first" else " DESC"
-    return f"(array_agg({value} ORDER BY {t}{direction}, {s}{direction}) FILTER (WHERE {value} IS NOT NULL))[1]"
+    end = agg.fn
+    assert end == "first" or end == "last"
+    return dialect.first_last(end, p[end], p[f"{end}_t"], p[f"{end}_s"])
 
 
 def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: str, *,
@@ -115,15 +123,14 @@ def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: st
     order: list[str] = []
     bucket_params: list[int] = []
     if query.bucket_us is not None:
-        b = quote_internal(plan.bucket)
-        select.append(f"({b} - ((({b} % ?) + ?) % ?)) AS {BUCKET}")
+        select.append(f"{bucket_start(quote_internal(plan.bucket))} AS {BUCKET}")
         bucket_params = [query.bucket_us] * 3
         keys.append(BUCKET)
         order.append(BUCKET)
     for column in query.by:
         select.append(quote(column.name))
         keys.append(quote(column.name))
-        order.append(f"{sort_key(dialect, column)} NULLS LAST")
+        order.append(f"{dialect.sort_key(column)} NULLS LAST")
     select += [f"{_combine(dialect, plan, agg)} AS {agg_alias(i)}" for i, agg in enumerate(query.aggs)]
     st.add("SELECT " + ", ".join(select) + " FROM parts", *bucket_params)
     if keys:

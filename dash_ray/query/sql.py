@@ -1,5 +1,5 @@
-"""The SQL of a checked `Query`, for DuckDB and PostgreSQL alike: one builder, two dialects,
-so both stores answer with the same rows.
+"""The SQL of a checked `Query`, for DuckDB and PostgreSQL alike: one builder, and the engine's
+`Dialect` (`dialect.py`) where their SQL differs, so both stores answer with the same rows.
 
 Only names from the pipeline's schema reach the SQL text, each double-quoted after checking
 it is a plain identifier, beside names the SQL makes up for its own columns, which hold a `#`
@@ -8,7 +8,7 @@ characters); every value (times, bucket width, seq, limit) is a bound parameter.
 The relation queried is named `silver` (a CTE or view the engine provides) with columns
 `seq`, `time` and the schema's fields. Buckets are computed on integer epoch microseconds,
 `e - ((e % w) + w) % w`, which floors to the epoch-aligned bucket in both dialects (also
-before 1970). Strings sort bytewise (`COLLATE "C"` on PostgreSQL, DuckDB's default).
+before 1970). Strings sort bytewise (`Dialect.sort_key`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from dash_ray.query.model import Agg, Column, Query
+from dash_ray.query.dialect import Dialect
+from dash_ray.query.model import Agg, Query
+from dash_ray.silver.schema import quote
 
-__all__ = ["BUCKET", "Dialect", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "from_micros", "quote",
-           "quote_internal", "raw_sql", "sort_key"]
+__all__ = ["BUCKET", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "bucket_start", "from_micros",
+           "quote_internal", "raw_sql"]
 
-Dialect = Literal["duckdb", "postgres"]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _INTERNAL = re.compile(r"^#[A-Za-z0-9_#]{1,70}$|^[A-Za-z_][A-Za-z0-9_#]{0,70}$")
 # The bucket column of an aggregate's output. Names the SQL makes up for itself hold a `#`,
 # which no field name can (spec.FIELD_NAME_PATTERN), so they never shadow a field.
@@ -34,13 +34,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 def from_micros(micros: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=micros)
-
-
-def quote(name: str) -> str:
-    """A schema name as a quoted SQL identifier; anything else is a bug (ValueError)."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a plain identifier: {name!r}")
-    return f'"{name}"'
 
 
 def quote_internal(name: str) -> str:
@@ -70,21 +63,13 @@ class Statement:
 
     @property
     def text(self) -> str:
-        sql = " ".join(self.parts)
-        return sql.replace("%", "%%").replace("?", "%s") if self.dialect == "postgres" else sql
+        return self.dialect.text(" ".join(self.parts))
 
 
-def _epoch_us(dialect: Dialect, column: str = "time") -> str:
-    if dialect == "duckdb":
-        return f"epoch_us({column})"
-    return f"(extract(epoch from {column}) * 1000000)::bigint"
-
-
-def sort_key(dialect: Dialect, column: Column) -> str:
-    name = quote(column.name)
-    if dialect == "postgres" and column.type == "string":
-        return f'{name} COLLATE "C"'
-    return name
+def bucket_start(epoch_us: str) -> str:
+    """The start of the epoch-aligned bucket of `epoch_us` (integer microseconds); the width
+    is three bound parameters."""
+    return f"({epoch_us} - ((({epoch_us} % ?) + ?) % ?))"
 
 
 def _where(st: Statement, query: Query) -> None:
@@ -101,11 +86,11 @@ def raw_sql(dialect: Dialect, query: Query, *, after_time_us: int | None = None)
     whether there is a next page. `after_time_us` is the time of the row `query.after`."""
     st = Statement(dialect)
     columns = ", ".join(quote(c.name) for c in query.fields)
-    st.add(f"SELECT seq, {_epoch_us(dialect)} AS time_us" + (f", {columns}" if columns else "") + " FROM silver")
+    st.add(f"SELECT seq, {dialect.epoch_us()} AS time_us" + (f", {columns}" if columns else "") + " FROM silver")
     _where(st, query)
     if query.after is not None:
         assert after_time_us is not None
-        e = _epoch_us(dialect)
+        e = dialect.epoch_us()
         op = ">" if query.order == "asc" else "<"
         st.add(f"AND ({e} {op} ? OR ({e} = ? AND seq {op} ?))", after_time_us, after_time_us, query.after)
     direction = "ASC" if query.order == "asc" else "DESC"
@@ -115,7 +100,7 @@ def raw_sql(dialect: Dialect, query: Query, *, after_time_us: int | None = None)
 
 def after_time_sql(dialect: Dialect, seq: int) -> Statement:
     """The time (epoch microseconds) of the row with `seq`."""
-    return Statement(dialect).add(f"SELECT {_epoch_us(dialect)} FROM silver WHERE seq = ?", seq)
+    return Statement(dialect).add(f"SELECT {dialect.epoch_us()} FROM silver WHERE seq = ?", seq)
 
 
 def _agg_expr(dialect: Dialect, agg: Agg) -> str:
@@ -125,18 +110,13 @@ def _agg_expr(dialect: Dialect, agg: Agg) -> str:
     if agg.fn == "count":
         return f"count({name})"
     if agg.fn == "avg":
-        return f"avg({name})::double precision" if dialect == "postgres" else f"avg({name})"
-    if agg.fn == "sum" and agg.column.type == "int" and dialect == "postgres":
-        return f"sum({name})"  # numeric: exact, as DuckDB's HUGEINT
-    if agg.fn in ("min", "max") and agg.column.type == "bool" and dialect == "postgres":
-        return f"{'bool_and' if agg.fn == 'min' else 'bool_or'}({name})"  # PostgreSQL has no max(boolean)
-    if agg.fn in ("sum", "min", "max"):
-        return f"{agg.fn}({name})"
-    direction = "" if agg.fn == "first" else " DESC"
-    if dialect == "duckdb":
-        fn = "arg_min" if agg.fn == "first" else "arg_max"
-        return f"{fn}({name}, ({_epoch_us(dialect)}, seq)) FILTER (WHERE {name} IS NOT NULL)"
-    return f"(array_agg({name} ORDER BY time{direction}, seq{direction}) FILTER (WHERE {name} IS NOT NULL))[1]"
+        return dialect.avg(name)
+    if agg.fn == "sum":
+        return f"sum({name})"  # of an int field exact in both: PostgreSQL's numeric, DuckDB's HUGEINT
+    if agg.fn == "min" or agg.fn == "max":
+        return dialect.extreme(agg.fn, name, agg.column)
+    assert agg.fn == "first" or agg.fn == "last"
+    return dialect.first_last(agg.fn, name, dialect.order_time, "seq")
 
 
 def aggregate_sql(dialect: Dialect, query: Query) -> Statement:
@@ -149,15 +129,14 @@ def aggregate_sql(dialect: Dialect, query: Query) -> Statement:
     order: list[str] = []
     params: list[Any] = []
     if query.bucket_us is not None:
-        e = _epoch_us(dialect)
-        select.append(f"({e} - ((({e} % ?) + ?) % ?)) AS {BUCKET}")
+        select.append(f"{bucket_start(dialect.epoch_us())} AS {BUCKET}")
         params += [query.bucket_us] * 3
         keys.append(BUCKET)
         order.append(BUCKET)
     for column in query.by:
         select.append(quote(column.name))
         keys.append(quote(column.name))
-        order.append(f"{sort_key(dialect, column)} NULLS LAST")
+        order.append(f"{dialect.sort_key(column)} NULLS LAST")
     select += [f"{_agg_expr(dialect, agg)} AS {agg_alias(i)}" for i, agg in enumerate(query.aggs)]
     st.add("SELECT " + ", ".join(select) + " FROM silver", *params)
     _where(st, query)

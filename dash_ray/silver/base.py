@@ -1,12 +1,19 @@
 """What the pipeline needs of a silver store: the `SilverStore` Protocol.
 
 A silver store keeps a pipeline's mapped rows (columns `seq`, `time`, the mapping's fields)
-by sequence range. Every store guarantees:
-- `write(rows, first_seq=a, last_seq=b)` is idempotent by range: writing the same range again
-  replaces what the first write left, so a retried or replayed commit never doubles a row.
-- `discard_after(s)` removes every row with seq > s (what an unfinished commit left).
-- `stored_seq()` is the highest `last_seq` of a range written (0 when none), so a store that
-  follows the lake (a database catching up after an outage) knows where to resume.
+by sequence range, and its rollup partials beside them. Every store guarantees (the contract
+suite, tests/dash_ray/silver/test_contract.py, checks each one):
+- `write(rows, first_seq=a, last_seq=b)` is idempotent by range: writing a range again (a
+  retried commit, a replay) replaces the rows of the first write, so a row is never doubled.
+  The lake replaces them per event day (one file per range and day): rows of a day the new
+  write has none in stay until the replay that wrote it deletes their files
+  (`dash_ray.lifecycle.replay`); PostgreSQL replaces the whole range.
+- `discard_after(s)`, `s` the end of a range written (or 0), removes every range after it
+  (what an unfinished commit left); the ranges can then be written again.
+- `stored_seq()` is the highest `last_seq` of a range written with rows (0 when none); a
+  rewrite of an earlier range never lowers it. A store that follows the lake (a database
+  catching up after an outage, `dash_ray.silver.follower`) counts ranges without rows too, so
+  it knows where to resume; the lake's silver has no file for such a range.
 The lake's bronze file of a range, written after silver, is what marks a range as stored:
 the commit step (`dash_ray/pipeline/commit.py`) owns that order.
 """
@@ -30,9 +37,11 @@ class SilverStore(Protocol):
         ...
 
     def discard_after(self, seq: int) -> int:
-        """Remove rows with seq > `seq`; returns how many ranges (files or batches) went."""
+        """Remove the ranges after `seq`; returns how much went, in the store's own unit (the
+        lake's files, PostgreSQL's rows), 0 when nothing did."""
         ...
 
     def stored_seq(self) -> int:
-        """The highest `last_seq` written, 0 when nothing was."""
+        """The highest `last_seq` written (see the module's docstring for ranges without
+        rows), 0 when nothing was."""
         ...

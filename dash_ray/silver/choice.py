@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dash_ray.errors import Problem
 from dash_ray.lake import Lake
-from dash_ray.query.model import spec_schema
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.follower import SilverFollower
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["postgres_follower", "silver_problems", "uses_postgres"]

@@ -298,7 +298,7 @@ class SilverFollower:
         if len(datasets) == 1:
             table = datasets[0].to_table()
         else:  # a field retyped by a spec update: its values as DuckDB reads them
-            from dash_ray.query.duckdb import union_by_name
+            from dash_ray.silver.evolution import union_by_name
 
             table = union_by_name([d.to_table() for d in datasets])
         seq = table.column("seq")

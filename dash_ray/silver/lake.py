@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake
-from dash_ray.query.rollup import RollupPlan
 from dash_ray.silver.partials import partials_of
+from dash_ray.silver.rollup import RollupPlan
 
 __all__ = ["LakeSilver", "rollup_area", "split_by_day"]
 

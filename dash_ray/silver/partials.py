@@ -13,7 +13,7 @@ import weakref
 
 import pyarrow as pa
 
-from dash_ray.query.rollup import RollupPlan, partials
+from dash_ray.silver.rollup import RollupPlan, partials
 
 __all__ = ["kept", "partials_of"]
 
@@ -23,7 +23,7 @@ _kept: dict[int, tuple[weakref.ref[pa.Table], dict[tuple[str, str], pa.Table]]] 
 
 
 def partials_of(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
-    """`dash_ray.query.rollup.partials(rows, plan, granularity)`, computed once per table,
+    """`dash_ray.silver.rollup.partials(rows, plan, granularity)`, computed once per table,
     plan and granularity while the table lives. Thread-safe."""
     key = id(rows)
     with _lock:

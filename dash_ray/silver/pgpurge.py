@@ -12,8 +12,8 @@ import psycopg
 from psycopg import sql
 
 from dash_ray.errors import StorageError
-from dash_ray.query.rollup import GRANULARITIES
 from dash_ray.silver import pgrollup, pgschema
+from dash_ray.silver.rollup import GRANULARITIES
 
 __all__ = ["drop_rollups", "purge"]
 

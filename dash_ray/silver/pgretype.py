@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from psycopg import sql
 
-from dash_ray.query.model import Column
 from dash_ray.silver.pgschema import PG_TYPES, table
+from dash_ray.silver.schema import Column
 
 __all__ = ["SETUP", "retype_columns"]
 

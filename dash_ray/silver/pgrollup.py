@@ -2,7 +2,7 @@
 `dash_rollup_<g>`, named by the pipeline id), one row per bucket and `by` group, kept in the
 same transaction as the silver rows they summarise, so they are never behind.
 
-- A new range is merged in: its partials (computed in Arrow, `dash_ray.query.rollup`, once for
+- A new range is merged in: its partials (computed in Arrow, `dash_ray.silver.rollup`, once for
   the lake and PostgreSQL, `partials.py`) are COPY'd into a temporary table and upserted,
   adding counts and sums and keeping the least and greatest values and the earliest and
   latest (time, seq).
@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from dash_ray.query.rollup import GRANULARITIES, PARTS, RollupPlan
 from dash_ray.silver import pgschema
 from dash_ray.silver.partials import partials_of
+from dash_ray.silver.rollup import GRANULARITIES, PARTS, RollupPlan
 
 __all__ = ["PLANS", "current_plan", "ensure", "merge", "recompute", "schema_of", "table"]
 

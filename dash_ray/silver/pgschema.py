@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 from psycopg import sql
 
-from dash_ray.query.model import Column
+from dash_ray.silver.schema import Column
 
 __all__ = ["PG_TYPES", "PROGRESS", "REFUSED", "SCHEMA", "add_columns", "create_table", "present_columns", "table"]
 

@@ -25,7 +25,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dash_ray.query.model import Column
+from dash_ray.silver.schema import Column
 
 __all__ = ["REPLACEMENT", "fit_rows", "fit_types"]
 
@@ -44,7 +44,7 @@ def fit_types(rows: pa.Table, columns: Sequence[Column]) -> pa.Table:
     stale = [name for name in rows.column_names if name in strings and not _is_text(rows.schema.field(name).type)]
     if not stale:
         return rows
-    from dash_ray.query.duckdb import as_text  # DuckDB only on this rare path
+    from dash_ray.silver.evolution import as_text  # DuckDB only on this rare path
 
     return as_text(rows, stale)
 

@@ -30,9 +30,9 @@ import pyarrow.csv as pacsv
 from psycopg import sql
 
 from dash_ray.errors import StorageError
-from dash_ray.query.model import Column
-from dash_ray.query.rollup import RollupPlan
 from dash_ray.silver import pgbinary, pgpurge, pgretype, pgrollup, pgschema, pgvalues
+from dash_ray.silver.rollup import RollupPlan
+from dash_ray.silver.schema import Column
 
 __all__ = ["PostgresSilver"]
 

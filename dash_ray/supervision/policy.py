@@ -4,6 +4,8 @@ retry (like Kubernetes' CrashLoopBackOff) for a pipeline that crashes again and 
 it has run, so its acknowledged records are never left in its log for good.
 
 Plain Python over times the caller passes in, so the policy is tested without Ray or a clock.
+Its figures (`RestartPolicy`) are settings (`DASH_MAX_RESTARTS` ...), kept with the others in
+`dash_ray.settings`.
 """
 
 from __future__ import annotations
@@ -12,28 +14,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Decision", "RestartPolicy", "RestartTracker"]
+from dash_ray.settings import RestartPolicy
 
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """The n-th restart within `window_s` seconds waits `min(backoff_s * 2**(n-1),
-    max_backoff_s)`. Past `max_restarts` restarts within the window:
-
-    - a pipeline that never reached `running` since it was deployed or restarted by hand is
-      given up (`failed`): its spec cannot start, and retrying will not change that;
-    - one that did run is in a crash loop: it is retried forever, the k-th restart of the
-      loop waiting `min(max_backoff_s * 2**(k-1), crash_loop_max_backoff_s)` (about 5
-      minutes at most by default).
-
-    A pipeline that runs for `window_s` before it crashes starts again from the shortest
-    back-off, out of any crash loop."""
-
-    max_restarts: int = 5
-    window_s: float = 60.0
-    backoff_s: float = 0.5
-    max_backoff_s: float = 15.0
-    crash_loop_max_backoff_s: float = 300.0
+__all__ = ["Decision", "RestartTracker"]
 
 
 @dataclass(frozen=True)

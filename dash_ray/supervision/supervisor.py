@@ -28,10 +28,10 @@ from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus
 from dash_ray.errors import NotFoundError, OperatorError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
+from dash_ray.settings import RestartPolicy
 from dash_ray.spec import PipelineSpec
 from dash_ray.spec_check import admit_spec
 from dash_ray.supervision.clock import Clock, SystemClock
-from dash_ray.supervision.policy import RestartPolicy
 from dash_ray.supervision.runtime import Runtime
 from dash_ray.supervision.view import Deployed, PipelineView
 from dash_ray.supervision.watch import Supervised, Watch, error_text, log_failures

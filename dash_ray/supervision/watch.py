@@ -19,9 +19,10 @@ from typing import Any
 
 from dash_ray.catalog import Catalog, PipelineRecord, PipelineStatus
 from dash_ray.errors import NotFoundError, UnavailableError
+from dash_ray.settings import RestartPolicy
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.clock import Clock
-from dash_ray.supervision.policy import RestartPolicy, RestartTracker
+from dash_ray.supervision.policy import RestartTracker
 from dash_ray.supervision.runtime import Health, Runtime
 
 __all__ = ["Locks", "Supervised", "Watch", "error_text", "log_failures"]

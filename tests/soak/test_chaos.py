@@ -39,7 +39,7 @@ from dash_ray.client import Client
 from dash_ray.deploy.localray import _stragglers, read_run_file
 from dash_ray.ingest.signing import signature_header
 from dash_ray.lake import Lake
-from dash_ray.supervision.policy import RestartPolicy
+from dash_ray.settings import RestartPolicy
 from tests.conftest import ADMIN_TOKEN, platform_settings, port_open, processes_using
 
 SOAK_S = float(os.environ.get("DASH_SOAK_SECONDS", "60"))

@@ -17,8 +17,9 @@ from dash_ray.lifecycle.compaction import compact
 from dash_ray.lifecycle.replay import spans_for
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import parse_query, spec_schema
-from dash_ray.query.rollup import spec_plan
+from dash_ray.query.model import parse_query
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
 
 V1 = {

@@ -16,8 +16,9 @@ from dash_ray.lifecycle.compaction import compact
 from dash_ray.lifecycle.retention import apply_retention
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import parse_query, spec_schema
-from dash_ray.query.rollup import spec_plan
+from dash_ray.query.model import parse_query
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import RetentionSpec, parse_spec
 from tests.dash_ray.lifecycle.test_replay import V1, V2, area, finish
 

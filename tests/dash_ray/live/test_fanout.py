@@ -19,7 +19,7 @@ from dash_ray.lake import Lake
 from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import spec_schema
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
 
 SPEC = {"id": "live", "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}},

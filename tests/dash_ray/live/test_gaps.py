@@ -21,7 +21,7 @@ from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.live.feed import LiveRead
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import spec_schema
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import RetentionSpec, parse_spec
 
 SPEC = {"id": "gaps", "mapping": {"fields": {"time": {"path": "$.ts", "type": "timestamp"},

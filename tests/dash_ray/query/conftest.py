@@ -16,11 +16,11 @@ import pytest
 
 from dash_ray.lake import Lake
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import Column, Schema
 from dash_ray.query.postgres import PostgresEngine
-from dash_ray.query.rollup import plan_for
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import plan_for
+from dash_ray.silver.schema import Column, Schema
 
 FIELDS = {"device": "string", "temp": "double", "n": "int", "ok": "bool", "seen": "timestamp", "tags": "json"}
 SCHEMA = Schema(tuple(Column(name, type_) for name, type_ in FIELDS.items()))  # type: ignore[arg-type]

@@ -15,7 +15,8 @@ from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.engines import QueryEngines
-from dash_ray.query.model import parse_query, spec_schema
+from dash_ray.query.model import parse_query
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import PipelineSpec, parse_spec
 
 FIELDS = {"time": {"path": "$.ts", "type": "timestamp"}, "temp_c": {"path": "$.temp", "type": "double"}}

@@ -25,12 +25,13 @@ from dash_ray.lake import Lake
 from dash_ray.lifecycle.compaction import compact
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import Column, Schema, parse_query, schema_problems, spec_schema
+from dash_ray.query.model import parse_query
 from dash_ray.query.postgres import PostgresEngine
-from dash_ray.query.rollup import plan_for, spec_plan
 from dash_ray.silver.choice import postgres_follower
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import plan_for, spec_plan
+from dash_ray.silver.schema import Column, Schema, schema_problems, spec_schema
 from dash_ray.spec import FIELD_NAME_PATTERN, parse_spec
 from tests.dash_ray.query.conftest import same
 from tests.dash_ray.query.reference import answer

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from dash_ray.query.model import parse_query
-from dash_ray.query.rollup import GRANULARITIES
-from dash_ray.query.rollup_sql import middle_of
+from dash_ray.query.rollup_sql import granularity_for, middle_of
 from dash_ray.silver.lake import rollup_area
+from dash_ray.silver.rollup import GRANULARITIES
 from tests.dash_ray.query.conftest import SCHEMA, Stores, same
 from tests.dash_ray.query.reference import answer
 from tests.dash_ray.query.test_contract import sample_rows
@@ -27,7 +27,7 @@ QUERIES = [
 def test_queries_here_take_the_rollup_path(module_stores: Stores) -> None:
     for params in QUERIES:
         query = parse_query(params, SCHEMA)
-        granularity = module_stores.plan.choose(query)
+        granularity = granularity_for(module_stores.plan, query)
         assert granularity is not None and middle_of(query, granularity) is not None, params
 
 
@@ -79,10 +79,10 @@ def test_each_granularity_is_chosen_for_the_buckets_it_divides(module_stores: St
     for bucket, expected in [("10s", "10s"), ("30s", "10s"), ("1m", "1m"), ("90s", "10s"), ("5m", "1m"),
                              ("1h", "1h"), ("6h", "1h"), ("1d", "1d"), ("7s", None)]:
         query = parse_query({"bucket": bucket, "agg": "count"}, SCHEMA)
-        assert plan.choose(query) == expected, bucket
+        assert granularity_for(plan, query) == expected, bucket
     # Functions or groups the partials do not hold go raw.
-    assert plan.choose(parse_query({"bucket": "1m", "agg": "max:device"}, SCHEMA)) is None
-    assert plan.choose(parse_query({"bucket": "1m", "agg": "count", "by": "seen"}, SCHEMA)) is None
+    assert granularity_for(plan, parse_query({"bucket": "1m", "agg": "max:device"}, SCHEMA)) is None
+    assert granularity_for(plan, parse_query({"bucket": "1m", "agg": "count", "by": "seen"}, SCHEMA)) is None
     assert GRANULARITIES["1d"] == 86_400_000_000
 
 

@@ -16,11 +16,12 @@ from moto.server import ThreadedMotoServer
 
 from dash_ray.lake import Lake
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import Column, Schema, parse_query
+from dash_ray.query.model import parse_query
 from dash_ray.query.postgres import PostgresEngine
 from dash_ray.query.stores import answer
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.schema import Column, Schema
 from tests.conftest import free_port
 
 SCHEMA = Schema((Column("device", "string"), Column("v", "double")))

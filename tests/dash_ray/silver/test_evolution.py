@@ -14,8 +14,9 @@ from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import parse_query, spec_schema
+from dash_ray.query.model import parse_query
 from dash_ray.silver.evolution import evolution_problems
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
 
 V1 = {"id": "evolve", "mapping": {"fields": {

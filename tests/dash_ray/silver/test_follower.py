@@ -16,11 +16,11 @@ import pyarrow as pa
 import pytest
 
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.query.model import spec_schema
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.follower import Chunk, SilverFollower, catch_up_chunks
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
 from tests.dash_ray.silver.conftest import lake_rows, pg_progress, pg_rows, rollups_match_rows, spec_data
 from tests.dash_ray.silver.test_postgres import EMPTY, rows
@@ -176,8 +176,8 @@ async def test_a_range_spread_over_two_days_is_caught_up_whole(
 def test_the_partials_of_a_table_are_computed_once_for_the_lake_and_postgresql() -> None:
     import gc
 
-    from dash_ray.query.rollup import partials
     from dash_ray.silver import partials as memo
+    from dash_ray.silver.rollup import partials
 
     plan = spec_plan(parse_spec(spec_data("memo")))
     assert plan is not None

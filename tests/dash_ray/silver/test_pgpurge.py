@@ -12,9 +12,9 @@ import psycopg
 import pyarrow as pa
 
 from dash_ray.lifecycle.purge import purge
-from dash_ray.query.model import spec_schema
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import PipelineSpec, parse_spec
 from tests.conftest import platform_settings
 from tests.dash_ray.silver.conftest import pg_rows, spec_data

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from dash_ray.errors import StorageError
-from dash_ray.query.model import spec_schema
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
 from tests.dash_ray.silver.conftest import pg_rows, rollups_match_rows, spec_data
 

@@ -22,10 +22,10 @@ from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
 from dash_ray.mapping.timestamps import MAX_US, MIN_US
 from dash_ray.pipeline.core import PipelineCore
-from dash_ray.query.model import Column, spec_schema
-from dash_ray.query.rollup import plan_for, spec_plan
 from dash_ray.silver.choice import postgres_follower
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import plan_for, spec_plan
+from dash_ray.silver.schema import Column, spec_schema
 from dash_ray.spec import parse_spec
 from tests.dash_ray.silver.conftest import rollups_match_rows
 
@@ -159,7 +159,7 @@ def test_any_string_json_or_double_value_is_stored(pg_dsn: str, values: list[tup
 
 def plan_for_strings(columns: list[Column]) -> Any:
     """Rollups grouped by the string column, so its values reach the rollup tables too."""
-    from dash_ray.query.model import Schema
+    from dash_ray.silver.schema import Schema
 
     return plan_for(Schema(tuple(columns)), by=["s"], granularities=["1m"])
 

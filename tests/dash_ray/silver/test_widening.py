@@ -23,13 +23,14 @@ from dash_ray.ingest.batch import RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
-from dash_ray.query.model import Column, parse_query, spec_schema
+from dash_ray.query.model import parse_query
 from dash_ray.query.postgres import PostgresEngine
-from dash_ray.query.rollup import spec_plan
 from dash_ray.silver.choice import postgres_follower
 from dash_ray.silver.evolution import evolution_problems
 from dash_ray.silver.pgretype import SETUP, retype_columns
 from dash_ray.silver.postgres import PostgresSilver
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import Column, spec_schema
 from dash_ray.spec import PipelineSpec, parse_spec
 from tests.dash_ray.query.conftest import same
 

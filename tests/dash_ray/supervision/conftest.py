@@ -20,8 +20,8 @@ from dash_ray.auth.secretbox import SecretBox
 from dash_ray.catalog import Catalog, PipelineRecord
 from dash_ray.catalog.sqlite import SqliteBackend
 from dash_ray.errors import UnavailableError
+from dash_ray.settings import RestartPolicy
 from dash_ray.spec import PipelineSpec
-from dash_ray.supervision.policy import RestartPolicy
 from dash_ray.supervision.runtime import Health
 from dash_ray.supervision.supervisor import Supervisor
 

@@ -1,4 +1,5 @@
-from dash_ray.supervision.policy import RestartPolicy, RestartTracker
+from dash_ray.settings import RestartPolicy
+from dash_ray.supervision.policy import RestartTracker
 
 
 def test_backoff_doubles_up_to_a_cap():

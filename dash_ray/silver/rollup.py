@@ -9,9 +9,11 @@ non-null value with the (time, seq) that orders them: everything the query API's
 need, and all of it mergeable, so partials of different ranges combine into the same answer
 as the raw rows (the contract suite checks this on every store).
 
-A query uses a rollup when its bucket is a multiple of the granularity, its `by` fields are a
-subset of the plan's and its functions are on numeric fields (or `count`); the range's edges
-that do not fill a whole rollup bucket, and ranges not rolled up yet, are read raw.
+The stores write partials (`dash_ray.silver.lake`, `dash_ray.silver.pgrollup`); the query
+engines read them (`dash_ray.query.rollup_sql`): a query uses a rollup when its bucket is a
+multiple of the granularity, its `by` fields are a subset of the plan's and its functions are
+on numeric fields (or `count`); the range's edges that do not fill a whole rollup bucket, and
+ranges not rolled up yet, are read raw.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.errors import Problem
-from dash_ray.query.model import NUMERIC, Column, Query, Schema, spec_schema
+from dash_ray.silver.schema import NUMERIC, Column, Schema, spec_schema
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["GRANULARITIES", "PARTS", "RollupPlan", "merge_partials", "partials", "plan_for", "rollup_problems", "spec_plan"]
@@ -103,17 +105,6 @@ class RollupPlan:
                      "last_t": pa.int64(), "last_s": pa.int64()}
             fields += [pa.field(self.part(c, p), types.get(p, _VALUES[c.type])) for p in PARTS]
         return pa.schema(fields)
-
-    def choose(self, query: Query) -> str | None:
-        """The coarsest granularity that can answer `query`, or None (read it raw)."""
-        if not query.aggregate or not set(query.by) <= set(self.by):
-            return None
-        for agg in query.aggs:
-            if agg.column is not None and agg.column not in self.fields:
-                return None
-        fits = [g for g in self.granularities
-                if query.bucket_us is None or query.bucket_us % GRANULARITIES[g] == 0]
-        return max(fits, key=GRANULARITIES.__getitem__, default=None)
 
 
 def _arrow(column: Column) -> pa.DataType:
