@@ -178,7 +178,7 @@ def main() -> int:
         from dash_ray.localray import free_port
         from dash_ray.tokens import hash_token
     from dash_ray.settings import Settings
-    from serve_app.platform import down, up
+    from serve_app.startup import down, up
 
     procs: list[subprocess.Popen] = []
     targets: list[Target] = []

@@ -255,7 +255,7 @@ class Dash:
         from dash_ray.deploy.localray import free_port
         from dash_ray.settings import Settings
         from ingest import find_pids
-        from serve_app.platform import up
+        from serve_app.startup import up
 
         self.home = Path(tempfile.mkdtemp(prefix="dash-bench-live-"))
         self.token = "dash_admin_bench"
@@ -277,7 +277,7 @@ class Dash:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from serve_app.platform import down
+        from serve_app.startup import down
 
         self.client.close()
         down(self.settings)

@@ -110,7 +110,7 @@ def side_server(port: int, mode: str, address: str, settings_path: str) -> None:
     from starlette.routing import Mount, Route
 
     from serve_app.app import build_app
-    from serve_app.platform import connect_ray
+    from serve_app.startup import connect_ray
 
     with open(settings_path, "rb") as f:
         web = pickle.load(f)

@@ -235,7 +235,7 @@ def end_to_end(duration: int, connections: int, dsn: str | None) -> dict[str, An
     from dash_ray.client import Client
     from dash_ray.deploy.localray import free_port
     from dash_ray.settings import Settings
-    from serve_app.platform import down, up
+    from serve_app.startup import down, up
 
     home = Path(tempfile.mkdtemp(prefix="dash-bench-silver-"))
     token = "dash_admin_bench"

@@ -34,7 +34,8 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     live = LiveSocket(gateway, LiveHub(gateway, engines, metrics=metrics))
     routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines)
               + live_routes(live) + metrics_routes(gateway, metrics)
-              + dashboard_routes(gateway) + page_routes(gateway))
+              + dashboard_routes(gateway) + page_routes())
     handlers = {DashError: on_error, Exception: on_error, HTTPException: on_route_error}
     app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.gateway = gateway  # where `serve_app.requests.requires` checks tokens
     return IngestFront(LiveFront(RequestIds(app), live), gateway, metrics=metrics)

@@ -82,6 +82,14 @@ class Web:
         self._sock.close()
 
 
+# `serve.ingress()` with no app, and the app built by `__serve_build_asgi_app__` in the replica
+# after `__init__`: the app holds this replica's Gateway (Ray handles, caches for one event
+# loop, read threads), so it must be built there, from the settings the deployment is bound
+# with. Ray 2.60's `serve.ingress` documents this late-bound mode, but the hook's name is
+# Serve's (`ray/serve/_private/replica.py`, SERVE_BUILD_ASGI_APP_METHOD); the other way,
+# `serve.ingress(builder)`, calls a builder with no arguments, so the settings would have to
+# be baked into a class made per `web_app` call. tests/serve_app/test_deployment.py pins the
+# hook to the Ray version it was checked on (and tests/test_cli.py serves through it).
 @serve.ingress()
 class ProxiedWeb:
     """The same app, reached through Serve's proxy (one extra hop per request)."""

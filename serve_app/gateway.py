@@ -1,7 +1,8 @@
 """What one web replica knows of the cluster: the registry (`registry_client.py`), each
-pipeline's actor and coalescer, and what checking a request needs (a pipeline's spec and
-secrets, the scopes of the catalog's tokens), remembered (`lookups.py`) so that the hot path
-makes no registry call and no unauthenticated request makes one of its own.
+pipeline's actor (`pipeline_client.py`) and coalescer, and what checking a request needs (a
+pipeline's spec and secrets, the scopes of the catalog's tokens), remembered (`lookups.py`)
+so that the hot path makes no registry call and no unauthenticated request makes one of its
+own.
 
 What is remembered, and for how long:
 - A pipeline's ingest info lives `info_ttl_s` (2 s), and is asked again at most once a second
@@ -20,33 +21,27 @@ What is remembered, and for how long:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hmac
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-import ray
-from ray.exceptions import RayActorError
-
-from actors.pipeline import actor_name
+from dash_ray.auth.tokens import allows, hash_token, token_id_of
+from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError
 from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.ingest.channel import ChannelClient
-from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError, UnavailableError
-from dash_ray.live.feed import LiveRead
 from dash_ray.settings import WebSettings
 from dash_ray.sources.base import Receiver
 from dash_ray.sources.registry import receiver_for
 from dash_ray.spec import PIPELINE_ID_PATTERN, LimitsSpec, PipelineSpec
-from dash_ray.auth.tokens import allows, hash_token, token_id_of
 from serve_app.coalescer import Coalescer, WaitingBytes
 from serve_app.lookups import LookupCache
-from serve_app.registry_client import RegistryClient, unwrap
+from serve_app.pipeline_client import PipelineClient
+from serve_app.registry_client import RegistryClient
 
-__all__ = ["Gateway", "IngestInfo", "unwrap"]
+__all__ = ["Gateway", "IngestInfo", "bearer_token"]
 
 _MAX_CACHED = 10_000
 _PIPELINE_ID = re.compile(PIPELINE_ID_PATTERN)
@@ -64,18 +59,28 @@ class IngestInfo:
     receiver: Receiver | None
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, else None."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    return authorization[7:].strip()
+
+
 def _unknown(pipeline_id: str) -> NotFoundError:
     return NotFoundError(f"no pipeline {pipeline_id[:80]!r}", where=pipeline_id[:80])
 
 
 class Gateway:
-    """One per replica (one event loop)."""
+    """One per replica (one event loop). `locate_pipeline` finds a pipeline's actor handle by
+    its id (Ray's named-actor look-up unless a test says)."""
 
     def __init__(self, settings: WebSettings, *, info_ttl_s: float = 2.0, token_ttl_s: float = 10.0,
                  registry: RegistryClient | None = None, registry_timeout_s: float = 10.0,
+                 locate_pipeline: Callable[[str], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.registry = registry or RegistryClient(settings.namespace)
+        self._locate_pipeline = locate_pipeline
         common: dict[str, Any] = {"stale_s": settings.registry_outage_s, "timeout_s": registry_timeout_s, "clock": clock}
         self._info: LookupCache[IngestInfo | NotFoundError] = LookupCache(
             "pipeline", fresh_s=info_ttl_s, max_entries=_MAX_CACHED, **common)
@@ -86,8 +91,7 @@ class Gateway:
         self._known_ids: frozenset[str] = frozenset()
         # Called with a pipeline's id when this replica learns it is gone (metrics drop its series).
         self.on_gone: list[Callable[[str], None]] = []
-        self._actors: dict[str, Any] = {}
-        self._channels: dict[str, ChannelClient] = {}
+        self._pipelines: dict[str, PipelineClient] = {}
         self._coalescers: dict[str, Coalescer] = {}
         self._waiting_bytes = WaitingBytes(settings.coalesce_waiting_bytes)
 
@@ -95,9 +99,9 @@ class Gateway:
 
     async def authorize(self, authorization: str | None, needed: str) -> str:
         """The scope of the request's bearer token, when it allows `needed`."""
-        if not authorization or not authorization.lower().startswith("bearer "):
+        token = bearer_token(authorization)
+        if token is None:
             raise AuthError("missing bearer token (Authorization: Bearer <token>)", where="Authorization")
-        token = authorization[7:].strip()
         scope = await self._scope(token)
         if scope is None:
             raise AuthError("unknown or revoked token", where="Authorization")
@@ -111,7 +115,7 @@ class Gateway:
         a live socket's token is checked again every few seconds, so the socket of a revoked
         token closes within them. While the registry cannot answer, the last scopes stand in
         (see the module's docstring)."""
-        if authorization and authorization.lower().startswith("bearer "):
+        if bearer_token(authorization) is not None:
             await self._tokens.get("", self.registry.token_scopes, max_age_s=1.0)
         return await self.authorize(authorization, needed)
 
@@ -189,88 +193,44 @@ class Gateway:
     def known(self, pipeline_ids: Collection[str]) -> None:
         """Every pipeline there is now (a fresh list from the registry): forget the others."""
         present = set(pipeline_ids)
-        for pipeline_id in (set(self._coalescers) | set(self._actors) | self._known_ids) - present:
+        for pipeline_id in (set(self._coalescers) | set(self._pipelines) | self._known_ids) - present:
             self._gone(pipeline_id)
         self._known_ids &= present
 
     def _gone(self, pipeline_id: str) -> None:
-        """The pipeline is no more: drop its coalescer, channel and actor handle, and tell
-        `on_gone` (its info stays, as the brief answer that it is not found)."""
+        """The pipeline is no more: drop its coalescer and client (its channel closes), and
+        tell `on_gone` (its info stays, as the brief answer that it is not found)."""
         self._coalescers.pop(pipeline_id, None)
-        self._lost(pipeline_id)
+        client = self._pipelines.pop(pipeline_id, None)
+        if client is not None:
+            client.forget()
         for callback in self.on_gone:
             callback(pipeline_id)
 
     def _lost(self, pipeline_id: str) -> None:
         """Forget the pipeline's actor handle and channel (the actor died or was replaced)."""
-        self._actors.pop(pipeline_id, None)
-        channel = self._channels.pop(pipeline_id, None)
-        if channel is not None:
-            channel.abort()
+        client = self._pipelines.get(pipeline_id)
+        if client is not None:
+            client.forget()
 
-    async def actor(self, pipeline_id: str) -> Any:
-        actor = self._actors.get(pipeline_id)
-        if actor is None:
-            try:
-                actor = await asyncio.to_thread(
-                    ray.get_actor, actor_name(pipeline_id), namespace=self.settings.namespace)
-            except ValueError:
-                raise UnavailableError(f"pipeline {pipeline_id} is not running", retry_after=1.0) from None
-            self._actors[pipeline_id] = actor
-        return actor
-
-    async def channel(self, pipeline_id: str) -> ChannelClient:
-        """The connection to the pipeline's ingest channel (`dash_ray.ingest.channel`); its
-        endpoint is asked of the actor over Ray once per actor."""
-        channel = self._channels.get(pipeline_id)
-        if channel is not None and not channel.closed:
-            return channel
-        endpoint = await self._on_actor(pipeline_id, lambda actor: actor.endpoint.remote())
-        channel = self._channels.get(pipeline_id)
-        if channel is None or channel.closed:
-            channel = self._channels[pipeline_id] = ChannelClient(endpoint)
-        return channel
+    def pipeline(self, pipeline_id: str) -> PipelineClient:
+        """The client of the pipeline's actor, one per pipeline on this replica (the actor is
+        looked up on its first call; check the pipeline exists first, with `info`)."""
+        client = self._pipelines.get(pipeline_id)
+        if client is None:
+            locate = self._locate_pipeline
+            client = self._pipelines[pipeline_id] = PipelineClient(
+                pipeline_id, self.settings.namespace, locate=None if locate is None else lambda: locate(pipeline_id))
+        return client
 
     async def ingest(self, pipeline_id: str, batch: RawBatch, limits: LimitsSpec) -> Ack | DashError:
         """Hand `batch` to the pipeline through its coalescer; its Ack or the error. What waits
         is bounded by the pipeline's queue limits and by the replica's `coalesce_waiting_bytes`."""
         coalescer = self._coalescers.get(pipeline_id)
         if coalescer is None:
-            async def send(batches: list[RawBatch]) -> Sequence[Ack | DashError]:
-                channel = await self.channel(pipeline_id)
-                return await channel.call(batches)
-
+            client = self.pipeline(pipeline_id)
             coalescer = self._coalescers[pipeline_id] = Coalescer(
-                send, max_inflight=self.settings.coalesce_inflight, max_waiting_records=limits.queue_records,
+                client.ingest, max_inflight=self.settings.coalesce_inflight, max_waiting_records=limits.queue_records,
                 max_waiting_bytes=limits.queue_bytes, shared=self._waiting_bytes,
-                on_transport_error=lambda exc: self._lost(pipeline_id))
+                on_transport_error=lambda exc: client.forget())
         return await coalescer.submit(batch)
-
-    async def records(self, pipeline_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
-        return await self._on_actor(pipeline_id, lambda actor: actor.records.remote(after, limit))
-
-    async def live_read(self, pipeline_id: str, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
-        """A long poll on the pipeline's live feed (`dash_ray.live.feed`)."""
-        return await self._on_actor(pipeline_id, lambda actor: actor.live_read.remote(after, wait_s, limit))
-
-    async def replay(self, pipeline_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Start a replay job on the pipeline (`request`: a `ReplayRequest` as a dict); its
-        job record."""
-        return await self._on_actor(pipeline_id, lambda actor: actor.replay.remote(request))
-
-    async def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
-        return await self._on_actor(pipeline_id, lambda actor: actor.replay_dead.remote())
-
-    async def job(self, pipeline_id: str, job_id: str) -> dict[str, Any]:
-        return await self._on_actor(pipeline_id, lambda actor: actor.job.remote(job_id))
-
-    async def _on_actor(self, pipeline_id: str, call: Any) -> Any:
-        """A call on the pipeline's actor; a dead actor's handle is forgotten (the next call
-        looks it up again, so a restarted pipeline answers)."""
-        actor = await self.actor(pipeline_id)
-        try:
-            return await call(actor)
-        except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, RayActorError):
-                self._lost(pipeline_id)
-            raise unwrap(exc) from None

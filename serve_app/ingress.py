@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
 from dash_ray.errors import (
     DashError,
@@ -47,61 +45,16 @@ from dash_ray.sources.base import Receiver, Route
 from dash_ray.spec import LimitsSpec
 from serve_app.gateway import Gateway, IngestInfo
 from serve_app.metrics import ReplicaMetrics
-from serve_app.responses import request_id_of, retry_after, unexpected_error
+from serve_app.requests import EVENTS, HOOK, pipeline_route, read_bounded
+from serve_app.responses import is_answer, request_id_of, retry_after, unexpected_error
 
-__all__ = ["IngestFront", "read_body"]
+__all__ = ["INGEST_ROUTES", "IngestFront"]
+
+# The routes this front serves (POST), by the route of a path (`pipeline_route`).
+INGEST_ROUTES: dict[str, Route] = {EVENTS: "events", HOOK: "hooks"}
 
 _IDEMPOTENCY_KEY_MAX = 200
 _BODY_TIMEOUT_S = 60.0
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refusing (413) as soon as it passes `max_bytes`."""
-    body, _ = await _read(request.headers.get("content-length"), request.receive, max_bytes)
-    return body
-
-
-async def _read(length: str | None, receive: Callable[[], Awaitable[dict]], max_bytes: int,
-                budget: BodyBudget | None = None) -> tuple[bytes, int]:
-    """The body and the bytes it holds in `budget` (the caller gives them back once the body
-    is verified). Bounded by `max_bytes` (413) and by the budget for unverified bodies (503):
-    the declared length is taken before anything is read, and a body sent without one takes
-    what has arrived as it arrives. On an error nothing stays taken."""
-    declared = int(length) if length is not None and length.isdigit() else None
-    if declared is not None and declared > max_bytes:
-        raise PayloadTooLargeError(f"body of {length} bytes is larger than the limit of {max_bytes} bytes")
-    held = 0
-    if budget is not None and declared is not None:
-        if not budget.take(declared):
-            raise _busy()
-        held = declared
-    try:
-        chunks = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise MalformedBodyError("the client went away before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLargeError(f"body is larger than the limit of {max_bytes} bytes")
-            if budget is not None and size > held:
-                if not budget.take(size - held):
-                    raise _busy()
-                held = size
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), held
-    except BaseException:
-        if budget is not None:
-            budget.give(held)
-        raise
-
-
-def _busy() -> UnavailableError:
-    return UnavailableError("this replica holds as many unverified request bodies as it may; try again",
-                            where="body", retry_after=1.0)
 
 
 def _check_queue(batch: RawBatch, limits: LimitsSpec) -> None:
@@ -118,8 +71,6 @@ def _check_queue(batch: RawBatch, limits: LimitsSpec) -> None:
             where="limits.queue_bytes")
 
 
-_EVENTS_PREFIX, _EVENTS_SUFFIX = "/v1/pipelines/", "/events"
-_HOOKS_PREFIX = "/v1/hooks/"
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -145,20 +96,17 @@ class IngestFront:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            pipeline_id = None
-            route: Route = "events"
-            if path.startswith(_EVENTS_PREFIX) and path.endswith(_EVENTS_SUFFIX):
-                pipeline_id = path[len(_EVENTS_PREFIX):-len(_EVENTS_SUFFIX)]
-            elif path.startswith(_HOOKS_PREFIX):
-                pipeline_id, route = path[len(_HOOKS_PREFIX):], "hooks"
-            if pipeline_id and "/" not in pipeline_id:
-                started = time.perf_counter()
-                status, body, extra = await self.handle(pipeline_id, scope, receive, route=route)
-                self.metrics.observe(pipeline_id, status, time.perf_counter() - started)
-                await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
-                await send({"type": "http.response.body", "body": body})
-                return
+            named = pipeline_route(scope["path"])
+            if named is not None:
+                pipeline_id, at = named
+                route = INGEST_ROUTES.get(at)
+                if route is not None:
+                    started = time.perf_counter()
+                    status, body, extra = await self.handle(pipeline_id, scope, receive, route=route)
+                    self.metrics.observe(pipeline_id, status, time.perf_counter() - started)
+                    await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
+                    await send({"type": "http.response.body", "body": body})
+                    return
         await self.app(scope, receive, send)
 
     async def handle(self, pipeline_id: str, scope: dict, receive: Any, *,
@@ -172,7 +120,7 @@ class IngestFront:
             result = exc
         if isinstance(result, Ack):
             return 202, orjson.dumps(result.to_body()), []
-        if isinstance(result, RetryableError) or (isinstance(result, DashError) and result.status < 500):
+        if is_answer(result):
             extra = []
             if isinstance(result, RetryableError):
                 extra.append((b"retry-after", retry_after(result).encode()))
@@ -231,7 +179,7 @@ class IngestFront:
         if self._sweep_timer is None:
             self._sweep_timer = asyncio.get_running_loop().call_later(min(1.0, self.body_timeout_s), self._sweep)
         try:
-            return await _read(length, receive, max_bytes, self.budget)
+            return await read_bounded(length, receive, max_bytes, self.budget)
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise

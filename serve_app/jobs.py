@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dash_ray.errors import MalformedBodyError, NotFoundError
+from dash_ray.errors import NotFoundError
 from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.spec import PIPELINE_ID_PATTERN
+from serve_app.bodies import job_body
 from serve_app.gateway import Gateway
-from serve_app.ingress import read_body
 from serve_app.query import QueryEngines
+from serve_app.requests import int_param, json_body, requires
 from serve_app.responses import json_response
 
 __all__ = ["job_routes"]
@@ -31,41 +31,35 @@ _PIPELINE = re.compile(PIPELINE_ID_PATTERN)
 
 
 def job_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
+    @requires("admin")
     async def replay(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "admin")
         pipeline_id = request.path_params["pipeline_id"]
         await gateway.info(pipeline_id)  # 404 for an unknown pipeline
-        raw = await read_body(request, 64 * 1024)
-        try:
-            body = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise MalformedBodyError(f"body is not valid JSON: {exc}", where="body") from None
-        job = await gateway.replay(pipeline_id, ReplayRequest.from_body(body).as_dict())
-        return json_response({"job": job["id"], **job}, 202)
+        body = await json_body(request, 64 * 1024, empty={})
+        job = await gateway.pipeline(pipeline_id).replay(ReplayRequest.from_body(body))
+        return json_response(job_body(job), 202)
 
+    @requires("admin")
     async def replay_dead(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "admin")
         pipeline_id = request.path_params["pipeline_id"]
         await gateway.info(pipeline_id)
-        job = await gateway.replay_dead(pipeline_id)
-        return json_response({"job": job["id"], **job}, 202)
+        job = await gateway.pipeline(pipeline_id).replay_dead()
+        return json_response(job_body(job), 202)
 
+    @requires("read")
     async def job(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "read")
         job_id = request.path_params["job_id"]
         pipeline_id, dot, number = job_id.rpartition(".")
         if not dot or not number.isdigit() or not _PIPELINE.match(pipeline_id):
             raise NotFoundError(f"no job {job_id[:80]!r}", where="job id")
         await gateway.info(pipeline_id)
-        return json_response(await gateway.job(pipeline_id, job_id))
+        return json_response(job_body(await gateway.pipeline(pipeline_id).job(job_id)))
 
+    @requires("read")
     async def dead(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "read")
         info = await gateway.info(request.path_params["pipeline_id"])
-        raw_limit = request.query_params.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_DEAD:
-            raise MalformedBodyError(f"'limit' must be between 1 and {_MAX_DEAD}", where="limit")
-        rows = await engines.reads.run(engines.dead_letters, info.spec, int(raw_limit))
+        limit = int_param(request, "limit", 100, low=1, high=_MAX_DEAD)
+        rows = await engines.reads.run(engines.dead_letters, info.spec, limit)
         return json_response({"dead": rows})
 
     return [

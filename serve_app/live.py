@@ -43,9 +43,10 @@ from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError
 from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.live.feed import LiveRead
 from dash_ray.live.guard import TokenGuard
-from serve_app.gateway import Gateway
+from serve_app.gateway import Gateway, bearer_token
 from serve_app.metrics import ReplicaMetrics
 from serve_app.query import QueryEngines
+from serve_app.requests import LIVE, pipeline_route, requires
 from serve_app.responses import json_response
 
 __all__ = ["LiveFront", "LiveHub", "LiveSocket", "live_routes"]
@@ -65,7 +66,7 @@ class _PipelineFeed:
         self.gateway, self.engines, self.pipeline_id = gateway, engines, pipeline_id
 
     async def read(self, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
-        return await self.gateway.live_read(self.pipeline_id, after, wait_s=wait_s, limit=limit)
+        return await self.gateway.pipeline(self.pipeline_id).live_read(after, wait_s=wait_s, limit=limit)
 
     async def stored(self, after: int, *, limit: int) -> StoredRead:
         info = await self.gateway.info(self.pipeline_id)
@@ -101,17 +102,10 @@ class LiveHub:
             del self.topics[pipeline_id]
 
 
-_PREFIX, _SUFFIX = "/v1/pipelines/", "/live"
-
-
 def _pipeline_of(scope: dict[str, Any]) -> str | None:
     """The pipeline id of a live socket's path (None: another path)."""
-    path: str = scope["path"]
-    if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-        pipeline_id = path[len(_PREFIX):-len(_SUFFIX)]
-        if pipeline_id and "/" not in pipeline_id:
-            return pipeline_id
-    return None
+    named = pipeline_route(scope["path"])
+    return named[0] if named is not None and named[1] == LIVE else None
 
 
 def _params(scope: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
@@ -219,11 +213,11 @@ def live_routes(live: LiveSocket) -> list[BaseRoute]:
     and `POST /v1/live-tickets`."""
     gateway = live.gateway
 
+    @requires("read")
     async def live_ticket(request: Request) -> Response:
-        authorization = request.headers.get("authorization")
-        await gateway.authorize(authorization, "read")
-        assert authorization is not None
-        ticket = await gateway.registry.live_ticket(authorization[7:].strip())
+        token = bearer_token(request.headers.get("authorization"))
+        assert token is not None  # `requires` let it through
+        ticket = await gateway.registry.live_ticket(token)
         return json_response({"ticket": ticket, "expires_in": TICKET_TTL_S}, status=201,
                              headers={"Cache-Control": "no-store"})
 

@@ -65,6 +65,7 @@ from starlette.routing import Route
 
 from dash_ray.supervision.view import PipelineView
 from serve_app.gateway import Gateway
+from serve_app.requests import requires
 
 __all__ = ["LATENCY_BUCKETS", "REPORT_TTL_S", "LiveClients", "ReplicaMetrics", "metrics_routes"]
 
@@ -347,8 +348,8 @@ def _replica_families(reports: dict[str, dict[str, Any]]) -> Iterator[Metric]:
 
 
 def metrics_routes(gateway: Gateway, metrics: ReplicaMetrics) -> list[Route]:
+    @requires("read")
     async def scrape(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "read")
         return Response(await metrics.scrape(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     return [Route("/metrics", scrape, methods=["GET"])]

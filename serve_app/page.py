@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from serve_app.gateway import Gateway
+from serve_app.requests import requires
 from serve_app.responses import json_response
 
 __all__ = ["STATIC_DIR", "page_routes"]
@@ -43,15 +43,15 @@ class _Static(StaticFiles):
         return response
 
 
-def page_routes(gateway: Gateway) -> list[Route | Mount]:
+def page_routes() -> list[Route | Mount]:
     index = STATIC_DIR / "index.html"
 
     async def page(request: Request) -> Response:
         return FileResponse(index, media_type="text/html", headers=_HEADERS)
 
+    @requires("read")
     async def whoami(request: Request) -> Response:
-        scope = await gateway.authorize(request.headers.get("authorization"), "read")
-        return json_response({"scope": scope})
+        return json_response({"scope": request.state.token_scope})
 
     return [
         Route("/", page, methods=["GET", "HEAD"]),

@@ -26,6 +26,7 @@ from dash_ray.settings import WebSettings
 from dash_ray.spec import PipelineSpec
 from serve_app.gateway import Gateway
 from serve_app.reads import ReadPool
+from serve_app.requests import requires
 from serve_app.responses import json_response
 
 __all__ = ["QueryEngines", "query_routes"]
@@ -49,8 +50,8 @@ class QueryEngines(query_engines.QueryEngines):
 
 
 def query_routes(gateway: Gateway, engines: QueryEngines) -> list[Route]:
+    @requires("read")
     async def query(request: Request) -> Response:
-        await gateway.authorize(request.headers.get("authorization"), "read")
         info = await gateway.info(request.path_params["pipeline_id"])
         params = dict(request.query_params)
         answered = await engines.reads.run(engines.run, info.spec, params)

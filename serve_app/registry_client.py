@@ -1,67 +1,29 @@
-"""The web tier's one way to the registry actor: a typed method per registry call, and the
-translation of what a Ray call fails with into the DashError it stands for (`unwrap`)."""
+"""The web tier's one way to the registry actor: a typed method per registry call (the handle
+and the translation of its errors are `actor_client.py`'s)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-import ray
-from ray.exceptions import RayActorError, RayTaskError
-
-from actors.registry import REGISTRY_NAME
+from actors.names import REGISTRY_NAME
 from dash_ray.catalog import DashboardRecord, TokenInfo
-from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
+from serve_app.actor_client import ActorClient
 
-__all__ = ["RegistryClient", "unwrap"]
-
-T = TypeVar("T")
-
-
-def unwrap(exc: BaseException) -> DashError:
-    """The DashError a Ray call failed with (the remote error itself when it was one)."""
-    if isinstance(exc, DashError) and not isinstance(exc, RayTaskError):
-        return exc
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, DashError):
-        return cause
-    if isinstance(exc, RayActorError):
-        return UnavailableError(f"actor is not reachable: {type(exc).__name__}", retry_after=1.0)
-    if isinstance(exc, RayTaskError):
-        return InternalError(f"internal error: {type(cause or exc).__name__}: {cause or exc}"[:500])
-    return InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
+__all__ = ["RegistryClient"]
 
 
-class RegistryClient:
+class RegistryClient(ActorClient):
     """The registry of the platform in `namespace`, looked up on first use and again after
     it became unreachable. Every method raises the DashError the registry raised (NotFoundError,
     SpecError, ...), or UnavailableError when the registry cannot be reached; none retries."""
 
-    def __init__(self, namespace: str, *, handle: Any = None, locate: Callable[[], Any] | None = None) -> None:
-        self._namespace = namespace
-        self._handle = handle
-        # How the handle is found (again): Ray's named-actor look-up unless a test says.
-        self._locate = locate or (lambda: ray.get_actor(REGISTRY_NAME, namespace=self._namespace))
-
-    async def _registry(self) -> Any:
-        if self._handle is None:
-            try:
-                self._handle = await asyncio.to_thread(self._locate)
-            except ValueError:
-                raise UnavailableError("the registry is not running", retry_after=2.0) from None
-        return self._handle
-
-    async def _call(self, send: Callable[[Any], Awaitable[T]]) -> T:
-        registry = await self._registry()
-        try:
-            return await send(registry)
-        except Exception as exc:  # noqa: BLE001 - translated at the edge
-            if isinstance(exc, RayActorError):
-                self._handle = None
-            raise unwrap(exc) from None
+    def __init__(self, namespace: str, *, handle: Any = None,
+                 locate: Callable[[], Any] | None = None) -> None:
+        super().__init__(REGISTRY_NAME, namespace, absent="the registry is not running", retry_after_s=2.0,
+                         handle=handle, locate=locate)
 
     async def ready(self, *, wait_s: float = 0.0) -> None:
         """Returns once the registry has booted; UnavailableError saying why while not."""

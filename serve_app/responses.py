@@ -1,8 +1,10 @@
 """JSON responses, the one table from error class to HTTP response, and request ids.
 
 Every DashError carries its status (`errors.py` draws the table); a RetryableError adds
-`Retry-After`. Anything else is a bug: 500 with its type, never a stack trace; its log line
-(with the traceback) and its body carry the same `request_id`.
+`Retry-After`. Which errors are answered as they are is one predicate (`is_answer`): the
+client's to fix (4xx) or to retry (a RetryableError). Anything else is a bug: 500 with its
+type, never a stack trace; its log line (with the traceback) and its body carry the same
+`request_id`.
 
 Request ids: every request but the ingest routes gets one (`RequestIds`): the client's
 `X-Request-Id` when it is 1 to 128 characters of `[A-Za-z0-9._:-]`, else a new one; it is
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -32,13 +34,13 @@ from dash_ray.errors import (
     RetryableError,
 )
 from dash_ray.process_logging import current_request_id, new_request_id, request_context
+from serve_app.requests import pipeline_route
 
-__all__ = ["RequestIds", "error_response", "json_response", "on_error", "on_route_error", "request_id_of",
-           "retry_after", "route_error", "unexpected_error"]
+__all__ = ["RequestIds", "error_response", "is_answer", "json_response", "on_error", "on_route_error",
+           "request_id_of", "retry_after", "route_error", "unexpected_error"]
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_PIPELINES, _HOOKS = "/v1/pipelines/", "/v1/hooks/"
 # Routes of docs/API.md's contract this code does not serve yet: a 501 that says so, not a 404.
 _NOT_YET = (re.compile(r"^/v1/secrets(/[^/]+)?/?$"), re.compile(r"^/v1/pipelines/[^/]+/sinks(/[^/]+/redeliver)?/?$"))
 
@@ -50,6 +52,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def retry_after(exc: RetryableError) -> str:
     """The Retry-After header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(exc.retry_after)))
+
+
+def is_answer(exc: BaseException) -> TypeGuard[DashError]:
+    """Whether `exc` is answered as it is: a DashError the client can fix (4xx) or retry (a
+    RetryableError: 429, 503). Anything else (a bug, an InternalError, an OperatorError) is
+    answered 500 and logged (`unexpected_error`)."""
+    return isinstance(exc, DashError) and (exc.status < 500 or isinstance(exc, RetryableError))
 
 
 def error_response(exc: DashError, *, request_id: str | None = None) -> Response:
@@ -69,10 +78,9 @@ def request_id_of(headers: Any) -> str:
 
 
 def _pipeline_of(path: str) -> str | None:
-    for prefix in (_PIPELINES, _HOOKS):
-        if path.startswith(prefix):
-            return path[len(prefix):].split("/", 1)[0][:63] or None
-    return None
+    """The pipeline a path names, for the request's log lines (the id bounded: not yet checked)."""
+    named = pipeline_route(path)
+    return None if named is None else named[0][:63]
 
 
 def unexpected_error(exc: BaseException, method: str, path: str, request_id: str) -> DashError:
@@ -87,7 +95,7 @@ def unexpected_error(exc: BaseException, method: str, path: str, request_id: str
 async def on_error(request: Request, exc: Exception) -> Response:
     """Starlette's handler for every exception a route lets out."""
     request_id = current_request_id() or request_id_of(request.headers)
-    if isinstance(exc, DashError) and (exc.status < 500 or isinstance(exc, RetryableError)):
+    if is_answer(exc):
         return error_response(exc, request_id=request_id)
     return error_response(unexpected_error(exc, request.method, request.url.path, request_id),
                           request_id=request_id)

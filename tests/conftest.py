@@ -183,7 +183,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     Its teardown stops the processes `up` started, whatever became of the home folder."""
     from dash_ray.client import Client
     from dash_ray.deploy.localray import stop_instance
-    from serve_app.platform import down, up
+    from serve_app.startup import down, up
 
     # Port 0: `up` takes a free one itself, so no other process can take it between a check
     # and the bind (another copy of the suite, say).

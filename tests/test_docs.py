@@ -38,8 +38,7 @@ def _served() -> set[str]:
     while not hasattr(app, "routes"):  # through the middleware (request ids)
         app = app.app
     walk(app.routes, "")
-    found.add(f"POST {ingress._EVENTS_PREFIX}{{id}}{ingress._EVENTS_SUFFIX}")
-    found.add(f"POST {ingress._HOOKS_PREFIX}{{id}}")
+    found.update(f"POST {route}" for route in ingress.INGEST_ROUTES)
     return {re.sub(r"\{[a-z_]+\}", "{id}", route) for route in found}
 
 

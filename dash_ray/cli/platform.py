@@ -51,7 +51,7 @@ def start_demo(client: Client) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from serve_app.platform import up
+    from serve_app.startup import up
 
     settings = _settings(args)
     started = time.monotonic()
@@ -86,7 +86,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         stopped = stop_local_ray(settings.home)
         forget_platform(settings.home)
     else:
-        from serve_app.platform import down
+        from serve_app.startup import down
 
         stopped = down(settings, drain_s=args.drain)
     print(_stopped(settings.home, stopped, time.monotonic() - started))

@@ -302,28 +302,31 @@ async def test_a_deleted_pipeline_s_coalescer_and_channel_are_dropped(tmp_path) 
     settings = Settings.from_env(env={}, home=str(tmp_path))
     registry = FakeRegistry()
     registry.pipelines = {"weather", "rain"}
-    gw = Gateway(settings.web(), info_ttl_s=2, clock=clock, registry=RegistryClient(settings.namespace, handle=registry))
+    gw = Gateway(settings.web(), info_ttl_s=2, clock=clock, registry=RegistryClient(settings.namespace, handle=registry),
+                 locate_pipeline=lambda pipeline_id: _ActorOf(endpoint))
     gone: list[str] = []
     gw.on_gone.append(gone.append)
     try:
         for pipeline_id in ("weather", "rain"):
             await gw.info(pipeline_id)
-            gw._actors[pipeline_id] = _ActorOf(endpoint)
             limits = parse_spec({"id": pipeline_id}).limits
             assert isinstance(await gw.ingest(pipeline_id, RawBatch(b"{}\n", 1, 0), limits), Ack)
-        channel = gw._channels["weather"]
+        weather = gw.pipeline("weather")
+        channel = weather._channel
+        assert channel is not None
         registry.pipelines = {"rain"}  # deleted through another replica
         clock.now += 3
         with pytest.raises(NotFoundError):
             await gw.info("weather")
-        assert "weather" not in gw._coalescers and "weather" not in gw._channels and channel.closed
+        assert "weather" not in gw._coalescers and "weather" not in gw._pipelines and channel.closed
+        assert weather._channel is None and weather._handle is None
         assert gone == ["weather"]
         gw.known(["weather"])  # a fresh list without "rain"
-        assert "rain" not in gw._coalescers and "rain" not in gw._actors
+        assert "rain" not in gw._coalescers and "rain" not in gw._pipelines
         assert gone[-1] == "rain"
     finally:
-        for channel in list(gw._channels.values()):
-            await channel.close()
+        for client in list(gw._pipelines.values()):
+            await client.close()
         await server.close()
 
 

@@ -66,8 +66,8 @@ async def front(tmp_path: Path) -> Any:
     channel = ChannelServer(core.ingest)
     await channel.start()
     settings = Settings.from_env(env={}, home=str(tmp_path)).web()
-    gateway = Gateway(settings, info_ttl_s=60, registry=RegistryClient(settings.namespace, handle=Registry(spec)))
-    gateway._actors["weather"] = Actor(channel)
+    gateway = Gateway(settings, info_ttl_s=60, registry=RegistryClient(settings.namespace, handle=Registry(spec)),
+                      locate_pipeline=lambda pipeline_id: Actor(channel))
 
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("not an ingest route")

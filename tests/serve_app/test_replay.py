@@ -40,6 +40,7 @@ def test_dead_letters_are_listed_and_replay_after_the_mapping_is_fixed(platform)
     assert job["job"].startswith(f"{pipeline_id}.") and job["state"] == "running"
     done = platform.client.wait_job(job["job"], timeout=60)
     assert done["state"] == "done" and done["done"] == done["total"] == 20
+    assert done["job"] == done["id"] == job["id"]  # GET /v1/jobs/{id}: the job as POST answered it
     assert done["matched"] == 9 and done["replayed"] == 20 and done["kept"] == 0 and done["asked"] == {}
     assert platform.client.dead(pipeline_id) == []
     rows = platform.client.query(pipeline_id)

@@ -82,7 +82,7 @@ class Instance:
         self.port_waits: list[list[str]] = []  # who held the port when `up` found it taken
 
     def up(self) -> None:
-        from serve_app.platform import up
+        from serve_app.startup import up
 
         # The port is in the ephemeral range: once the killed instance let go of it, another
         # process's outgoing connection may hold it a moment (none of ours is left: see
@@ -104,7 +104,7 @@ class Instance:
         self.temp_dirs.add(local.temp_dir)
 
     def down(self) -> None:
-        from serve_app.platform import down
+        from serve_app.startup import down
 
         down(self.settings)
 
@@ -163,7 +163,7 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
             assert not processes_using(temp_dir), processes_using(temp_dir)
             assert not Path(temp_dir).exists(), f"{temp_dir} left behind"
         if previous is not None:
-            from serve_app.platform import connect_ray
+            from serve_app.startup import connect_ray
 
             connect_ray(*previous)
 

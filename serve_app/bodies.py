@@ -1,17 +1,18 @@
-"""How the admin API renders the registry's answers as JSON bodies: a pipeline
-(`PipelineView`), the answer to a PUT (`Deployed`), a new token. Times are ISO 8601 UTC with
-a `Z`."""
+"""The JSON bodies the admin routes answer with: a pipeline (`PipelineView`), the answer to
+its PUT (`Deployed`), a token, a dashboard, a replay job. Times are ISO 8601 UTC with a `Z`.
+(The page's views are `static/js/views.js`.)"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from dash_ray.catalog import TokenInfo
+from dash_ray.catalog import DashboardRecord, TokenInfo
+from dash_ray.lifecycle.jobstore import Job
 from dash_ray.registry.access import NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
 
-__all__ = ["deployed_body", "pipeline_body", "token_body", "token_info_body"]
+__all__ = ["dashboard_body", "deployed_body", "job_body", "pipeline_body", "token_body", "token_info_body"]
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -54,3 +55,14 @@ def token_info_body(token: TokenInfo) -> dict[str, Any]:
 
 def token_body(token: NewToken) -> dict[str, Any]:
     return {"id": token.id, "token": token.token, "scope": token.scope, "name": token.name}
+
+
+def dashboard_body(record: DashboardRecord) -> dict[str, Any]:
+    """A dashboard as served: its definition, version and times."""
+    return {**record.dashboard.to_json_dict(), "version": record.version,
+            "created_at": _time(record.created_at), "updated_at": _time(record.updated_at)}
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    """A replay job (docs/API.md, Replay and jobs): its fields, and its id as `job` too."""
+    return {"job": job.id, **job.as_dict()}

@@ -20,7 +20,8 @@ import httpx
 import ray
 from ray import serve
 
-from actors.registry import REGISTRY_NAME, get_or_create_registry
+from actors.names import REGISTRY_NAME
+from actors.registry import get_or_create_registry
 from dash_ray.deploy.driver import enable_ray_auth, use_loopback
 from dash_ray.deploy.listener import listen_exclusively
 from dash_ray.deploy.localray import (
@@ -36,8 +37,8 @@ from dash_ray.deploy.localray import (
 )
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
+from serve_app.actor_client import unwrap
 from serve_app.deployment import APP_NAME, serve_options, web_app
-from serve_app.registry_client import unwrap
 
 __all__ = ["Platform", "connect_ray", "down", "up"]
 

@@ -1,0 +1,82 @@
+"""The web tier's one way to a pipeline's actor: a typed method per call, answering with
+dataclasses, and ingest over the actor's channel (`dash_ray.ingest.channel`), whose endpoint
+is asked of the actor once per actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from actors.names import actor_name
+from dash_ray.errors import DashError
+from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.ingest.channel import ChannelClient, Endpoint
+from dash_ray.lifecycle.jobstore import Job
+from dash_ray.lifecycle.selection import ReplayRequest
+from dash_ray.live.feed import LiveRead
+from serve_app.actor_client import ActorClient
+
+__all__ = ["PipelineClient"]
+
+
+class PipelineClient(ActorClient):
+    """The actor of one pipeline (`pipeline:<id>` in `namespace`), for one event loop. Every
+    method raises the DashError the pipeline raised, or UnavailableError while it is not
+    running or cannot be reached; none retries."""
+
+    def __init__(self, pipeline_id: str, namespace: str, *, handle: Any = None,
+                 locate: Callable[[], Any] | None = None) -> None:
+        super().__init__(actor_name(pipeline_id), namespace, absent=f"pipeline {pipeline_id} is not running",
+                         retry_after_s=1.0, handle=handle, locate=locate)
+        self.pipeline_id = pipeline_id
+        self._channel: ChannelClient | None = None
+
+    def forget(self) -> None:
+        """Look the actor up and connect to its channel again on the next call (it died, or
+        was replaced); requests on the channel now fail."""
+        super().forget()
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.abort()
+
+    async def endpoint(self) -> Endpoint:
+        """Where the pipeline takes ingest, with the token it wants (UnavailableError until
+        it runs)."""
+        return await self._call(lambda actor: actor.endpoint.remote())
+
+    async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
+        """One framed call on the pipeline's channel: an Ack (durable) or the error, per
+        batch, in order. A transport failure raises (the caller answers 503 for each)."""
+        channel = self._channel
+        if channel is None or channel.closed:
+            endpoint = await self.endpoint()
+            channel = self._channel
+            if channel is None or channel.closed:  # no other caller connected meanwhile
+                channel = self._channel = ChannelClient(endpoint)
+        return await channel.call(batches)
+
+    async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
+        """The newest mapped records (after seq `after`), from the pipeline's ring buffer."""
+        return await self._call(lambda actor: actor.records.remote(after, limit))
+
+    async def live_read(self, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
+        """A long poll on the pipeline's live feed (`dash_ray.live.feed`)."""
+        return await self._call(lambda actor: actor.live_read.remote(after, wait_s, limit))
+
+    async def replay(self, request: ReplayRequest) -> Job:
+        """Start a replay job; the job as it starts (`dash_ray.lifecycle.jobs`)."""
+        return Job(**await self._call(lambda actor: actor.replay.remote(request.as_dict())))
+
+    async def replay_dead(self) -> Job:
+        """Start re-running the dead letters through the current mapping; the job."""
+        return Job(**await self._call(lambda actor: actor.replay_dead.remote()))
+
+    async def job(self, job_id: str) -> Job:
+        """A job of this pipeline (NotFoundError: none has the id, or it was forgotten)."""
+        return Job(**await self._call(lambda actor: actor.job.remote(job_id)))
+
+    async def close(self) -> None:
+        """Close the channel (the actor's handle needs no closing). Idempotent."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
