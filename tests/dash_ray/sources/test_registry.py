@@ -16,6 +16,7 @@ from dash_ray.sources.push import PushReceiver
 from dash_ray.sources.registry import SOURCES, source_for
 from dash_ray.sources.webhook import WebhookReceiver
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -67,7 +68,7 @@ async def test_passive_sources_return_and_the_demo_feeds_the_ingest() -> None:
     await source({"kind": "push"}).run(ingest)
     await source({"kind": "webhook"}).run(ingest)
     task = asyncio.ensure_future(source({"kind": "demo", "rate": 50, "devices": 2}).run(ingest))
-    await asyncio.sleep(0.35)
+    await until(lambda: sum(b.count for b in got) >= 5, what="five demo readings")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
