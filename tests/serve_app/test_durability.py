@@ -179,12 +179,9 @@ def test_sigkill_of_the_whole_ray_instance_under_load_loses_nothing(tmp_path: Pa
         total = 3000
         loader = Loader(url, pipeline_id, secret, total=total).start()
         wait_for(lambda: loader.progress() >= total // 3, timeout=120, what="a third of the load")
-        refused = loader.statuses.get(0, 0)
         victims = _sigkill_everything(home)
         wait_for(lambda: not _alive(victims), timeout=30, every=0.1, what="every killed process gone")
-        # The loader keeps retrying against a closed port while the platform comes back.
-        wait_for(lambda: loader.statuses.get(0, 0) > refused, timeout=30, every=0.1,
-                 what="the loader to meet the closed port")
+        # The loader keeps retrying while the platform comes back.
         again = dash(home, port, "up")
         assert again.returncode == 0, again.stdout + again.stderr
         loader.join()
