@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = ["until", "wait_for"]
 
@@ -41,7 +41,7 @@ def wait_for(check: Callable[[], T], *, timeout: float = 60.0, every: float = 0.
             last = exc
         else:
             if last:
-                return last
+                return cast(T, last)
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last) from (last if isinstance(last, Exception) else None)
         time.sleep(every)
@@ -61,7 +61,7 @@ async def until(check: Callable[[], T | Awaitable[T]], *, timeout: float = 10.0,
             last = exc
         else:
             if last:
-                return last
+                return cast(T, last)
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last) from (last if isinstance(last, Exception) else None)
         await asyncio.sleep(every)

@@ -11,13 +11,11 @@ draws from an answer (a bar's key, a chart's number) are made by the page's own 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,10 +75,13 @@ class Page:
         for (const agg of aggs) {
             out.stat[agg] = A.aggregate(agg, records);
             for (const by of bys) {
-                out.bars[`${agg} ${by}`] = [...A.groupBy(records, by).entries()].map(([k, rs]) => [k, A.aggregate(agg, rs)]);
+                const groups = [...A.groupBy(records, by).entries()];
+                out.bars[`${agg} ${by}`] = groups.map(([key, rs]) => [key, A.aggregate(agg, rs)]);
             }
             for (const bucket of buckets) {
-                for (const by of [null, ...bys]) out.lines[`${agg} ${bucket} ${by ?? ""}`] = A.bucketSeries(records, agg, bucket, by);
+                for (const by of [null, ...bys]) {
+                    out.lines[`${agg} ${bucket} ${by ?? ""}`] = A.bucketSeries(records, agg, bucket, by);
+                }
             }
         }
         return out;
@@ -91,14 +92,17 @@ class Page:
 
     def aggregates(self, rows: list[dict[str, Any]], aggs: list[str], bys: list[str],
                    buckets: list[int]) -> dict[str, Any]:
-        return self.page.evaluate(self.SCRIPT, {"rows": rows, "aggs": aggs, "bys": bys, "buckets": buckets})
+        shown: dict[str, Any] = self.page.evaluate(self.SCRIPT, {"rows": rows, "aggs": aggs, "bys": bys,
+                                                                 "buckets": buckets})
+        return shown
 
     def drawn(self, values: list[Any]) -> tuple[list[str], list[float | None]]:
         """Each value as the page names a group by it, and as the number it charts."""
-        return self.page.evaluate("""async (values) => {
+        drawn: tuple[list[str], list[float | None]] = self.page.evaluate("""async (values) => {
             const { numberOr } = await import("/js/charts.js");
             return [values.map((v) => String(v ?? "∅")), values.map(numberOr)];
         }""", values)
+        return drawn
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,8 @@ class Silver:
         return self.answer({"limit": str(MAX_LIMIT)})
 
     def answer(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        return self.engine.run(parse_query(params, SCHEMA))["rows"]
+        rows: list[dict[str, Any]] = self.engine.run(parse_query(params, SCHEMA))["rows"]
+        return rows
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +198,8 @@ def check(page: Page, silver: Silver, rows: list[dict[str, Any]], aggs: list[str
             for key, row in zip(keys, answered, strict=True):
                 _agree(bars[key], row[name], f"bar {key!r} of {agg} by {by}")
         for bucket in buckets:
-            for by in [None, *bys]:
-                _check_line(page, silver, shown["lines"][f"{agg} {bucket} {by or ''}"], agg, bucket, by)
+            for line_by in [None, *bys]:
+                _check_line(page, silver, shown["lines"][f"{agg} {bucket} {line_by or ''}"], agg, bucket, line_by)
 
 
 def _check_line(page: Page, silver: Silver, line: dict[str, Any], agg: str, bucket: int, by: str | None) -> None:
@@ -241,7 +246,8 @@ def contract_rows() -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("agg", AGGS)
-def test_every_aggregate_over_the_contract_rows(page: Page, silver: Silver, contract_rows, agg: str) -> None:
+def test_every_aggregate_over_the_contract_rows(page: Page, silver: Silver, contract_rows: list[dict[str, Any]],
+                                                 agg: str) -> None:
     check(page, silver, contract_rows, [agg], BYS, BUCKETS_S)
 
 
@@ -291,5 +297,6 @@ def test_first_and_last_of_rows_within_one_millisecond(page: Page, silver: Silve
 
 @pytest.mark.xfail(strict=True, reason="aggregate.js names the null group '∅', the name a string value '∅' has too")
 def test_a_string_that_reads_like_the_null_group(page: Page, silver: Silver) -> None:
-    rows = [{"seq": 1, "time": BASE, "device": "∅", "n": 1}, {"seq": 2, "time": BASE, "device": None, "n": 2}]
+    rows: list[dict[str, Any]] = [{"seq": 1, "time": BASE, "device": "∅", "n": 1},
+                                  {"seq": 2, "time": BASE, "device": None, "n": 2}]
     check(page, silver, rows, ["sum:n"], ["device"], [60])

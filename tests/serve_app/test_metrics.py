@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any

@@ -5,7 +5,6 @@ is stored twice."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
