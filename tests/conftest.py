@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+
+from tests.waiting import wait_for
 
 PG_ADMIN_DSN = os.environ.get("DASH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -149,18 +150,8 @@ class Running:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def wait_for(self, check: Any, *, timeout: float = 60.0, every: float = 0.2, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(every)
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+        """`tests.waiting.wait_for`, kept here for the tests that hold a platform."""
+        return wait_for(check, timeout=timeout, every=every, what=what)
 
 
 def platform_settings(home: Path, **changes: Any) -> Any:

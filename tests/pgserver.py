@@ -14,11 +14,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from tests.waiting import wait_for
 
 __all__ = ["PG_BIN", "PrivatePostgres"]
 
@@ -101,7 +102,7 @@ class PrivatePostgres:
         if self.running:
             with contextlib.suppress(Exception):
                 self.stop("immediate")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (self.data / "postmaster.pid").exists():
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # the folder goes all the same
+            wait_for(lambda: not (self.data / "postmaster.pid").exists(), timeout=10, every=0.1,
+                     what="PostgreSQL to let go of its data folder")
         shutil.rmtree(self.root, ignore_errors=True)

@@ -15,6 +15,7 @@ import yaml
 
 from dash_ray.deploy.localray import instance_pids, read_run_file
 from tests.conftest import dash, free_port, port_open, processes_using
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -93,13 +94,13 @@ def test_up_demo_commands_find_it_and_down_leaves_nothing(tmp_path: Path) -> Non
         assert deployed.returncode == 0, deployed.stderr
         assert "ingest secret (shown once, keep it): whsec_" in deployed.stdout
 
-        deadline = time.monotonic() + 30
-        records: list[dict] = []
-        while time.monotonic() < deadline and len(records) < 3:
+        def demo_records() -> list[dict]:
             out = dash(home, port, "records", "demo", "--limit", "5", "--json")
             records = orjson.loads(out.stdout) if out.returncode == 0 else []
-            time.sleep(0.5)
-        assert len(records) >= 3 and records[0]["data"]["device"].startswith("sensor-")
+            return records if len(records) >= 3 else []
+
+        records = wait_for(demo_records, timeout=30, every=0.5, what="three demo records")
+        assert records[0]["data"]["device"].startswith("sensor-")
         table = dash(home, port, "records", "demo", "--limit", "2")
         header = table.stdout.splitlines()[0].split()
         assert header[:3] == ["seq", "time", "device"], table.stdout

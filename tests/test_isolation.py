@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 # A representative part: the session's platform (its fixture, with tmp_path in the tests that
@@ -47,10 +48,7 @@ def _carrying(mark: str) -> list[str]:
 
 
 def _wait_gone(mark: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while left := _carrying(mark):
-        assert time.monotonic() < deadline, f"a copy left processes running: {left}"
-        time.sleep(0.2)
+    wait_for(lambda: not _carrying(mark), timeout=timeout, what=f"no process left of copy {mark}")
 
 
 def _platform_up(temp: Path) -> bool:
@@ -72,11 +70,9 @@ def test_two_copies_of_the_suite_at_once_both_pass_and_leave_nothing_behind() ->
             copies.append(subprocess.Popen(command, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                                            stderr=subprocess.STDOUT))
             if n == 0:
-                deadline = time.monotonic() + 300
-                while not _platform_up(temp):
-                    assert copies[0].poll() is None, f"the first copy ended early:\n{copies[0].communicate()[0]}"
-                    assert time.monotonic() < deadline, "the first copy's platform did not come up"
-                    time.sleep(0.5)
+                wait_for(lambda: _platform_up(temp) or copies[0].poll() is not None, timeout=300, every=0.5,
+                         what="the first copy's platform")
+                assert copies[0].poll() is None, f"the first copy ended early:\n{copies[0].communicate()[0]}"
         outputs = [copy.communicate(timeout=1200)[0] for copy in copies]
         for copy, output in zip(copies, outputs):
             assert copy.returncode == 0, output[-6000:]

@@ -21,6 +21,7 @@ import pytest
 
 from dash_ray.deploy.localray import instance_pids, read_run_file, temp_dir_for
 from tests.conftest import dash, dash_popen, free_port, port_open, processes_using
+from tests.waiting import wait_for
 
 # Messages that must not reach a user of `up` and `down`: an invitation to turn Ray's
 # authentication off, and Serve's notes about its own internals.
@@ -45,21 +46,6 @@ def _web_replicas(home: Path) -> list[int]:
             if b"ServeReplica:dash:Web" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def _wait(check, what: str, timeout: float = 90):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.mark.ray
 def test_a_second_up_on_a_port_another_dash_holds_fails_at_once_and_starts_nothing(tmp_path: Path) -> None:
     first, second = tmp_path / "first" / ".dash", tmp_path / "second" / ".dash"
@@ -69,7 +55,7 @@ def test_a_second_up_on_a_port_another_dash_holds_fails_at_once_and_starts_nothi
     # first is still starting Ray, long before a replica of it serves.
     starting = dash_popen(first, port, "up", DASH_WEB_REPLICAS="2")
     try:
-        _wait(lambda: (first / "run.json").exists(), "the first platform to start its Ray instance")
+        wait_for(lambda: (first / "run.json").exists(), timeout=90, what="the first platform to start its Ray instance")
         began = time.monotonic()
         refused = dash(second, port, "up")
         took = time.monotonic() - began
@@ -91,10 +77,11 @@ def test_a_second_up_on_a_port_another_dash_holds_fails_at_once_and_starts_nothi
             assert not _joins_with_reuseport(port)
 
             # A replica that dies is replaced; the port stays this platform's throughout.
-            replicas = _wait(lambda: len(r := _web_replicas(first)) == 2 and r, "two web replicas")
+            replicas = wait_for(lambda: len(r := _web_replicas(first)) == 2 and r, timeout=90, what="two web replicas")
             os.kill(replicas[0], signal.SIGKILL)
             assert not _joins_with_reuseport(port)
-            _wait(lambda: len(r := _web_replicas(first)) == 2 and replicas[0] not in r, "the replica's replacement")
+            wait_for(lambda: len(r := _web_replicas(first)) == 2 and replicas[0] not in r, timeout=90,
+                     what="the replica's replacement")
             assert not _joins_with_reuseport(port)
             assert [http.get("/v1/pipelines").status_code for _ in range(20)] == [200] * 20
         temp_dir = read_run_file(first).temp_dir

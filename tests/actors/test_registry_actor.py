@@ -5,7 +5,6 @@ which it adopts the pipeline still running."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -17,6 +16,7 @@ from actors.registry import get_or_create_registry
 from dash_ray.auth.tokens import hash_token
 from dash_ray.errors import NotFoundError, SpecError
 from tests.actors.conftest import Made
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -25,21 +25,6 @@ FIELDS = {"time": {"path": "$.ts", "type": "timestamp"}, "temp_c": {"path": "$.t
 
 def call(ref: Any, timeout: float = 120.0) -> Any:
     return ray.get(ref, timeout=timeout)
-
-
-def wait_for(check: Any, *, timeout: float = 120.0, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dash_ray.deploy.listener import hand_over, holders, listen_exclusively, receive, start_holder
+from tests.waiting import wait_for
 
 
 def _bind(port: int, *, reuseport: bool) -> bool:
@@ -30,19 +30,23 @@ def _bind(port: int, *, reuseport: bool) -> bool:
         return True
 
 
+def _reaped(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    if state == "Z":
+        os.waitpid(pid, os.WNOHANG)
+        return True
+    return False
+
+
 def _gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":
-            os.waitpid(pid, os.WNOHANG)
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    """Whether process `pid` ends (and is reaped) within `timeout` seconds."""
+    try:
+        return wait_for(lambda: _reaped(pid), timeout=timeout, every=0.05, what=f"process {pid} to end")
+    except AssertionError:
+        return False
 
 
 @pytest.fixture()

@@ -140,6 +140,8 @@ def test_the_overview_lists_pipelines_with_their_rate(tab, platform, pipeline) -
     for i in range(8):
         platform.client.ingest(pipeline_id, [reading(i, device="x")] * 10, secret=secret,
                                idempotency_key=f"ov-{i}")
+        # A pace, not a wait: records keep arriving across the overview's refreshes, between
+        # which the page measures the rate.
         tab.page.wait_for_timeout(400)
     tab.page.wait_for_function(f"() => parseFloat(document.querySelector(\"{row} .rate\").textContent) > 0",
                                timeout=5000)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dash_ray.client import Client
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -63,17 +64,25 @@ def test_a_cut_websocket_resumes_with_no_row_missing_or_doubled(tab, platform, p
             while not stop.is_set():
                 sent.append(client.ingest(pipeline_id, [reading(n), reading(n + 1)], secret=secret).last_seq)
                 n += 2
-                time.sleep(0.05)
+                time.sleep(0.05)  # a sender's pace, not a wait: records keep coming through the cuts
+
+    def shown_after(seq: int) -> None:
+        """Until the sender has gone past `seq` and the page shows what it sent."""
+        newest = wait_for(lambda: sent and sent[-1] > seq and sent[-1], timeout=30, every=0.05,
+                          what=f"the sender to go past seq {seq}")
+        tab.page.wait_for_function("s => window.dashDebug.feed.newestSeq() >= s", arg=newest, timeout=15_000)
 
     sender = threading.Thread(target=keep_sending)
     sender.start()
     try:
+        shown = 20
         for _ in range(3):
-            time.sleep(0.7)
+            shown_after(shown)  # records flowed live since the last cut
+            shown = sent[-1]
             tab.page.evaluate("() => window.dashDebug.stream.drop()")
             tab.page.wait_for_selector(".live-state[data-state=reconnecting]", state="attached", timeout=5000)
             live(tab)
-        time.sleep(0.5)
+        shown_after(shown)
     finally:
         stop.set()
         sender.join()
@@ -118,11 +127,13 @@ def test_a_network_cut_with_refused_reconnects_backs_off_and_catches_up(tab, pla
     tab.sign_in(platform.token, f"/pipelines/{pipeline_id}")
     live(tab)
     last = 10
+    connects = tab.page.evaluate("() => window.dashDebug.stream.connects")
     blocked["on"] = True
     sockets[-1].close(code=1011, reason="cut")
     for i in range(15):  # records arrive while the page cannot connect
         last = platform.client.ingest(pipeline_id, [reading(100 + i), reading(200 + i)], secret=secret).last_seq
-        tab.page.wait_for_timeout(150)
+    # Two attempts after the cut: the first of them was refused, and the page backed off.
+    tab.page.wait_for_function("n => window.dashDebug.stream.connects >= n", arg=connects + 2, timeout=15_000)
     blocked["on"] = False
     tab.page.wait_for_function(f"() => window.dashDebug.feed.newestSeq() === {last}", timeout=15_000)
     state = tab.page.evaluate("""() => ({seqs: window.dashDebug.feed.records.map(r => r.seq),

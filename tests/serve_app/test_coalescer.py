@@ -3,6 +3,7 @@ import asyncio
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, SpecError, UnavailableError
 from serve_app.coalescer import Coalescer
+from tests.waiting import until
 
 
 def batch(n=1):
@@ -18,7 +19,7 @@ class Actor:
 
     async def __call__(self, batches):
         self.calls.append(len(batches))
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay)  # the pipeline's time for a call, not a wait
         if self.fail:
             raise self.fail
         out = []
@@ -47,7 +48,7 @@ async def test_respects_max_inflight():
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the pipeline's time for a call, not a wait
         running -= 1
         return [Ack(1, 1, 1)] * len(batches)
 
@@ -121,9 +122,9 @@ async def test_the_bytes_waiting_are_bounded_not_only_the_records():
     pipeline = Held()
     coalescer = Coalescer(pipeline, max_inflight=1)
     first = asyncio.create_task(coalescer.submit(big(MiB)))  # in flight, held
-    await asyncio.sleep(0.01)
+    await until(lambda: pipeline.calls == 1, what="the first request in flight")
     tasks = [asyncio.create_task(coalescer.submit(big(MiB))) for _ in range(100)]
-    await asyncio.sleep(0.01)
+    await until(lambda: coalescer.waiting + sum(t.done() for t in tasks) == 100, what="every request waiting or refused")
     assert coalescer.waiting_bytes <= MAX_WAITING_BYTES
     pipeline.gate.set()
     results = await asyncio.gather(first, *tasks)
@@ -139,9 +140,10 @@ async def test_a_replica_bounds_the_bytes_waiting_across_its_pipelines():
     held = [Held() for _ in range(4)]
     coalescers = [Coalescer(p, max_inflight=1, max_waiting_bytes=64 * MiB, shared=shared) for p in held]
     first = [asyncio.create_task(c.submit(big(MiB))) for c in coalescers]
-    await asyncio.sleep(0.01)
+    await until(lambda: all(p.calls == 1 for p in held), what="a request in flight for each pipeline")
     tasks = [asyncio.create_task(c.submit(big(MiB))) for c in coalescers for _ in range(5)]
-    await asyncio.sleep(0.01)
+    await until(lambda: sum(c.waiting for c in coalescers) + sum(t.done() for t in tasks) == 20,
+                what="every request waiting or refused")
     assert shared.used <= 8 * MiB
     for p in held:
         p.gate.set()

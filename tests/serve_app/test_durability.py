@@ -10,9 +10,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import httpx
@@ -23,6 +21,7 @@ import ray
 from dash_ray.lake import Lake
 from dash_ray.ingest.signing import signature_header
 from tests.conftest import dash, free_port
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -93,22 +92,13 @@ class Loader:
                     assert status in (0, 429, 503), f"unexpected {status}: {response.text}"
                     with self._lock:
                         self.retries += 1
-                    time.sleep(0.1)
+                    time.sleep(0.1)  # a client's back-off before it retries, not a wait
                 else:
                     raise AssertionError(f"batch {key} never acknowledged")
 
     def progress(self) -> int:
         with self._lock:
             return len(self.acked)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stored_numbers(lake_url: str, pipeline_id: str) -> list[int]:
@@ -121,7 +111,7 @@ def stored_numbers(lake_url: str, pipeline_id: str) -> list[int]:
 def assert_exactly_once(lake_url: str, pipeline_id: str, acked: set[int], total: int) -> None:
     assert acked == set(range(total))
     numbers = wait_for(lambda: (ns := stored_numbers(lake_url, pipeline_id)) and len(ns) >= total and ns,
-                       what="every acknowledged record in the lake")
+                       timeout=120, what="every acknowledged record in the lake")
     assert numbers == list(range(total)), "an acknowledged record is missing or stored twice"
 
 
@@ -130,7 +120,7 @@ def test_killing_the_pipeline_actor_under_load_loses_nothing(platform) -> None:
     created = platform.client.deploy({"id": pipeline_id, **SPEC})
     total = 4000
     loader = Loader(platform.url, pipeline_id, created.ingest_secret, total=total).start()
-    wait_for(lambda: loader.progress() >= total // 4, what="a quarter of the load")
+    wait_for(lambda: loader.progress() >= total // 4, timeout=120, what="a quarter of the load")
     actor = ray.get_actor(f"pipeline:{pipeline_id}", namespace=platform.settings.namespace)
     ray.kill(actor, no_restart=True)
     loader.join()
@@ -139,8 +129,20 @@ def test_killing_the_pipeline_actor_under_load_loses_nothing(platform) -> None:
     assert_exactly_once(platform.settings.lake_url, pipeline_id, loader.acked, total)
 
 
-def _sigkill_everything(home: Path) -> None:
-    """What a power cut does to the Ray instance: every process of it dies at once."""
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def _sigkill_everything(home: Path) -> set[int]:
+    """What a power cut does to the Ray instance: every process of it dies at once. The pids
+    killed."""
     run = orjson.loads((home / "run.json").read_text())
     marker = run["temp_dir"].encode()
     victims = {run["pid"]}
@@ -157,6 +159,7 @@ def _sigkill_everything(home: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return victims
 
 
 def test_sigkill_of_the_whole_ray_instance_under_load_loses_nothing(tmp_path: Path) -> None:
@@ -175,10 +178,10 @@ def test_sigkill_of_the_whole_ray_instance_under_load_loses_nothing(tmp_path: Pa
         secret = response.json()["ingest_secret"]
         total = 3000
         loader = Loader(url, pipeline_id, secret, total=total).start()
-        wait_for(lambda: loader.progress() >= total // 3, what="a third of the load")
-        _sigkill_everything(home)
-        time.sleep(1.0)
-        # The loader keeps retrying against a closed port while the platform comes back.
+        wait_for(lambda: loader.progress() >= total // 3, timeout=120, what="a third of the load")
+        victims = _sigkill_everything(home)
+        wait_for(lambda: not _alive(victims), timeout=30, every=0.1, what="every killed process gone")
+        # The loader keeps retrying while the platform comes back.
         again = dash(home, port, "up")
         assert again.returncode == 0, again.stdout + again.stderr
         loader.join()

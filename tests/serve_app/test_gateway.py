@@ -17,6 +17,7 @@ from dash_ray.auth.tokens import hash_token
 from dash_ray.spec import parse_spec
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
+from tests.waiting import until
 
 ADMIN = "dash_admin_gateway-test"
 
@@ -217,7 +218,7 @@ async def test_concurrent_requests_share_one_registry_call(gateway) -> None:
     gw, registry = gateway
     registry.holding = asyncio.Event()
     waiting = [asyncio.create_task(gw.info("weather")) for _ in range(100)]
-    await asyncio.sleep(0.05)
+    await until(lambda: registry.calls, what="a call held by the registry")
     registry.holding.set()
     assert {(await w).spec.id for w in waiting} == {"weather"}
     assert sum(1 for name, _ in registry.calls if name == "ingest_info") == 1

@@ -22,6 +22,7 @@ from dash_ray.ingest.channel import ChannelServer, Endpoint
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
 from serve_app.ingress import IngestFront
+from tests.waiting import until
 
 SECRET = "whsec_front-test-secret"
 MiB = 2**20
@@ -181,8 +182,7 @@ async def test_a_stalled_body_is_given_up_and_its_share_of_the_budget_comes_back
 
     scope = {"type": "http", "method": "POST", "path": "/v1/pipelines/weather/events", "headers": headers}
     stalled = asyncio.ensure_future(app(scope, _never, send))
-    await asyncio.sleep(0.1)
-    assert app.budget.used == 16 * MiB
+    await until(lambda: app.budget.used == 16 * MiB, what="the declared body's share taken from the budget")
     await asyncio.wait_for(stalled, timeout=5)
     assert sent[0]["status"] == 400 and b"did not arrive" in sent[1]["body"]
     assert app.budget.used == 0 and core.counters.received == 0

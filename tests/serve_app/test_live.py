@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from dash_ray.errors import AuthError, NotFoundError
+from tests.waiting import until
 
 pytestmark = pytest.mark.ray
 
@@ -202,10 +203,13 @@ def test_async_stream_and_one_feed_poll_for_many_sockets(platform) -> None:
 
     async def main() -> list[list[int]]:
         watchers = [asyncio.create_task(watch(30)) for _ in range(50)]
-        await asyncio.sleep(2.0)
-        # 50 sockets on one replica: the pipeline's feed sees one long poll.
-        assert await asyncio.to_thread(_feed_waiting, platform, pipeline_id) == 1
-        assert await asyncio.to_thread(_live_clients, platform, pipeline_id) == 50
+        await until(lambda: asyncio.to_thread(lambda: _live_clients(platform, pipeline_id) == 50), timeout=60,
+                    every=0.2, what="the 50 sockets to be connected")
+        # 50 sockets on one replica: the pipeline's feed sees one long poll (none for a moment
+        # between two polls).
+        polls = await until(lambda: asyncio.to_thread(_feed_waiting, platform, pipeline_id), timeout=30, every=0.1,
+                            what="the feed's long poll")
+        assert polls == 1
         await asyncio.to_thread(_ingest, platform, pipeline_id, secret, 0, 30)
         return await asyncio.wait_for(asyncio.gather(*watchers), 60)
 

@@ -18,6 +18,7 @@ from dash_ray.live.guard import TokenGuard
 from dash_ray.settings import Settings
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
+from tests.waiting import until
 
 
 class _Method:
@@ -54,15 +55,6 @@ async def _nothing(text: str) -> None:
     pass
 
 
-async def _until(check: Any, timeout: float) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
-
-
 async def test_sockets_of_a_revoked_token_close_4401_within_a_round(tmp_path: Path) -> None:
     catalog = open_catalog(tmp_path / "catalog.sqlite", box=SecretBox([SecretBox.generate_key()]))
     revoked_id, revoked = catalog.create_token("read", name="viewer")
@@ -83,16 +75,18 @@ async def test_sockets_of_a_revoked_token_close_4401_within_a_round(tmp_path: Pa
     assert await gateway.authorize(f"Bearer {revoked}", "read") == "read"
     # ... but its sockets close within a second or so: a recheck asks the registry again once
     # the scopes it holds are a second old (serve_app/gateway.py), the guard's next round.
-    took = await _until(lambda: all(w.closed for w in sockets[revoked]), timeout=3)
+    revoked_at = time.monotonic()
+    await until(lambda: all(w.closed for w in sockets[revoked]), timeout=3, what="the revoked token's sockets closed")
+    took = time.monotonic() - revoked_at
     assert took < 2.0 and {w.close_code for w in sockets[revoked]} == {4401}
     assert not any(w.closed for w in sockets[kept])
     calls = len(registry.calls)
-    await _until(lambda: guard.rounds >= 3, timeout=3)
+    await until(lambda: guard.rounds >= 3, timeout=3, what="three rounds")
     assert len(registry.calls) - calls <= 3  # at most one registry call a round for the 50 sockets left
     # The registry away: nothing is closed, the next round asks again.
     registry.away = True
     rounds = guard.rounds
-    await _until(lambda: guard.rounds >= rounds + 2, timeout=3)
+    await until(lambda: guard.rounds >= rounds + 2, timeout=3, what="two more rounds")
     assert not any(w.closed for w in sockets[kept]) and len(guard) == 50
     for watcher in sockets[kept]:
         guard.discard(f"Bearer {kept}", watcher)

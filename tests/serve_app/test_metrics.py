@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dash_ray.deploy.localray import read_run_file
 from dash_ray.ingest.signing import signature_header
 from tests.conftest import ADMIN_TOKEN, Running, dash, free_port
+from tests.waiting import until, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -205,9 +205,8 @@ def test_a_bug_in_a_route_answers_500_with_the_request_id_of_its_log_line(platfo
     assert fresh.json()["error"]["request_id"] == fresh.headers["x-request-id"] != request_id
 
     temp_dir = read_run_file(platform.settings.home).temp_dir
-    deadline = time.monotonic() + 20
-    while not (logged := _log_lines_with(temp_dir, request_id)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    logged = wait_for(lambda: _log_lines_with(temp_dir, request_id), timeout=20, every=0.5,
+                      what=f"the log line of request {request_id}")
     assert len(logged) == 1, logged
     [line] = logged
     assert f"[pipeline={pipeline_id} request={request_id}]" in line and f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
@@ -350,9 +349,7 @@ async def test_each_replica_reports_its_own_series_and_a_scrape_shows_them_all()
     b.observe("weather", 429, 0.001)
     b.live_clients("weather").inc(3)
     b.live_clients("weather").dec()
-    deadline = time.monotonic() + 5
-    while "b" not in registry.reports and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await until(lambda: "b" in registry.reports, what="replica b's first report")
     samples = _parse(await a.scrape())
     a.close(), b.close()
     assert value(samples, "dash_ingest_requests_total", pipeline="weather", code="202", replica="a") == 4

@@ -15,6 +15,7 @@ import pytest
 from dash_ray.client import Client
 from tests.conftest import dash, free_port
 from tests.pgserver import PrivatePostgres
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -73,13 +74,7 @@ def test_ingest_and_reads_go_on_while_the_catalog_s_postgresql_is_down(
     finally:
         pg.start()
     with Client(url, token=TOKEN) as admin:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                assert admin.ingest(pipeline_id, [{"n": 7}], secret=secret).accepted == 1
-                break
-            except Exception:  # noqa: BLE001 - the catalog's connection comes back with the server
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        # The catalog's connection comes back with the server.
+        wait_for(lambda: admin.ingest(pipeline_id, [{"n": 7}], secret=secret).accepted == 1, every=0.5,
+                 what="an ingest once PostgreSQL is back")
         assert admin.get(pipeline_id).status == "running"

@@ -24,6 +24,7 @@ from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
 from tests.dash_ray.query.conftest import to_table
 from tests.serve_app.test_gateway import ADMIN, FakeRegistry
+from tests.waiting import until
 
 BASE = 1_777_636_800_000_000
 
@@ -62,7 +63,7 @@ async def test_past_its_bound_a_read_is_refused_at_once() -> None:
     pool = ReadPool(threads=1, queue=1)
     release = threading.Event()
     held = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
-    await asyncio.sleep(0.05)
+    await until(lambda: pool.active == 2, what="one read running and one waiting")
     started = time.monotonic()
     with pytest.raises(UnavailableError) as caught:
         await pool.run(lambda: 1)
@@ -81,13 +82,11 @@ async def test_a_read_whose_caller_went_away_holds_its_place_until_its_thread_is
     pool = ReadPool(threads=1, queue=0)
     release = threading.Event()
     call = asyncio.ensure_future(pool.run(release.wait))
-    await asyncio.sleep(0.05)
+    await until(lambda: pool.active == 1, what="the read in its thread")
     call.cancel()
     with pytest.raises(UnavailableError):
         await pool.run(lambda: 1)  # the thread still runs the first one
     release.set()
-    deadline = time.monotonic() + 5
-    while pool.active and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await until(lambda: not pool.active, what="the thread to finish the first read")
     assert await pool.run(lambda: 2) == 2
     pool.close()

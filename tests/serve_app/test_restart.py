@@ -4,7 +4,6 @@ it), the pipelines run again and their records are still there."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from dash_ray.client import Client
 from tests.conftest import dash, free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -35,21 +35,6 @@ SPECS: list[dict[str, Any]] = [
 RECORDS = {"order-a": [{"t": 20, "d": "x"}, {"t": 30, "d": "y"}], "order-b": [{"z": 1}, {"z": 2}]}
 
 
-def _wait(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 def test_pipelines_come_back_running_with_their_records_after_down_and_up(tmp_path: Path) -> None:
     home = tmp_path / ".dash"
     port = free_port()
@@ -70,8 +55,8 @@ def test_pipelines_come_back_running_with_their_records_after_down_and_up(tmp_pa
         assert again.returncode == 0, again.stdout + again.stderr
         with Client(url, token=token) as client:
             for data in SPECS:
-                pipeline = _wait(lambda: (p := client.get(data["id"])).status == "running" and p,
-                                 f"{data['id']} to run again")
+                pipeline = wait_for(lambda: (p := client.get(data["id"])).status == "running" and p,
+                                    what=f"{data['id']} to run again")
                 assert list(pipeline.spec["mapping"]["fields"]) == list(data["mapping"]["fields"])
             a = [r["data"] for r in client.records("order-a")]
             assert a == [{"temp_c": 20.0, "feels_f": 68.0, "device": "x"},

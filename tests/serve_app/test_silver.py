@@ -5,7 +5,6 @@ database refuses `storage.silver: postgres` with a 422 naming the field."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from dash_ray.client import Client
 from dash_ray.errors import SpecError
 from tests.conftest import Running, dash, free_port
 from tests.pgserver import PrivatePostgres
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -84,14 +84,10 @@ def test_a_deployed_pipeline_s_rows_reach_postgresql(with_database: tuple[Client
     assert last["default"] == 3000
     for name in ("default", "postgres"):
         pipeline_id = pipelines[name]["id"]
-        deadline = time.monotonic() + 60
-        while silver_seqs(pg, pipeline_id) != list(range(1, 3001)):
-            assert time.monotonic() < deadline, f"{name}: PostgreSQL holds {len(silver_seqs(pg, pipeline_id))} rows"
-            time.sleep(0.2)
-        deadline = time.monotonic() + 30
-        while (counters := client.get(pipeline_id).counters).get("silver_lag") != 0:
-            assert time.monotonic() < deadline, counters
-            time.sleep(0.2)
+        wait_for(lambda: silver_seqs(pg, pipeline_id) == list(range(1, 3001)),
+                 what=f"{name}: PostgreSQL to hold the 3000 rows")
+        counters = wait_for(lambda: (c := client.get(pipeline_id).counters).get("silver_lag") == 0 and c, timeout=30,
+                            what=f"{name}: no silver lag")
         assert counters["silver_seq"] == 3000 and counters["silver_error"] is None
     assert silver_seqs(pg, pipelines["lake"]["id"]) == []
     assert "silver_seq" not in client.get(pipelines["lake"]["id"]).counters
@@ -126,25 +122,18 @@ def test_a_query_while_postgresql_lags_answers_every_stored_row_from_the_lake(
         return response.json()["rows"][0]["count"], response.headers["Dash-Query-Store"], \
             response.headers.get("Dash-Query-Stale")
 
-    def wait_for(what: str, check: Any, timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            assert time.monotonic() < deadline, what
-            time.sleep(0.2)
-        return found
-
     ingest(0, 1000)
-    wait_for("PostgreSQL to hold 1000 rows", lambda: client.get(pipeline_id).counters.get("silver_seq") == 1000)
+    wait_for(lambda: client.get(pipeline_id).counters.get("silver_seq") == 1000, what="PostgreSQL to hold 1000 rows")
     assert counted() == (1000, "postgres", None)
     # A lock that lets readers in but holds the follower's writes: PostgreSQL falls behind.
     with psycopg.connect(pg.dsn()) as blocker:
         blocker.execute(f'LOCK TABLE dash_silver."{pipeline_id}" IN SHARE MODE')
         ingest(1000, 500)
-        wait_for("the lake to store 1500", lambda: client.get(pipeline_id).counters.get("stored_seq") == 1500)
+        wait_for(lambda: client.get(pipeline_id).counters.get("stored_seq") == 1500, what="the lake to store 1500")
         assert client.get(pipeline_id).counters["silver_lag"] == 500
-        count, store, stale = wait_for("an answer with every stored row", lambda: (c := counted())[0] == 1500 and c)
+        count, store, stale = wait_for(lambda: (c := counted())[0] == 1500 and c, what="an answer with every stored row")
         assert (store, stale) == ("lake", None)
         blocker.rollback()
-    wait_for("PostgreSQL to catch up", lambda: client.get(pipeline_id).counters.get("silver_lag") == 0)
-    assert wait_for("PostgreSQL to answer again", lambda: (c := counted())[1] == "postgres" and c) == (
+    wait_for(lambda: client.get(pipeline_id).counters.get("silver_lag") == 0, what="PostgreSQL to catch up")
+    assert wait_for(lambda: (c := counted())[1] == "postgres" and c, what="PostgreSQL to answer again") == (
         1500, "postgres", None)

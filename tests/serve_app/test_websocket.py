@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from serve_app.websocket import LiveWebSocketProtocol
+from tests.waiting import until
 
 
 class Echo:
@@ -44,8 +45,7 @@ async def _serve(app: Echo, *, ping_interval_s: float = 15.0) -> AsyncIterator[t
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            await asyncio.sleep(0.01)
+        await until(lambda: server.started, what="uvicorn to start")
         yield sock.getsockname()[1], server
     finally:
         server.should_exit = True

@@ -41,6 +41,7 @@ from dash_ray.ingest.signing import signature_header
 from dash_ray.lake import Lake
 from dash_ray.settings import RestartPolicy
 from tests.conftest import ADMIN_TOKEN, platform_settings, port_open, processes_using
+from tests.waiting import wait_for
 
 SOAK_S = float(os.environ.get("DASH_SOAK_SECONDS", "60"))
 SEED = int(os.environ.get("DASH_SOAK_SEED", str(int(time.time()) % 100_000)))
@@ -130,13 +131,15 @@ class Instance:
         assert local is not None and local.alive()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(local.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while left := _stragglers(local.temp_dir, local.pid):
-            assert time.monotonic() < deadline, f"instance processes survive SIGKILL: {left}"
+        def none_left() -> bool:
+            left = _stragglers(local.temp_dir, local.pid)
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
+            assert not left, f"instance processes survive SIGKILL: {left}"
+            return True
+
+        wait_for(none_left, timeout=30, every=0.1, what="every process of the instance to die")
         with contextlib.suppress(ChildProcessError):
             os.waitpid(local.pid, os.WNOHANG)
 
@@ -290,19 +293,16 @@ def check_exactly_once(where: str, stored: list[tuple[str, int]], ledger: Ledger
 
 def wait_stored(client: Client, last_seq: int, timeout: float = 120) -> dict[str, Any]:
     """Until the pipeline runs and has stored everything through `last_seq`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            view = client.get(PIPELINE)
-            last = (view.status, view.counters)
-            if (view.status == "running" and view.counters.get("stored_seq", 0) >= last_seq
-                    and view.counters.get("stored_seq") == view.counters.get("last_seq")):
-                return view.counters
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last one
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"the pipeline did not store everything through seq {last_seq}; last: {last!r}")
+
+    def stored() -> dict[str, Any]:
+        view = client.get(PIPELINE)
+        counters = view.counters
+        # Not yet: the error says where it stands (wait_for reports the last one).
+        assert view.status == "running" and counters.get("stored_seq", 0) >= last_seq, (view.status, counters)
+        assert counters.get("stored_seq") == counters.get("last_seq"), (view.status, counters)
+        return counters
+
+    return wait_for(stored, timeout=timeout, every=0.5, what=f"the pipeline to store everything through seq {last_seq}")
 
 
 # -- the soak ---------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _chaos(instance: Instance, writers: list[Writer], started: float,
             else:
                 misses += 1  # restarting still: try again shortly
                 next_kill = now + 0.5
-        time.sleep(0.05)
+        time.sleep(0.05)  # the chaos schedule's tick, not a wait
     assert restarts == 1
     return kills, misses, restart_s
 

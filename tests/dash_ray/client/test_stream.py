@@ -97,8 +97,8 @@ def test_the_sync_iterator_does_the_same() -> None:
 
         thread = threading.Thread(target=read, daemon=True)
         thread.start()
-        while thread.is_alive():
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(thread.join, 30)  # the server runs in this loop meanwhile
+        assert not thread.is_alive(), "the reader did not get its records within 30 s"
 
     _run(server, consume)
     assert seqs == list(range(1, 21))
@@ -176,8 +176,8 @@ def test_the_sync_iterator_stopping_mid_message_also_resumes_at_the_next_record(
 
         thread = threading.Thread(target=read, daemon=True)
         thread.start()
-        while thread.is_alive():
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(thread.join, 30)  # the server runs in this loop meanwhile
+        assert not thread.is_alive(), "the reader did not get its records within 30 s"
 
     _run(server, consume)
     assert got == [4, 5, 6, 7, 8, 9]

@@ -19,6 +19,7 @@ from dash_ray.ingest.channel import (
     decode_batches,
     encode_batches,
 )
+from tests.waiting import until
 
 
 def _batch(i: int, **kw) -> RawBatch:
@@ -136,8 +137,7 @@ async def _call_held_in_handler():
     echo.gate = asyncio.Event()
     server, client = await _pair(echo)
     call = asyncio.create_task(client.call([_batch(1)]))
-    while not echo.calls:
-        await asyncio.sleep(0.01)
+    await until(lambda: echo.calls, what="the call inside the handler")
     return echo, server, client, call
 
 
@@ -160,7 +160,7 @@ async def test_close_lets_calls_in_flight_finish():
     cancelled in the log's append would fail the pipeline."""
     echo, server, client, call = await _call_held_in_handler()
     closing = asyncio.create_task(server.close())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not a synchronisation: a window in which the close must not finish
     assert not closing.done()
     echo.gate.set()
     await asyncio.wait_for(closing, 5)
@@ -179,11 +179,7 @@ async def test_a_client_going_away_does_not_cancel_its_call():
     with pytest.raises(ChannelClosed):
         await call
     echo.gate.set()
-    for _ in range(100):
-        if echo.seq == 1 and not server._calls:
-            break
-        await asyncio.sleep(0.01)
-    assert echo.seq == 1 and not server._calls
+    await until(lambda: echo.seq == 1 and not server._calls, what="the handler to finish the call")
     await server.close()
 
 
@@ -247,14 +243,6 @@ async def test_the_client_socket_finds_a_vanished_peer_by_keepalive_and_user_tim
 
 # -- limits a peer that is not a web replica meets (issue 21, item 10) -----------------------
 
-async def _connection_count(server: ChannelServer, want: int, *, timeout: float = 5.0) -> int:
-    """Poll until the server holds `want` connections (or the deadline); the count it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(server._connections) != want and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-    return len(server._connections)
-
-
 async def test_a_silent_connection_is_closed_after_the_auth_deadline():
     """A peer that connects and never authenticates holds a task, a reader and a descriptor
     in the pipeline actor: it is closed within a few seconds (the default deadline)."""
@@ -262,7 +250,7 @@ async def test_a_silent_connection_is_closed_after_the_auth_deadline():
     endpoint = await server.start()
     peers = [await asyncio.open_connection(endpoint.host, endpoint.port) for _ in range(20)]
     try:
-        assert await _connection_count(server, 0, timeout=15.0) == 0
+        await until(lambda: not server._connections, timeout=15, what="the silent connections to be closed")
         for reader, _ in peers:  # each was closed by the server (after its challenge)
             await asyncio.wait_for(reader.read(), 5)
             assert reader.at_eof()
@@ -284,7 +272,7 @@ async def test_unauthenticated_connections_are_capped_and_a_replica_still_gets_i
     client = ChannelClient(endpoint)
     try:
         # Every peer was accepted (the last one's descriptor reached the server) ...
-        assert await _connection_count(server, MAX_UNAUTHENTICATED) == MAX_UNAUTHENTICATED
+        await until(lambda: len(server._connections) == MAX_UNAUTHENTICATED, what=f"{MAX_UNAUTHENTICATED} connections")
         # ... and the first ones were dropped to keep the count there.
         await asyncio.wait_for(peers[0][0].read(), 5)
         assert peers[0][0].at_eof()

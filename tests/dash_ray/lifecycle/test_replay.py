@@ -4,7 +4,6 @@ widen over compacted files; jobs report progress and survive a restart as `faile
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from dash_ray.query.model import parse_query
 from dash_ray.silver.rollup import spec_plan
 from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 V1 = {
     "id": "replayed",
@@ -65,12 +65,9 @@ def area(tmp_path: Path, name: str, column: str = "seq") -> list:
 
 
 async def finish(core: PipelineCore, job_id: str) -> dict:
-    for _ in range(500):
-        job = core.replays.get(job_id)
-        if job.state != "running":
-            return job.as_dict()
-        await asyncio.sleep(0.02)
-    raise AssertionError("the job did not finish")
+    job = await until(lambda: (job := core.replays.get(job_id)).state != "running" and job, timeout=30,
+                      what=f"replay job {job_id} to finish")
+    return job.as_dict()
 
 
 async def test_dead_letters_replay_once_the_mapping_is_fixed(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 SPEC = {"id": "live", "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}},
                                    "filter": "n % 10 <> 3", "validate": [{"field": "n", "min": 0}]},
@@ -71,7 +72,7 @@ class Client:
             assert message["seq"] >= message["records"][-1]["seq"]
             self.records += message["records"]
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # a slow client's pace, the behaviour under test
 
     @property
     def seqs(self) -> list[int]:
@@ -86,14 +87,6 @@ async def ingest(core: PipelineCore, first: int, count: int) -> None:
 def expected(upto: int, after: int = 0) -> list[int]:
     # n = seq - 1; records with n % 10 == 3 are filtered out.
     return [s for s in range(after + 1, upto + 1) if (s - 1) % 10 != 3]
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture()
@@ -165,7 +158,7 @@ async def test_a_slow_client_catches_up_without_loss_and_does_not_slow_the_other
     for first in range(0, 600, 10):
         await ingest(core, first, 10)
         core.records()
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.002)  # the ingest's pace, not a wait
     await until(lambda: fast.seqs[-1:] == [600], timeout=5)
     fast_done = time.monotonic() - started
     await until(lambda: slow.seqs[-1:] == [600], timeout=30)

@@ -23,6 +23,7 @@ from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import RetentionSpec, parse_spec
+from tests.waiting import until
 
 SPEC = {"id": "gaps", "mapping": {"fields": {"time": {"path": "$.ts", "type": "timestamp"},
                                               "n": {"path": "$.n", "type": "int"}},
@@ -81,10 +82,8 @@ async def resume(core: PipelineCore, after: int, last: int) -> tuple[list[int], 
     topic = Topic(Source(core), wait_s=0.2, batch=4)
     watcher = await topic.join(send, after)
     task = asyncio.create_task(watcher.run())
-    deadline = time.monotonic() + 10
     try:
-        while seqs[-1:] != [last] and time.monotonic() < deadline and not task.done():
-            await asyncio.sleep(0.01)
+        await until(lambda: seqs[-1:] == [last] or task.done(), what=f"the client to reach seq {last}")
     finally:
         topic.leave(watcher)
         task.cancel()

@@ -27,6 +27,7 @@ from dash_ray.pipeline.core import PipelineCore
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 SPEC = {"id": "resume", "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}},
                                      "filter": "n % 10 <> 3", "validate": [{"field": "n", "min": 0}]},
@@ -125,10 +126,9 @@ class Pipeline:
         watcher = await topic.join(send, after)
         task = asyncio.create_task(watcher.run())
         want = expected(self.sent, after)
-        deadline = time.monotonic() + 10
         try:
-            while want and seqs[-1:] != want[-1:] and time.monotonic() < deadline and not task.done():
-                await asyncio.sleep(0.01)
+            await until(lambda: not want or seqs[-1:] == want[-1:] or task.done(),
+                        what=f"the client to reach seq {want[-1:]}")
         finally:
             topic.leave(watcher)
             task.cancel()

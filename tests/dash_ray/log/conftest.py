@@ -15,7 +15,6 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 
 from dash_ray.log.file import WriteAheadLog
 from tests.conftest import free_port
+from tests.waiting import wait_for
 
 
 def abandon(wal: WriteAheadLog) -> None:
@@ -320,12 +320,15 @@ def _wait_for_jetstream(urls: list[str], *, processes: list[subprocess.Popen], r
         finally:
             await nc.close()
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def settled() -> str | None:
         if any(p.poll() is not None for p in processes):
-            break
-        if asyncio.run(ready()):
+            return "a server exited"
+        return "ready" if asyncio.run(ready()) else None
+
+    try:
+        if wait_for(settled, timeout=30, what="a JetStream meta leader") == "ready":
             return
-        time.sleep(0.2)  # a poll interval while the servers elect a leader, not a synchronisation
+    except AssertionError:
+        pass
     logs = "\n".join((root / f"n{i}.log").read_text(errors="replace")[-2000:] for i in range(3))
     pytest.fail(f"the NATS cluster did not come up with JetStream within 30 s:\n{logs}")

@@ -160,7 +160,7 @@ def test_every_acknowledged_entry_survives_sigkill(tmp_path):
         # Time the kill from the first acknowledgement: on a loaded machine the child's start
         # alone can outlast a fixed sleep, and then nothing would be tested.
         first = child.stdout.readline()
-        time.sleep(0.4 + rng.random())
+        time.sleep(0.4 + rng.random())  # not a wait: the kill comes at a random moment of the writing
         child.send_signal(signal.SIGKILL)
         out, _ = child.communicate()
         acked |= {int(line) for line in (first + out).split()}

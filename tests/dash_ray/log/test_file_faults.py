@@ -9,6 +9,7 @@ import pytest
 
 from dash_ray.errors import WalCorruptError
 from dash_ray.log.file import WriteAheadLog
+from tests.waiting import until
 
 
 def _segments(path):
@@ -39,7 +40,7 @@ async def test_trim_between_a_group_taken_and_written_keeps_the_group(tmp_path, 
     await writer_gate.reached()  # the writer took [2], released the lock, sits in os.write
     os.close(hole)
     trim = asyncio.ensure_future(wal.trim(1))
-    await asyncio.sleep(0.05)
+    await until(lambda: wal._trim_waiters, what="the trim to be asked of the writer")
     victim = os.open(tmp_path / "victim", os.O_WRONLY | os.O_CREAT, 0o600)
     writer_gate.release()
     await second  # acknowledged: it must be in the log from now on
@@ -87,7 +88,7 @@ async def test_trims_wait_for_the_writer_and_the_highest_one_wins(tmp_path, writ
     await writer_gate.reached()
     trims = [asyncio.ensure_future(wal.trim(k)) for k in (5, 15, 9)]
     more = [wal.append(k, b"t" * 60) for k in (22, 23)]  # appends go on while trims wait
-    await asyncio.sleep(0.05)  # the loop is free while the writer is stuck
+    await asyncio.sleep(0.05)  # not a synchronisation: the loop is free, and no trim may finish meanwhile
     assert not any(t.done() for t in trims)
     writer_gate.release()
     await asyncio.gather(pending, *trims, *more)

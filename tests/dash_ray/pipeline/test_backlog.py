@@ -16,6 +16,7 @@ from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 SPEC = {
     "id": "backlog",
@@ -52,11 +53,7 @@ async def test_a_large_log_is_mapped_in_the_background_while_ingest_goes_on(tmp_
     assert sum(e.count for e, _ in restarted._mapper.durable.values()) > total // 2
     [ack] = await restarted.ingest([batch(total, 1)])
     assert isinstance(ack, Ack) and ack.first_seq == total + 1
-    for _ in range(400):
-        if not restarted._mapper.durable:
-            break
-        await asyncio.sleep(0.01)
-    assert not restarted._mapper.durable, "the background mapping did not finish"
+    await until(lambda: not restarted._mapper.durable, timeout=30, what="the background mapping to finish")
     assert restarted.counters.mapped == total + 1
     assert await restarted.flush() == total + 1
     await restarted.close()
@@ -111,18 +108,12 @@ async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path,
     await core.start()
     [ok] = await core.ingest([batch(0, 100)])
     assert isinstance(ok, Ack)
-    for _ in range(100):
-        if core.health()["flush_error"]:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: core.health()["flush_error"], what="a failed flush")
     [refused] = await core.ingest([batch(100, 1)])
     assert isinstance(refused, UnavailableError) and refused.status == 503 and refused.retry_after >= 1
     assert "unreachable" in refused.message
     monkeypatch.undo()
-    for _ in range(400):
-        if core.counters.stored_seq == 100:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: core.counters.stored_seq == 100, timeout=30, what="the 100 records stored")
     [accepted] = await core.ingest([batch(100, 1)])
     assert isinstance(accepted, Ack) and accepted.first_seq == 101
     await core.close()

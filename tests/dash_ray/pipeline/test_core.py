@@ -18,6 +18,7 @@ from dash_ray.errors import BackpressureError, UnavailableError
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 SPEC = {
     "id": "weather",
@@ -86,11 +87,7 @@ async def test_flush_by_size(tmp_path: Path) -> None:
     core = make(tmp_path, flush={"records": 10, "seconds": 3600})
     await core.start()
     await core.ingest([batch([reading(i) for i in range(12)])])
-    for _ in range(100):
-        if core.counters.stored_seq == 12:
-            break
-        await asyncio.sleep(0.02)
-    assert core.counters.stored_seq == 12
+    await until(lambda: core.counters.stored_seq == 12, what="a flush of the first 10 (and then the rest)")
     await core.close()
 
 
@@ -214,12 +211,8 @@ async def test_demo_feed_sends_generated_readings(tmp_path: Path) -> None:
     core = PipelineCore(spec, wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")))
     await core.start()
     task = asyncio.create_task(feed(core.ingest, rate=50, devices=3))
-    for _ in range(100):
-        if core.counters.last_seq >= 10:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: core.counters.last_seq >= 10, what="ten demo readings")
     task.cancel()
-    assert core.counters.last_seq >= 10
     assert {r["data"]["device"] for r in core.records()} <= {"sensor-1", "sensor-2", "sensor-3"}
     await core.close()
 

@@ -5,7 +5,6 @@ is stored twice."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from dash_ray.lake import Lake
 from dash_ray.mapping import CompiledMapping, compile_mapping
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 SPEC = {
     "id": "faults",
@@ -212,12 +212,12 @@ async def test_any_error_in_the_flush_loop_is_retried_and_shown_in_health(
     await core.start()
     await core.ingest([batch(range(3))])
     seen_error = None
-    for _ in range(200):
-        health = core.health()
-        seen_error = seen_error or health["counters"]["last_error"]
-        if core.counters.stored_seq == 3:
-            break
-        await asyncio.sleep(0.05)
-    assert core.counters.stored_seq == 3
+
+    def stored() -> bool:
+        nonlocal seen_error
+        seen_error = seen_error or core.health()["counters"]["last_error"]
+        return core.counters.stored_seq == 3
+
+    await until(stored, timeout=10, every=0.05, what="the three records stored after two failed writes")
     assert seen_error and "ValueError: not a StorageError" in seen_error
     await core.close()

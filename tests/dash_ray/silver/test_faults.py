@@ -42,6 +42,7 @@ from tests.dash_ray.silver.conftest import (
     spec_data,
 )
 from tests.pgserver import PrivatePostgres
+from tests.waiting import until, wait_for
 
 CALLS = 150
 PER_CALL = 100
@@ -118,14 +119,6 @@ def assert_latency_held(name: str, before: list[float], during: list[float]) -> 
     assert p99_during <= 5 * p99_before + 20.0
 
 
-async def wait_until(check: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_postgres_stopped_mid_ingest_is_caught_up_and_acks_stay_fast(
         tmp_path: Path, pg: PrivatePostgres) -> None:
     run = Run(tmp_path, pg.dsn())
@@ -157,13 +150,13 @@ async def test_postgres_killing_every_connection_is_retried_and_caught_up(
     def terminate_loop() -> None:
         while not stop.is_set():
             pg.terminate("dash")
-            time.sleep(0.01)
+            time.sleep(0.01)  # the killer's pace, not a wait
 
     killer = threading.Thread(target=terminate_loop, daemon=True)
     killer.start()
     try:
         during = await run.drive()
-        await asyncio.sleep(0.5)
+        await until(lambda: run.follower.failures >= 1, timeout=30, what="the follower to lose a connection")
     finally:
         stop.set()
         killer.join()
@@ -178,16 +171,19 @@ def hog_connections(pg: PrivatePostgres, slots: int) -> list[psycopg.Connection[
     """Hold every connection slot the role `dash` can have, disconnecting whoever else holds
     one (the follower) until the fillers have them all."""
     held: list[psycopg.Connection[Any]] = []
-    deadline = time.monotonic() + 30
-    while len(held) < slots:
-        assert time.monotonic() < deadline, "could not take every connection slot"
-        try:
-            held.append(psycopg.connect(pg.dsn()))
-        except psycopg.OperationalError:
-            with pg.admin() as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'dash'"
-                              " AND NOT (pid = ANY(%s))", ([c.info.backend_pid for c in held],))
-            time.sleep(0.02)
+
+    def take_every_slot() -> bool:
+        while len(held) < slots:
+            try:
+                held.append(psycopg.connect(pg.dsn()))
+            except psycopg.OperationalError:
+                with pg.admin() as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'dash'"
+                                  " AND NOT (pid = ANY(%s))", ([c.info.backend_pid for c in held],))
+                return False  # again once the backends told to go are gone
+        return True
+
+    wait_for(take_every_slot, timeout=30, every=0.02, what="every connection slot")
     return held
 
 
@@ -200,8 +196,8 @@ async def test_postgres_out_of_connections_is_retried_and_caught_up(tmp_path: Pa
         during = await run.drive()
         # PostgreSQL 15 says "remaining connection slots are reserved ..." (16+: "too many clients").
         refused = re.compile("slots are reserved|too many clients")
-        await wait_until(lambda: refused.search(run.follower.counters()["silver_error"] or ""),
-                         what="the follower to be refused")
+        await until(lambda: refused.search(run.follower.counters()["silver_error"] or ""), timeout=30,
+                    what="the follower to be refused")
     finally:
         for conn in held:
             conn.close()
@@ -289,7 +285,7 @@ async def test_the_lake_unreachable_fills_the_backlog_then_503_and_all_is_stored
     s3.stop()
     acked_before = len(run.acks)
     await run.drive(3, pad=400)  # ~45 KB a call
-    await wait_until(lambda: run.core.health()["flush_error"] is not None, what="a failed flush")
+    await until(lambda: run.core.health()["flush_error"] is not None, timeout=30, what="a failed flush")
     refusal = None
     while refusal is None:
         [answer] = await run.core.ingest([batch(run.next_n, PER_CALL, pad=400)])

@@ -149,7 +149,7 @@ async def test_a_store_ahead_of_the_lake_is_cut_back_to_it(
     f = follower(lake_silver, store)
     f.start(20)
     await asyncio.wait_for(f.wait_stored(20), 10)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not a synchronisation (the cut comes first): a window to write past the lake
     assert store.stored_seq() == 20
     assert pg_rows(pg_dsn, store.pipeline_id) == lake_rows(lake_silver.lake, store.pipeline_id)
     rollups_match_rows(pg_dsn, store.pipeline_id)

@@ -20,6 +20,7 @@ from dash_ray.sources.demo import DemoFeed
 from dash_ray.sources.receiver import SignedReceiver
 from dash_ray.sources.registry import FEEDERS, RECEIVERS, feeder_for, receiver_for
 from dash_ray.spec import parse_spec
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -100,9 +101,7 @@ async def test_the_demo_feeds_the_ingest_until_cancelled() -> None:
         return []
 
     task = asyncio.ensure_future(feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2})).run(ingest))
-    deadline = time.monotonic() + 10
-    while sum(b.count for b in got) < 5 and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.01)
+    await until(lambda: sum(b.count for b in got) >= 5 or task.done(), what="five demo readings")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

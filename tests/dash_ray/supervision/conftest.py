@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 import heapq
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from dash_ray.settings import RestartPolicy
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.runtime import Health
 from dash_ray.supervision.supervisor import Supervisor
+from tests.waiting import until
 
 T0 = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 POLICY = RestartPolicy(max_restarts=3, window_s=60, backoff_s=1, max_backoff_s=4, crash_loop_max_backoff_s=30)
@@ -69,22 +69,10 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `check` (in real time: catalog calls run in threads) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 async def until_status(supervisor: Supervisor, pipeline_id: str, status: str, *, what: str = "") -> None:
     """Wait until the pipeline has `status` and nothing holds its lock any more (a health
     round skips a pipeline while something is being done to it)."""
-    await eventually(lambda: supervisor.status(pipeline_id) == status and not supervisor._locks.busy(pipeline_id),
+    await until(lambda: supervisor.status(pipeline_id) == status and not supervisor._locks.busy(pipeline_id),
                      what=what or f"{pipeline_id} to be {status}")
 
 

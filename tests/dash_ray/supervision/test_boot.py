@@ -12,7 +12,8 @@ import pytest
 from dash_ray.errors import SecretKeyError, UnavailableError
 from dash_ray.auth.secretbox import SecretBox
 from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, RegistryDied, eventually, spec, until_status)
+    FakeClock, FakeRuntime, Place, RegistryDied, spec, until_status)
+from tests.waiting import until
 
 
 async def test_a_new_supervisor_adopts_healthy_processes(make, runtime: FakeRuntime, place: Place) -> None:
@@ -72,7 +73,7 @@ async def test_an_unreachable_catalog_at_boot_is_retried_and_said(make, place: P
     place.unreachable = True
     supervisor = make()
     supervisor.start()
-    await eventually(lambda: supervisor._boot_attempts == 1, what="the first boot attempt")
+    await until(lambda: supervisor._boot_attempts == 1, what="the first boot attempt")
     with pytest.raises(UnavailableError, match=r"cannot boot: UnavailableError: catalog .* unreachable .*attempt 1"):
         await asyncio.wait_for(supervisor.ready(), 2)
     with pytest.raises(UnavailableError, match="not ready"):
@@ -83,11 +84,11 @@ async def test_an_unreachable_catalog_at_boot_is_retried_and_said(make, place: P
             await asyncio.wait_for(call, 2)
     assert clock.sleeping() == [0.5]  # the next attempt
     await clock.advance(0.5)
-    await eventually(lambda: clock.sleeping() == [1.5], what="the second attempt, backing off")
+    await until(lambda: clock.sleeping() == [1.5], what="the second attempt, backing off")
     # Opened, but the first read fails: the open catalog is kept and read again.
     place.unreachable = False
     await clock.advance(1.0)
-    await eventually(lambda: supervisor._boot_error is None, what="the boot")
+    await until(lambda: supervisor._boot_error is None, what="the boot")
     await supervisor.ready()
     assert supervisor.status("weather") == "running" and runtime.starts("weather") == 2
     await supervisor.shutdown()
@@ -99,7 +100,7 @@ async def test_a_catalog_read_failing_at_boot_is_retried(make, place: Place, clo
     supervisor._catalog = place.open()
     place.backend.down = True
     supervisor.start()
-    await eventually(lambda: supervisor._boot_attempts == 1, what="the first boot attempt")
+    await until(lambda: supervisor._boot_attempts == 1, what="the first boot attempt")
     with pytest.raises(UnavailableError, match="disk I/O error"):
         await asyncio.wait_for(supervisor.ready(), 2)
     assert clock.sleeping() == [0.5]
@@ -128,7 +129,7 @@ async def test_failed_pipelines_are_not_started_at_boot(make, runtime: FakeRunti
     await first.put(spec())
     for attempt, delay in enumerate((1, 2, 4), start=2):
         await clock.advance(delay)
-        await eventually(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
+        await until(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
     await until_status(first, "weather", "failed", what="giving up")
     second = make()
     await second.boot()

@@ -11,7 +11,8 @@ import pytest
 from dash_ray.errors import UnavailableError
 from dash_ray.supervision.supervisor import Supervisor
 from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, eventually, spec, until_status)
+    FakeClock, FakeRuntime, Place, spec, until_status)
+from tests.waiting import until
 
 
 async def running(make) -> Supervisor:
@@ -86,7 +87,7 @@ async def test_a_spec_that_cannot_start_is_given_up_and_stays_failed(make, runti
     for attempt, delay in enumerate((1, 2, 4), start=2):
         assert clock.sleeping()[-1] == clock.t + delay
         await clock.advance(delay)
-        await eventually(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
+        await until(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
     await until_status(supervisor, "weather", "failed", what="giving up")
     view = await supervisor.get("weather")
     assert view.restarts == 3 and "not usable" in (view.last_error or "") and view.next_restart_at is None
@@ -132,4 +133,4 @@ async def test_a_catalog_error_while_a_crash_is_handled_still_restarts(make, run
     assert stored is not None and (stored.status, stored.restarts) == ("restarting", 2)
     assert "ActorDied" in (stored.last_error or "")
     await clock.advance(2)
-    await eventually(lambda: place.stored("weather").status == "running", what="running in the catalog")  # type: ignore[union-attr]
+    await until(lambda: place.stored("weather").status == "running", what="running in the catalog")  # type: ignore[union-attr]

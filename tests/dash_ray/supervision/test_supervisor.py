@@ -15,7 +15,8 @@ from dash_ray.lake_roots import LakeRoots
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.supervisor import Supervisor
 from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, eventually, settle, spec, until_status)
+    FakeClock, FakeRuntime, Place, settle, spec, until_status)
+from tests.waiting import until
 
 
 async def booted(make) -> Supervisor:
@@ -93,10 +94,10 @@ async def test_purge_runs_under_the_lock_so_a_new_put_waits_for_it(place: Place,
     await supervisor.boot()
     await supervisor.put(spec())
     deleting = asyncio.ensure_future(supervisor.delete("weather", purge=True))
-    await eventually(lambda: events == ["purge weather"], what="the purge to begin")
+    await until(lambda: events == ["purge weather"], what="the purge to begin")
     putting = asyncio.ensure_future(supervisor.put(spec()))
     await settle()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # not a synchronisation: a window in which the PUT must not go through
     assert not putting.done() and runtime.starts("weather") == 1  # the PUT waits for the purge
     release.set()
     await deleting
@@ -125,7 +126,7 @@ async def test_restart_by_hand_revives_a_failed_pipeline(make, runtime: FakeRunt
     await supervisor.put(spec())
     for attempt, delay in enumerate((1, 2, 4), start=2):
         await clock.advance(delay)
-        await eventually(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
+        await until(lambda: len(runtime.attempts) == attempt, what=f"attempt {attempt}")
     await until_status(supervisor, "weather", "failed", what="giving up")
     del runtime.start_error["weather"]
     view = await supervisor.restart("weather")
