@@ -33,12 +33,17 @@ class PipelineActor:
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
-        return await self._host.start(self._silver_dsn)
+        return await self._host.start(self._silver_dsn, self._secrets)
 
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
         return await registry.silver_dsn.remote()
+
+    async def _secrets(self) -> dict[str, str]:
+        # Likewise: the values of the named secrets this pipeline's spec refers to.
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        return await registry.secrets_for.remote(self._host.core.id)
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
         """Ingest over Ray (the web tier uses `endpoint` instead: far cheaper per call)."""
@@ -51,7 +56,7 @@ class PipelineActor:
         return await self._host.records(after, limit)
 
     async def health(self) -> dict[str, Any]:
-        return self._host.core.health()
+        return self._host.health()
 
     async def live_read(self, after: int | None, wait_s: float, limit: int) -> LiveRead:
         return await self._host.live_read(after, wait_s, limit)

@@ -1,5 +1,5 @@
 """The registry: the Ray shell around the platform's `RegistryCore` (`dash_ray.registry`), the
-supervisor of every pipeline and the catalog's front for tokens, ingest secrets and dashboards.
+supervisor of every pipeline and the catalog's front for tokens, ingest secrets, named secrets and dashboards.
 
 A named, detached actor (`registry` in the platform's namespace) that Ray restarts when it
 dies (`max_restarts=-1`); a new one rebuilds from the catalog and adopts the pipeline actors
@@ -15,7 +15,7 @@ import ray
 
 from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
-from dash_ray.catalog import DashboardRecord, TokenInfo
+from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.process_logging import setup_logging
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.registry.core import RegistryCore
@@ -109,6 +109,21 @@ class Registry:
 
     async def delete_dashboard(self, dashboard_id: str) -> None:
         await self._core.dashboards.delete(dashboard_id)
+
+    # -- named secrets ---------------------------------------------------------------------
+
+    async def put_secret(self, name: str, value: object) -> bool:
+        return await self._core.secrets.put(name, value)
+
+    async def list_secrets(self) -> list[SecretInfo]:
+        return await self._core.secrets.infos()
+
+    async def delete_secret(self, name: str) -> None:
+        await self._core.secrets.delete(name)
+
+    async def secrets_for(self, pipeline_id: str) -> dict[str, str]:
+        """The values of the named secrets `pipeline_id`'s spec refers to, for its process."""
+        return await self._core.secrets.for_pipeline(pipeline_id)
 
     async def shutdown(self) -> None:
         """Stop every pipeline gracefully (flushing to the lake); for `dash-ray down`."""

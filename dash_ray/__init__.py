@@ -4,6 +4,7 @@ from dash_ray.client import Client, IngestResult, Pipeline, connect
 from dash_ray.errors import (
     AuthError,
     BackpressureError,
+    ConflictError,
     DashError,
     ForbiddenError,
     InputError,
@@ -33,6 +34,7 @@ __all__ = [
     "AuthError",
     "BackpressureError",
     "Client",
+    "ConflictError",
     "DashError",
     "ForbiddenError",
     "IngestResult",

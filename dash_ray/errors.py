@@ -13,6 +13,7 @@
     ├── ForbiddenError             403  the token's scope does not allow the route
     ├── NotFoundError              404  no such pipeline, dashboard, job, token or route
     ├── MethodNotAllowedError      405  the route exists, not with that method
+    ├── ConflictError              409  the state forbids it now (a secret a pipeline uses)
     ├── NotSupportedError          501  in docs/API.md's contract, not served yet
     ├── RetryableError             try again after `retry_after` seconds
     │   ├── BackpressureError      429  the pipeline's bounded queue is full
@@ -36,6 +37,7 @@ from typing import Any
 __all__ = [
     "AuthError",
     "BackpressureError",
+    "ConflictError",
     "DashError",
     "ForbiddenError",
     "InputError",
@@ -184,6 +186,13 @@ class NotFoundError(DashError):
 
 class MethodNotAllowedError(DashError):
     status = 405
+
+
+class ConflictError(DashError):
+    """The request is well formed but the current state forbids it (e.g. deleting a named
+    secret a pipeline's spec refers to); `where` names what is in the way."""
+
+    status = 409
 
 
 class NotSupportedError(DashError):

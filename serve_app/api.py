@@ -1,6 +1,7 @@
 """Admin and read routes: pipelines (PUT/GET/DELETE, restart, secret rotation), tokens (create,
-list without their values, revoke), recent records, and `/healthz`. Every route but `/healthz`
-checks a bearer token's scope: reading needs `read`, changing needs `admin`. A spec may be PUT
+list without their values, revoke), named secrets (put, list names, delete; never read back),
+recent records, and `/healthz`. Every route but `/healthz` checks a bearer token's scope:
+reading needs `read`, changing needs `admin`. A spec may be PUT
 as JSON or as YAML (`serve_app.requests.spec_body`)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from starlette.routing import Route
 
 from dash_ray.errors import Problem, SpecError
 from dash_ray.spec_check import check_spec
-from serve_app.bodies import deployed_body, pipeline_body, token_body, token_info_body
+from serve_app.bodies import deployed_body, pipeline_body, secret_info_body, token_body, token_info_body
 from serve_app.gateway import Gateway
 from serve_app.requests import int_param, json_body, requires, spec_body
 from serve_app.resources import item_route, list_route
@@ -88,6 +89,18 @@ def api_routes(gateway: Gateway) -> list[Route]:
         gateway.forget_tokens()
         return Response(status_code=204)
 
+    @requires("admin")
+    async def put_secret(request: Request) -> Response:
+        data = await json_body(request)
+        value = data.get("value") if isinstance(data, dict) else None
+        created = await registry.put_secret(request.path_params["name"], value)
+        return json_response({"name": request.path_params["name"], "created": created}, 201 if created else 200)
+
+    @requires("admin")
+    async def delete_secret(request: Request) -> Response:
+        await registry.delete_secret(request.path_params["name"])
+        return Response(status_code=204)
+
     async def healthz(request: Request) -> Response:
         await gateway.ready()
         return json_response({"status": "ok"})
@@ -104,4 +117,7 @@ def api_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/tokens", create_token, methods=["POST"]),
         list_route("/v1/tokens", "tokens", registry.list_tokens, token_info_body, scope="admin"),
         Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+        list_route("/v1/secrets", "secrets", registry.list_secrets, secret_info_body, scope="admin"),
+        Route("/v1/secrets/{name}", put_secret, methods=["PUT"]),
+        Route("/v1/secrets/{name}", delete_secret, methods=["DELETE"]),
     ]

@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from dash_ray.catalog import DashboardRecord, TokenInfo
+from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.lifecycle.jobstore import Job
 from dash_ray.registry.access import NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
 
-__all__ = ["dashboard_body", "deployed_body", "job_body", "pipeline_body", "token_body", "token_info_body"]
+__all__ = ["dashboard_body", "deployed_body", "job_body", "pipeline_body", "secret_info_body", "token_body",
+           "token_info_body"]
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -51,6 +52,11 @@ def deployed_body(deployed: Deployed) -> dict[str, Any]:
 def token_info_body(token: TokenInfo) -> dict[str, Any]:
     """One entry of `GET /v1/tokens`: what identifies a token, never the token or its hash."""
     return {"id": token.id, "name": token.name, "scope": token.scope, "created_at": _time(token.created_at)}
+
+
+def secret_info_body(info: SecretInfo) -> dict[str, Any]:
+    """One entry of `GET /v1/secrets`: a named secret's name and times, never its value."""
+    return {"name": info.name, "created_at": _time(info.created_at), "updated_at": _time(info.updated_at)}
 
 
 def token_body(token: NewToken) -> dict[str, Any]:

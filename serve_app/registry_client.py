@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.names import REGISTRY_NAME
-from dash_ray.catalog import DashboardRecord, TokenInfo
+from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
 from serve_app.actor_client import ActorClient
@@ -104,3 +104,15 @@ class RegistryClient(ActorClient):
 
     async def delete_dashboard(self, dashboard_id: str) -> None:
         await self._call(lambda r: r.delete_dashboard.remote(dashboard_id))
+
+    async def put_secret(self, name: str, value: object) -> bool:
+        """Create or replace a named secret (SpecError unless `value` is a non-empty string);
+        True when created."""
+        return await self._call(lambda r: r.put_secret.remote(name, value))
+
+    async def list_secrets(self) -> list[SecretInfo]:
+        """Every named secret's name and times; never a value."""
+        return await self._call(lambda r: r.list_secrets.remote())
+
+    async def delete_secret(self, name: str) -> None:
+        await self._call(lambda r: r.delete_secret.remote(name))

@@ -39,7 +39,8 @@ def _served() -> set[str]:
         app = app.app
     walk(app.routes, "")
     found.update(f"POST {route}" for route in ingress.INGEST_ROUTES)
-    return {re.sub(r"\{[a-z_]+\}", "{id}", route) for route in found}
+    # Path parameters are written {id} in the route table, but a secret's is {name}.
+    return {re.sub(r"\{(?!name\})[a-z_]+\}", "{id}", route) for route in found}
 
 
 def test_every_served_route_is_documented() -> None:
@@ -80,6 +81,6 @@ def test_the_contract_says_first_what_is_not_served_yet() -> None:
 
     head = API.read_text().split("## Tokens and secrets", 1)[0]
     assert "What this code serves" in head
-    for name in (*NOT_YET_SOURCES, *NOT_YET_KEYS, "PUT /v1/secrets/{name}", "GET /v1/secrets",
+    for name in (*NOT_YET_SOURCES, *NOT_YET_KEYS,
                  "/v1/pipelines/{id}/sinks", '"not supported yet"', '"not served yet"'):
         assert name in " ".join(head.replace("> ", "").split()), name

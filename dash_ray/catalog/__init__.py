@@ -11,6 +11,7 @@ from pathlib import Path
 from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
 from dash_ray.catalog.store import MAX_RETIRED_SECRETS, Catalog
 from dash_ray.catalog.dashboards import DashboardRecord
+from dash_ray.catalog.named_secrets import SecretInfo
 from dash_ray.auth.secretbox import SecretBox
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "DashboardRecord",
     "PipelineRecord",
     "PipelineStatus",
+    "SecretInfo",
     "SecretVersion",
     "TokenInfo",
     "open_catalog",

@@ -70,6 +70,9 @@ class PostgresBackend:
             # 3: dashboards, each the JSON of its validated model.
             ("CREATE TABLE dashboards (id TEXT PRIMARY KEY, body TEXT NOT NULL, version BIGINT NOT NULL,"
              " created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",),
+            # 4: named secrets for sources and sinks, encrypted like ingest secrets.
+            ("CREATE TABLE named_secrets (name TEXT PRIMARY KEY, ciphertext BYTEA NOT NULL,"
+             " created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",),
         )
         self._lock = threading.Lock()
         self._closed = False

@@ -47,6 +47,9 @@ class SqliteBackend:
         # 2: dashboards, each the JSON of its validated model.
         ("CREATE TABLE dashboards (id TEXT PRIMARY KEY, body TEXT NOT NULL, version INTEGER NOT NULL,"
          " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",),
+        # 3: named secrets for sources and sinks, encrypted like ingest secrets.
+        ("CREATE TABLE named_secrets (name TEXT PRIMARY KEY, ciphertext BLOB NOT NULL,"
+         " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",),
     )
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:

@@ -1,5 +1,6 @@
-"""`Catalog`: pipeline specs, their ingest secrets (encrypted), supervision state and API
-tokens, written once as SQL over a `Backend` (SQLite or PostgreSQL).
+"""`Catalog`: pipeline specs, their ingest secrets (encrypted), supervision state, API
+tokens, dashboards and named secrets (`named_secrets.py`), written once as SQL over a
+`Backend` (SQLite or PostgreSQL).
 
 Every method is one short transaction, committed before it returns (durable as the backend
 makes commits durable), and safe to call from several threads. The registry is the one
@@ -22,6 +23,7 @@ from dash_ray.catalog.base import (
     Transaction,
 )
 from dash_ray.catalog.dashboards import Dashboards
+from dash_ray.catalog.named_secrets import NamedSecrets
 from dash_ray.catalog.tokens import TokenTable, utc
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.auth.secretbox import SecretBox
@@ -56,6 +58,8 @@ class Catalog(TokenTable):
         self._state: Literal["open", "closed"] = "open"
         # Dashboards have a module of their own; `catalog.dashboards.put(...)`.
         self.dashboards = Dashboards(backend, self._now)
+        # Named secrets for sources and sinks; `catalog.secrets.put(...)`.
+        self.secrets = NamedSecrets(backend, box, self._now)
         try:
             self._migrate()
             self._check_key()

@@ -15,16 +15,17 @@ the environment is read once, into `Settings` (`up`, `down`) or `ClientEnv` (the
     dash-ray replay ID              re-run the mapping over stored raw records (a job)
     dash-ray dead ID                the newest dead letters; `dead-replay ID` re-runs them
     dash-ray tokens create|ls|revoke  scoped API tokens
+    dash-ray secrets set|ls|rm      named secrets for sources and sinks (values never shown)
 
 Every command but `up` and `down` talks to a running platform: the one `up` recorded in
 `$DASH_HOME/run.json`, or `$DASH_URL`. It never creates a token: it uses `$DASH_TOKEN`, else
 `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token`, and says plainly when Dash is not running.
-`--json` (ls, status, records, query, dead, replay, dead-replay, job, tokens ls) prints one
+`--json` (ls, status, records, query, dead, replay, dead-replay, job, tokens ls, secrets ls) prints one
 JSON document instead of a table.
 
 Modules: `commandline` (the parser and `main`), `platform` (up, down, status), `pipelines`
 (ls, deploy, delete, restart, rotate-secret), `data` (records, tail, query, replay, dead
-letters, jobs), `tokens`, `connection` (which platform and token), `output` (what is printed).
+letters, jobs), `tokens`, `secrets`, `connection` (which platform and token), `output` (what is printed).
 """
 from dash_ray.cli.commandline import main
 

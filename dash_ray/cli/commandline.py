@@ -10,6 +10,7 @@ from typing import Any
 from dash_ray.cli.data import cmd_dead, cmd_dead_replay, cmd_job, cmd_query, cmd_records, cmd_replay, cmd_tail
 from dash_ray.cli.pipelines import cmd_delete, cmd_deploy, cmd_ls, cmd_restart, cmd_rotate_secret
 from dash_ray.cli.platform import cmd_down, cmd_status, cmd_up
+from dash_ray.cli.secrets import cmd_secrets_ls, cmd_secrets_rm, cmd_secrets_set
 from dash_ray.cli.tokens import cmd_tokens_create, cmd_tokens_ls, cmd_tokens_revoke
 from dash_ray.errors import DashError
 from dash_ray.settings import parse_port
@@ -135,6 +136,27 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = actions.add_parser("revoke", help="revoke a token for good", description="revoke a token for good")
     revoke.add_argument("id", help="the token's id, as `tokens ls` shows it")
     revoke.set_defaults(run=cmd_tokens_revoke)
+
+    secrets = sub.add_parser("secrets", help="named secrets for sources and sinks",
+                             description="named secrets for sources and sinks (API keys, passwords, URLs), "
+                                         "referenced from specs as {secret: NAME}; never shown again")
+    verbs = secrets.add_subparsers(dest="secrets", required=True)
+    put = verbs.add_parser("set", help="create or replace a secret; the value from stdin (or a prompt)",
+                           description="create or replace a secret; the value is read from stdin (a prompt on a "
+                                       "terminal), --from-file or --from-env, never from the command line")
+    put.add_argument("name", help="the secret's name, as specs refer to it: {secret: NAME}")
+    source = put.add_mutually_exclusive_group()
+    source.add_argument("--from-file", metavar="PATH", help="read the value from this file (one trailing newline dropped)")
+    source.add_argument("--from-env", metavar="VAR", help="read the value from this environment variable")
+    put.set_defaults(run=cmd_secrets_set)
+    names = verbs.add_parser("ls", help="the secrets' names (never their values)",
+                             description="the secrets' names and times (never their values)")
+    names.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    names.set_defaults(run=cmd_secrets_ls)
+    remove = verbs.add_parser("rm", help="delete a secret no pipeline uses",
+                              description="delete a secret; refused while a pipeline's spec refers to it")
+    remove.add_argument("name", help="the secret's name")
+    remove.set_defaults(run=cmd_secrets_rm)
     return parser
 
 

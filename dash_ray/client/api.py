@@ -1,4 +1,4 @@
-"""`Client` and `connect`: the Python SDK over Dash's HTTP API (`dash_ray.connect(url, token)`).
+"""`Client`: the Python SDK over Dash's HTTP API (`dash_ray.connect(url, token)`).
 
 Every method raises the same `DashError` subclass the server reported (SpecError with its
 problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
@@ -39,7 +39,7 @@ from dash_ray.spec import PIPELINE_ID_PATTERN, PipelineSpec, load_document, pars
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -378,22 +378,15 @@ class Client:
         "created_at"}` each; never a token or its hash (admin)."""
         return self._request("GET", "/v1/tokens")["tokens"]
 
+    def put_secret(self, name: str, value: str) -> bool:
+        """Create or replace the named secret `name` (admin); True when it was created. Specs
+        refer to it as `{"secret": name}`; no route ever returns its value."""
+        return bool(self._request("PUT", f"/v1/secrets/{name}", json={"value": value})["created"])
 
-def connect(url: str | None = None, token: str | None = None, *, timeout: float | None = None,
-            retries: int | None = None) -> Client:
-    """A Client for the Dash API at `url`, authenticated with `token` (whitespace around it,
-    like the newline of a token file read whole, is dropped).
+    def secrets(self) -> list[dict[str, Any]]:
+        """Every named secret: `{"name", "created_at", "updated_at"}`, never a value (admin)."""
+        return self._request("GET", "/v1/secrets")["secrets"]
 
-    Without `url`, the platform the CLI would talk to: `$DASH_URL`, else the one `dash-ray up`
-    recorded in `$DASH_HOME/run.json` (`$DASH_HOME` defaults to `./.dash`); UnavailableError
-    when neither names a running platform. Without `token`: `$DASH_TOKEN`, else
-    `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` when it exists, else none."""
-    from dash_ray.client.discovery import platform_token, platform_url
-    from dash_ray.settings import ClientEnv
-
-    env = ClientEnv.from_env()
-    if url is None:
-        url = platform_url(env)
-    if token is None:
-        token = platform_token(env)
-    return Client(url, token=token, timeout=timeout, retries=retries)
+    def delete_secret(self, name: str) -> None:
+        """Forget a named secret (ConflictError while a pipeline's spec refers to it)."""
+        self._request("DELETE", f"/v1/secrets/{name}")

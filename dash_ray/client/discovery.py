@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dash_ray.client.api import Client
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import ClientEnv
 
-__all__ = ["platform_token", "platform_url"]
+__all__ = ["connect", "platform_token", "platform_url"]
 
 
 def platform_url(env: ClientEnv) -> str:
@@ -43,3 +44,20 @@ def platform_token(env: ClientEnv) -> str | None:
         return (Path(env.home) / "admin.token").read_text()
     except FileNotFoundError:
         return None
+
+
+def connect(url: str | None = None, token: str | None = None, *, timeout: float | None = None,
+            retries: int | None = None) -> Client:
+    """A Client for the Dash API at `url`, authenticated with `token` (whitespace around it,
+    like the newline of a token file read whole, is dropped).
+
+    Without `url`, the platform the CLI would talk to: `$DASH_URL`, else the one `dash-ray up`
+    recorded in `$DASH_HOME/run.json` (`$DASH_HOME` defaults to `./.dash`); UnavailableError
+    when neither names a running platform. Without `token`: `$DASH_TOKEN`, else
+    `$DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` when it exists, else none."""
+    env = ClientEnv.from_env()
+    if url is None:
+        url = platform_url(env)
+    if token is None:
+        token = platform_token(env)
+    return Client(url, token=token, timeout=timeout, retries=retries)

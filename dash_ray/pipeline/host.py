@@ -24,8 +24,9 @@ from dash_ray.live.feed import LiveRead
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
+from dash_ray.sources.base import FeedContext, Feeder
 from dash_ray.sources.registry import feeder_for
-from dash_ray.spec import parse_spec
+from dash_ray.spec import parse_spec, secret_names
 from dash_ray.spec_check import admit_spec
 
 __all__ = ["PipelineHost"]
@@ -53,13 +54,18 @@ class PipelineHost:
         # The data path for ingest from web replicas (dash_ray.ingest.channel), on `address`:
         # the address the process is reached at (127.0.0.1 on a loopback instance).
         self.channel = ChannelServer(self.core.ingest, host=address)
-        self._feeder: asyncio.Task[None] | None = None
+        self._state_dir = settings.wal_dir(spec.id) / "source"
+        self._feeder: Feeder | None = None
+        self._feeding: asyncio.Task[None] | None = None
 
-    async def start(self, silver_dsn: Callable[[], Awaitable[str | None]]) -> dict[str, Any]:
+    async def start(self, silver_dsn: Callable[[], Awaitable[str | None]],
+                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None) -> dict[str, Any]:
         """Admit the spec, recover and start taking ingest; returns the core's health.
         `silver_dsn` gives the platform's database (None: it has none), asked only when the
-        spec may keep its silver in PostgreSQL. Raises when the pipeline cannot run: SpecError,
-        StorageError (the lake cannot be read), WalCorruptError."""
+        spec may keep its silver in PostgreSQL; `secrets` the values of the named secrets the
+        spec refers to, asked only when it refers to some. Raises when the pipeline cannot
+        run: SpecError, NotFoundError (a secret it refers to is gone), StorageError (the lake
+        cannot be read), WalCorruptError."""
         core = self.core
         if core.state != "new":
             raise RuntimeError(f"pipeline {core.id} is {core.state}")
@@ -68,16 +74,26 @@ class PipelineHost:
         admit_spec(self._spec_data, has_database=dsn is not None)
         if dsn is not None and uses_postgres(core.spec, has_dsn=True):
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))
+        values = await secrets() if secrets is not None and secret_names(core.spec) else {}
+        context = FeedContext(core.id, self._state_dir, values)
         await core.start()
         await self.channel.start()
-        # A source that feeds records (the demo) runs from here; one that receives has no feeder.
-        if (feeder := feeder_for(core.spec.source)) is not None:
-            self._feeder = asyncio.get_running_loop().create_task(feeder.run(core.ingest))
+        # A source that feeds records (the demo, a poller) runs from here; one that receives has none.
+        if (feeder := feeder_for(core.spec.source, context)) is not None:
+            self._feeder = feeder
+            self._feeding = asyncio.get_running_loop().create_task(feeder.run(core.ingest))
         if self._freeze_gc:
             # What exists now (Ray, pyarrow, the spec, the recovered state) lives as long as
             # the process: out of the collector's sight, a full collection no longer walks it.
             gc.freeze()
-        return core.health()
+        return self.health()
+
+    def health(self) -> dict[str, Any]:
+        """The core's health, with the feeder's `source_state` when it keeps one."""
+        health = self.core.health()
+        if self._feeder is not None and (state := self._feeder.state()) is not None:
+            health["source_state"] = state
+        return health
 
     def endpoint(self) -> Endpoint:
         """Where this pipeline takes ingest over its channel, with the token it wants."""
@@ -118,8 +134,8 @@ class PipelineHost:
         """Stop taking ingest, flush what is queued and close the log (what could not be
         stored stays in the log for the next start). Idempotent."""
         await self.channel.close()
-        if self._feeder is not None:
-            self._feeder.cancel()
+        if self._feeding is not None:
+            self._feeding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._feeder
+                await self._feeding
         await self.core.close()

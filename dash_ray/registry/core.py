@@ -1,6 +1,6 @@
 """The registry's parts over one catalog, built from the platform's settings: the supervisor
 of every pipeline (`dash_ray.supervision`), access (tokens, ingest secrets, live tickets),
-dashboards, the web replicas' reports, and where PostgreSQL silver lives."""
+named secrets, dashboards, the web replicas' reports, and where PostgreSQL silver lives."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dash_ray.lifecycle.purge import purge
 from dash_ray.registry.access import Access
 from dash_ray.registry.dashboards import Dashboards
 from dash_ray.registry.reports import WebReports
+from dash_ray.registry.secrets import Secrets
 from dash_ray.settings import Settings
 from dash_ray.supervision.runtime import Runtime
 from dash_ray.supervision.supervisor import Supervisor
@@ -41,6 +42,7 @@ class RegistryCore:
         self.supervisor = supervisor
         self.access = Access(lambda: supervisor.catalog, status=supervisor.status)
         self.dashboards = Dashboards(lambda: supervisor.catalog, supervisor.specs)
+        self.secrets = Secrets(lambda: supervisor.catalog, supervisor.specs)
         self.web_reports = web_reports or WebReports()
         # The database a pipeline keeps its PostgreSQL silver in (None: the platform has
         # none), asked by each pipeline at its start, so it is in no process's arguments.

@@ -10,13 +10,16 @@ acknowledged, mapped and stored alike.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.ingest.signing import Scheme
 
-__all__ = ["Feeder", "Ingest", "Receiver", "Route"]
+__all__ = ["FeedContext", "Feeder", "Ingest", "Receiver", "Route"]
 
 Route = Literal["events", "hooks"]
 # The pipeline's own ingest: store batches durably, answer each with its Ack or error.
@@ -58,13 +61,33 @@ class Receiver(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FeedContext:
+    """What a feeder is given beside its `source` block, by the pipeline's process.
+
+    `secrets`: the values of the named secrets the pipeline's spec refers to (`{"secret":
+    name}` in the spec; `dash_ray.spec.SecretRef`), by name. `state_dir`: a folder of this
+    pipeline's own that survives restarts of its process (beside its write-ahead log; gone
+    with `delete --purge`), for what a feeder must keep durably (a cursor, keys seen)."""
+
+    pipeline_id: str
+    state_dir: Path
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    clock: Callable[[], float] = time.time
+
+
 class Feeder(Protocol):
     """Brings a pipeline's records itself, inside the pipeline actor: generates them (the
-    demo), or, as later kinds will, polls an API or follows another pipeline."""
+    demo), polls an API, or follows another pipeline."""
 
     async def run(self, ingest: Ingest) -> None:
         """Feed records through `ingest` until cancelled. Stopping is cancelling the task
         that runs this; a feeder releases what it holds (a connection, a cursor to save) in
         its own `finally`. A batch `ingest` refuses is the feeder's to drop or retry, as its
         kind documents."""
+        ...
+
+    def state(self) -> dict[str, Any] | None:
+        """What the pipeline's status shows as `source_state` (plain JSON data: for a poller
+        its last poll, last success, last error, cursor, next poll), or None."""
         ...

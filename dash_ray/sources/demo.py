@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from dash_ray.ingest.batch import RawBatch
-from dash_ray.sources.base import Ingest
+from dash_ray.sources.base import FeedContext, Ingest
 from dash_ray.spec import DemoSource
 
 __all__ = ["DEMO_SPEC", "DemoFeed", "DemoGenerator", "feed"]
@@ -104,8 +104,11 @@ class DemoFeed:
     clock: Callable[[], float] = time.time
 
     @classmethod
-    def from_spec(cls, spec: DemoSource, *, clock: Callable[[], float] = time.time) -> DemoFeed:
-        return cls(spec.rate, spec.devices, clock)
+    def from_spec(cls, spec: DemoSource, context: FeedContext) -> DemoFeed:
+        return cls(spec.rate, spec.devices, context.clock)
 
     async def run(self, ingest: Ingest) -> None:
         await feed(ingest, rate=self.rate, devices=self.devices, clock=self.clock)
+
+    def state(self) -> dict[str, Any] | None:
+        return None

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dash_ray.sources.base import Feeder, Receiver
+from dash_ray.sources.base import FeedContext, Feeder, Receiver
 from dash_ray.sources.demo import DemoFeed
 from dash_ray.sources.receiver import SignedReceiver
 
@@ -19,7 +19,7 @@ RECEIVERS: dict[str, Callable[..., Receiver]] = {
     "push": SignedReceiver.for_push,
     "webhook": SignedReceiver.for_webhook,
 }
-FEEDERS: dict[str, Callable[..., Feeder]] = {
+FEEDERS: dict[str, Callable[[Any, FeedContext], Feeder]] = {
     "demo": DemoFeed.from_spec,
 }
 
@@ -31,11 +31,11 @@ def receiver_for(spec_source: Any, *, clock: Callable[[], float] = time.time) ->
     return None if factory is None else factory(spec_source, clock=clock)
 
 
-def feeder_for(spec_source: Any, *, clock: Callable[[], float] = time.time) -> Feeder | None:
+def feeder_for(spec_source: Any, context: FeedContext) -> Feeder | None:
     """The Feeder for the `source` block of a spec, or None when its kind takes requests
     instead (a receiver's)."""
     factory = FEEDERS.get(_known(spec_source.kind))
-    return None if factory is None else factory(spec_source, clock=clock)
+    return None if factory is None else factory(spec_source, context)
 
 
 def _known(kind: str) -> str:

@@ -26,10 +26,10 @@ from typing import Any
 
 from dash_ray.auth.tokens import new_secret
 from dash_ray.catalog import Catalog, PipelineStatus
-from dash_ray.errors import NotFoundError, OperatorError, UnavailableError
+from dash_ray.errors import NotFoundError, OperatorError, Problem, SpecError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.settings import RestartPolicy
-from dash_ray.spec import PipelineSpec
+from dash_ray.spec import PipelineSpec, secret_refs
 from dash_ray.spec_check import admit_spec
 from dash_ray.supervision.clock import Clock, SystemClock
 from dash_ray.supervision.runtime import Runtime
@@ -212,6 +212,7 @@ class Supervisor:
                               lake_roots=self._lake_roots, other_lakes=others)
             if entry is not None and entry.status != "stopped" and _same(entry.spec, spec):
                 return Deployed(self._view(spec.id, entry), created=False)
+            await self._check_secrets(spec)
             secret: str | None = None
             record = None
             if entry is None:
@@ -232,6 +233,18 @@ class Supervisor:
             await self._watch.record(spec.id, entry)
             await self._watch.start(spec.id, entry)
             return Deployed(self._view(spec.id, entry), created=secret is not None, ingest_secret=secret)
+
+    async def _check_secrets(self, spec: PipelineSpec) -> None:
+        """SpecError naming each `{"secret": name}` of `spec` that names no secret."""
+        refs = secret_refs(spec)
+        if not refs:
+            return
+        have = await asyncio.to_thread(self.catalog.secrets.names)
+        problems = [Problem(path, f"no secret named {name!r}; put it first (PUT /v1/secrets/{name}, "
+                                  f"dash-ray secrets set {name})")
+                    for path, name in refs if name not in have]
+        if problems:
+            raise SpecError(problems=problems)
 
     async def get(self, pipeline_id: str, *, fresh: bool = True) -> PipelineView:
         """The pipeline's view. With `fresh`, a running pipeline is asked for its counters

@@ -60,7 +60,7 @@ def test_exported_names_are_pinned():
 def test_the_sdk_exports_exactly_these_names():
     # httpx's test_exported_members style: adding or dropping a public name is a decision.
     assert sorted(dash_ray.__all__) == sorted([
-        "AuthError", "BackpressureError", "Client", "DashError", "ForbiddenError", "IngestResult",
+        "AuthError", "BackpressureError", "Client", "ConflictError", "DashError", "ForbiddenError", "IngestResult",
         "InputError", "InternalError", "MalformedBodyError", "MethodNotAllowedError", "NotFoundError",
         "NotSupportedError", "OperatorError",
         "PayloadTooLargeError", "Pipeline", "PipelineSpec", "QueryError", "QueryLimitError", "RetryableError", "SecretKeyError",

@@ -16,6 +16,7 @@ import pytest
 from dash_ray.errors import SpecError
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.sources import registry
+from dash_ray.sources.base import FeedContext
 from dash_ray.sources.demo import DemoFeed
 from dash_ray.sources.receiver import SignedReceiver
 from dash_ray.sources.registry import FEEDERS, RECEIVERS, feeder_for, receiver_for
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def spec_source(block: dict) -> object:
     return parse_spec({"id": "p", "source": block}).source
+
+
+CONTEXT = FeedContext("p", Path("/nonexistent/state"))
 
 
 def test_every_kind_of_the_spec_is_received_or_fed_not_both() -> None:
@@ -41,14 +45,14 @@ def test_push_and_webhook_are_one_signed_receiver_on_their_routes() -> None:
     push, hook = receiver_for(spec_source({"kind": "push"})), receiver_for(spec_source({"kind": "webhook"}))
     assert type(push) is type(hook) is SignedReceiver
     assert (push.route, hook.route) == ("events", "hooks")
-    assert feeder_for(spec_source({"kind": "push"})) is None
-    assert feeder_for(spec_source({"kind": "webhook"})) is None
+    assert feeder_for(spec_source({"kind": "push"}), CONTEXT) is None
+    assert feeder_for(spec_source({"kind": "webhook"}), CONTEXT) is None
 
 
 def test_the_demo_is_a_feeder_and_takes_no_requests() -> None:
     demo = spec_source({"kind": "demo", "rate": 3, "devices": 2})
     assert receiver_for(demo) is None
-    feeder = feeder_for(demo)
+    feeder = feeder_for(demo, CONTEXT)
     assert isinstance(feeder, DemoFeed) and (feeder.rate, feeder.devices) == (3, 2)
     # The split itself: a feeder has nothing of a receiver, a receiver nothing of a feeder.
     assert not any(hasattr(feeder, name) for name in ("route", "precheck", "verify", "scheme"))
@@ -56,22 +60,26 @@ def test_the_demo_is_a_feeder_and_takes_no_requests() -> None:
 
 
 def test_an_unknown_kind_is_refused_with_the_known_ones() -> None:
-    for build in (receiver_for, feeder_for):
-        with pytest.raises(ValueError, match=r"no source of kind 'carrier-pigeon'; known: push, webhook, demo"):
-            build(SimpleNamespace(kind="carrier-pigeon"))
+    with pytest.raises(ValueError, match=r"no source of kind 'carrier-pigeon'; known: push, webhook, demo"):
+        receiver_for(SimpleNamespace(kind="carrier-pigeon"))
+    with pytest.raises(ValueError, match=r"no source of kind 'carrier-pigeon'; known: push, webhook, demo"):
+        feeder_for(SimpleNamespace(kind="carrier-pigeon"), CONTEXT)
 
 
 def test_a_feeder_kind_is_one_entry_in_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     class Ticks:
-        def __init__(self, spec: object, *, clock: object) -> None:
-            self.spec, self.clock = spec, clock
+        def __init__(self, spec: object, context: FeedContext) -> None:
+            self.spec, self.clock = spec, context.clock
 
         async def run(self, ingest: object) -> None:
             return None
 
+        def state(self) -> None:
+            return None
+
     monkeypatch.setitem(registry.FEEDERS, "ticks", Ticks)
     block = SimpleNamespace(kind="ticks")
-    feeder = feeder_for(block, clock=time.monotonic)
+    feeder = feeder_for(block, FeedContext("p", Path("/x"), clock=time.monotonic))
     assert isinstance(feeder, Ticks) and feeder.spec is block and feeder.clock is time.monotonic
     assert receiver_for(block) is None
 
@@ -100,7 +108,7 @@ async def test_the_demo_feeds_the_ingest_until_cancelled() -> None:
         got.extend(batches)
         return []
 
-    task = asyncio.ensure_future(feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2})).run(ingest))
+    task = asyncio.ensure_future(feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2}), CONTEXT).run(ingest))
     await until(lambda: sum(b.count for b in got) >= 5 or task.done(), what="five demo readings")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

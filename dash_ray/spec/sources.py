@@ -1,0 +1,65 @@
+"""The `source` block of a spec: one model per kind, chosen by `kind`. `dash_ray.sources`
+builds what runs from these."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from dash_ray.spec.base import SpecModel
+
+__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "PushSource", "Source", "WebhookSource"]
+
+class PushSource(SpecModel):
+    """Signed HTTP push to `POST /v1/pipelines/{id}/events`."""
+
+    kind: Literal["push"] = "push"
+
+
+class WebhookSource(SpecModel):
+    """A webhook receiver at `POST /v1/hooks/{id}`, verified by one scheme (each described in
+    `dash_ray.ingest.signing`): `dash` (this project's `Dash-Signature`), `github`
+    (`X-Hub-Signature-256`), `stripe` (`Stripe-Signature`), `slack` (`X-Slack-Signature`),
+    `shopify` (`X-Shopify-Hmac-Sha256`), `standard` (Standard Webhooks), or `hmac` (a header
+    you name, carrying an HMAC of the raw body: `header`, `algorithm`, `encoding`, `prefix`).
+    `idempotency_header` names a header whose value is the request's idempotency key (by
+    default GitHub's and Shopify's delivery id)."""
+
+    kind: Literal["webhook"] = "webhook"
+    verify: Literal["dash", "github", "stripe", "slack", "shopify", "standard", "hmac"] = "dash"
+    header: str | None = None
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    idempotency_header: str | None = None
+
+    @model_validator(mode="after")
+    def _header(self) -> WebhookSource:
+        if self.verify == "hmac" and not self.header:
+            raise ValueError("verify 'hmac' needs 'header', the request header holding the signature")
+        if self.verify != "hmac":
+            # Values other than the defaults (a stored spec carries every field).
+            options = [name for name in ("algorithm", "encoding", "header", "prefix")
+                       if getattr(self, name) != WebhookSource.model_fields[name].default]
+            if options:
+                raise ValueError(f"{', '.join(repr(o) for o in options)} apply only to verify 'hmac'; "
+                                 f"{self.verify!r} fixes its own")
+        return self
+
+
+class DemoSource(SpecModel):
+    """Built-in generator of simulated sensor readings (`dash_ray.sources.demo`), `rate` records a
+    second, fed through the same durable ingest path as pushed records."""
+
+    kind: Literal["demo"] = "demo"
+    rate: float = Field(default=5.0, gt=0, le=100_000)
+    devices: int = Field(default=6, ge=1, le=10_000)
+
+
+Source = Annotated[PushSource | WebhookSource | DemoSource, Field(discriminator="kind")]
+
+# The kinds this code serves, and those docs/API.md's contract has that it does not serve yet
+# (a spec using one is a 422 that says so).
+SOURCE_KINDS = ("push", "webhook", "demo")
+NOT_YET_SOURCES = ("http_poll", "graphql_poll", "pipeline")
