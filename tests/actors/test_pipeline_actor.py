@@ -25,6 +25,7 @@ from dash_ray.ingest.channel import ChannelClient
 from dash_ray.settings import ROLE_LABEL
 from dash_ray.spec import parse_spec
 from tests.actors.conftest import Made
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -99,5 +100,19 @@ def test_a_start_refused_crosses_as_the_spec_error_and_ray_never_restarts_the_ac
     assert [p.path for p in refused.value.cause.problems] == ["storage.silver"]
     # A pipeline actor that dies stays dead (max_restarts=0): the registry restarts pipelines.
     ray.kill(actor, no_restart=False)
+
+    def dead() -> bool:
+        # The kill reaches the actor asynchronously: a call made first may still be answered
+        # (here with the not-started pipeline's UnavailableError); once dead, it stays dead.
+        try:
+            ray.get(actor.health.remote(), timeout=60)
+        except RayActorError:
+            return True
+        except UnavailableError:
+            return False
+        return False
+
+    wait_for(dead, timeout=30, what="the killed actor to be dead")
+    time.sleep(1)  # long enough for Ray to have restarted it, had it been allowed to
     with pytest.raises(RayActorError):
         ray.get(actor.health.remote(), timeout=60)
