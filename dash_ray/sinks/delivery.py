@@ -74,6 +74,7 @@ class DeliverySink:
         self._store = SinkStore(folder / "state.sqlite")
         self._lock = asyncio.Lock()
         self._error: str | None = None
+        self._destination: Destination | None
         try:
             self._destination = destination or destination_for(spec, secrets)
         except KeyError as exc:

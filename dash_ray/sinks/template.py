@@ -38,7 +38,7 @@ class Template:
     def parse(cls, text: str) -> Template:
         """TemplateError saying what is wrong (an unmatched brace, a placeholder that is not
         a plain name)."""
-        parts = []
+        parts: list[tuple[str, str | None, str]] = []
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
