@@ -76,7 +76,7 @@ class PipelineClient(ActorClient):
         return Job(**await self._call(lambda actor: actor.job.remote(job_id)))
 
     async def sinks(self) -> list[dict[str, Any]]:
-        """Each sink's state (`dash_ray.sinks.delivery.DeliverySink.status`)."""
+        """Each sink's state (`dash_ray.pipeline.delivery.DeliverySink.status`)."""
         return await self._call(lambda actor: actor.sinks.remote())
 
     async def redeliver(self, name: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Sink routes: `GET /v1/pipelines/{id}/sinks` (read) answers each sink's counters, breaker
 state, last error, last delivered seq and dead deliveries; `POST
 /v1/pipelines/{id}/sinks/{name}/redeliver` (admin) queues a sink's dead deliveries again, with
-their ids, and enables a sink a 410 disabled (`dash_ray.sinks.delivery`)."""
+their ids, and enables a sink a 410 disabled (`dash_ray.pipeline.delivery`)."""
 
 from __future__ import annotations
 

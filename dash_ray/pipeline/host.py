@@ -25,7 +25,7 @@ from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
 from dash_ray.sinks.base import Sinks
-from dash_ray.sinks.delivery import DeliverySink
+from dash_ray.pipeline.delivery import DeliverySink
 from dash_ray.sinks.select import mapped_types
 from dash_ray.sources.base import FeedContext, Feeder
 from dash_ray.sources.registry import feeder_for
@@ -99,7 +99,7 @@ class PipelineHost:
         return self.health()
 
     def _add_sinks(self, secrets: dict[str, str]) -> None:
-        """The spec's sinks (`dash_ray.sinks.delivery`), each with its state in
+        """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in
         `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to."""
         core = self.core
         types = mapped_types(core.spec)

@@ -1,7 +1,7 @@
 """Sending one delivery to a sink's destination and saying how it went (`Outcome`): a webhook
 (POST, signed the Standard Webhooks way), a Slack incoming webhook (POST of its JSON), an email
 (SMTP in a thread, STARTTLS or TLS optional, a plain-text and an HTML part). Nothing here
-retries: `dash_ray.sinks.delivery` decides what an outcome means."""
+retries: `dash_ray.pipeline.delivery` decides what an outcome means."""
 
 from __future__ import annotations
 
