@@ -351,6 +351,18 @@ class Client:
         """The newest dead-lettered records, newest first, each with its rule and reason."""
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})["dead"]
 
+    def sinks(self, pipeline_id: str) -> list[dict[str, Any]]:
+        """Each sink of the pipeline: counters (`delivered`, `failed`, `retrying`, `queued`,
+        `dead`), `state`, `breaker`, `last_error`, `last_delivered_seq`, `dead_deliveries`."""
+        answer: dict[str, Any] = self._request("GET", f"/v1/pipelines/{pipeline_id}/sinks")
+        return list(answer["sinks"])
+
+    def redeliver(self, pipeline_id: str, sink: str) -> int:
+        """Queue a sink's dead deliveries again (same ids; a sink a 410 disabled is enabled
+        again); how many."""
+        answer: dict[str, Any] = self._request("POST", f"/v1/pipelines/{pipeline_id}/sinks/{sink}/redeliver")
+        return int(answer["redelivered"])
+
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async
         iterator, resuming by itself after a disconnect (`dash_ray.client.stream`). `after`: every
