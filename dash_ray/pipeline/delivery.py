@@ -73,6 +73,7 @@ class DeliverySink:
         self._breaker = Breaker(spec.retry.breaker_failures, spec.retry.breaker_open)
         self._store = SinkStore(folder / "state.sqlite")
         self._lock = asyncio.Lock()
+        self._inflight: asyncio.Future[Any] | None = None
         self._error: str | None = None
         self._destination: Destination | None
         try:
@@ -87,6 +88,7 @@ class DeliverySink:
         self._cursor = self._store.cursor()
         self._cursor_saved = (self._cursor, 0.0)
         self._disabled = self._store.get("disabled")
+        self._delivered_seq = int(self._store.get("delivered_seq") or 0)
         self._held = self._store.pending_count() + self._store.outbox_counts()["queued_records"]
         self.counts = {"delivered": 0, "delivered_records": 0, "retried": 0, "dead": 0, "dropped": 0}
         self._outbox = self._store.outbox_counts()
@@ -96,6 +98,7 @@ class DeliverySink:
         self._wake_sender = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._taken = True  # records were taken since the sender last formed deliveries
 
     # -- the hook --------------------------------------------------------------------------
 
@@ -131,6 +134,9 @@ class DeliverySink:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                await self._inflight
         with contextlib.suppress(Exception):
             await self._db(self._store.put, "cursor", str(self._cursor))
         if self._destination is not None:
@@ -139,7 +145,10 @@ class DeliverySink:
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         async with self._lock:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            # Shielded: a cancelled task leaves its call to finish (`close` waits for it), so
+            # the database is never closed under a running call.
+            self._inflight = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+            return await asyncio.shield(self._inflight)
 
     async def _guarded(self, loop: Callable[[], Awaitable[None]]) -> None:
         while not self._closing:
@@ -194,9 +203,11 @@ class DeliverySink:
         now = self._clock()
         if records:
             entries = [(r["seq"], group_key(self.spec, r["data"]), r) for r in records]
-            await self._db(self._store.take, entries, through, now)
+            quiet = None if self._timing.batching else now - self._timing.repeat
+            await self._db(self._store.take, entries, through, now, quiet_since=quiet)
             self._cursor_saved = (through, now)
             self._held += len(records)
+            self._taken = True
             self._wake_sender.set()
         elif now - self._cursor_saved[1] >= _CURSOR_EVERY_S:
             # Nothing selected: looking at these records again after a crash costs nothing.
@@ -207,9 +218,13 @@ class DeliverySink:
     # -- sending ---------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        next_due = float("-inf")
         while True:
             now = self._clock()
-            next_due = await self._form_due(now)
+            if now >= next_due or self._taken:
+                # Only when a group may be due: the look at the groups is the loop's dearest step.
+                self._taken = False
+                next_due = await self._form_due(now)
             delivery = await self._db(self._store.next_queued)
             if self._disabled or self._destination is None:
                 await self._sleep(self._wake_sender, 5.0)
@@ -254,6 +269,7 @@ class DeliverySink:
             await self._db(self._store.delivered, delivery)
             self.counts["delivered"] += 1
             self.counts["delivered_records"] += delivery.records
+            self._delivered_seq = max(self._delivered_seq, delivery.last_seq)
             self._held -= delivery.records
         else:
             reason = outcome.error or "failed"
@@ -311,12 +327,9 @@ class DeliverySink:
             "queued": self._outbox["queued"], "dead": self._outbox["dead"], "pending_records": self._held,
             "dropped_batches": self.counts["dropped"], "disabled": self._disabled,
             "last_error": self._error, "last_error_at": _iso(self._last_error_at),
-            "last_delivered_seq": int(self._store_value("delivered_seq") or 0), "cursor": self._cursor,
+            "last_delivered_seq": self._delivered_seq, "cursor": self._cursor,
             "dead_deliveries": self._dead_list,
         }
-
-    def _store_value(self, key: str) -> str | None:
-        return None if self._closing else self._store.get(key)
 
     def deliveries(self) -> dict[str, int]:
         """For `dash_sink_deliveries_total`: deliveries by result since the process started."""

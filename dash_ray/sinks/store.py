@@ -97,13 +97,19 @@ class SinkStore:
 
     # -- taking records --------------------------------------------------------------------
 
-    def take(self, records: Iterable[tuple[int, str, dict[str, Any]]], through: int, now: float) -> None:
+    def take(self, records: Iterable[tuple[int, str, dict[str, Any]]], through: int, now: float, *,
+             quiet_since: float | None = None) -> None:
         """Add `records` (seq, group, record) to `pending` and move the cursor to `through`,
-        in one transaction; a group with no times yet starts now."""
+        in one transaction; a group with no times yet, or with nothing pending and no message
+        since `quiet_since`, starts now."""
+        rows = [(seq, grp, orjson.dumps(record)) for seq, grp, record in records]
+        groups = {row[1] for row in rows}
         with self._db:
-            for seq, grp, record in records:
-                self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", (seq, grp, orjson.dumps(record)))
-                self._db.execute("INSERT OR IGNORE INTO groups (grp, started) VALUES (?, ?)", (grp, now))
+            if quiet_since is not None:
+                self._db.executemany("DELETE FROM groups WHERE grp = ? AND grp NOT IN (SELECT grp FROM pending) "
+                                     "AND coalesce(sent, started) < ?", [(g, quiet_since) for g in groups])
+            self._db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?)", rows)
+            self._db.executemany("INSERT OR IGNORE INTO groups VALUES (?, ?, NULL)", [(g, now) for g in groups])
             self._set("cursor", str(through))
 
     def pending_groups(self) -> dict[str, tuple[int, GroupTimes]]:

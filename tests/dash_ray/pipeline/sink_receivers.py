@@ -4,8 +4,9 @@ event loop) answering a script of statuses, and an SMTP server (aiosmtpd) keepin
 from __future__ import annotations
 
 import email
-import socket
 import email.policy
+import socket
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -20,6 +21,7 @@ class Receiver:
 
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     requests: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each request came (time.monotonic)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -27,6 +29,7 @@ class Receiver:
         body = await request.read()
         status, headers = self.script.pop(0) if self.script else (200, {})
         self.requests.append(({k.lower(): v for k, v in request.headers.items()}, body, status))
+        self.times.append(time.monotonic())
         return web.Response(status=status, headers=headers, text="ok" if status == 200 else "no")
 
     async def start(self) -> Receiver:
