@@ -352,16 +352,12 @@ class Client:
         return self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})["dead"]
 
     def sinks(self, pipeline_id: str) -> list[dict[str, Any]]:
-        """Each sink of the pipeline: counters (`delivered`, `failed`, `retrying`, `queued`,
-        `dead`), `state`, `breaker`, `last_error`, `last_delivered_seq`, `dead_deliveries`."""
-        answer: dict[str, Any] = self._request("GET", f"/v1/pipelines/{pipeline_id}/sinks")
-        return list(answer["sinks"])
+        """Each sink: `state`, `breaker`, counters, `last_error`, `dead_deliveries` (docs/API.md)."""
+        return list(self._request("GET", f"/v1/pipelines/{pipeline_id}/sinks")["sinks"])
 
     def redeliver(self, pipeline_id: str, sink: str) -> int:
-        """Queue a sink's dead deliveries again (same ids; a sink a 410 disabled is enabled
-        again); how many."""
-        answer: dict[str, Any] = self._request("POST", f"/v1/pipelines/{pipeline_id}/sinks/{sink}/redeliver")
-        return int(answer["redelivered"])
+        """Queue a sink's dead deliveries again (same ids) and enable it after a 410; how many."""
+        return int(self._request("POST", f"/v1/pipelines/{pipeline_id}/sinks/{sink}/redeliver")["redelivered"])
 
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async

@@ -94,7 +94,8 @@ def test_group_keys_ids_and_messages() -> None:
     assert body["text"].startswith("3 hot on device=d1\n")
     assert body["blocks"][0]["text"]["text"] == "3 hot on device=d1"
     assert body["blocks"][1]["text"]["text"] == "• d1: 41\n• d1: 42" and "and 1 more" in orjson.dumps(body).decode()
-    assert delivery_id("p", "ops", grp, 1, 3) == delivery_id("p", "ops", grp, 1, 3) != delivery_id("p", "ops", grp, 1, 4)
+    same = delivery_id("p", "ops", grp, 1, 3)
+    assert same == delivery_id("p", "ops", grp, 1, 3) != delivery_id("p", "ops", grp, 1, 4)
     hook = sink(name="w", kind="webhook", url="http://x")
     assert orjson.loads(Messages("p", hook).body(records[:1], "")) == {"pipeline": "p", "sink": "w",
                                                                         "records": records[:1]}
