@@ -13,12 +13,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import orjson
 import pytest
 import ray
 
 from dash_ray.ingest.signing import StandardScheme
+from tests.conftest import dash
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray]
@@ -68,7 +70,8 @@ def hook() -> Iterator[Hook]:
         receiver.close()
 
 
-def test_a_sigkill_while_delivering_loses_no_delivery_and_repeats_only_the_same_ids(platform, hook) -> None:
+def test_a_sigkill_while_delivering_loses_no_delivery_and_repeats_only_the_same_ids(platform, hook,
+                                                                                    tmp_path: Path) -> None:
     client = platform.client
     client.put_secret("sink-test-key", SECRET)
     pipeline_id = f"sinks-{uuid.uuid4().hex[:6]}"
@@ -110,4 +113,12 @@ def test_a_sigkill_while_delivering_loses_no_delivery_and_repeats_only_the_same_
         assert "dash_sink_deliveries_total" in metrics
         assert http.post(f"/v1/pipelines/{pipeline_id}/sinks/nope/redeliver").status_code == 404
     assert client.redeliver(pipeline_id, "hook") == 0
+    cli = {"DASH_URL": platform.url, "DASH_TOKEN": platform.token}
+    shown = dash(tmp_path / ".dash", platform.settings.port, "sinks", pipeline_id, **cli)
+    assert shown.returncode == 0, shown.stderr
+    header, line = shown.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["name", "kind", "state", "breaker"] and line.split()[:4] == [
+        "hook", "webhook", "running", "closed"]
+    again = dash(tmp_path / ".dash", platform.settings.port, "sinks", pipeline_id, "--redeliver", "hook", **cli)
+    assert again.stdout.strip() == "sink hook: 0 dead deliveries queued again"
     client.delete(pipeline_id, purge=True)
