@@ -119,7 +119,11 @@ class DeliverySink:
         self._wake_taker.set()
 
     def start(self, stored_seq: int) -> None:
-        """Begin: what the lake stored after the cursor (up to `stored_seq`) is read from it."""
+        """Begin: what the lake stored after the cursor (up to `stored_seq`) is read from it.
+        A new sink (no state yet) starts after `stored_seq`: it does not send the history."""
+        if self._store.get("cursor") is None:
+            self._store.put("cursor", str(stored_seq))
+            self._cursor = max(self._cursor, stored_seq)
         self._lake_through = max(self._lake_through, stored_seq)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._guarded(self._take_loop), name=f"sink-take:{self.name}"),
@@ -311,8 +315,13 @@ class DeliverySink:
         self._last_error_at = self._clock()
 
     async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+        """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 its
+        cancellation can hang when the event is set at the same moment (seen in `close`)."""
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
         event.clear()
 
     def status(self) -> dict[str, Any]:

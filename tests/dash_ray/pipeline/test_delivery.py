@@ -222,3 +222,21 @@ async def test_a_queue_overflow_is_read_back_from_the_lake(tmp_path: Path, max_q
     finally:
         await host.stop()
         await receiver.stop()
+
+
+async def test_a_sink_added_later_sends_what_comes_after_not_the_history(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    host = await start(tmp_path, spec([]))
+    try:
+        await host.core.ingest([readings([40, 41])])
+        await host.core.flush()
+    finally:
+        await host.stop()
+    host = await start(tmp_path, spec([{"name": "hook", "kind": "webhook", "url": receiver.url,
+                                        "batch": {"max_wait": 0.05}}]))
+    try:
+        await host.core.ingest([readings([42])])
+        await until(lambda: seqs_of(receiver) == [3], timeout=20)
+    finally:
+        await host.stop()
+        await receiver.stop()
