@@ -16,8 +16,8 @@ from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
 from dash_ray.live.feed import LiveRead
-from dash_ray.process_logging import setup_logging
 from dash_ray.pipeline.host import PipelineHost
+from dash_ray.process_logging import setup_logging
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.spec import PipelineSpec
 

@@ -249,12 +249,12 @@ class Dash:
 
     def __enter__(self) -> Dash:
         import ray
+        from ingest import find_pids
 
         from dash_ray.auth.tokens import hash_token
         from dash_ray.client import Client
         from dash_ray.deploy.localray import free_port
         from dash_ray.settings import Settings
-        from ingest import find_pids
         from serve_app.startup import up
 
         self.home = Path(tempfile.mkdtemp(prefix="dash-bench-live-"))

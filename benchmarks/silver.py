@@ -230,6 +230,7 @@ def end_to_end(duration: int, connections: int, dsn: str | None) -> dict[str, An
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import load
+
     from benchmarks.ingest import PATH, SPEC, record
     from dash_ray.auth.tokens import hash_token
     from dash_ray.client import Client

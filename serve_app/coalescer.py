@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, DashError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 
 __all__ = ["MAX_WAITING_BYTES", "Coalescer", "WaitingBytes"]
 

@@ -32,11 +32,11 @@ from typing import Any, Literal
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
+from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.maintenance import Maintenance
+from dash_ray.live.feed import LiveFeed
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
-from dash_ray.lifecycle.jobs import Replays
-from dash_ray.live.feed import LiveFeed
 from dash_ray.pipeline.admission import Admission, Plan
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters

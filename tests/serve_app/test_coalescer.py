@@ -1,7 +1,7 @@
 import asyncio
 
-from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, SpecError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 from serve_app.coalescer import Coalescer
 from tests.waiting import until
 

@@ -3,17 +3,16 @@ reached through the real RegistryClient, counts the calls that reach it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
-import asyncio
-
 import pytest
 
+from dash_ray.auth.tokens import hash_token
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.registry.access import IngestAccess
 from dash_ray.settings import Settings
-from dash_ray.auth.tokens import hash_token
 from dash_ray.spec import parse_spec
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
+from dash_ray.auth.secretbox import SecretBox
 from dash_ray.auth.tokens import hash_token
 from dash_ray.catalog import MAX_RETIRED_SECRETS, Catalog, PipelineRecord, open_catalog
-from dash_ray.errors import InternalError, NotFoundError
-from dash_ray.auth.secretbox import SecretBox
-from dash_ray.errors import SecretKeyError
+from dash_ray.errors import InternalError, NotFoundError, SecretKeyError
 from dash_ray.spec import parse_spec
 from tests.dash_ray.catalog.conftest import T0, FakeClock, Place
 

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlparse
 import orjson
 import pytest
 from websockets.asyncio.server import serve
-from websockets.http11 import Response
 from websockets.datastructures import Headers
+from websockets.http11 import Response
 
-from dash_ray.errors import AuthError, NotFoundError
 from dash_ray.client.stream import Gap, LiveStream
+from dash_ray.errors import AuthError, NotFoundError
 
 
 class Server:

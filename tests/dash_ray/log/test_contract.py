@@ -22,8 +22,14 @@ from dash_ray.log.base import Entry, Log
 from dash_ray.log.file import WriteAheadLog
 from dash_ray.log.jetstream import JetStreamLog
 from tests.dash_ray.log.conftest import FailingWrites, NatsCluster, Proxy, abandon
-from tests.dash_ray.log.replicated import (crash_jetstream, damage_jetstream, damage_postgres, delete_streams,
-                                           log_name, make_postgres)
+from tests.dash_ray.log.replicated import (
+    crash_jetstream,
+    damage_jetstream,
+    damage_postgres,
+    delete_streams,
+    log_name,
+    make_postgres,
+)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import duckdb
 import orjson
 import pytest
 
-from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.sources.demo import DEMO_SPEC, feed
 from dash_ray.errors import BackpressureError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.sources.demo import DEMO_SPEC, feed
 from dash_ray.spec import parse_spec
 from tests.waiting import until
 
