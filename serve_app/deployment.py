@@ -63,8 +63,10 @@ class Web:
         setup_logging(settings.log_format)
         self._sock = _listen(settings)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws=LiveWebSocketProtocol,
-                                ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
-                                ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
+                                ws_ping_interval=settings.ws_ping_interval_s,
+                                ws_ping_timeout=settings.ws_ping_interval_s,
+                                ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False,
+                                proxy_headers=False,
                                 timeout_keep_alive=30, backlog=4096)
         self._server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._sock]))

@@ -138,7 +138,8 @@ class Client:
 
     # -- dashboards ------------------------------------------------------------------------
 
-    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any], dashboard_id: str | None = None) -> Dashboard:
+    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any],
+                      dashboard_id: str | None = None) -> Dashboard:
         """Create or replace a dashboard (`{"id", "title", "widgets": [...]}`); SpecError
         naming each problem, including widgets over pipelines or fields there are not."""
         data = dashboard.to_json_dict() if isinstance(dashboard, DashboardModel) else dict(dashboard)

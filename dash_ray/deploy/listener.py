@@ -107,7 +107,7 @@ def _holder(pid: int) -> Holder | None:
     args = [a.decode(errors="replace") for a in _read(Path(f"/proc/{pid}/cmdline")).split(b"\0")]
     if not any(a.endswith("dash_ray/deploy/listener.py") for a in args):
         return None
-    values = dict(zip(args, args[1:]))
+    values = dict(zip(args, args[1:], strict=False))  # pairs: each argument with the next
     if "--home" not in values or "--url" not in values:
         return None
     return Holder(pid=pid, home=values["--home"], url=values["--url"])

@@ -229,7 +229,7 @@ class ChannelServer:
             results: Sequence[Ack | DashError] = await self.handler(batches)
         except DashError as exc:
             results = [exc] * len(batches)
-        except Exception as exc:  # noqa: BLE001 - a bug behind the handler: every batch gets it
+        except Exception as exc:  # a bug behind the handler: every batch gets it
             log.exception("ingest channel: the call failed")
             results = [InternalError(f"{type(exc).__name__}: {exc}"[:500])] * len(batches)
         reply = _encode_results(results)
@@ -338,7 +338,7 @@ class ChannelClient:
                     future.set_result(_decode_results(body))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self._broken(exc)
-        except Exception as exc:  # noqa: BLE001 - a reply that does not decode: the stream is lost
+        except Exception as exc:  # a reply that does not decode: the stream is lost
             log.exception("ingest channel: a reply did not decode")
             self._broken(exc)
 

@@ -44,7 +44,7 @@ def int_rows(plain: Callable[..., int], *args: Value) -> Value:
     n = len(arrays[0]) if arrays else 1
     lists = [as_array(a, n).to_pylist() for a in args]
     out = []
-    for row in zip(*lists):
+    for row in zip(*lists, strict=True):
         if None in row:
             out.append(None)
             continue

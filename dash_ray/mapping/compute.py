@@ -109,7 +109,8 @@ def _nary(node: Nary) -> Fn:
         texts = [_text_of(o.type) for o in node.operands]
 
         def concat(columns: Columns, n: int) -> Value:
-            values = [as_array(text(part(columns, n), n), n, pa.string()) for part, text in zip(parts, texts)]
+            values = [as_array(text(part(columns, n), n), n, pa.string())
+                      for part, text in zip(parts, texts, strict=True)]
             return pc.binary_join_element_wise(*values, "")
 
         return concat

@@ -145,7 +145,7 @@ class CompiledMapping:
         # view, not a cast: the two types share one layout, so no kernel needs to run.
         docs = parse_records(raw.view(pa.binary()).to_pylist(), verdicts)
         columns: dict[str, pa.Array] = {"received_at": received}
-        for f, values in zip(self._path_fields, self._extract(docs)):
+        for f, values in zip(self._path_fields, self._extract(docs), strict=True):
             array, failed = f.cast(values)
             if f.spec.required and array.null_count:
                 missing = array.is_null().to_numpy(zero_copy_only=False)
@@ -198,7 +198,7 @@ class CompiledMapping:
             return pa.array([None if u is None else orjson.dumps(u) for u in unread], pa.string())
         except orjson.JSONEncodeError:
             out = [None if u is None else json_bytes(u) for u in unread]
-        failed = np.array([u is not None and o is None for u, o in zip(unread, out)], dtype=bool)
+        failed = np.array([u is not None and o is None for u, o in zip(unread, out, strict=True)], dtype=bool)
         reason = "the unmapped keys nest more than 255 levels deep; JSON text cannot hold them"
         verdicts.fail(failed, "type", "extra", lambda i: (None, reason))
         return pa.array(out, pa.string())

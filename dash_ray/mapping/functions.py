@@ -88,7 +88,7 @@ def _substr(node: Call, args: list[Fn]) -> Fn:
         else:
             whole = False
         out = []
-        for text, start, count in zip(*lists):
+        for text, start, count in zip(*lists, strict=True):
             if text is None or start is None or count is None or (not whole and count < 0):
                 out.append(None)
                 continue

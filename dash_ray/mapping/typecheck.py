@@ -203,7 +203,7 @@ class _Checker:
         type_ = self.common([*results, *([otherwise] if otherwise else [])], "CASE branches")
         return dataclasses.replace(
             node,
-            whens=tuple((w, self.fit(r, type_)) for w, r in zip(whens, results)),
+            whens=tuple((w, self.fit(r, type_)) for w, r in zip(whens, results, strict=True)),
             otherwise=self.fit(otherwise, type_) if otherwise is not None else None,
             type=type_,
         )

@@ -313,7 +313,7 @@ class PipelineCore:
                 # The queue itself is wrong: stop before anything is trimmed; a restart
                 # replays the log.
                 self._fail(str(exc))
-            except Exception as exc:  # noqa: BLE001 - any failure: keep the records, retry, say why
+            except Exception as exc:  # any failure: keep the records, retry, say why
                 backoff = min(max(backoff * 2, 0.5), _MAX_FLUSH_BACKOFF_S)
                 self._flush_error = self.counters.last_error = _error_text(exc)
                 self.counters.flush_failures += 1

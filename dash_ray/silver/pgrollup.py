@@ -49,7 +49,8 @@ def _columns(plan: RollupPlan) -> list[tuple[str, str]]:
     for c in plan.fields:
         value = pgschema.PG_TYPES[c.type]
         for what in PARTS:
-            out.append((plan.part(c, what), "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
+            out.append((plan.part(c, what),
+                        "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
     return out
 
 

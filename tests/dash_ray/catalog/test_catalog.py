@@ -160,7 +160,7 @@ def test_rotation_checks_its_arguments(catalog: Catalog) -> None:
         catalog.rotate_secret("nope", "whsec_x", grace_seconds=60, now=T0)
     catalog.put_pipeline(spec(), secret="whsec_1")
     with pytest.raises(ValueError, match="timezone-aware"):
-        catalog.rotate_secret("weather", "whsec_x", grace_seconds=60, now=dt.datetime(2030, 1, 1))
+        catalog.rotate_secret("weather", "whsec_x", grace_seconds=60, now=dt.datetime(2030, 1, 1))  # noqa: DTZ001 - naive on purpose
     with pytest.raises(ValueError, match="grace_seconds"):
         catalog.rotate_secret("weather", "whsec_x", grace_seconds=-1, now=T0)
     assert _secrets(catalog.get_pipeline("weather")) == [("whsec_1", None)]

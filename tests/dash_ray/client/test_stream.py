@@ -28,7 +28,7 @@ class Server:
         self.total, self.close_code, self.refuse, self.gap = total, close_code, refuse, gap
         self.afters: list[int | None] = []
 
-    async def handler(self, ws) -> None:  # noqa: ANN001
+    async def handler(self, ws) -> None:
         query = parse_qs(urlparse(ws.request.path).query)
         after = int(query["after"][0]) if "after" in query else None
         self.afters.append(after)
@@ -52,13 +52,13 @@ class Server:
                 return
         await ws.wait_closed()
 
-    def process_request(self, connection, request):  # noqa: ANN001
+    def process_request(self, connection, request):
         if self.refuse:
             return Response(self.refuse, "refused", Headers(), b"")
         return None
 
 
-def _run(server: Server, consume) -> None:  # noqa: ANN001
+def _run(server: Server, consume) -> None:
     async def main() -> None:
         async with serve(server.handler, "127.0.0.1", 0, process_request=server.process_request) as running:
             port = running.sockets[0].getsockname()[1]
