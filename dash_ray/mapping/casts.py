@@ -230,11 +230,10 @@ def iso_text(timestamps: pa.Array) -> pa.Array:
 
 def result_values(array: pa.Array, expr_type: str) -> list[Any]:
     """An expression result as the JSON values it stands for."""
-    if expr_type == "timestamp":
-        return iso_text(array).to_pylist()
+    values: list[Any] = array.to_pylist() if expr_type != "timestamp" else iso_text(array).to_pylist()
     if expr_type == "json":
-        return [None if v is None else orjson.loads(v) for v in array.to_pylist()]
-    return array.to_pylist()
+        return [None if v is None else orjson.loads(v) for v in values]
+    return values
 
 
 def cast_result(
