@@ -178,7 +178,8 @@ def _report(exc: DashError) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except DashError as exc:
         _report(exc)
         return 1

@@ -14,7 +14,7 @@ import datetime as dt
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import httpx
 import orjson
@@ -63,6 +63,10 @@ class ClientSettings:
                              "and retry_budget_s zero or more")
 
 
+@overload
+def clean_token(token: str, what: str = ...) -> str: ...
+@overload
+def clean_token(token: str | None, what: str = ...) -> str | None: ...
 def clean_token(token: str | None, what: str = "token") -> str | None:
     """A token or secret as given, without the whitespace around it (a file read whole keeps
     its newline); ValueError for one that is blank or has whitespace or non-ASCII inside."""
