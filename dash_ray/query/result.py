@@ -63,7 +63,8 @@ def _convert(column_type: str | None, values: list[Any]) -> list[Any]:
     return out
 
 
-_COLUMN = {t: Column("_", t) for t in ("string", "int", "double", "bool", "timestamp", "json")}  # type: ignore[arg-type]
+_COLUMN: dict[str | None, Column] = {t: Column("_", t)
+                                     for t in ("string", "int", "double", "bool", "timestamp", "json")}
 
 
 def _iso_column(values: list[int]) -> list[str]:

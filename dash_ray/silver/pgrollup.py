@@ -39,7 +39,7 @@ def schema_of(granularity: str) -> str:
     return f"dash_rollup_{granularity}"
 
 
-def table(pipeline_id: str, granularity: str) -> sql.Composed:
+def table(pipeline_id: str, granularity: str) -> sql.Identifier:
     pgschema.table(pipeline_id)  # checks the id
     return sql.Identifier(schema_of(granularity), pipeline_id)
 
