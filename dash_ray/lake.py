@@ -312,7 +312,7 @@ class Lake:
 
     def _num_rows(self, path: str) -> int:
         with self.fs.open(path, "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
+            return int(pq.ParquetFile(f).metadata.num_rows)
 
     def _schema(self, path: str) -> pa.Schema:
         with self.fs.open(path, "rb") as f:

@@ -212,7 +212,7 @@ def _watch(selector: selectors.BaseSelector, pid: int, previous: int | None) -> 
 
 
 def _answer(conn: socket.socket, listening: socket.socket, selector: selectors.BaseSelector,
-            watched: int) -> int | None:
+            watched: int | None) -> int | None:
     conn.settimeout(5.0)
     try:
         _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))

@@ -69,7 +69,7 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
     try:
         while True:
             if pending:
-                feed = pending
+                feed: bytes | memoryview = pending
             else:
                 feed = view[pos:pos + _CHUNK]
                 pos += len(feed)

@@ -41,6 +41,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -93,7 +94,7 @@ def decode_batches(body: bytes) -> list[RawBatch]:
 
 
 def _encode_results(results: Sequence[Ack | DashError]) -> bytes:
-    out: list[list] = []
+    out: list[list[Any]] = []
     for r in results:
         if isinstance(r, Ack):
             out.append([0, r.accepted, r.first_seq, r.last_seq, [[x.index, x.reason] for x in r.rejected],

@@ -333,12 +333,13 @@ class HeaderHmacScheme(Scheme):
     prefix: str = ""
     label: str = "hmac"
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    # Scheme's plain class attributes, computed here from the fields (never assigned: frozen).
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self.label
 
-    @property  # type: ignore[override]
-    def shown(self) -> str:
+    @property
+    def shown(self) -> str:  # type: ignore[override]
         return self.header
 
     def parse(self, headers: Mapping[str, str]) -> Signed:

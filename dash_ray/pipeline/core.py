@@ -43,7 +43,6 @@ from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.mapper import Mapper
 from dash_ray.pipeline.recovery import recover
-from dash_ray.silver.base import SilverStore
 from dash_ray.silver.follower import SilverFollower
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.rollup import spec_plan
@@ -76,7 +75,7 @@ class PipelineCore:
         *,
         wal_dir: str | Path,
         lake: Lake,
-        silver: SilverStore | None = None,
+        silver: LakeSilver | None = None,
         log: Log | None = None,
         sinks: Sinks | None = None,
         followers: Sequence[SilverFollower] = (),
