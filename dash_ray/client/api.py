@@ -30,7 +30,7 @@ import orjson
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
 from dash_ray.client.stream import LiveStream
-from dash_ray.client.transport import ClientSettings, clean_token, send
+from dash_ray.client.transport import ClientSettings, clean_token, json_object, json_rows, send
 from dash_ray.dashboards import Dashboard as DashboardModel
 from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
@@ -97,16 +97,6 @@ class Client:
         """The answer's JSON body, or the DashError it stands for; `retry` overrides whether
         the call may be sent again (see `transport.send`)."""
         return send(self._http, self.settings, method, path, retry=retry, **kwargs)
-
-    def _object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """`_request` for a route that answers a JSON object."""
-        body: dict[str, Any] = self._request(method, path, **kwargs)
-        return body
-
-    def _rows(self, key: str, method: str, path: str, **kwargs: Any) -> builtins.list[dict[str, Any]]:
-        """The list of objects under `key` of a route's JSON answer."""
-        rows: builtins.list[dict[str, Any]] = self._request(method, path, **kwargs)[key]
-        return rows
 
     # -- pipelines -------------------------------------------------------------------------
 
@@ -267,7 +257,7 @@ class Client:
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
             params["after"] = after
-        return self._rows("records", "GET", f"/v1/pipelines/{pipeline_id}/records", params=params)
+        return json_rows(self._request("GET", f"/v1/pipelines/{pipeline_id}/records", params=params), "records")
 
     def query(
         self,
@@ -292,8 +282,7 @@ class Client:
         take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
         bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
         params = query_params(start, end, fields, bucket, agg, by, limit, order, after)
-        rows: builtins.list[dict[str, Any]] = self._query(pipeline_id, params)["rows"]
-        return rows
+        return json_rows(self._query(pipeline_id, params), "rows")
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[builtins.list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
@@ -342,14 +331,14 @@ class Client:
                                   "received_from": time_param(received_start),
                                   "received_to": time_param(received_end), "from_seq": from_seq,
                                   "to_seq": to_seq}.items() if v is not None}
-        return self._object("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
+        return json_object(self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body))
 
     def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
         """Re-run every dead-lettered record through the current mapping; returns the job."""
-        return self._object("POST", f"/v1/pipelines/{pipeline_id}/dead/replay")
+        return json_object(self._request("POST", f"/v1/pipelines/{pipeline_id}/dead/replay"))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._object("GET", f"/v1/jobs/{job_id}")
+        return json_object(self._request("GET", f"/v1/jobs/{job_id}"))
 
     def wait_job(self, job_id: str, *, timeout: float = 300.0, every: float = 0.5) -> dict[str, Any]:
         """Poll a job until it is done or failed (TimeoutError past `timeout` seconds)."""
@@ -364,7 +353,7 @@ class Client:
 
     def dead(self, pipeline_id: str, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest dead-lettered records, newest first, each with its rule and reason."""
-        return self._rows("dead", "GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})
+        return json_rows(self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit}), "dead")
 
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async
@@ -374,16 +363,16 @@ class Client:
                           after=after, gaps=gaps)
 
     def _query(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._object("GET", f"/v1/pipelines/{pipeline_id}/query", params=params)
+        return json_object(self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params))
 
     # -- platform --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return self._object("GET", "/healthz")
+        return json_object(self._request("GET", "/healthz"))
 
     def create_token(self, scope: str, *, name: str | None = None) -> dict[str, Any]:
         """A new bearer token with `scope` (read, write or admin); its plaintext is returned once."""
-        return self._object("POST", "/v1/tokens", json={"scope": scope, "name": name or scope})
+        return json_object(self._request("POST", "/v1/tokens", json={"scope": scope, "name": name or scope}))
 
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
@@ -391,7 +380,7 @@ class Client:
     def tokens(self) -> builtins.list[dict[str, Any]]:
         """The live (not revoked) tokens, oldest first: `{"id", "name", "scope",
         "created_at"}` each; never a token or its hash (admin)."""
-        return self._rows("tokens", "GET", "/v1/tokens")
+        return json_rows(self._request("GET", "/v1/tokens"), "tokens")
 
     def put_secret(self, name: str, value: str) -> bool:
         """Create or replace the named secret `name` (admin); True when it was created. Specs
@@ -400,7 +389,7 @@ class Client:
 
     def secrets(self) -> builtins.list[dict[str, Any]]:
         """Every named secret: `{"name", "created_at", "updated_at"}`, never a value (admin)."""
-        return self._rows("secrets", "GET", "/v1/secrets")
+        return json_rows(self._request("GET", "/v1/secrets"), "secrets")
 
     def delete_secret(self, name: str) -> None:
         """Forget a named secret (ConflictError while a pipeline's spec refers to it)."""

@@ -32,7 +32,7 @@ from dash_ray.errors import (
     error_from_body,
 )
 
-__all__ = ["ClientSettings", "clean_token", "send"]
+__all__ = ["ClientSettings", "clean_token", "json_object", "json_rows", "send"]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _RETRIED_STATUS = frozenset({429, 503})
@@ -78,6 +78,18 @@ def clean_token(token: str | None, what: str = "token") -> str | None:
     if any(c.isspace() for c in cleaned) or not cleaned.isascii():
         raise ValueError(f"the {what} has whitespace or non-ASCII characters inside; give the {what} alone")
     return cleaned
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    """An answer's JSON body, from a route that answers an object."""
+    answer: dict[str, Any] = body
+    return answer
+
+
+def json_rows(body: Any, key: str) -> list[dict[str, Any]]:
+    """The list of objects under `key` of an answer's JSON body."""
+    rows: list[dict[str, Any]] = body[key]
+    return rows
 
 
 def send(http: httpx.Client, settings: ClientSettings, method: str, path: str, *, retry: bool | None = None,
