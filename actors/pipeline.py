@@ -7,7 +7,7 @@ not restart it (`max_restarts=0`): the registry supervises it, with back-off and
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -40,14 +40,12 @@ class PipelineActor:
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
-        dsn: str | None = await registry.silver_dsn.remote()
-        return dsn
+        return cast("str | None", await registry.silver_dsn.remote())  # a Ray call's result is untyped
 
     async def _secrets(self) -> dict[str, str]:
         # Likewise: the values of the named secrets this pipeline's spec refers to.
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
-        values: dict[str, str] = await registry.secrets_for.remote(self._host.core.id)
-        return values
+        return cast("dict[str, str]", await registry.secrets_for.remote(self._host.core.id))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
         """Ingest over Ray (the web tier uses `endpoint` instead: far cheaper per call)."""
