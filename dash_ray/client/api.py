@@ -29,6 +29,7 @@ import orjson
 
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.sinks import SinkCalls
 from dash_ray.client.stream import LiveStream
 from dash_ray.client.transport import ClientSettings, clean_token, json_object, json_rows, send
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -55,7 +56,7 @@ def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | 
     return load_document(source)
 
 
-class Client:
+class Client(SinkCalls):
     """A synchronous client; use as a context manager or call `close()`."""
 
     def __init__(
@@ -354,14 +355,6 @@ class Client:
     def dead(self, pipeline_id: str, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest dead-lettered records, newest first, each with its rule and reason."""
         return json_rows(self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit}), "dead")
-
-    def sinks(self, pipeline_id: str) -> list[dict[str, Any]]:
-        """Each sink: `state`, `breaker`, counters, `last_error`, `dead_deliveries` (docs/API.md)."""
-        return list(self._request("GET", f"/v1/pipelines/{pipeline_id}/sinks")["sinks"])
-
-    def redeliver(self, pipeline_id: str, sink: str) -> int:
-        """Queue a sink's dead deliveries again (same ids) and enable it after a 410; how many."""
-        return int(self._request("POST", f"/v1/pipelines/{pipeline_id}/sinks/{sink}/redeliver")["redelivered"])
 
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async

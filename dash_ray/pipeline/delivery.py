@@ -160,7 +160,7 @@ class DeliverySink:
                 await loop()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - keep delivering; say what went wrong
+            except Exception as exc:
                 log.exception("sink %s of %s failed; going on in 1 s", self.name, self.pipeline_id)
                 self._note_error(f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0)

@@ -22,10 +22,10 @@ from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.pipeline.delivery import DeliverySink
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
 from dash_ray.sinks.base import Sinks
-from dash_ray.pipeline.delivery import DeliverySink
 from dash_ray.sinks.select import mapped_types
 from dash_ray.sources.base import FeedContext, Feeder
 from dash_ray.sources.registry import feeder_for

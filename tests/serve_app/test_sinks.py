@@ -37,7 +37,7 @@ class Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 status = 500 if len(hook.got) < hook.fail else 200
                 hook.got.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
