@@ -50,6 +50,7 @@ T = TypeVar("T")
 _CURSOR_EVERY_S = 1.0
 _LAKE_FILES = 8
 _POLL_S = 0.2
+_TAKE_ROWS = 20_000
 
 
 class DeliverySink:
@@ -178,13 +179,20 @@ class DeliverySink:
             if not self._queue:
                 await self._sleep(self._wake_taker, 1.0)
                 continue
-            batch = self._queue.popleft()
-            self._queued -= batch.rows.num_rows
-            if batch.last_seq > self._cursor:
-                rows = batch.rows
-                if batch.first_seq <= self._cursor:
-                    rows = rows.filter(pc.greater(rows.column("seq"), self._cursor))
-                await self._take(rows, batch.last_seq)
+            # What waits in the queue, up to `_TAKE_ROWS` rows, in one transaction.
+            tables, through, count = [], self._cursor, 0
+            while self._queue and count < _TAKE_ROWS:
+                batch = self._queue.popleft()
+                self._queued -= batch.rows.num_rows
+                if batch.last_seq > through:
+                    rows = batch.rows
+                    if batch.first_seq <= through:
+                        rows = rows.filter(pc.greater(rows.column("seq"), through))
+                    tables.append(rows)
+                    count += rows.num_rows
+                    through = batch.last_seq
+            if through > self._cursor:
+                await self._take(pa.concat_tables(tables, promote_options="permissive"), through)
 
     async def _take_from_lake(self, through: int) -> None:
         while self._stored_seq() < through:
