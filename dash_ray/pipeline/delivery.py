@@ -188,8 +188,8 @@ class DeliverySink:
                     rows = batch.rows
                     if batch.first_seq <= through:
                         rows = rows.filter(pc.greater(rows.column("seq"), through))
-                    tables.append(rows)
                     count += rows.num_rows
+                    tables.append(self._selector.select(rows))
                     through = batch.last_seq
             if through > self._cursor:
                 await self._take(pa.concat_tables(tables, promote_options="permissive"), through)
@@ -204,13 +204,13 @@ class DeliverySink:
             if table is not None and table.num_rows:
                 seq = table.column("seq")
                 keep = pc.and_(pc.greater(seq, self._cursor), pc.less_equal(seq, chunk.last_seq))
-                table = table.filter(keep).sort_by("seq")
+                table = self._selector.select(table.filter(keep).sort_by("seq"))
             await self._take(table, chunk.last_seq)
             if self._held >= self.spec.max_pending:
                 return
 
-    async def _take(self, rows: pa.Table | None, through: int) -> None:
-        selected = self._selector.select(rows) if rows is not None and rows.num_rows else None
+    async def _take(self, selected: pa.Table | None, through: int) -> None:
+        """Take the records `when` selected (`selected`) and move the cursor to `through`."""
         records = rows_to_records(selected, self._json_columns) if selected is not None and selected.num_rows else []
         now = self._clock()
         if records:

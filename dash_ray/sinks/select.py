@@ -4,13 +4,15 @@ of the sinks at deploy (`sink_problems`): `when`, the templates, the group field
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import pyarrow as pa
 
 from dash_ray.errors import Problem
 from dash_ray.mapping.compute import compile_evaluator
 from dash_ray.mapping.expressions import ExpressionError, parse_expression
 from dash_ray.mapping.typecheck import check_expression
-from dash_ray.mapping.values import Evaluator, true_mask
+from dash_ray.mapping.values import Evaluator
 from dash_ray.sinks.template import Template, TemplateError
 from dash_ray.spec import PipelineSpec
 from dash_ray.spec.sinks import EmailSink, SlackSink
@@ -51,9 +53,27 @@ class Selector:
     def select(self, rows: pa.Table) -> pa.Table:
         if self._evaluate is None or not rows.num_rows:
             return rows
-        columns = {name: rows.column(name).combine_chunks() for name in rows.column_names}
-        mask = true_mask(self._evaluate(columns, rows.num_rows))
-        return rows.filter(pa.array(mask, pa.bool_()))
+        return rows.filter(self._evaluate(_Columns(rows), rows.num_rows), null_selection_behavior="drop")
+
+
+class _Columns(Mapping[str, pa.Array]):
+    """A table's columns as arrays, each made when the expression first reads it."""
+
+    def __init__(self, rows: pa.Table) -> None:
+        self._rows = rows
+        self._made: dict[str, pa.Array] = {}
+
+    def __getitem__(self, name: str) -> pa.Array:
+        if name not in self._made:
+            column = self._rows.column(name)
+            self._made[name] = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows.column_names)
+
+    def __len__(self) -> int:
+        return int(self._rows.num_columns)
 
 
 class _Invalid(ValueError):
