@@ -51,6 +51,7 @@ _CURSOR_EVERY_S = 1.0
 _LAKE_FILES = 8
 _POLL_S = 0.2
 _TAKE_ROWS = 20_000
+_TAKE_EVERY_S = 0.1
 
 
 class DeliverySink:
@@ -193,6 +194,10 @@ class DeliverySink:
                     through = batch.last_seq
             if through > self._cursor:
                 await self._take(pa.concat_tables(tables, promote_options="permissive"), through)
+            if self._queued < _TAKE_ROWS:
+                # Let batches gather: a take's cost is mostly per take, and a sink's records
+                # need not go out within a tenth of a second.
+                await asyncio.sleep(_TAKE_EVERY_S)
 
     async def _take_from_lake(self, through: int) -> None:
         while self._stored_seq() < through:
