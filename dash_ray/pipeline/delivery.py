@@ -29,11 +29,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake
-from dash_ray.live.records import rows_to_records
 from dash_ray.silver.follower import catch_up_chunks
 from dash_ray.sinks.base import MappedBatch
 from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id, group_key
@@ -216,12 +216,11 @@ class DeliverySink:
 
     async def _take(self, selected: pa.Table | None, through: int) -> None:
         """Take the records `when` selected (`selected`) and move the cursor to `through`."""
-        records = rows_to_records(selected, self._json_columns) if selected is not None and selected.num_rows else []
+        records = self._as_json(selected) if selected is not None and selected.num_rows else []
         now = self._clock()
         if records:
-            entries = [(r["seq"], group_key(self.spec, r["data"]), r) for r in records]
             quiet = None if self._timing.batching else now - self._timing.repeat
-            await self._db(self._store.take, entries, through, now, quiet_since=quiet)
+            await self._db(self._store.take, records, through, now, quiet_since=quiet)
             self._cursor_saved = (through, now)
             self._held += len(records)
             self._taken = True
@@ -231,6 +230,20 @@ class DeliverySink:
             await self._db(self._store.put, "cursor", str(through))
             self._cursor_saved = (through, now)
         self._cursor = max(self._cursor, through)
+
+    def _as_json(self, rows: pa.Table) -> list[tuple[int, str, bytes]]:
+        """Each row as (seq, group, `{"seq", "time", "data"}` as JSON): the shape of
+        `dash_ray.live.records`, made by orjson from Arrow's values (timestamps as ISO 8601
+        with `Z`, json fields embedded as they are)."""
+        out = []
+        for row in rows.to_pylist():
+            seq, time_ = row.pop("seq"), row.pop("time")
+            grp = group_key(self.spec, row)
+            for name in self._json_columns:
+                if row.get(name) is not None:
+                    row[name] = orjson.Fragment(row[name])
+            out.append((seq, grp, orjson.dumps({"seq": seq, "time": time_, "data": row}, option=orjson.OPT_UTC_Z)))
+        return out
 
     # -- sending ---------------------------------------------------------------------------
 

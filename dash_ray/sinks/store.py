@@ -102,12 +102,12 @@ class SinkStore:
 
     # -- taking records --------------------------------------------------------------------
 
-    def take(self, records: Iterable[tuple[int, str, dict[str, Any]]], through: int, now: float, *,
+    def take(self, records: Iterable[tuple[int, str, bytes]], through: int, now: float, *,
              quiet_since: float | None = None) -> None:
-        """Add `records` (seq, group, record) to `pending` and move the cursor to `through`,
-        in one transaction; a group with no times yet, or with nothing pending and no message
-        since `quiet_since`, starts now."""
-        rows = [(seq, grp, orjson.dumps(record)) for seq, grp, record in records]
+        """Add `records` (seq, group, the record as JSON) to `pending` and move the cursor to
+        `through`, in one transaction; a group with no times yet, or with nothing pending and
+        no message since `quiet_since`, starts now."""
+        rows = list(records)
         groups = {row[1] for row in rows}
         with self._db:
             if quiet_since is not None:

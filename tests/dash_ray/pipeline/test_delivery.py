@@ -73,6 +73,10 @@ async def test_a_webhook_retries_500_and_429_then_delivers_every_selected_record
         for headers, body, _ in receiver.requests:
             StandardScheme().verify(headers, body, [SECRET])  # raises when it does not match
         assert orjson.loads(first[1])["pipeline"] == "alerts"
+        # The shape of GET /records: {"seq", "time" (ISO 8601, Z), "data"}.
+        record = orjson.loads(receiver.delivered()[0][1])["records"][0]
+        assert record["seq"] == 2 and record["time"].endswith("Z") and record["data"] == {"device": "d1",
+                                                                                            "temp_c": 31.0}
         # The receiver has the request a moment before the sink has its answer.
         [state] = await until(lambda: (s := host.sink_states())[0]["delivered"] == 2 and s, timeout=10)
         assert state["failed"] == 3 and state["dead"] == 0
