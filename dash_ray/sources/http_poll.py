@@ -54,7 +54,7 @@ class HttpPollFeed(PollFeed):
                 break
             await self.intake.take(records, ingest)
             following = pager.next(reply.url, params, reply.body, reply.headers)
-            if following is None:
-                break
+            if following is None or following == (url, params):
+                break  # the last page (or an API pointing back at the same page)
             url, params = following
         return keep

@@ -37,8 +37,8 @@ class Locator:
 
 
 def path_problems(source: BaseModel) -> list[Problem]:
-    """Each path of a polling `source` block that does not parse, under its field path
-    (`source.pagination.cursor_path`)."""
+    """Each path of a `source` block (a polling kind's; other kinds have none) that does not
+    parse, under its field path (`source.pagination.cursor_path`)."""
     problems: list[Problem] = []
 
     def walk(model: BaseModel, at: str) -> None:

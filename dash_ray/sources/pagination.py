@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from dash_ray.sources.locate import Locator
 from dash_ray.spec.polling import CursorPagination, HeaderLink, JsonLink, OffsetPagination, PageNumber, Pagination
 
-__all__ = ["Pager", "next_link"]
+__all__ = ["Pager", "next_link", "split_link"]
 
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 _REL = re.compile(r"""rel\s*=\s*"?([^";]+)"?""", re.IGNORECASE)
@@ -31,6 +31,13 @@ def next_link(headers: httpx.Headers) -> str | None:
     return None
 
 
+def split_link(base: str, link: str) -> tuple[str, dict[str, Any]]:
+    """A link (relative to `base`) as its URL without the query, and the query's parameters
+    (so they go with the parameters every request adds, such as an API key)."""
+    parts = urlsplit(urljoin(base, link))
+    return urlunsplit(parts._replace(query="", fragment="")), dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
 def _number(value: Any) -> int | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -43,7 +50,7 @@ def _number(value: Any) -> int | None:
 class Pager:
     """One poll's walk over pages. `first(params)`: the parameters of the first request;
     `next(url, params, body, headers)`: the URL and parameters of the next request, or None
-    when there is none. Parameters a link replaces are dropped (the link carries its own)."""
+    when there is none. A link's query replaces the parameters (it carries its own)."""
 
     def __init__(self, spec: Pagination) -> None:
         self._spec = spec
@@ -63,10 +70,10 @@ class Pager:
         spec = self._spec
         if isinstance(spec, JsonLink):
             link = self._paths["next_url_path"].value(body)
-            return (urljoin(url, str(link)), {}) if link else None
+            return split_link(url, str(link)) if link else None
         if isinstance(spec, HeaderLink):
             link = next_link(headers)
-            return (urljoin(url, link), {}) if link else None
+            return split_link(url, link) if link else None
         if isinstance(spec, CursorPagination):
             cursor = self._paths["cursor_path"].value(body)
             return (url, {**params, spec.cursor_param: cursor}) if cursor not in (None, "") else None
