@@ -51,8 +51,8 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if as_json:
         print_json({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
                 "version": p.version, "counters": p.counters, "counters_at": p.counters_at,
-                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "source_state": p.source_state,
-                    "spec": p.spec})
+                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at,
+                "source_state": p.source_state, "spec": p.spec})
         return 0
     print(f"{p.id}: {p.status} (version {p.version}, {p.restarts} restarts)")
     if p.last_error:
