@@ -308,3 +308,21 @@ async def test_a_poll_cut_by_poll_timeout_is_repeated_from_its_start(api: Polled
     state = await pipe.wait(lambda s: s["cursor"] == 100, "a complete poll")
     assert state["skipped"] >= 3
     assert await pipe.stored_ids() == list(range(1, 11))
+
+
+def test_the_readmes_polling_specs_and_the_example_config_are_valid() -> None:
+    import re
+
+    from dash_ray.spec import GraphqlPollSource, HttpPollSource, load_document
+    from dash_ray.spec_check import check_spec
+
+    root = Path(__file__).resolve().parents[3]
+    section = (root / "README.md").read_text().split("## Polling APIs", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    specs = [load_document(b) for b in blocks] + [load_document((root / "configs" / "poll-example.yaml").read_text())]
+    kinds = []
+    for data in specs:
+        checked = check_spec(data)
+        assert checked.problems == [], checked.problems
+        kinds.append(type(checked.valid().source))
+    assert kinds == [HttpPollSource, GraphqlPollSource, HttpPollSource]
