@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from dash_ray.errors import NotFoundError
 from dash_ray.sources.polling import Backoff, PollError
 from dash_ray.spec.base import SecretRef
 from dash_ray.spec.polling import ApiKeyAuth, BasicAuth, BearerAuth
@@ -41,13 +42,14 @@ def _secret(value: str | SecretRef, secrets: Mapping[str, str]) -> str:
     if isinstance(value, str):
         return value
     if value.secret not in secrets:
-        raise PollError(f"the secret {value.secret!r} was not given to the pipeline")
+        raise NotFoundError(f"no secret named {value.secret!r} (the source's auth refers to it)")
     return secrets[value.secret]
 
 
 def auth_parts(auth: BearerAuth | BasicAuth | ApiKeyAuth | None,
                secrets: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], httpx.Auth | None]:
-    """The headers, query parameters and httpx auth that `auth` adds to every request."""
+    """The headers, query parameters and httpx auth that `auth` adds to every request;
+    NotFoundError when a secret it refers to was not given."""
     if isinstance(auth, BearerAuth):
         return {"Authorization": f"Bearer {_secret(auth.token, secrets)}"}, {}, None
     if isinstance(auth, BasicAuth):

@@ -160,7 +160,7 @@ async def test_a_timeout_fails_the_poll_and_the_next_poll_recovers(api: PolledAp
 async def test_500s_are_retried_with_back_off_then_recover(api: PolledApi, tmp_path: Path,
                                                            pipes: list[Pipe]) -> None:
     api.script = [Scripted(500), Scripted(502), Scripted(500)]
-    pipe = await started(pipes, tmp_path, source(api, "/single", records="$.data", retries=1))
+    pipe = await started(pipes, tmp_path, source(api, "/single", records="$.data", retries=1, primary_key="$.id"))
     state = await pipe.wait(lambda s: s["records"] == 10, "the recovery")
     assert "HTTP 502" in state["last_error"] and state["failures"] == 0
     assert state["polls"] >= 2  # the first poll failed after its retry, the next one got through
