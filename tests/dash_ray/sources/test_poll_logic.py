@@ -19,7 +19,7 @@ from dash_ray.sources.graphql import graphql_errors
 from dash_ray.sources.intake import later
 from dash_ray.sources.locate import Locator
 from dash_ray.sources.pagination import Pager, next_link
-from dash_ray.sources.polling import Backoff, PollError, Poller, PollStatus
+from dash_ray.sources.polling import Backoff, Poller, PollError, PollStatus
 from dash_ray.spec import HttpPollSource, parse_spec, secret_names
 
 
@@ -37,7 +37,8 @@ def test_the_contracts_example_parses_and_names_its_secret() -> None:
         "params": {"limit": 100}, "interval": 30, "jitter": 0.1, "timeout": 10, "records": "$.data[*]",
         "primary_key": "$.id",
         "pagination": {"kind": "cursor", "cursor_path": "$.meta.next", "cursor_param": "cursor"},
-        "incremental": {"cursor_path": "$.updated_at", "start_param": "since", "initial_value": "2026-01-01T00:00:00Z"}}})
+        "incremental": {"cursor_path": "$.updated_at", "start_param": "since",
+                        "initial_value": "2026-01-01T00:00:00Z"}}})
     assert secret_names(spec) == {"example-token"}
     assert spec.to_json_dict()["source"]["auth"] == {"kind": "bearer", "token": {"secret": "example-token"}}
     api_key = http_source(auth={"kind": "api_key", "name": "k", "in": "query", "value": {"secret": "s"}})
