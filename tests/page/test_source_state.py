@@ -23,7 +23,8 @@ def test_the_pipeline_page_shows_the_pollers_state_and_its_last_error(tab: Any, 
             "source": {"kind": "http_poll", "url": api.url + "/single", "records": "$.data", "primary_key": "$.id",
                        "interval": 1, "retries": 0, "backoff_initial": 0.1,
                        "incremental": {"cursor_path": "$.updated_at", "start_param": "since"}},
-            "mapping": {"fields": {"id": {"path": "$.id", "type": "int"}, "value": {"path": "$.value", "type": "string"}}},
+            "mapping": {"fields": {"id": {"path": "$.id", "type": "int"},
+                                   "value": {"path": "$.value", "type": "string"}}},
         })
         try:
             platform.wait_for(lambda: (platform.client.get(pipeline_id).source_state or {}).get("failures"),
