@@ -35,6 +35,7 @@ def pipeline_body(view: PipelineView) -> dict[str, Any]:
         "counters_at": _time(view.counters_at),
         "waiting_in_log": view.waiting_in_log,
         "next_restart_at": _time(view.next_restart_at),
+        "source_state": view.source_state,
         "spec": view.spec.to_json_dict(),
         "created_at": _time(view.created_at),
         "updated_at": _time(view.updated_at),

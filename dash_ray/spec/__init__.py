@@ -2,7 +2,7 @@
 with its field path. The spec is plain data and the one contract that crosses every layer.
 
 Modules: `base` (the base model, names' patterns, `SecretRef`), `sources` (the `source`
-block, a model per kind), `model` (mapping, flush, limits, storage and `PipelineSpec`),
+block, a model per kind; the polling kinds' in `polling`), `model` (mapping, flush, limits, storage and `PipelineSpec`),
 `parse` (reading a spec, the problems' messages). Import from here."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dash_ray.spec.model import (
     StorageSpec,
 )
 from dash_ray.spec.parse import NOT_YET_KEYS, load_document, load_spec, parse_spec, yaml_error_text
+from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
 from dash_ray.spec.sources import NOT_YET_SOURCES, SOURCE_KINDS, DemoSource, PushSource, Source, WebhookSource
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "FlushSpec",
+    "GraphqlPollSource",
+    "HttpPollSource",
     "LimitsSpec",
     "MappingSpec",
     "PipelineSpec",

@@ -8,8 +8,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from dash_ray.spec.base import SpecModel
+from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
 
-__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "PushSource", "Source", "WebhookSource"]
+__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "GraphqlPollSource", "HttpPollSource", "PushSource",
+           "Source", "WebhookSource"]
 
 class PushSource(SpecModel):
     """Signed HTTP push to `POST /v1/pipelines/{id}/events`."""
@@ -57,9 +59,10 @@ class DemoSource(SpecModel):
     devices: int = Field(default=6, ge=1, le=10_000)
 
 
-Source = Annotated[PushSource | WebhookSource | DemoSource, Field(discriminator="kind")]
+Source = Annotated[PushSource | WebhookSource | DemoSource | HttpPollSource | GraphqlPollSource,
+                   Field(discriminator="kind")]
 
 # The kinds this code serves, and those docs/API.md's contract has that it does not serve yet
 # (a spec using one is a 422 that says so).
-SOURCE_KINDS = ("push", "webhook", "demo")
-NOT_YET_SOURCES = ("http_poll", "graphql_poll", "pipeline")
+SOURCE_KINDS = ("push", "webhook", "demo", "http_poll", "graphql_poll")
+NOT_YET_SOURCES = ("pipeline",)

@@ -69,12 +69,23 @@ def test_not_an_object() -> None:
     assert [p.path for p in check_spec(["a"]).problems] == ["(spec)"]
 
 
-@pytest.mark.parametrize("kind", ["http_poll", "graphql_poll", "pipeline"])
+@pytest.mark.parametrize("kind", ["pipeline"])
 def test_a_source_kind_of_the_contract_not_served_yet_says_so(kind: str) -> None:
     found = _found({"id": "polled", "source": {"kind": kind, "url": "https://example.com", "interval": 30}})
     assert set(found) == {"source.kind"}
     assert "not supported yet" in found["source.kind"] and kind in found["source.kind"]
     assert "push, webhook, demo" in found["source.kind"]
+
+
+def test_a_polling_sources_paths_are_checked_with_the_rest_of_the_spec() -> None:
+    found = _found({"id": "polled", "source": {
+        "kind": "http_poll", "url": "https://api.example.com/items", "records": "data[*]", "primary_key": "$.id",
+        "pagination": {"kind": "cursor", "cursor_path": "$.meta[", "cursor_param": "cursor"}},
+        "mapping": {"fields": {"a": {"expr": "nope(", "type": "int"}}}})
+    assert set(found) == {"source.records", "source.pagination.cursor_path", "mapping.fields.a.expr"}
+    assert "starts with '$'" in found["source.records"]
+    graphql = _found({"id": "polled", "source": {"kind": "graphql_poll", "url": "ftp://x", "query": "{ a }"}})
+    assert set(graphql) == {"source.url"}
 
 
 def test_an_unknown_source_kind_lists_the_kinds() -> None:

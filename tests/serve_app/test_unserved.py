@@ -42,11 +42,10 @@ def test_unknown_and_unserved_routes_answer_json(platform) -> None:
 @pytest.mark.ray
 def test_a_spec_using_what_is_not_supported_yet_is_a_422_naming_it(platform) -> None:
     with platform.http() as http:
-        polled = http.put("/v1/pipelines/polled", json={"source": {"kind": "http_poll", "url": "https://x.example",
-                                                                   "interval": 30}})
+        polled = http.put("/v1/pipelines/polled", json={"source": {"kind": "pipeline", "from": "other"}})
         assert polled.status_code == 422
         [problem] = polled.json()["error"]["problems"]
-        assert problem["path"] == "source.kind" and "'http_poll'" in problem["message"]
+        assert problem["path"] == "source.kind" and "'pipeline'" in problem["message"]
         assert "not supported yet" in problem["message"]
         sinks = http.put("/v1/pipelines/alerts", json={"sinks": [{"name": "hot", "kind": "webhook"}]})
         assert sinks.status_code == 422

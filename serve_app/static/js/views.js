@@ -6,6 +6,7 @@ import { formatNumber, seconds } from "./aggregate.js";
 import { TimeChart, recordSeries } from "./charts.js";
 import { el, onceAFrame } from "./dom.js";
 import { PipelineFeed } from "./feed.js";
+import { sourceState } from "./source.js";
 import { mountWidget, recordsTable, shortTime } from "./widgets.js";
 
 const NUMERIC = new Set(["int", "double"]);
@@ -104,6 +105,7 @@ export async function pipelineView(root, [pipelineId]) {
   const numeric = fields.filter(([name, f]) => NUMERIC.has(f.type) && name !== "time").map(([name]) => name);
   const columns = fields.map(([name]) => name).filter((name) => name !== "time");
   const feed = new PipelineFeed(pipeline, { windowS });
+  const source = sourceState(pipeline);
   const charts = el("div", { class: "grid" });
   const tableBox = el("div", { class: "table-wrap", id: "records" });
   const windows = el("select", { id: "window", onchange: (e) => {
@@ -113,7 +115,7 @@ export async function pipelineView(root, [pipelineId]) {
     el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), status(pipeline.status),
        liveState(feed), el("label", {}, "window ", windows)),
     pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
-    charts, el("h2", {}, "Newest records"), tableBox);
+    source.node, charts, el("h2", {}, "Newest records"), tableBox);
   const plots = numeric.map((name) => {
     const target = el("div", { class: "chart", "data-field": name });
     charts.append(el("section", { class: "widget" }, el("h2", {}, name), target));
@@ -132,7 +134,7 @@ export async function pipelineView(root, [pipelineId]) {
   await feed.start();
   window.dashDebug = { feed, stream: feed.stream };
   const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
-  return () => { clearInterval(tick); feed.close(); for (const [, chart] of plots) chart.destroy(); };
+  return () => { clearInterval(tick); source.stop(); feed.close(); for (const [, chart] of plots) chart.destroy(); };
 }
 
 // -- dashboards -------------------------------------------------------------------------------
