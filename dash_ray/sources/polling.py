@@ -119,7 +119,7 @@ class Poller:
             error = PollError(f"the poll did not finish within {self._poll_timeout:g} s (poll_timeout)")
         except PollError as exc:
             error = exc
-        except Exception as exc:  # noqa: BLE001 - any failure of a poll is shown and retried
+        except Exception as exc:  # any failure of a poll is shown and retried
             log.warning("poll failed", exc_info=True)
             error = PollError(f"{type(exc).__name__}: {exc}")
         if error is None:
