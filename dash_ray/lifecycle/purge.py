@@ -5,9 +5,9 @@ PostgreSQL) and its write-ahead log are deleted, so an id created again starts e
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 from dash_ray.lake_roots import pipeline_lake
+from dash_ray.log.choice import drop_log, log_name
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
 
@@ -23,4 +23,7 @@ async def purge(spec: PipelineSpec, settings: Settings) -> None:
         from dash_ray.silver import pgpurge  # psycopg only where it is used
 
         await asyncio.to_thread(pgpurge.purge, settings.pg_dsn, spec.id)
-    await asyncio.to_thread(shutil.rmtree, settings.wal_dir(spec.id), True)
+    # Its state folder (keys, cursor, jobs; the log when it is a file) and its log wherever it is.
+    await asyncio.to_thread(drop_log, settings.log, folder=settings.wal_dir(spec.id),
+                            name=log_name(settings.namespace, spec.id), nats_url=settings.nats_url,
+                            dsn=settings.pg_dsn)

@@ -32,11 +32,11 @@ from typing import Any, Literal
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
+from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.maintenance import Maintenance
+from dash_ray.live.feed import LiveFeed
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
-from dash_ray.lifecycle.jobs import Replays
-from dash_ray.live.feed import LiveFeed
 from dash_ray.pipeline.admission import Admission, Plan
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters
@@ -123,6 +123,13 @@ class PipelineCore:
     @property
     def state(self) -> State:
         return self._state
+
+    def use_log(self, log: Log) -> None:
+        """Keep the write-ahead log in `log` instead (a backend made once its settings are
+        known); only before `start`."""
+        if self._state != "new":
+            raise RuntimeError(f"pipeline {self.id} is {self._state}: its log is in use")
+        self._wal = log
 
     @property
     def id(self) -> str:
