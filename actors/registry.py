@@ -19,7 +19,7 @@ from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.process_logging import setup_logging
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.registry.core import RegistryCore
-from dash_ray.settings import Settings
+from dash_ray.settings import ROLE_LABEL, Settings
 from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_options"]
@@ -132,8 +132,10 @@ class Registry:
 
 def registry_options(settings: Settings) -> dict[str, Any]:
     """How the registry actor is made, beside its class's options: by name in the platform's
-    namespace, detached, and found rather than made again when it exists."""
-    return {"name": REGISTRY_NAME, "namespace": settings.namespace, "lifetime": "detached", "get_if_exists": True}
+    namespace, detached, and found rather than made again when it exists; never on an
+    ingestor node, so losing one does not take the supervisor with its pipelines."""
+    return {"name": REGISTRY_NAME, "namespace": settings.namespace, "lifetime": "detached", "get_if_exists": True,
+            "label_selector": {ROLE_LABEL: "!ingestor"}}
 
 
 def get_or_create_registry(settings: Settings) -> Any:

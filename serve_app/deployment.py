@@ -113,7 +113,10 @@ def serve_options(settings: Settings) -> dict:
 def web_app(settings: Settings) -> serve.Application:
     actor_options = {"num_cpus": 0, "label_selector": web_selector()}
     if settings.ingress == "replica":
-        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings.web())
+        # On a cluster each web node serves the port once: one replica per node.
+        per_node = {"max_replicas_per_node": 1} if settings.ray_address else {}
+        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options,
+                           **per_node).bind(settings.web())
     return serve.deployment(ProxiedWeb).options(
         num_replicas=settings.web_replicas, ray_actor_options=actor_options, max_ongoing_requests=1000,
         logging_config={"enable_access_log": False},

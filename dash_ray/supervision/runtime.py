@@ -23,6 +23,7 @@ class Health:
     state: str
     counters: Mapping[str, Any] = field(default_factory=dict)
     wal_bytes: int = 0
+    node: str | None = None  # the id of the node it runs on, when the runtime says
 
     @property
     def running(self) -> bool:
@@ -37,9 +38,9 @@ class Health:
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> Health:
-        """From the dict `PipelineCore.health()` returns."""
+        """From the dict `PipelineCore.health()` returns (with `node` when the runtime adds it)."""
         return cls(state=str(answer.get("state", "unknown")), counters=dict(answer.get("counters") or {}),
-                   wal_bytes=int(answer.get("wal_bytes") or 0))
+                   wal_bytes=int(answer.get("wal_bytes") or 0), node=answer.get("node") or None)
 
 
 class Runtime(Protocol[Handle]):

@@ -36,6 +36,7 @@ class PipelineView:
     next_restart_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    node: str | None = None  # the Ray node id it runs on, as of `counters_at`
 
 
 @dataclass(frozen=True)
