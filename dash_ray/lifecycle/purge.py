@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from dash_ray.lake_owner import forget_owner
 from dash_ray.lake_roots import pipeline_lake
 from dash_ray.log.choice import drop_log, log_name
 from dash_ray.settings import Settings
@@ -19,6 +20,7 @@ async def purge(spec: PipelineSpec, settings: Settings) -> None:
     StorageError; a failed purge may be run again."""
     lake = pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options)
     await asyncio.to_thread(lake.purge, spec.id)
+    await asyncio.to_thread(forget_owner, lake, spec.id)
     if settings.pg_dsn is not None:
         from dash_ray.silver import pgpurge  # psycopg only where it is used
 
