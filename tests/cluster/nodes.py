@@ -7,8 +7,10 @@ address and every node's id by name. `Nodes` is the test's side."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,22 @@ def _node_args(role: str, temp_dir: str) -> dict[str, Any]:
             "object_store_memory": 100 * 2**20}
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit():
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def serve() -> None:
     from dash_ray.deploy.driver import enable_ray_auth, use_loopback
 
@@ -60,7 +78,14 @@ def serve() -> None:
         if "add" in command:
             nodes[command["add"]] = cluster.add_node(**_node_args(command["role"], temp_dir))
         elif "remove" in command:
-            cluster.remove_node(nodes.pop(command["remove"]), allow_graceful=False)
+            node = nodes.pop(command["remove"])
+            # Its workers (the actors) too, as with a lost machine: Ray kills its own processes
+            # only, and a worker outlives its raylet for a while.
+            workers = _descendants(node.all_processes["raylet"][0].process.pid)
+            cluster.remove_node(node, allow_graceful=False)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         elif command.get("quit"):
             break
         answer()
@@ -102,7 +127,7 @@ class Nodes:
         return self.ids[name]
 
     def remove(self, name: str) -> None:
-        """Kill every process of the node at once (a lost machine)."""
+        """Kill every process of the node, its actors too, at once (a lost machine)."""
         self._send(remove=name)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from dash_ray.lake import Lake
-from tests.cluster.conftest import OnCluster
+from tests.cluster.joined import OnCluster
 from tests.cluster.load import Load
 from tests.conftest import ADMIN_TOKEN
 from tests.waiting import wait_for

@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.cluster.conftest import OnCluster
+from tests.cluster.joined import OnCluster
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
