@@ -13,7 +13,7 @@ from ray.actor import ActorHandle
 
 from actors.names import actor_name
 from actors.pipeline import launch
-from dash_ray.settings import ROLE_LABEL, Settings, ingestor_selector
+from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.placement import Placement
 from dash_ray.supervision.runtime import Health
@@ -95,5 +95,5 @@ class RayRuntime:
 
 def _ingestor_nodes() -> list[str]:
     """The ids of the live nodes a pipeline may run on (by their role label)."""
-    roles = ingestor_selector()[ROLE_LABEL].removeprefix("in(").removesuffix(")").split(",")
-    return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and (n.get("Labels") or {}).get(ROLE_LABEL) in roles]
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [n["NodeID"] for n in nodes if n.get("Alive") and (n.get("Labels") or {}).get(ROLE_LABEL) in INGESTOR_ROLES]

@@ -23,7 +23,6 @@ each node brings its own. The ratio is against step 1 of the same run.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.cluster.joined import OnCluster, start_platform  # noqa: E402
 from tests.cluster.load import Load  # noqa: E402
-from tests.cluster.nodes import Nodes  # noqa: E402
+from tests.cluster.nodes import Nodes, remove_tree  # noqa: E402
 from tests.conftest import ADMIN_TOKEN  # noqa: E402
 from tests.waiting import wait_for  # noqa: E402
 
@@ -116,7 +115,7 @@ def main() -> None:
             on.stop()
         else:
             nodes.close()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
 
     print(f"\nDash on a loopback Ray cluster: {args.pipelines} pipelines, one loader thread each, "
           f"{args.batch} records/request, median of {args.rounds} rounds of {args.seconds:.0f} s per cell; "

@@ -6,8 +6,8 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | variable            | default                         | meaning                                   |
 |---------------------|---------------------------------|-------------------------------------------|
 | DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
-| DASH_STATE_DIR      | $DASH_HOME/wal                  | each pipeline's state folder: its file log, idempotency keys, source cursor, replay jobs; on a cluster a mount every ingestor node reaches (NFS) |
-| DASH_LOG            | file                            | the write-ahead log: `file` (in the state folder), `jetstream` (NATS JetStream), `postgres` (DASH_PG_DSN's database) |
+| DASH_STATE_DIR      | $DASH_HOME/wal                  | pipelines' state folders (keys, cursor, jobs, file log): shared on a cluster |
+| DASH_LOG            | file                            | write-ahead logs: `file`, `jetstream` or `postgres` (DASH_PG_DSN) |
 | DASH_NATS_URL       | nats://127.0.0.1:4222           | the NATS servers (comma-separated) for DASH_LOG=jetstream |
 | DASH_NATS_REPLICAS  | 1                               | copies of each log stream JetStream keeps (3 in production) |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-__all__ = ["LOG_KINDS", "ROLE_LABEL", "ClientEnv", "LogKind", "PipelineSettings", "RestartPolicy", "Settings",
-           "WebSettings", "ingestor_selector", "parse_port", "web_selector"]
+__all__ = ["INGESTOR_ROLES", "LOG_KINDS", "ROLE_LABEL", "ClientEnv", "LogKind", "PipelineSettings", "RestartPolicy",
+           "Settings", "WebSettings", "ingestor_selector", "parse_port", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 LogKind = Literal["file", "jetstream", "postgres"]  # dash_ray.log.choice
@@ -55,8 +55,11 @@ def web_selector() -> dict[str, str]:
     return {ROLE_LABEL: f"in(web,{BOTH_ROLES})"}
 
 
+INGESTOR_ROLES = ("ingestor", BOTH_ROLES)  # the role labels of nodes that run pipelines
+
+
 def ingestor_selector() -> dict[str, str]:
-    return {ROLE_LABEL: f"in(ingestor,{BOTH_ROLES})"}
+    return {ROLE_LABEL: f"in({','.join(INGESTOR_ROLES)})"}
 
 
 @dataclass(frozen=True)

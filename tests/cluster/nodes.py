@@ -132,7 +132,6 @@ class Nodes:
 
     def close(self) -> None:
         """Stop every node (by the cluster process, which started them), then the process."""
-        import shutil
         import signal
 
         if self._process.poll() is None:
@@ -144,7 +143,19 @@ class Nodes:
         if self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        remove_tree(self.temp_dir)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Remove a folder that processes just stopped may still have been writing into."""
+    import shutil
+    import time
+
+    for _ in range(50):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":
