@@ -19,10 +19,12 @@ from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.process_logging import setup_logging
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.registry.core import RegistryCore
-from dash_ray.settings import ROLE_LABEL, Settings
+from dash_ray.settings import Settings
 from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_options"]
+
+HEAD_NODE_RESOURCE_NAME = "node:__internal_head__"  # ray._common.constants, on the head node only
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
@@ -132,10 +134,11 @@ class Registry:
 
 def registry_options(settings: Settings) -> dict[str, Any]:
     """How the registry actor is made, beside its class's options: by name in the platform's
-    namespace, detached, and found rather than made again when it exists; never on an
-    ingestor node, so losing one does not take the supervisor with its pipelines."""
+    namespace, detached, and found rather than made again when it exists; on the head node
+    (Ray's own resource of the head, as Ray Train's state actor asks), so losing any other
+    node does not take the supervisor with it."""
     return {"name": REGISTRY_NAME, "namespace": settings.namespace, "lifetime": "detached", "get_if_exists": True,
-            "label_selector": {ROLE_LABEL: "!ingestor"}}
+            "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
 
 
 def get_or_create_registry(settings: Settings) -> Any:

@@ -33,7 +33,7 @@ def test_the_registry_is_restarted_by_ray_and_found_by_name(tmp_path: Path) -> N
     assert Registry._default_options == {"num_cpus": 0, "max_restarts": -1, "max_concurrency": 1000}
     settings = Settings.from_env(env={}, home=str(tmp_path), namespace="ns")
     assert registry_options(settings) == {"name": REGISTRY_NAME, "namespace": "ns", "lifetime": "detached",
-                                          "get_if_exists": True, "label_selector": {"dash.io/role": "!ingestor"}}
+                                          "get_if_exists": True, "resources": {"node:__internal_head__": 0.001}}
 
 
 def _methods(path: Path, name: str) -> dict[str, list[ast.stmt]]:
