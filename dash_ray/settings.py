@@ -6,8 +6,8 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | variable            | default                         | meaning                                   |
 |---------------------|---------------------------------|-------------------------------------------|
 | DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
-| DASH_STATE_DIR      | $DASH_HOME/wal                  | pipelines' state folders (keys, cursor, jobs, file log): shared on a cluster |
-| DASH_LOG            | file                            | write-ahead logs: `file`, `jetstream` or `postgres` (DASH_PG_DSN) |
+| DASH_STATE_DIR      | $DASH_HOME/wal                  | pipelines' keys, cursors, jobs, file logs |
+| DASH_LOG            | file                            | the logs: `file`, `jetstream`, `postgres` |
 | DASH_NATS_URL       | nats://127.0.0.1:4222           | the NATS servers (comma-separated) for DASH_LOG=jetstream |
 | DASH_NATS_REPLICAS  | 1                               | copies of each log stream JetStream keeps (3 in production) |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
@@ -26,6 +26,9 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/process_logging.py) |
 | DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer is stopped: 422 |
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
+
+On a cluster DASH_STATE_DIR is a mount every ingestor node reaches at the same path, and
+DASH_LOG is `jetstream` (with DASH_NATS_URL) or `postgres` (in DASH_PG_DSN's database).
 
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
