@@ -51,7 +51,7 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if as_json:
         print_json({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
                 "version": p.version, "counters": p.counters, "counters_at": p.counters_at,
-                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at,
+                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "node": p.node,
                 "source_state": p.source_state, "spec": p.spec})
         return 0
     print(f"{p.id}: {p.status} (version {p.version}, {p.restarts} restarts)")
@@ -63,6 +63,7 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if p.source_state:
         _print_source_state(p.source_state)
     print(f"  waiting in log: {p.waiting_in_log}")
+    print(f"  node:           {p.node or '-'}")
     print(f"  counters as of: {p.counters_at or 'never'}")
     width = max((len(name) for name in p.counters), default=0)
     for name, value in p.counters.items():

@@ -30,6 +30,7 @@ class Pipeline:
     next_restart_at: str | None = None
     # A polling source's state (last poll, last error, cursor, next poll), else None.
     source_state: dict[str, Any] | None = None
+    node: str | None = None  # the Ray node id it runs on (None while it does not run)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Pipeline:
@@ -46,6 +47,7 @@ class Pipeline:
             waiting_in_log=body.get("waiting_in_log", 0),
             next_restart_at=body.get("next_restart_at"),
             source_state=body.get("source_state"),
+            node=body.get("node"),
         )
 
 

@@ -21,6 +21,7 @@ from dash_ray.lake_roots import pipeline_lake
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
+from dash_ray.log.choice import log_name, make_log
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
@@ -44,9 +45,16 @@ class PipelineHost:
         self._spec_data = spec_data
         self._freeze_gc = freeze_gc
         spec = parse_spec(spec_data)
+        self._settings = settings
+        self._log_name = log_name(settings.namespace, spec.id)
+        # A `postgres` log is made at start, once the registry gave the database's DSN.
+        wal = None if settings.log == "postgres" else make_log(
+            settings.log, folder=settings.wal_dir(spec.id), name=self._log_name, nats_url=settings.nats_url,
+            nats_replicas=settings.nats_replicas)
         self.core = PipelineCore(
             spec,
             wal_dir=settings.wal_dir(spec.id),
+            log=wal,
             lake=pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options),
             idempotency_window_s=settings.idempotency_window_s,
             idempotency_max_keys=settings.idempotency_max_keys,
@@ -70,7 +78,9 @@ class PipelineHost:
         if core.state != "new":
             raise RuntimeError(f"pipeline {core.id} is {core.state}")
         await asyncio.to_thread(core.lake.check)
-        dsn = await silver_dsn() if core.spec.storage.silver != "lake" else None
+        dsn = await silver_dsn() if core.spec.storage.silver != "lake" or self._settings.log == "postgres" else None
+        if self._settings.log == "postgres":
+            core.use_log(make_log("postgres", folder=self._settings.wal_dir(core.id), name=self._log_name, dsn=dsn))
         admit_spec(self._spec_data, has_database=dsn is not None)
         if dsn is not None and uses_postgres(core.spec, has_dsn=True):
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))

@@ -25,6 +25,7 @@ class Health:
     counters: Mapping[str, Any] = field(default_factory=dict)
     wal_bytes: int = 0
     source_state: Mapping[str, Any] | None = None
+    node: str | None = None  # the id of the node it runs on, when the runtime says
 
     @property
     def running(self) -> bool:
@@ -39,9 +40,10 @@ class Health:
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> Health:
-        """From the dict `PipelineCore.health()` returns."""
+        """From the dict `PipelineCore.health()` returns (with `node` when the runtime adds it)."""
         return cls(state=str(answer.get("state", "unknown")), counters=dict(answer.get("counters") or {}),
-                   wal_bytes=int(answer.get("wal_bytes") or 0), source_state=answer.get("source_state"))
+                   wal_bytes=int(answer.get("wal_bytes") or 0), source_state=answer.get("source_state"),
+                   node=answer.get("node") or None)
 
 
 class Runtime(Protocol[Handle]):

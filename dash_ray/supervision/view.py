@@ -39,6 +39,7 @@ class PipelineView:
     source_state: dict[str, Any] | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    node: str | None = None  # the Ray node id it runs on, as of `counters_at`
 
 
 @dataclass(frozen=True)
