@@ -12,12 +12,13 @@ from typing import Any
 import ray
 
 from actors.names import REGISTRY_NAME, actor_name
+from actors.upstream import RayUpstream
 from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
 from dash_ray.live.feed import LiveRead
-from dash_ray.process_logging import setup_logging
 from dash_ray.pipeline.host import PipelineHost
+from dash_ray.process_logging import setup_logging
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.spec import PipelineSpec
 
@@ -30,10 +31,12 @@ class PipelineActor:
         setup_logging(settings.log_format, pipeline=str(spec_data.get("id")))
         self._host = PipelineHost(spec_data, settings, address=ray.util.get_node_ip_address(), freeze_gc=True)
         self._namespace = settings.namespace
+        self._settings = settings
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
-        return await self._host.start(self._silver_dsn, self._secrets)
+        return await self._host.start(self._silver_dsn, self._secrets,
+                                      upstream=lambda producer: RayUpstream(producer, self._settings))
 
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.

@@ -37,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from dash_ray.errors import DashError, RetryableError
 from dash_ray.ingest.batch import Ack, RawBatch, Rejections
-from dash_ray.sources.base import FeedContext, Ingest
+from dash_ray.sources.base import FeedContext, Ingest, iso_utc
 from dash_ray.sources.mqtt_journal import Journal, digest
 from dash_ray.spec import MqttSource, MqttTls
 
@@ -100,8 +100,8 @@ class MqttFeed:
 
     def state(self) -> dict[str, Any] | None:
         s = self._state
-        return {"connected": s.connected, "last_message_at": _iso(s.last_message_at),
-                "last_ok_at": _iso(s.last_ok_at), "messages": s.messages, "records": s.records,
+        return {"connected": s.connected, "last_message_at": iso_utc(s.last_message_at),
+                "last_ok_at": iso_utc(s.last_ok_at), "messages": s.messages, "records": s.records,
                 "not_json": s.not_json, "redelivered_skipped": s.redelivered_skipped,
                 "connects": s.connects, "pending": s.pending, "last_error": s.last_error}
 
@@ -226,8 +226,3 @@ def _tls(option: bool | MqttTls) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     return context
 
-
-def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"

@@ -11,6 +11,7 @@ from typing import Any
 
 from dash_ray.sources.base import FeedContext, Feeder, Receiver
 from dash_ray.sources.demo import DemoFeed
+from dash_ray.sources.follow import FollowFeed
 from dash_ray.sources.mqtt import MqttFeed
 from dash_ray.sources.receiver import SignedReceiver
 
@@ -23,6 +24,7 @@ RECEIVERS: dict[str, Callable[..., Receiver]] = {
 FEEDERS: dict[str, Callable[[Any, FeedContext], Feeder]] = {
     "demo": DemoFeed.from_spec,
     "mqtt": MqttFeed.from_spec,
+    "pipeline": FollowFeed.from_spec,
 }
 
 
