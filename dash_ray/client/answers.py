@@ -28,6 +28,7 @@ class Pipeline:
     counters_at: str | None = None
     waiting_in_log: int = 0
     next_restart_at: str | None = None
+    source_state: dict[str, Any] | None = None  # a feeding source's (mqtt, pipeline, a poller)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Pipeline:
@@ -43,6 +44,7 @@ class Pipeline:
             counters_at=body.get("counters_at"),
             waiting_in_log=body.get("waiting_in_log", 0),
             next_restart_at=body.get("next_restart_at"),
+            source_state=body.get("source_state"),
         )
 
 

@@ -23,6 +23,7 @@ class Health:
     state: str
     counters: Mapping[str, Any] = field(default_factory=dict)
     wal_bytes: int = 0
+    source_state: Mapping[str, Any] | None = None  # a feeding source's own (`Feeder.state`)
 
     @property
     def running(self) -> bool:
@@ -39,7 +40,7 @@ class Health:
     def from_answer(cls, answer: Mapping[str, Any]) -> Health:
         """From the dict `PipelineCore.health()` returns."""
         return cls(state=str(answer.get("state", "unknown")), counters=dict(answer.get("counters") or {}),
-                   wal_bytes=int(answer.get("wal_bytes") or 0))
+                   wal_bytes=int(answer.get("wal_bytes") or 0), source_state=answer.get("source_state"))
 
 
 class Runtime(Protocol[Handle]):

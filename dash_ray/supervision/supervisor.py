@@ -319,7 +319,8 @@ class Supervisor:
             version=entry.version, spec=entry.spec, counters=dict(health.counters) if health else {},
             counters_at=entry.health_at, waiting_in_log=health.waiting_in_log if health else 0,
             next_restart_at=entry.next_restart_at if entry.status == "restarting" else None,
-            created_at=entry.created_at, updated_at=entry.updated_at)
+            created_at=entry.created_at, updated_at=entry.updated_at,
+            source_state=dict(health.source_state) if health and health.source_state is not None else None)
 
     # -- the watch -------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ class PipelineView:
     next_restart_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    source_state: dict[str, Any] | None = None  # a feeding source's state, as of `counters_at`
 
 
 @dataclass(frozen=True)
