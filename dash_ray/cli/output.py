@@ -51,7 +51,8 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if as_json:
         print_json({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
                 "version": p.version, "counters": p.counters, "counters_at": p.counters_at,
-                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "spec": p.spec})
+                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "spec": p.spec,
+                "source_state": p.source_state})
         return 0
     print(f"{p.id}: {p.status} (version {p.version}, {p.restarts} restarts)")
     if p.last_error:
@@ -64,6 +65,11 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     width = max((len(name) for name in p.counters), default=0)
     for name, value in p.counters.items():
         print(f"    {name:<{width}}  {cell(value)}")
+    if p.source_state:
+        print("  source state:")
+        width = max(len(name) for name in p.source_state)
+        for name, value in p.source_state.items():
+            print(f"    {name:<{width}}  {cell(value)}")
     return 0
 
 
