@@ -67,6 +67,7 @@ class _State:
     last_message_at: float | None = None
     last_ok_at: float | None = None
     messages: int = 0
+    acked: int = 0
     records: int = 0
     not_json: int = 0
     redelivered_skipped: int = 0
@@ -101,7 +102,7 @@ class MqttFeed:
     def state(self) -> dict[str, Any] | None:
         s = self._state
         return {"connected": s.connected, "last_message_at": iso_utc(s.last_message_at),
-                "last_ok_at": iso_utc(s.last_ok_at), "messages": s.messages, "records": s.records,
+                "last_ok_at": iso_utc(s.last_ok_at), "messages": s.messages, "acked": s.acked, "records": s.records,
                 "not_json": s.not_json, "redelivered_skipped": s.redelivered_skipped,
                 "connects": s.connects, "pending": s.pending, "last_error": s.last_error}
 
@@ -151,6 +152,7 @@ class MqttFeed:
                 for message in batch:
                     if message.qos > 0:
                         paho.ack(message.mid, message.qos)
+                self._state.acked += len(batch)
 
     async def _take(self, ingest: Ingest, journal: Journal, messages: list[Any]) -> None:
         """Store one batch of messages durably (those sent again and already stored are skipped)."""

@@ -80,7 +80,7 @@ async def test_messages_become_records_with_their_topic_arrays_several_and_bad_p
         assert host.health()["counters"]["dead"] == 1
         await host.core.flush()
         [dead] = dead_letters(host.core.lake, "mq-basic", 10)
-        assert dead["record"] == "not json at all" and dead["reason"]
+        assert dead["record"] == "not json at all" and dead["rule"] == "object", dead
     finally:
         await host.stop()
 
