@@ -139,10 +139,11 @@ class MqttFeed:
         # paho's own message object, which carries `dup` (aiomqtt's Message drops it).
         paho.on_message = lambda _c, _u, message: client._queue.put_nowait(message)  # noqa: SLF001
         async with client:
-            self._state.connected, self._state.last_error = True, None
-            self._state.connects += 1
             retained_once = SubscribeOptions(qos=self.spec.qos, retainHandling=1)
             await client.subscribe([(topic, retained_once) for topic in self.spec.topics])
+            await self._drop_old_topics(client)
+            self._state.connected, self._state.last_error = True, None  # and subscribed
+            self._state.connects += 1
             messages = client.messages
             while True:
                 batch = [await anext(messages)]
@@ -153,6 +154,18 @@ class MqttFeed:
                     if message.qos > 0:
                         paho.ack(message.mid, message.qos)
                 self._state.acked += len(batch)
+
+    async def _drop_old_topics(self, client: aiomqtt.Client) -> None:
+        """The session outlives a spec: unsubscribe the filters an earlier version subscribed
+        that this one no longer has (kept in `mqtt.topics` in the state folder)."""
+        path = self.context.state_dir / "mqtt.topics"
+        before = orjson.loads(path.read_bytes()) if path.exists() else {}
+        gone = [t for t in before.get("topics", []) if t not in self.spec.topics]
+        if gone and before.get("client_id") == self.client_id:
+            await client.unsubscribe(gone)
+        if gone or before.get("topics") != self.spec.topics or before.get("client_id") != self.client_id:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(orjson.dumps({"client_id": self.client_id, "topics": self.spec.topics}))
 
     async def _take(self, ingest: Ingest, journal: Journal, messages: list[Any]) -> None:
         """Store one batch of messages durably (those sent again and already stored are skipped)."""

@@ -156,3 +156,23 @@ def test_the_journal_forgets_the_oldest_digest_past_its_window(tmp_path: Path) -
     again.stored()
     assert again.seen("a") and not again.seen("a")  # the first "a" left the window
     assert again.seen("c") and again.seen("b") and not again.seen("b")
+
+
+async def test_a_topic_the_spec_no_longer_has_is_unsubscribed_from_the_session(
+        tmp_path: Path, publisher: Publisher) -> None:
+    prefix = unique_prefix()
+    data = spec("mq-topics", prefix)
+    data["source"]["topics"] = [f"{prefix}/old", f"{prefix}/new"]
+    host = await started(data, tmp_path)
+    publisher.publish(f"{prefix}/old", {"n": 1})
+    await until(lambda: numbers(host) == [1], timeout=30, what="the old topic's message")
+    await host.stop()
+    data["source"]["topics"] = [f"{prefix}/new"]
+    host = await started(data, tmp_path)
+    try:
+        publisher.publish(f"{prefix}/old", {"n": 2})  # the session no longer subscribes to it
+        publisher.publish(f"{prefix}/new", {"n": 3})
+        await until(lambda: 3 in numbers(host), timeout=30, what="the new topic's message")
+        assert numbers(host) == [1, 3]  # 1 from before the restart
+    finally:
+        await host.stop()
