@@ -144,11 +144,11 @@ class MqttFeed:
             await self._drop_old_topics(client)
             self._state.connected, self._state.last_error = True, None  # and subscribed
             self._state.connects += 1
-            messages = client.messages
+            messages, queue = client.messages, client._queue  # noqa: SLF001 - drained without a task each
             while True:
                 batch = [await anext(messages)]
-                while len(batch) < self.spec.batch and len(messages):
-                    batch.append(await anext(messages))
+                while len(batch) < self.spec.batch and not queue.empty():
+                    batch.append(queue.get_nowait())
                 await self._take(ingest, journal, batch)
                 for message in batch:
                     if message.qos > 0:
