@@ -23,8 +23,6 @@ deploy (`follow_cycle`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -34,9 +32,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from dash_ray.errors import DashError, NotFoundError, Problem, RetryableError, SpecError
-from dash_ray.ingest.batch import Ack, RawBatch
+from dash_ray.errors import NotFoundError, Problem, SpecError
+from dash_ray.ingest.batch import RawBatch
 from dash_ray.sources.base import FeedContext, Ingest, iso_utc
+from dash_ray.sources.durable import append_until_stored, batch_from_json, batch_to_json, write_atomically
 from dash_ray.spec import PipelineSource, PipelineSpec
 
 __all__ = ["FeedRead", "FollowFeed", "Upstream", "check_no_cycle", "follow_cycle"]
@@ -176,19 +175,8 @@ class FollowFeed:
     async def _append(self, ingest: Ingest, batch: RawBatch, reached: int) -> None:
         """Name the batch durably, store it (until the pipeline takes it), then move past it."""
         await asyncio.to_thread(self._save, self._state.position, (batch, reached))
-        backoff = 0.5
-        while True:
-            try:
-                [answer] = await ingest([batch])
-            except DashError as exc:
-                answer = exc
-            if isinstance(answer, Ack):
-                break
-            self._state.last_error = f"{type(answer).__name__}: {answer}"
-            await asyncio.sleep(answer.retry_after if isinstance(answer, RetryableError) and answer.retry_after
-                                else backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
         state = self._state
+        await append_until_stored(ingest, batch, lambda error: setattr(state, "last_error", error))
         state.position, state.last_ok_at, state.last_error = reached, self.clock(), None
         state.records += batch.count
         await asyncio.to_thread(self._save, reached, None)
@@ -200,20 +188,13 @@ class FollowFeed:
         pending = data.get("pending")
         if pending is None:
             return int(data["position"]), None
-        batch = RawBatch(payload=base64.b64decode(pending["payload"]), count=int(pending["count"]),
-                         received_at_us=int(pending["received_at_us"]), idempotency_key=str(pending["key"]))
-        return int(data["position"]), (batch, int(pending["reached"]))
+        return int(data["position"]), (batch_from_json(pending), int(pending["reached"]))
 
     def _save(self, position: int, pending: tuple[RawBatch, int] | None) -> None:
         data: dict[str, Any] = {"from": self.spec.from_, "position": position}
         if pending is not None:
-            batch, reached = pending
-            data["pending"] = {"key": batch.idempotency_key, "payload": base64.b64encode(batch.payload).decode(),
-                               "count": batch.count, "received_at_us": batch.received_at_us, "reached": reached}
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        temp = self._path.with_suffix(".tmp")
-        temp.write_bytes(orjson.dumps(data))
-        os.replace(temp, self._path)
+            data["pending"] = {**batch_to_json(pending[0]), "reached": pending[1]}
+        write_atomically(self._path, data)
 
 
 def _describe(exc: Exception, producer: str) -> str:

@@ -35,9 +35,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from dash_ray.errors import DashError, RetryableError
-from dash_ray.ingest.batch import Ack, RawBatch, Rejections
+from dash_ray.ingest.batch import RawBatch, Rejections
 from dash_ray.sources.base import FeedContext, Ingest, iso_utc
+from dash_ray.sources.durable import append_until_stored
 from dash_ray.sources.mqtt_journal import Journal, digest
 from dash_ray.spec import MqttSource, MqttTls
 
@@ -199,24 +199,12 @@ class MqttFeed:
         journal.stored()
 
     async def _append(self, ingest: Ingest, batch: RawBatch) -> None:
-        """Until the pipeline has stored `batch` durably: a refusal (a full queue, storage
-        down, a restart) is retried after its `retry_after` or a back-off; nothing is acked
-        to the broker meanwhile, so it holds what follows."""
+        """Until the pipeline has stored `batch` durably; nothing is acked to the broker
+        meanwhile, so it holds what follows."""
         state = self._state
-        backoff = 0.5
         state.pending = batch.count
-        while True:
-            try:
-                [answer] = await ingest([batch])
-            except DashError as exc:
-                answer = exc
-            if isinstance(answer, Ack):
-                state.pending, state.last_ok_at = 0, self.clock()
-                return
-            state.last_error = f"{type(answer).__name__}: {answer}"
-            wait = answer.retry_after if isinstance(answer, RetryableError) and answer.retry_after else backoff
-            await asyncio.sleep(wait)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        await append_until_stored(ingest, batch, lambda error: setattr(state, "last_error", error))
+        state.pending, state.last_ok_at = 0, self.clock()
 
     def _client(self) -> aiomqtt.Client:
         spec = self.spec

@@ -21,16 +21,15 @@ process, may lose it, and then a message sent again is stored twice: at least on
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import os
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from dash_ray.ingest.batch import RawBatch, Rejections
+from dash_ray.ingest.batch import RawBatch
+from dash_ray.sources.durable import batch_from_json, batch_to_json, write_atomically
 
 __all__ = ["Journal", "digest"]
 
@@ -67,10 +66,7 @@ class Journal:
         for item in data.get("recent", []):
             journal._remember(item)
         if (batch := data.get("batch")) is not None:
-            raw = RawBatch(payload=base64.b64decode(batch["payload"]), count=int(batch["count"]),
-                           received_at_us=int(batch["received_at_us"]), idempotency_key=str(batch["key"]),
-                           rejected=Rejections.from_json(batch["rejected"]))
-            journal.pending = _Pending(raw, list(batch["digests"]))
+            journal.pending = _Pending(batch_from_json(batch), list(batch["digests"]))
         return journal
 
     def seen(self, key: str) -> bool:
@@ -106,11 +102,5 @@ class Journal:
     def _write(self) -> None:
         data: dict[str, object] = {"recent": list(self._recent)}
         if (pending := self.pending) is not None:
-            batch = pending.batch
-            data["batch"] = {"key": batch.idempotency_key, "payload": base64.b64encode(batch.payload).decode(),
-                             "count": batch.count, "received_at_us": batch.received_at_us,
-                             "rejected": batch.rejected.to_json(), "digests": pending.digests}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".tmp")
-        temp.write_bytes(orjson.dumps(data))
-        os.replace(temp, self.path)
+            data["batch"] = {**batch_to_json(pending.batch), "digests": pending.digests}
+        write_atomically(self.path, data)
