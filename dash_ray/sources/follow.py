@@ -130,10 +130,9 @@ class FollowFeed:
 
     async def run(self, ingest: Ingest) -> None:
         position, pending = await asyncio.to_thread(self._load)
-        if pending is not None:
+        self._state.position = position
+        if pending is not None:  # the last run may have stopped during this append: again, same key
             await self._append(ingest, pending[0], pending[1])
-        else:
-            self._state.position = position
         backoff = 0.5
         while True:
             try:
