@@ -69,12 +69,20 @@ def test_not_an_object() -> None:
     assert [p.path for p in check_spec(["a"]).problems] == ["(spec)"]
 
 
-@pytest.mark.parametrize("kind", ["http_poll", "graphql_poll", "pipeline"])
+@pytest.mark.parametrize("kind", ["http_poll", "graphql_poll"])
 def test_a_source_kind_of_the_contract_not_served_yet_says_so(kind: str) -> None:
     found = _found({"id": "polled", "source": {"kind": kind, "url": "https://example.com", "interval": 30}})
     assert set(found) == {"source.kind"}
     assert "not supported yet" in found["source.kind"] and kind in found["source.kind"]
-    assert "push, webhook, demo" in found["source.kind"]
+    assert "push, webhook, demo, mqtt, pipeline" in found["source.kind"]
+
+
+def test_the_mqtt_and_pipeline_sources_are_checked_with_their_paths() -> None:
+    found = _found({"id": "m", "source": {"kind": "mqtt", "url": "http://broker", "topics": [], "qos": 2,
+                                          "password": "plain"}})
+    assert set(found) == {"source.url", "source.topics", "source.qos", "source.password"}
+    found = _found({"id": "f", "source": {"kind": "pipeline", "from": "Not An Id"}})
+    assert set(found) == {"source.from"}
 
 
 def test_an_unknown_source_kind_lists_the_kinds() -> None:
