@@ -17,7 +17,7 @@ from dash_ray.errors import DashError, RetryableError
 from dash_ray.ingest.batch import Ack, RawBatch, Rejections
 from dash_ray.sources.base import Ingest
 
-__all__ = ["append_until_stored", "batch_from_json", "batch_to_json", "write_atomically"]
+__all__ = ["append_until_stored", "batch_from_json", "batch_to_json", "write_atomically", "write_lines_atomically"]
 
 _MAX_BACKOFF_S = 10.0
 
@@ -54,7 +54,12 @@ def batch_from_json(data: dict[str, Any]) -> RawBatch:
 
 def write_atomically(path: Path, data: Any) -> None:
     """`data` as JSON in `path`, replaced whole (a reader never sees half of it); not fsynced."""
+    write_lines_atomically(path, [orjson.dumps(data)])
+
+
+def write_lines_atomically(path: Path, lines: list[bytes]) -> None:
+    """`lines` (each ending as it should) as the whole of `path`, replaced at once; not fsynced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(".tmp")
-    temp.write_bytes(orjson.dumps(data))
+    temp.write_bytes(b"".join(lines))
     os.replace(temp, path)

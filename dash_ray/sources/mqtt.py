@@ -112,25 +112,28 @@ class MqttFeed:
             # The last run may have stopped during this append: again under its key (once either way).
             await self._append(ingest, journal.pending.batch)
             journal.stored()
-        backoff = 0.5
-        while True:
-            connects = self._state.connects
-            try:
-                await self._session(ingest, journal)
-            except aiomqtt.MqttError as exc:
-                self._state.last_error = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # noqa: BLE001 - what is not acked comes again: reconnect
-                log.exception("mqtt %s: the session failed", self.spec.url)
-                self._state.last_error = f"{type(exc).__name__}: {exc}"
-            finally:
-                self._state.connected = False
-            if self._state.connects > connects:
-                backoff = 0.5  # it had connected: start the back-off again
-            delay = backoff * (0.5 + random.random() / 2)
-            log.info("mqtt %s: disconnected (%s); reconnecting in %.1f s", self.spec.url,
-                     self._state.last_error, delay)
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        try:
+            backoff = 0.5
+            while True:
+                connects = self._state.connects
+                try:
+                    await self._session(ingest, journal)
+                except aiomqtt.MqttError as exc:
+                    self._state.last_error = f"{type(exc).__name__}: {exc}"
+                except Exception as exc:  # noqa: BLE001 - what is not acked comes again: reconnect
+                    log.exception("mqtt %s: the session failed", self.spec.url)
+                    self._state.last_error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    self._state.connected = False
+                if self._state.connects > connects:
+                    backoff = 0.5  # it had connected: start the back-off again
+                delay = backoff * (0.5 + random.random() / 2)
+                log.info("mqtt %s: disconnected (%s); reconnecting in %.1f s", self.spec.url,
+                         self._state.last_error, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+        finally:
+            journal.close()
 
     async def _session(self, ingest: Ingest, journal: Journal) -> None:
         client = self._client()
@@ -194,7 +197,7 @@ class MqttFeed:
         batch = RawBatch(payload=b"".join(line + b"\n" for line in lines), count=len(lines),
                          received_at_us=int(now * 1e6), idempotency_key=f"mqtt:{uuid.uuid4().hex}",
                          rejected=Rejections.of(bad, NOT_JSON))
-        await asyncio.to_thread(journal.begin, batch, digests)
+        journal.begin(batch, digests)  # a line appended to a file, not fsynced: no thread hop
         await self._append(ingest, batch)
         journal.stored()
 

@@ -14,9 +14,11 @@ tell such a message apart from new data:
   crash during the append is settled on the next start by appending the same batch again
   under the same key (stored once either way: `dash_ray.ingest.idempotency`).
 
-The journal is one small file (`mqtt.journal`) in the pipeline's state folder, replaced
-atomically before each append (not fsynced: a crash of the machine itself, rather than the
-process, may lose it, and then a message sent again is stored twice: at least once).
+The journal is one file (`mqtt.journal`) in the pipeline's state folder, a line per batch
+(the batch and its messages' digests) appended before the batch's append; every line but the
+last was stored, the last may not have been. Past four windows of lines it is rewritten with
+the newest window. Not fsynced (a crash of the machine itself, rather than the process, may
+lose its end, and then a message sent again is stored twice: at least once).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import hashlib
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from dash_ray.ingest.batch import RawBatch
-from dash_ray.sources.durable import batch_from_json, batch_to_json, write_atomically
+from dash_ray.sources.durable import batch_from_json, batch_to_json, write_lines_atomically
 
 __all__ = ["Journal", "digest"]
 
@@ -53,6 +56,9 @@ class Journal:
         self.window = window
         self._recent: deque[str] = deque(maxlen=window)
         self._counts: Counter[str] = Counter()
+        self._lines: deque[tuple[bytes, int]] = deque()  # the file's lines and their digest counts
+        self._in_lines = 0
+        self._file: BinaryIO | None = None
         self.pending: _Pending | None = None
 
     @classmethod
@@ -62,11 +68,14 @@ class Journal:
         journal = cls(path, window)
         if not path.exists():
             return journal
-        data = orjson.loads(path.read_bytes())
-        for item in data.get("recent", []):
-            journal._remember(item)
-        if (batch := data.get("batch")) is not None:
-            journal.pending = _Pending(batch_from_json(batch), list(batch["digests"]))
+        for line in path.read_bytes().splitlines():
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line cut short by a crash: its batch was never appended
+            journal.stored()
+            journal.pending = _Pending(batch_from_json(entry["batch"]), list(entry["digests"]))
+            journal._keep(line + b"\n", len(journal.pending.digests))
         return journal
 
     def seen(self, key: str) -> bool:
@@ -79,8 +88,18 @@ class Journal:
 
     def begin(self, batch: RawBatch, digests: list[str]) -> None:
         """Before appending `batch` (which carries an idempotency key): write it down."""
+        self.stored()
         self.pending = _Pending(batch, digests)
-        self._write()
+        line = orjson.dumps({"batch": batch_to_json(batch), "digests": digests}) + b"\n"
+        self._keep(line, len(digests))
+        if self._in_lines > 4 * self.window:
+            self._rewrite()
+        else:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("ab")
+            self._file.write(line)
+            self._file.flush()
 
     def stored(self) -> None:
         """The pending batch is durable: its messages join the recent ones."""
@@ -90,6 +109,22 @@ class Journal:
             self._remember(key)
         self.pending = None
 
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _keep(self, line: bytes, count: int) -> None:
+        self._lines.append((line, count))
+        self._in_lines += count
+
+    def _rewrite(self) -> None:
+        """Keep the lines of the newest window only (the last is the pending batch)."""
+        while self._lines and self._in_lines - self._lines[0][1] >= self.window:
+            self._in_lines -= self._lines.popleft()[1]
+        self.close()
+        write_lines_atomically(self.path, [line for line, _ in self._lines])
+
     def _remember(self, key: str) -> None:
         if len(self._recent) == self.window:
             old = self._recent[0]
@@ -98,9 +133,3 @@ class Journal:
                 del self._counts[old]
         self._recent.append(key)
         self._counts[key] += 1
-
-    def _write(self) -> None:
-        data: dict[str, object] = {"recent": list(self._recent)}
-        if (pending := self.pending) is not None:
-            data["batch"] = {**batch_to_json(pending.batch), "digests": pending.digests}
-        write_atomically(self.path, data)

@@ -156,6 +156,20 @@ def test_the_journal_forgets_the_oldest_digest_past_its_window(tmp_path: Path) -
     again.stored()
     assert again.seen("a") and not again.seen("a")  # the first "a" left the window
     assert again.seen("c") and again.seen("b") and not again.seen("b")
+    again.close()
+
+
+def test_the_journal_file_keeps_about_its_window_of_lines(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j", window=4)
+    batch = RawBatch(payload=b"{}\n", count=1, received_at_us=1, idempotency_key="k")
+    for n in range(100):
+        journal.begin(batch, [f"d{n}"])
+        journal.stored()
+    journal.close()
+    assert len((tmp_path / "j").read_bytes().splitlines()) <= 4 * 4 + 1
+    again = Journal.load(tmp_path / "j", window=4)
+    again.stored()
+    assert [again.seen(f"d{n}") for n in range(95, 100)] == [False, True, True, True, True]
 
 
 async def test_a_topic_the_spec_no_longer_has_is_unsubscribed_from_the_session(
