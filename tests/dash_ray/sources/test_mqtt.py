@@ -28,8 +28,10 @@ FIELDS = {"n": {"path": "$.n", "type": "int", "required": True},
 
 
 def spec(pipeline_id: str, prefix: str, **source: Any) -> dict[str, Any]:
+    # A client id of the test's own, and a session the shared broker forgets a minute after.
     return {"id": pipeline_id, "source": {"kind": "mqtt", "url": "mqtt://127.0.0.1:1883",
-                                          "topics": [f"{prefix}/+/reading"], **source},
+                                          "topics": [f"{prefix}/+/reading"], "session_expiry": 60,
+                                          "client_id": f"dash-test-{prefix.rsplit('/', 1)[1]}", **source},
             "mapping": {"fields": FIELDS}, "flush": {"records": 100_000, "seconds": 3600}}
 
 
