@@ -12,6 +12,7 @@ from typing import Any, cast
 import ray
 
 from actors.names import REGISTRY_NAME, actor_name
+from actors.upstream import RayUpstream
 from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
@@ -33,22 +34,24 @@ class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         setup_logging(settings.log_format, pipeline=str(spec_data.get("id")))
         self._host = PipelineHost(spec_data, settings, address=ray.util.get_node_ip_address(), freeze_gc=True)
-        self._namespace = settings.namespace
+        self._settings = settings
         # Which Ray node runs this pipeline, in each answer (`dash-ray ls`, the placement).
         self._where = {"pipeline": self._host.core.id, "node": ray.get_runtime_context().get_node_id()}
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
-        return {**await self._host.start(self._silver_dsn, self._secrets), **self._where}
+        started = await self._host.start(self._silver_dsn, self._secrets,
+                                         upstream=lambda producer: RayUpstream(producer, self._settings))
+        return {**started, **self._where}
 
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.
-        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._settings.namespace)
         return cast("str | None", await registry.silver_dsn.remote())  # a Ray call's result is untyped
 
     async def _secrets(self) -> dict[str, str]:
         # Likewise: the values of the named secrets this pipeline's spec refers to.
-        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._settings.namespace)
         return cast("dict[str, str]", await registry.secrets_for.remote(self._host.core.id))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:

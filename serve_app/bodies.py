@@ -25,7 +25,7 @@ def _time(value: dt.datetime | None) -> str | None:
 def pipeline_body(view: PipelineView) -> dict[str, Any]:
     """`GET /v1/pipelines/{id}`: the spec as deployed (fields in their order), the status, and
     the counters as of `counters_at`."""
-    return {
+    body = {
         "id": view.id,
         "status": view.status,
         "restarts": view.restarts,
@@ -41,6 +41,9 @@ def pipeline_body(view: PipelineView) -> dict[str, Any]:
         "created_at": _time(view.created_at),
         "updated_at": _time(view.updated_at),
     }
+    if view.source_state is not None:
+        body["source_state"] = view.source_state
+    return body
 
 
 def deployed_body(deployed: Deployed) -> dict[str, Any]:

@@ -68,6 +68,11 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     width = max((len(name) for name in p.counters), default=0)
     for name, value in p.counters.items():
         print(f"    {name:<{width}}  {cell(value)}")
+    if p.source_state:
+        print("  source state:")
+        width = max(len(name) for name in p.source_state)
+        for name, value in p.source_state.items():
+            print(f"    {name:<{width}}  {cell(value)}")
     return 0
 
 

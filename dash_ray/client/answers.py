@@ -28,8 +28,7 @@ class Pipeline:
     counters_at: str | None = None
     waiting_in_log: int = 0
     next_restart_at: str | None = None
-    # A polling source's state (last poll, last error, cursor, next poll), else None.
-    source_state: dict[str, Any] | None = None
+    source_state: dict[str, Any] | None = None  # a feeding source's (mqtt, pipeline, a poller)
     node: str | None = None  # the Ray node id it runs on (None while it does not run)
 
     @classmethod

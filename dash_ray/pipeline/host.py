@@ -67,11 +67,13 @@ class PipelineHost:
         self._feeding: asyncio.Task[None] | None = None
 
     async def start(self, silver_dsn: Callable[[], Awaitable[str | None]],
-                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None) -> dict[str, Any]:
+                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None,
+                    upstream: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """Admit the spec, recover and start taking ingest; returns the core's health.
         `silver_dsn` gives the platform's database (None: it has none), asked only when the
         spec may keep its silver in PostgreSQL; `secrets` the values of the named secrets the
-        spec refers to, asked only when it refers to some. Raises when the pipeline cannot
+        spec refers to, asked only when it refers to some; `upstream` how a `pipeline` source
+        reaches the pipeline it follows (`dash_ray.sources.follow.Upstream` by id). Raises when the pipeline cannot
         run: SpecError, NotFoundError (a secret it refers to is gone), StorageError (the lake
         cannot be read), WalCorruptError."""
         core = self.core
@@ -85,7 +87,7 @@ class PipelineHost:
         if dsn is not None and uses_postgres(core.spec, has_dsn=True):
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))
         values = await secrets() if secrets is not None and secret_names(core.spec) else {}
-        context = FeedContext(core.id, self._state_dir, values)
+        context = FeedContext(core.id, self._state_dir, values, upstream=upstream)
         await core.start()
         await self.channel.start()
         # A source that feeds records (the demo, a poller) runs from here; one that receives has none.

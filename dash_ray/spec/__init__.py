@@ -31,7 +31,17 @@ from dash_ray.spec.model import (
 )
 from dash_ray.spec.parse import NOT_YET_KEYS, load_document, load_spec, parse_spec, yaml_error_text
 from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
-from dash_ray.spec.sources import NOT_YET_SOURCES, SOURCE_KINDS, DemoSource, PushSource, Source, WebhookSource
+from dash_ray.spec.sources import (
+    NOT_YET_SOURCES,
+    SOURCE_KINDS,
+    DemoSource,
+    MqttSource,
+    MqttTls,
+    PipelineSource,
+    PushSource,
+    Source,
+    WebhookSource,
+)
 
 __all__ = [
     "FIELD_NAME_PATTERN",
@@ -59,6 +69,9 @@ __all__ = [
     "RollupsSpec",
     "StorageSpec",
     "WebhookSource",
+    "MqttSource",
+    "MqttTls",
+    "PipelineSource",
     "load_document",
     "load_spec",
     "parse_spec",
