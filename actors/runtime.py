@@ -13,8 +13,9 @@ from ray.actor import ActorHandle
 
 from actors.names import actor_name
 from actors.pipeline import launch
-from dash_ray.settings import Settings
+from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
 from dash_ray.spec import PipelineSpec
+from dash_ray.supervision.placement import Placement
 from dash_ray.supervision.runtime import Health
 
 __all__ = ["RayRuntime"]
@@ -31,6 +32,8 @@ class RayRuntime:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pipeline_settings = settings.pipeline()
+        self.placement = Placement()
+        self._pipelines: dict[str, str] = {}  # actor id -> pipeline id, while it lives
 
     async def find(self, pipeline_id: str) -> ActorHandle[Any] | None:
         try:
@@ -48,10 +51,16 @@ class RayRuntime:
         except BaseException:
             await self._kill(actor)
             raise
-        return actor, Health.from_answer(answer)
+        return actor, self._placed(answer)
 
     async def health(self, handle: ActorHandle[Any]) -> Health:
-        return Health.from_answer(await handle.health.remote())
+        return self._placed(await handle.health.remote())
+
+    def _placed(self, answer: dict[str, Any]) -> Health:
+        health = Health.from_answer(answer)
+        if isinstance(pipeline_id := answer.get("pipeline"), str):
+            self.placement.placed(pipeline_id, health.node)
+        return health
 
     async def stop(self, handle: ActorHandle[Any], *, graceful: bool) -> None:
         if graceful:
@@ -62,18 +71,29 @@ class RayRuntime:
         await self._kill(handle)
 
     async def _create(self, spec: PipelineSpec) -> ActorHandle[Any]:
+        node = self.placement.choose(spec.id, await asyncio.to_thread(_ingestor_nodes))
         # The name of a just-killed actor may take a moment to be released.
         deadline = time.monotonic() + _NAME_RELEASE_S
         while True:
             try:
-                return launch(spec, self._pipeline_settings)
+                actor = launch(spec, self._pipeline_settings, node)
+                self._pipelines[actor._actor_id.hex()] = spec.id
+                return actor
             except ValueError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
 
     async def _kill(self, handle: ActorHandle[Any]) -> None:
+        if (pipeline_id := self._pipelines.pop(handle._actor_id.hex(), None)) is not None:
+            self.placement.gone(pipeline_id)
         try:
             await asyncio.to_thread(ray.kill, handle, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+
+def _ingestor_nodes() -> list[str]:
+    """The ids of the live nodes a pipeline may run on (by their role label)."""
+    nodes: list[dict[str, Any]] = ray.nodes()
+    return [n["NodeID"] for n in nodes if n.get("Alive") and (n.get("Labels") or {}).get(ROLE_LABEL) in INGESTOR_ROLES]

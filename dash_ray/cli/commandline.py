@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", cmd_up, "start the platform (local Ray unless DASH_RAY_ADDRESS is set)")
     up.add_argument("--demo", action="store_true", help="also deploy a demo pipeline fed by a generator")
     up.add_argument("--port", type=_port, help="HTTP port (default $DASH_PORT or 8000; 0: a free one, printed)")
+    up.add_argument("--address", metavar="HOST:PORT",
+                    help="join the running Ray cluster there (its GCS) instead of starting one "
+                         "(default $DASH_RAY_ADDRESS)")
     command("down", cmd_down, "stop the platform").add_argument(
         "--drain", type=float, metavar="S", help="let pipelines flush to the lake for up to S seconds first")
     command("status", cmd_status, "the platform's summary, or one pipeline in full",

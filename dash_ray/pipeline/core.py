@@ -123,6 +123,13 @@ class PipelineCore:
     def state(self) -> State:
         return self._state
 
+    def use_log(self, log: Log) -> None:
+        """Keep the write-ahead log in `log` instead (a backend made once its settings are
+        known); only before `start`."""
+        if self._state != "new":
+            raise RuntimeError(f"pipeline {self.id} is {self._state}: its log is in use")
+        self._wal = log
+
     @property
     def id(self) -> str:
         return self.spec.id

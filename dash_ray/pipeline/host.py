@@ -21,6 +21,7 @@ from dash_ray.lake_roots import pipeline_lake
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
+from dash_ray.log.choice import log_name, make_log
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.pipeline.delivery import DeliverySink
 from dash_ray.settings import PipelineSettings
@@ -50,9 +51,15 @@ class PipelineHost:
         self._settings = settings
         self._hook = Sinks()
         self.sinks: dict[str, DeliverySink] = {}
+        self._log_name = log_name(settings.namespace, spec.id)
+        # A `postgres` log is made at start, once the registry gave the database's DSN.
+        wal = None if settings.log == "postgres" else make_log(
+            settings.log, folder=settings.wal_dir(spec.id), name=self._log_name, nats_url=settings.nats_url,
+            nats_replicas=settings.nats_replicas)
         self.core = PipelineCore(
             spec,
             wal_dir=settings.wal_dir(spec.id),
+            log=wal,
             lake=pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options),
             idempotency_window_s=settings.idempotency_window_s,
             idempotency_max_keys=settings.idempotency_max_keys,
@@ -66,23 +73,27 @@ class PipelineHost:
         self._feeding: asyncio.Task[None] | None = None
 
     async def start(self, silver_dsn: Callable[[], Awaitable[str | None]],
-                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None) -> dict[str, Any]:
+                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None,
+                    upstream: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """Admit the spec, recover and start taking ingest; returns the core's health.
         `silver_dsn` gives the platform's database (None: it has none), asked only when the
         spec may keep its silver in PostgreSQL; `secrets` the values of the named secrets the
-        spec refers to, asked only when it refers to some. Raises when the pipeline cannot
+        spec refers to, asked only when it refers to some; `upstream` how a `pipeline` source
+        reaches the pipeline it follows (`dash_ray.sources.follow.Upstream` by id). Raises when the pipeline cannot
         run: SpecError, NotFoundError (a secret it refers to is gone), StorageError (the lake
         cannot be read), WalCorruptError."""
         core = self.core
         if core.state != "new":
             raise RuntimeError(f"pipeline {core.id} is {core.state}")
         await asyncio.to_thread(core.lake.check)
-        dsn = await silver_dsn() if core.spec.storage.silver != "lake" else None
+        dsn = await silver_dsn() if core.spec.storage.silver != "lake" or self._settings.log == "postgres" else None
+        if self._settings.log == "postgres":
+            core.use_log(make_log("postgres", folder=self._settings.wal_dir(core.id), name=self._log_name, dsn=dsn))
         admit_spec(self._spec_data, has_database=dsn is not None)
         if dsn is not None and uses_postgres(core.spec, has_dsn=True):
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))
         values = await secrets() if secrets is not None and secret_names(core.spec) else {}
-        context = FeedContext(core.id, self._state_dir, values)
+        context = FeedContext(core.id, self._state_dir, values, upstream=upstream)
         self._add_sinks(values)
         await core.start()
         for sink in self.sinks.values():

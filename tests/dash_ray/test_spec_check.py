@@ -69,17 +69,29 @@ def test_not_an_object() -> None:
     assert [p.path for p in check_spec(["a"]).problems] == ["(spec)"]
 
 
-@pytest.mark.parametrize("kind", ["http_poll", "graphql_poll", "pipeline"])
-def test_a_source_kind_of_the_contract_not_served_yet_says_so(kind: str) -> None:
-    found = _found({"id": "polled", "source": {"kind": kind, "url": "https://example.com", "interval": 30}})
-    assert set(found) == {"source.kind"}
-    assert "not supported yet" in found["source.kind"] and kind in found["source.kind"]
-    assert "push, webhook, demo" in found["source.kind"]
+def test_the_mqtt_and_pipeline_sources_are_checked_with_their_paths() -> None:
+    found = _found({"id": "m", "source": {"kind": "mqtt", "url": "http://broker", "topics": [], "qos": 2,
+                                          "password": "plain"}})
+    assert set(found) == {"source.url", "source.topics", "source.qos", "source.password"}
+    found = _found({"id": "f", "source": {"kind": "pipeline", "from": "Not An Id"}})
+    assert set(found) == {"source.from"}
+
+
+def test_a_polling_sources_paths_are_checked_with_the_rest_of_the_spec() -> None:
+    found = _found({"id": "polled", "source": {
+        "kind": "http_poll", "url": "https://api.example.com/items", "records": "data[*]", "primary_key": "$.id",
+        "pagination": {"kind": "cursor", "cursor_path": "$.meta[", "cursor_param": "cursor"}},
+        "mapping": {"fields": {"a": {"expr": "nope(", "type": "int"}}}})
+    assert set(found) == {"source.records", "source.pagination.cursor_path", "mapping.fields.a.expr"}
+    assert "starts with '$'" in found["source.records"]
+    graphql = _found({"id": "polled", "source": {"kind": "graphql_poll", "url": "ftp://x", "query": "{ a }"}})
+    assert set(graphql) == {"source.url"}
 
 
 def test_an_unknown_source_kind_lists_the_kinds() -> None:
     found = _found({"id": "a", "source": {"kind": "carrier-pigeon"}})
-    assert set(found) == {"source.kind"} and "push, webhook, demo" in found["source.kind"]
+    assert set(found) == {"source.kind"}
+    assert "push, webhook, demo, http_poll, graphql_poll, mqtt, pipeline" in found["source.kind"]
     assert "not supported yet" not in found["source.kind"]
 
 

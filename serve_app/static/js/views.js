@@ -7,6 +7,7 @@ import { TimeChart, recordSeries } from "./charts.js";
 import { el, onceAFrame } from "./dom.js";
 import { PipelineFeed } from "./feed.js";
 import { sinksPanel } from "./sinks.js";
+import { sourceState } from "./source.js";
 import { mountWidget, recordsTable, shortTime } from "./widgets.js";
 
 const NUMERIC = new Set(["int", "double"]);
@@ -105,6 +106,7 @@ export async function pipelineView(root, [pipelineId]) {
   const numeric = fields.filter(([name, f]) => NUMERIC.has(f.type) && name !== "time").map(([name]) => name);
   const columns = fields.map(([name]) => name).filter((name) => name !== "time");
   const feed = new PipelineFeed(pipeline, { windowS });
+  const source = sourceState(pipeline);
   const charts = el("div", { class: "grid" });
   const tableBox = el("div", { class: "table-wrap", id: "records" });
   const windows = el("select", { id: "window", onchange: (e) => {
@@ -114,7 +116,7 @@ export async function pipelineView(root, [pipelineId]) {
     el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), status(pipeline.status),
        liveState(feed), el("label", {}, "window ", windows)),
     pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
-    charts, el("h2", {}, "Newest records"), tableBox);
+    source.node, charts, el("h2", {}, "Newest records"), tableBox);
   const sinks = (pipeline.spec.sinks || []).length ? sinksPanel(pipeline.id) : null;
   if (sinks) root.append(sinks.node);
   const plots = numeric.map((name) => {
@@ -136,7 +138,7 @@ export async function pipelineView(root, [pipelineId]) {
   window.dashDebug = { feed, stream: feed.stream };
   const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
   return () => {
-    clearInterval(tick); feed.close(); sinks?.stop();
+    clearInterval(tick); source.stop(); feed.close(); sinks?.stop();
     for (const [, chart] of plots) chart.destroy();
   };
 }
