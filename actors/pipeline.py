@@ -82,6 +82,12 @@ class PipelineActor:
     async def job(self, job_id: str) -> dict[str, Any]:
         return self._host.job(job_id)
 
+    async def sinks(self) -> list[dict[str, Any]]:
+        return self._host.sink_states()
+
+    async def redeliver(self, name: str) -> dict[str, Any]:
+        return await self._host.redeliver(name)
+
     async def stop(self) -> None:
         """Flush what is queued and close the log; the actor can then be killed."""
         await self._host.stop()

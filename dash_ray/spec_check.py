@@ -26,6 +26,7 @@ from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
 from dash_ray.silver.rollup import rollup_problems
 from dash_ray.silver.schema import schema_problems
+from dash_ray.sinks.select import sink_problems
 from dash_ray.sources.locate import path_problems
 from dash_ray.spec import FieldType, PipelineSpec, parse_spec
 
@@ -82,6 +83,7 @@ def check_spec(data: Any, *, has_database: bool = True) -> SpecCheck:
         checked.add(path_problems(spec.source))
         checked.add(rollup_problems(spec))
         checked.add(silver_problems(spec, has_dsn=has_database))
+        checked.add(sink_problems(spec))
     return checked
 
 

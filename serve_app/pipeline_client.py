@@ -75,6 +75,14 @@ class PipelineClient(ActorClient):
         """A job of this pipeline (NotFoundError: none has the id, or it was forgotten)."""
         return Job(**await self._call(lambda actor: actor.job.remote(job_id)))
 
+    async def sinks(self) -> list[dict[str, Any]]:
+        """Each sink's state (`dash_ray.pipeline.delivery.DeliverySink.status`)."""
+        return await self._call(lambda actor: actor.sinks.remote())
+
+    async def redeliver(self, name: str) -> dict[str, Any]:
+        """Queue a sink's dead deliveries again: `{"sink", "redelivered"}`."""
+        return await self._call(lambda actor: actor.redeliver.remote(name))
+
     async def close(self) -> None:
         """Close the channel (the actor's handle needs no closing). Idempotent."""
         channel, self._channel = self._channel, None

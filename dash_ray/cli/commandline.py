@@ -11,6 +11,7 @@ from dash_ray.cli.data import cmd_dead, cmd_dead_replay, cmd_job, cmd_query, cmd
 from dash_ray.cli.pipelines import cmd_delete, cmd_deploy, cmd_ls, cmd_restart, cmd_rotate_secret
 from dash_ray.cli.platform import cmd_down, cmd_status, cmd_up
 from dash_ray.cli.secrets import cmd_secrets_ls, cmd_secrets_rm, cmd_secrets_set
+from dash_ray.cli.sinks import cmd_sinks
 from dash_ray.cli.tokens import cmd_tokens_create, cmd_tokens_ls, cmd_tokens_revoke
 from dash_ray.errors import DashError
 from dash_ray.settings import parse_port
@@ -122,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                           json_output=True)
     dead_replay.add_argument("id", help=_ID)
     dead_replay.add_argument("--wait", action="store_true", help="wait until the job is done")
+    sinks = command("sinks", cmd_sinks, "a pipeline's sinks: state, breaker, deliveries, last error",
+                    json_output=True)
+    sinks.add_argument("id", help=_ID)
+    sinks.add_argument("--dead", action="store_true", help="list the dead deliveries, with their reasons")
+    sinks.add_argument("--redeliver", metavar="NAME", help="queue this sink's dead deliveries again (same ids)")
     job = command("job", cmd_job, "a replay job's state: what was asked, what was rewritten", json_output=True)
     job.add_argument("id", help="the job's id (<pipeline>.<n>), as replay printed it")
     job.add_argument("--wait", action="store_true", help="wait until the job is done")

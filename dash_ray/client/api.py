@@ -29,6 +29,7 @@ import orjson
 
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.sinks import SinkCalls
 from dash_ray.client.stream import LiveStream
 from dash_ray.client.transport import ClientSettings, clean_token, json_object, json_rows, send
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -55,7 +56,7 @@ def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | 
     return load_document(source)
 
 
-class Client:
+class Client(SinkCalls):
     """A synchronous client; use as a context manager or call `close()`."""
 
     def __init__(

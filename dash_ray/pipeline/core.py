@@ -93,7 +93,7 @@ class PipelineCore:
         self._silver = silver or LakeSilver(lake, spec.id, plan)
         self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq,
                                        secondaries=lambda: [f.store for f in self.followers])
-        self._sinks = sinks or Sinks()
+        self._sinks = sinks if sinks is not None else Sinks()  # an empty hook is falsy
         self._mapper = Mapper(spec, self.counters, sinks=self._sinks, on_mapped=self._mapped_some,
                               active=lambda: self._state in ("running", "closing"))
         self.live = LiveFeed(self._mapper.json_columns, stored_seq=lambda: self.counters.stored_seq)

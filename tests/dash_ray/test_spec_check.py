@@ -95,11 +95,22 @@ def test_an_unknown_source_kind_lists_the_kinds() -> None:
     assert "not supported yet" not in found["source.kind"]
 
 
-def test_sinks_are_not_supported_yet_and_the_rest_is_still_checked() -> None:
-    found = _found({"id": "alerts", "sinks": [{"name": "hot", "kind": "webhook", "url": "https://example.com"}],
+def test_a_broken_sink_is_reported_and_the_rest_is_still_checked() -> None:
+    found = _found({"id": "alerts", "sinks": [{"name": "hot", "kind": "webhook", "url": "ftp://example.com"}],
                     "mapping": {"fields": {"a": {"expr": "b", "type": "int"}}}})
-    assert set(found) == {"sinks", "mapping.fields.a.expr"}
-    assert "not supported yet" in found["sinks"]
+    assert set(found) == {"sinks.0.url", "mapping.fields.a.expr"}
+
+
+def test_sink_when_templates_and_group_fields_are_checked_against_the_mapped_fields() -> None:
+    found = _found({"id": "alerts", "mapping": {"fields": {"temp_c": {"path": "$.t", "type": "double"},
+                                                          "device": {"path": "$.d", "type": "string"}}},
+                    "sinks": [{"name": "hook", "kind": "webhook", "url": "https://x.example", "when": "temp_c >"},
+                              {"name": "ops", "kind": "slack", "url": {"secret": "slack-url"}, "when": "device",
+                               "template": "{device} {nope}", "group_by": ["zone"]},
+                              {"name": "mail", "kind": "email", "from": "a@x", "to": ["b@x"],
+                               "subject": "{device.upper}", "when": "temp_c > 40 and device <> 'x'"}]})
+    assert set(found) == {"sinks.0.when", "sinks.1.when", "sinks.1.template", "sinks.1.group_by", "sinks.2.subject"}
+    assert "boolean" in found["sinks.1.when"] and "'nope'" in found["sinks.1.template"]
 
 
 # -- admission: the one check before a pipeline runs (at deploy and at each start) -----------

@@ -6,6 +6,7 @@ import { formatNumber, seconds } from "./aggregate.js";
 import { TimeChart, recordSeries } from "./charts.js";
 import { el, onceAFrame } from "./dom.js";
 import { PipelineFeed } from "./feed.js";
+import { sinksPanel } from "./sinks.js";
 import { sourceState } from "./source.js";
 import { mountWidget, recordsTable, shortTime } from "./widgets.js";
 
@@ -116,6 +117,8 @@ export async function pipelineView(root, [pipelineId]) {
        liveState(feed), el("label", {}, "window ", windows)),
     pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
     source.node, charts, el("h2", {}, "Newest records"), tableBox);
+  const sinks = (pipeline.spec.sinks || []).length ? sinksPanel(pipeline.id) : null;
+  if (sinks) root.append(sinks.node);
   const plots = numeric.map((name) => {
     const target = el("div", { class: "chart", "data-field": name });
     charts.append(el("section", { class: "widget" }, el("h2", {}, name), target));
@@ -134,7 +137,10 @@ export async function pipelineView(root, [pipelineId]) {
   await feed.start();
   window.dashDebug = { feed, stream: feed.stream };
   const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
-  return () => { clearInterval(tick); source.stop(); feed.close(); for (const [, chart] of plots) chart.destroy(); };
+  return () => {
+    clearInterval(tick); source.stop(); feed.close(); sinks?.stop();
+    for (const [, chart] of plots) chart.destroy();
+  };
 }
 
 // -- dashboards -------------------------------------------------------------------------------
