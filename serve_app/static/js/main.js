@@ -1,7 +1,9 @@
 // The page's entry: sign in once (token kept in session storage), then route by path.
 
 import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
-import { dashboardEditor, dashboardList, dashboardView, overview, pipelineView, errorBox } from "./views.js";
+import { dashboardView } from "./dashboard.js";
+import { dashboardEditor, dashboardList, overview, pipelineView, errorBox } from "./views.js";
+import { setZone, zone, zoneLabel } from "./zone.js";
 
 const ROUTES = [
   [/^\/$/, overview],
@@ -100,6 +102,15 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", render);
 document.getElementById("forget").addEventListener("click", signOut);
+
+// The page's one time zone, shown and switched in the header.
+const zoneButton = document.getElementById("zone");
+function showZone() {
+  zoneButton.textContent = `Times: ${zoneLabel()}`;
+  zoneButton.dataset.zone = zone();
+}
+zoneButton.addEventListener("click", () => { setZone(zone() === "utc" ? "local" : "utc"); showZone(); render(); });
+showZone();
 
 (async () => {
   if (token() && !(await signIn())) return;
