@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
-from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.query import FilterArg, TimeArg, answer_table, query_params, table_columns, time_param
 from dash_ray.client.stream import LiveStream
 from dash_ray.client.transport import ClientSettings, clean_token, send
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -269,6 +269,7 @@ class Client:
         limit: int | None = None,
         order: str | None = None,
         after: int | None = None,
+        filter: FilterArg = None,  # noqa: A002 (the API's name)
     ) -> list[dict[str, Any]]:
         """Rows of the pipeline's silver store (`GET /v1/pipelines/{id}/query`; docs/API.md).
 
@@ -276,15 +277,18 @@ class Client:
         time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
         like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
-        take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
-        bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
-        return self._query(pipeline_id, query_params(start, end, fields, bucket, agg, by, limit, order, after))["rows"]
+        take datetimes, ISO 8601 text or epoch seconds. `filter` keeps rows whose fields equal
+        one of the values given (`{"device": ["sensor-1", "sensor-2"]}`, or the API's text
+        `"device:sensor-1,sensor-2"`; string and int fields). Raises `dash_ray.QueryError`
+        naming a bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
+        params = query_params(start, end, fields, bucket, agg, by, limit, order, after, filter)
+        return self._query(pipeline_id, params)["rows"]
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
         params = query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
                                None, None, None, options.pop("limit", None), options.pop("order", None),
-                               options.pop("after", None))
+                               options.pop("after", None), options.pop("filter", None))
         if options:
             raise TypeError(f"unexpected options for query_pages: {', '.join(options)}")
         while True:
