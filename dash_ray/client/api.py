@@ -138,16 +138,19 @@ class Client:
 
     # -- dashboards ------------------------------------------------------------------------
 
-    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any], dashboard_id: str | None = None) -> Dashboard:
+    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any], dashboard_id: str | None = None, *,
+                      create_only: bool = False) -> Dashboard:
         """Create or replace a dashboard (`{"id", "title", "widgets": [...]}`); SpecError
-        naming each problem, including widgets over pipelines or fields there are not."""
+        naming each problem, including widgets over pipelines or fields there are not. With
+        `create_only`, PreconditionFailedError (412) when the id is taken."""
         data = dashboard.to_json_dict() if isinstance(dashboard, DashboardModel) else dict(dashboard)
         data.pop("kind", None)
         dashboard_id = dashboard_id or data.get("id")
         if not dashboard_id:
             raise SpecError("invalid dashboard: id: Field required", problems=[Problem("id", "Field required")])
         data.setdefault("id", dashboard_id)
-        return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data))
+        headers = {"if-none-match": "*"} if create_only else {}
+        return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data, headers=headers))
 
     def dashboards(self) -> list[Dashboard]:
         return [Dashboard.from_body(d) for d in self._request("GET", "/v1/dashboards")["dashboards"]]

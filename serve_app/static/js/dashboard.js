@@ -8,6 +8,7 @@ import { el } from "./dom.js";
 import { lastLive, rangePicker, rememberLive } from "./picker.js";
 import { bounds, durationS, isLive, rangeUrl, readRange } from "./range.js";
 import { Tail } from "./tail.js";
+import { chosenValues, filterFor, variableControls } from "./variables.js";
 import { mountWidget } from "./widgets.js";
 import { errorBox, liveState, link } from "./views.js";
 
@@ -28,8 +29,6 @@ export function viewOf(range, session, extra = {}) {
   return {
     range,
     bounds: () => frozen || bounds(range),
-    params: () => ({}),
-    keep: () => true,
     onZoom: (fromMs, toMs) => session.go(rangeUrl({ fromMs, toMs })),
     onReset: () => session.go(rangeUrl({ relative: lastLive() })),
     ...extra,
@@ -79,11 +78,13 @@ export async function dashboardView(root, [dashboardId], session) {
   } }, "Delete");
   const view = viewOf(range, session);
   let running = null;
+  const chosen = chosenValues(dashboard.variables || []);
+  const variables = await variableControls(dashboard.variables || [], chosen, view.bounds, session.go);
   const picker = rangePicker(range, view.bounds, { go: session.go, onPause: (p) => running && running.pause(p) });
   root.replaceChildren(
     el("div", { class: "toolbar" }, el("h1", { id: "dashboard-title" }, dashboard.title), states,
        link(`/dashboards/${dashboard.id}/edit`, "Edit", { class: "button admin-only", id: "edit-dashboard" }), remove),
-    el("div", { class: "toolbar" }, picker),
+    el("div", { class: "toolbar" }, picker, variables),
     dashboard.description ? el("p", { class: "muted" }, dashboard.description) : "", grid);
   if (!dashboard.widgets.length) {
     grid.replaceWith(el("p", { class: "card empty", id: "empty-dashboard" },
@@ -105,7 +106,8 @@ export async function dashboardView(root, [dashboardId], session) {
       grid.append(el("section", { class: "widget" }, el("h2", {}, widget.title || widget.pipeline), errorBox(pipeline.error)));
       continue;
     }
-    mounted.push(mountWidget(grid, widget, { spec: pipeline.spec, tail: tails.get(widget.pipeline) || null, view }));
+    const filter = filterFor(dashboard.variables || [], chosen, pipeline.spec);
+    mounted.push(mountWidget(grid, widget, { spec: pipeline.spec, tail: tails.get(widget.pipeline) || null, view, filter }));
   }
   for (const tail of tails.values()) states.append(el("span", {}, ` ${tail.id}: `), liveState(tail));
   running = await runWidgets(mounted, view, [...tails.values()]);

@@ -46,9 +46,9 @@ function withUnit(value, unit) {
   return `${formatNumber(value)}${unit && value !== null && value !== undefined ? ` ${unit}` : ""}`;
 }
 
-// `view`: {bounds() -> [fromMs, toMs], params() -> extra query parameters (a filter), keep(record)
-// -> whether a live record passes the filter, onZoom, onReset}; `tail`: the pipeline's Tail or null.
-export function mountWidget(container, widget, { spec, tail, view }) {
+// `view`: {bounds() -> [fromMs, toMs], onZoom, onReset}; `filter`: {param (the query API's
+// `filter` or null), keep(record)} of the dashboard's variables; `tail`: the pipeline's Tail or null.
+export function mountWidget(container, widget, { spec, tail, view, filter = { param: null, keep: () => true } }) {
   const body = el("div", { class: "widget-body" });
   const note = el("div", { class: "note" });
   const box = el("section", { class: `widget ${widget.kind}${widget.kind === "table" ? " wide" : ""}`,
@@ -72,7 +72,8 @@ export function mountWidget(container, widget, { spec, tail, view }) {
 
   async function load(anchorMs) {
     const [fromMs] = view.bounds();
-    const params = { from: new Date(fromMs).toISOString(), to: new Date(anchorMs).toISOString(), ...view.params() };
+    const params = { from: new Date(fromMs).toISOString(), to: new Date(anchorMs).toISOString() };
+    if (filter.param) params.filter = filter.param;
     if (widget.kind === "table") Object.assign(params, { order: "desc", limit: widget.limit || 20 });
     else params.agg = serverAggs(aggs).join(",");
     if (widget.by && widget.kind !== "stat") params.by = widget.by;
@@ -92,7 +93,7 @@ export function mountWidget(container, widget, { spec, tail, view }) {
 
   function tailRecords(toMs) {
     if (!tail || state.anchorMs === null) return [];
-    return tail.between(state.anchorMs, toMs).filter(view.keep);
+    return tail.between(state.anchorMs, toMs).filter(filter.keep);
   }
 
   function draw() {
