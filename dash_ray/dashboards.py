@@ -108,7 +108,8 @@ class Widget(_Model):
     @model_validator(mode="after")
     def _shape(self) -> Widget:
         if self.unit is not None and not _UNIT.match(self.unit):
-            raise ValueError(f"unit {self.unit[:20]!r} must be plain text like °C, % or req/s (no < > or control characters)")
+            raise ValueError(f"unit {self.unit[:20]!r} must be plain text like °C, % or req/s "
+                             "(no < > or control characters)")
         if self.agg is not None and not _AGG.match(self.agg):
             raise ValueError(f"agg {self.agg!r} must be <fn>:<field> with fn in {', '.join(AGG_FUNCTIONS)}, "
                              "or count")
