@@ -23,6 +23,7 @@ function go(path) {
 }
 
 async function render() {
+  delete document.body.dataset.ready;  // set again once this view has drawn
   session.cleanup();
   session.cleanup = () => {};
   if (!token() || !session.scope) {
