@@ -151,3 +151,36 @@ def test_the_pipeline_page_splits_series_by_a_field(tab, platform, pipeline) -> 
     tab.wait_ready(f"/pipelines/{pipeline_id}")
     tab.page.wait_for_function(f"() => document.querySelector('{chart}').dataset.points === '30'")
     assert tab.page.get_attribute(chart, "data-series") == "sensor-0,sensor-1,sensor-2"
+
+
+def test_a_variable_filters_every_widget_and_units_show(tab, platform, pipeline) -> None:
+    pipeline_id, secret = pipeline
+    now = dt.datetime.now(UTC)
+    seed(platform, pipeline_id, secret, [now - dt.timedelta(seconds=3 * i + 2) for i in range(90)])
+    board_id = board(platform, [
+        {"kind": "stat", "pipeline": pipeline_id, "agg": "count", "title": "Readings"},
+        {"kind": "stat", "pipeline": pipeline_id, "agg": "max:temp_c", "unit": "°C", "title": "Hottest"},
+        {"kind": "bar", "pipeline": pipeline_id, "agg": "count", "by": "device"},
+        {"kind": "line", "pipeline": pipeline_id, "fields": ["temp_c"], "by": "device", "unit": "°C"},
+        {"kind": "table", "pipeline": pipeline_id, "fields": ["device"], "limit": 50}],
+        variables=[{"name": "device", "pipeline": pipeline_id, "field": "device"}])
+    tab.sign_in(platform.token, f"/dashboards/{board_id}?range=15m")
+    tab.page.wait_for_selector(".stat-value[data-value='90']")
+    options = tab.page.locator("#var-device option").all_inner_texts()
+    assert options == ["all", "sensor-0", "sensor-1", "sensor-2"]
+    hottest = platform.client.query(pipeline_id, agg="max:temp_c")[0]["max_temp_c"]
+    assert tab.page.locator(".stat-value").nth(1).inner_text() == f"{hottest:g} °C"
+    assert tab.page.get_attribute(".widget.line .chart", "data-series") == "sensor-0,sensor-1,sensor-2"
+    tab.page.select_option("#var-device", "sensor-1")
+    tab.page.wait_for_function("() => new URLSearchParams(location.search).get('var-device') === 'sensor-1'")
+    tab.wait_ready(f"/dashboards/{board_id}")
+    tab.page.wait_for_selector(".stat-value[data-value='30']")
+    assert tab.page.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.key)") == ["sensor-1"]
+    drawn(tab)
+    assert tab.page.get_attribute(".widget.line .chart", "data-series") == "sensor-1"
+    devices = set(tab.page.locator(".widget.table tbody tr td:nth-child(3)").all_inner_texts())
+    assert devices == {"sensor-1"}
+    assert "range=15m" in tab.page.url  # the range stays as the variable changes
+    # A link with two values (a shared link) filters to both.
+    tab.open(f"/dashboards/{board_id}?range=15m&var-device=sensor-0,sensor-2")
+    tab.page.wait_for_selector(".stat-value[data-value='60']")
