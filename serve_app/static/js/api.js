@@ -19,12 +19,12 @@ export class ApiError extends Error {
 }
 
 // `body`: an object (sent as JSON) or a string (sent as YAML, which also reads JSON).
-export async function api(method, path, { params, body } = {}) {
+export async function api(method, path, { params, body, headers: extra } = {}) {
   const url = new URL(path, location.origin);
   for (const [key, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null) url.searchParams.set(key, value);
   }
-  const headers = { authorization: `Bearer ${token() || ""}` };
+  const headers = { ...(extra || {}), authorization: `Bearer ${token() || ""}` };
   let payload;
   if (typeof body === "string") {
     headers["content-type"] = "application/yaml";
@@ -60,6 +60,11 @@ export function explain(err) {
   if (err.status === 403) return `This token cannot do that: ${err.message}. Ask for an admin token to make changes.`;
   if (err.status === 401) return "The token is unknown or revoked; sign in again.";
   if (err.status === 404) return err.message;
+  if (err.status === 412) return err.message;
+  if (err.type === "MalformedBodyError" && err.where === "body") {
+    return `The definition could not be read: ${err.message.replace(/^body is not valid (YAML|JSON):\s*/, "")}. `
+      + "Check the indentation and the punctuation there.";
+  }
   if (err.status === 0) return err.message;
   return err.message;
 }

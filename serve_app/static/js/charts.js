@@ -13,6 +13,13 @@ const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599
                  "#868e96", "#364fc7", "#a61e4d", "#087f5b"];
 export const SYNC_KEY = "dash";
 
+// Dots where a series has few values (a lone value has no line to show it).
+function fewPoints(u, seriesIdx) {
+  let n = 0;
+  for (const v of u.data[seriesIdx]) if (v !== null && v !== undefined && ++n >= 60) return false;
+  return true;
+}
+
 export class TimeChart {
   constructor(element, { height = 220, title = null, unit = "", bounds = null, onZoom = null, onReset = null } = {}) {
     this.element = element;
@@ -32,7 +39,7 @@ export class TimeChart {
 
   _value(v) { return v === null || v === undefined ? "–" : `${formatNumber(v)}${this.unit ? ` ${this.unit}` : ""}`; }
 
-  _options(series, xsCount) {
+  _options(series) {
     const css = getComputedStyle(document.documentElement);
     const axisColour = css.getPropertyValue("--muted").trim() || "#6b7480";
     const grid = { stroke: css.getPropertyValue("--line").trim() || "#e3e6ea", width: 1 };
@@ -48,7 +55,7 @@ export class TimeChart {
       ],
       series: [{ label: "time", value: (u, v) => (v === null || v === undefined ? "–" : formatTime(v * 1000)) },
         ...series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
-                                   value: (u, v) => this._value(v), points: { show: xsCount < 60 } }))],
+                                   value: (u, v) => this._value(v), points: { show: fewPoints } }))],
       hooks: { setSelect: [(u) => this._selected(u)] },
     };
   }
@@ -61,7 +68,7 @@ export class TimeChart {
     if (!this.plot || labels !== this.labels) {
       if (this.plot) this.plot.destroy();
       this.labels = labels;
-      this.plot = new uPlot(this._options(series, xs.length), data, this.element);
+      this.plot = new uPlot(this._options(series), data, this.element);
       this.plot.over.addEventListener("dblclick", () => { if (this.onReset) this.onReset(); });
     } else {
       this.plot.setData(data);

@@ -2,7 +2,8 @@
 
 import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
 import { dashboardView } from "./dashboard.js";
-import { dashboardEditor, dashboardList, overview, pipelineView, errorBox } from "./views.js";
+import { dashboardEditor } from "./editor.js";
+import { dashboardList, overview, pipelineView, errorBox } from "./views.js";
 import { setZone, zone, zoneLabel } from "./zone.js";
 
 const ROUTES = [
@@ -15,9 +16,11 @@ const ROUTES = [
 ];
 
 const view = document.getElementById("view");
-const session = { scope: null, go, cleanup: () => {} };
+// `leaving`: a view's question before it is left (unsaved changes), or null.
+const session = { scope: null, go, cleanup: () => {}, leaving: null };
 
 function go(path) {
+  if (session.leaving && !session.leaving()) return;
   history.pushState(null, "", path);
   render();
 }
@@ -41,6 +44,7 @@ async function render() {
   }
   const params = route[0].exec(location.pathname).slice(1);
   const path = location.pathname;
+  session.path = location.pathname + location.search;
   try {
     const cleanup = await route[1](view, params, session);
     if (location.pathname === path) session.cleanup = cleanup; else cleanup();
@@ -101,7 +105,10 @@ document.addEventListener("click", (event) => {
   event.preventDefault();
   go(a.getAttribute("href"));
 });
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => {
+  if (session.leaving && !session.leaving()) { history.pushState(null, "", session.path); return; }
+  render();
+});
 document.getElementById("forget").addEventListener("click", signOut);
 
 // The page's one time zone, shown and switched in the header.
