@@ -1,11 +1,13 @@
-// The API as the page uses it: the token kept in this tab's session storage, fetch with the
-// bearer token, and errors as ApiError carrying the server's {"error": {...}} body.
+// The API as the page uses it: the token kept in this browser's local storage (sign in once
+// per browser, until "Sign out" or until the token is revoked: any 401 signs the page out),
+// fetch with the bearer token (never in a URL), and errors as ApiError carrying the server's
+// {"error": {...}} body.
 
 const TOKEN_KEY = "dash.token";
 
-export function token() { return sessionStorage.getItem(TOKEN_KEY); }
-export function setToken(value) { sessionStorage.setItem(TOKEN_KEY, value); }
-export function forgetToken() { sessionStorage.removeItem(TOKEN_KEY); }
+export function token() { return localStorage.getItem(TOKEN_KEY); }
+export function setToken(value) { localStorage.setItem(TOKEN_KEY, value); }
+export function forgetToken() { localStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(TOKEN_KEY); }
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -41,6 +43,7 @@ export async function api(method, path, { params, body, headers: extra } = {}) {
   }
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
+  if (response.status === 401) window.dispatchEvent(new CustomEvent("dash:signed-out"));
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

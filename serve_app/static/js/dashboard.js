@@ -81,8 +81,16 @@ export async function dashboardView(root, [dashboardId], session) {
   const chosen = chosenValues(dashboard.variables || []);
   const variables = await variableControls(dashboard.variables || [], chosen, view.bounds, session.go);
   const picker = rangePicker(range, view.bounds, { go: session.go, onPause: (p) => running && running.pause(p) });
+  const shareLink = el("input", { id: "share-link", readonly: true, hidden: true, "aria-label": "link to this view" });
+  const share = el("button", { type: "button", id: "share", title: "a link to this dashboard with its range and variables",
+                               onclick: () => {
+    shareLink.value = location.href;  // the range and the variables are in it; never a token
+    shareLink.hidden = false;
+    shareLink.select();
+    if (navigator.clipboard) navigator.clipboard.writeText(shareLink.value).catch(() => {});
+  } }, "Share");
   root.replaceChildren(
-    el("div", { class: "toolbar" }, el("h1", { id: "dashboard-title" }, dashboard.title), states,
+    el("div", { class: "toolbar" }, el("h1", { id: "dashboard-title" }, dashboard.title), states, share, shareLink,
        link(`/dashboards/${dashboard.id}/edit`, "Edit", { class: "button admin-only", id: "edit-dashboard" }), remove),
     el("div", { class: "toolbar" }, picker, variables),
     dashboard.description ? el("p", { class: "muted" }, dashboard.description) : "", grid);

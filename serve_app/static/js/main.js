@@ -1,4 +1,4 @@
-// The page's entry: sign in once (token kept in session storage), then route by path.
+// The page's entry: sign in once per browser (token kept in local storage), then route by path.
 
 import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
 import { dashboardView } from "./dashboard.js";
@@ -110,6 +110,17 @@ window.addEventListener("popstate", () => {
   render();
 });
 document.getElementById("forget").addEventListener("click", signOut);
+// A 401 from any call (the token was revoked): sign in again, saying why.
+window.addEventListener("dash:signed-out", () => {
+  if (!session.scope) return;
+  forgetToken();
+  session.scope = null;
+  document.getElementById("who").hidden = true;
+  document.getElementById("forget").hidden = true;
+  session.cleanup();
+  session.cleanup = () => {};
+  showLogin("That token is unknown or revoked: sign in again.");
+});
 
 // The page's one time zone, shown and switched in the header.
 const zoneButton = document.getElementById("zone");

@@ -8,6 +8,7 @@ import { formatNumber, parseAgg } from "./aggregate.js";
 import { api } from "./api.js";
 import { bucketFor, bucketGrid, bucketText } from "./buckets.js";
 import { TimeChart, breakGaps, numberOr } from "./charts.js";
+import { download, toCsv } from "./csv.js";
 import { el } from "./dom.js";
 import { byKey, combined, groupRecords, serverAggs } from "./fold.js";
 import { recordOf, timeMs } from "./feed.js";
@@ -53,7 +54,11 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
   const note = el("div", { class: "note" });
   const box = el("section", { class: `widget ${widget.kind}${widget.kind === "table" ? " wide" : ""}`,
                               "data-kind": widget.kind, "data-pipeline": widget.pipeline },
-    el("div", { class: "widget-head" }, el("h2", {}, titleOf(widget))), body, note);
+    el("div", { class: "widget-head" }, el("h2", {}, titleOf(widget)),
+       el("button", { type: "button", class: "small csv", title: "download this widget's data as CSV",
+                      onclick: () => download(`${widget.pipeline}-${widget.kind}.csv`, toCsv(...exported.table())) }, "CSV")),
+    body, note);
+  const exported = { table: () => [["(nothing drawn yet)"], []] };
   container.append(box);
   const columns = widget.fields && widget.fields.length ? widget.fields
     : Object.keys((spec && spec.mapping && spec.mapping.fields) || {}).filter((f) => f !== "time");
@@ -106,6 +111,7 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
     if (widget.kind === "table") return drawTable(live);
     if (widget.kind === "stat") {
       const value = combined(widget.agg, state.rows[0], live);
+      exported.table = () => [[widget.agg, "unit"], [[value, widget.unit || ""]]];
       body.replaceChildren(el("div", { class: "stat-value", "data-value": String(value ?? "") }, withUnit(value, widget.unit)));
       return;
     }
@@ -117,6 +123,8 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
     const seen = new Set(live.map((r) => r.seq));
     const records = [...state.rows.map(recordOf).filter((r) => !seen.has(r.seq)), ...live];
     records.sort((a, b) => timeMs(a) - timeMs(b) || a.seq - b.seq);
+    const newest = records.slice(-(widget.limit || 20)).reverse();
+    exported.table = () => [["seq", "time", ...columns], newest.map((r) => [r.seq, r.time, ...columns.map((c) => r.data[c])])];
     body.replaceChildren(el("div", { class: "table-wrap" }, recordsTable(records, columns, widget.limit || 20)));
   }
 
@@ -125,6 +133,7 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
     const tailGroups = groupRecords(live, (r) => byKey(r.data[widget.by]));
     const keys = [...new Set([...stored.keys(), ...tailGroups.keys()])].sort();
     const values = keys.map((key) => [key, combined(widget.agg, stored.get(key), tailGroups.get(key))]);
+    exported.table = () => [[widget.by, widget.agg], values];
     const top = Math.max(1e-9, ...values.map(([, v]) => Math.abs(Number(v) || 0)));
     body.replaceChildren(el("div", { class: "bars" }, ...values.map(([key, v]) => el("div", { class: "bar-row", "data-key": key },
       el("span", { class: "key" }, key),
@@ -160,6 +169,9 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
       }
     }
     chartTarget().set(xs, series.length ? series : [{ label: "(no data)", values: xs.map(() => undefined) }]);
+    exported.table = () => [["bucket", ...series.map((s) => s.label)],
+      xs.map((x, i) => [new Date(x * 1000).toISOString(), ...series.map((s) => s.values[i])])
+        .filter((row) => row.slice(1).some((v) => v !== null && v !== undefined))];
   }
 
   return { box, load, draw, chart: () => chart && chart.plot, destroy() { if (chart) chart.destroy(); } };
