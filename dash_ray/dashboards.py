@@ -62,16 +62,18 @@ DEMO_DASHBOARD: dict[str, Any] = {
     "description": "The simulated sensors of the demo pipeline, live.",
     "widgets": [
         {"kind": "line", "title": "Temperature by device", "pipeline": "demo", "fields": ["temp_c"],
-         "by": "device", "window": "15m"},
-        {"kind": "stat", "title": "Average temperature", "pipeline": "demo", "agg": "avg:temp_c", "window": "5m"},
+         "by": "device", "window": "15m", "unit": "°C"},
+        {"kind": "stat", "title": "Average temperature", "pipeline": "demo", "agg": "avg:temp_c", "window": "5m",
+         "unit": "°C"},
         {"kind": "stat", "title": "Readings", "pipeline": "demo", "agg": "count", "window": "15m"},
         {"kind": "bar", "title": "Humidity by site", "pipeline": "demo", "agg": "avg:humidity", "by": "site",
-         "window": "15m"},
-        {"kind": "line", "title": "Max temperature per minute", "pipeline": "demo", "agg": "max:temp_c",
-         "bucket": "1m", "window": "1h"},
+         "window": "15m", "unit": "%"},
+        {"kind": "line", "title": "Max temperature", "pipeline": "demo", "agg": "max:temp_c",
+         "window": "15m", "unit": "°C"},
         {"kind": "table", "title": "Newest readings", "pipeline": "demo",
          "fields": ["device", "site", "temp_c", "humidity", "status"], "limit": 10},
     ],
+    "variables": [{"name": "site", "pipeline": "demo", "field": "site"}],
 }
 
 DashboardId = Annotated[str, StringConstraints(pattern=PIPELINE_ID_PATTERN)]

@@ -12,6 +12,7 @@ import { download, toCsv } from "./csv.js";
 import { el } from "./dom.js";
 import { byKey, combined, groupRecords, serverAggs } from "./fold.js";
 import { recordOf, timeMs } from "./feed.js";
+import { durationS } from "./range.js";
 import { formatIso } from "./zone.js";
 
 const MAX_SERIES = 12;
@@ -84,7 +85,9 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
     if (widget.by && widget.kind !== "stat") params.by = widget.by;
     if (widget.kind === "line") {
       const [a, b] = view.bounds();
-      state.bucketS = bucketFor((b - a) / 1000, chartTarget().element.clientWidth || container.clientWidth / 2);
+      // A widget's own `bucket` is the narrowest it draws (the chart's width sets the rest).
+      state.bucketS = Math.max(durationS(widget.bucket) || 1,
+                               bucketFor((b - a) / 1000, chartTarget().element.clientWidth || container.clientWidth / 2));
       params.bucket = bucketText(state.bucketS);
     }
     try {
