@@ -47,7 +47,7 @@ def test_up_demo_opens_with_a_live_demo_dashboard(browser, tmp_path: Path) -> No
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
         # The picture the README shows: made here, from the running demo (docs/demo-dashboard.png).
-        page.wait_for_timeout(3000)  # a few more seconds of readings on the charts
+        page.wait_for_timeout(8000)  # a few more seconds of readings on the charts
         page.screenshot(path=str(DOCS_SHOT), full_page=True)
         assert errors == []
     finally:

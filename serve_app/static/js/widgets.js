@@ -19,9 +19,11 @@ const MAX_SERIES = 12;
 
 export function recordsTable(records, columns, limit) {
   const newest = records.slice(-limit).reverse();
+  // A column of numbers has its header on the right, over them.
+  const numeric = (c) => typeof (newest.find((r) => r.data[c] !== null && r.data[c] !== undefined) || { data: {} }).data[c] === "number";
   return el("table", { class: "records" },
     el("thead", {}, el("tr", {}, el("th", { class: "num" }, "seq"), el("th", {}, "time"),
-                       ...columns.map((c) => el("th", {}, c)))),
+                       ...columns.map((c) => el("th", { class: numeric(c) ? "num" : null }, c)))),
     el("tbody", {}, ...newest.map((r) => el("tr", { "data-seq": String(r.seq) },
       el("td", { class: "num" }, String(r.seq)), el("td", {}, formatIso(r.time)),
       ...columns.map((c) => cell(r.data[c]))))));
