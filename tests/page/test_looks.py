@@ -59,7 +59,8 @@ def test_nothing_overflows_a_phone_and_cards_fit_their_content(tab, platform, pi
     tab.sign_in(platform.token, f"/dashboards/{board_id}")
     tab.page.wait_for_selector(".stat-value[data-value='60']")
     tab.page.wait_for_function("() => document.querySelector('.widget.line .chart').dataset.points > 0")
-    paths = ["/", f"/pipelines/{pipeline_id}", "/dashboards", f"/dashboards/{board_id}?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
+    paths = ["/", f"/pipelines/{pipeline_id}", "/dashboards",
+             f"/dashboards/{board_id}?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z",
              f"/dashboards/{board_id}/edit", "/new/dashboard", f"/dashboards/{empty}"]
     widths = {}
     for path in [f"/dashboards/{board_id}", *paths]:
