@@ -11,7 +11,7 @@ import { formatTime, tickLabels, zonedDate } from "./zone.js";
 
 const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5f3dc4",
                  "#868e96", "#364fc7", "#a61e4d", "#087f5b"];
-export const SYNC_KEY = "dash";
+const SYNC_KEY = "dash";
 
 // Dots where a series has few values (a lone value has no line to show it).
 function fewPoints(u, seriesIdx) {

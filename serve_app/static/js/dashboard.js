@@ -18,7 +18,7 @@ const DRAW_MS = 1000;
 // the anchor lies this far behind now, and the tail covers what follows it.
 const STORE_LAG_MS = 3000;
 
-export function defaultRange(widgets) {
+function defaultRange(widgets) {
   const longest = widgets.map((w) => w.window).filter(Boolean).sort((a, b) => durationS(b) - durationS(a))[0];
   return longest || "15m";
 }

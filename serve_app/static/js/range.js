@@ -40,7 +40,3 @@ export function rangeUrl(range, href = location.href) {
   }
   return url.pathname + url.search;
 }
-
-export function describe(range) {
-  return range.relative ? `last ${range.relative}` : "";
-}

@@ -18,7 +18,7 @@ export function chosenValues(variables, search = location.search) {
   return chosen;
 }
 
-export function variableUrl(name, values, href = location.href) {
+function variableUrl(name, values, href = location.href) {
   const url = new URL(href);
   if (values.length) url.searchParams.set(`var-${name}`, values.join(","));
   else url.searchParams.delete(`var-${name}`);

@@ -35,14 +35,14 @@ function cell(value) {
   return el("td", {}, typeof value === "object" ? JSON.stringify(value) : String(value));
 }
 
-export function titleOf(widget) {
+function titleOf(widget) {
   if (widget.title) return widget.title;
   const what = widget.agg || (widget.fields || []).join(", ") || "records";
   return `${what}${widget.by ? ` by ${widget.by}` : ""} · ${widget.pipeline}`;
 }
 
 // The aggregates a widget draws: its `agg`, or the average of each of its `fields` per bucket.
-export function aggsOf(widget) {
+function aggsOf(widget) {
   return widget.agg ? [widget.agg] : (widget.fields || []).map((f) => `avg:${f}`);
 }
 
