@@ -194,8 +194,9 @@ def parse_dashboard(data: Any) -> Dashboard:
 
 
 def dashboard_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) -> list[Problem]:
-    """What is wrong with the widgets given the pipelines there are: an unknown pipeline, a
-    field its mapping does not have, a non-numeric field to plot or average."""
+    """What is wrong with the widgets and variables given the pipelines there are: an unknown
+    pipeline, a field its mapping does not have, a non-numeric field to plot or average, a
+    variable over a field that is not a string or int."""
     problems: list[Problem] = []
     for index, widget in enumerate(dashboard.widgets):
         at = f"widgets.{index}"
@@ -220,6 +221,12 @@ def dashboard_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) 
                 problems.append(Problem(f"{at}.agg", f"{fn} needs an int or double field; {name!r} is {types[name]}"))
         if widget.by is not None and widget.by not in types:
             problems.append(Problem(f"{at}.by", _unknown(widget.by, widget.pipeline, types)))
+    return problems + _variable_problems(dashboard, specs)
+
+
+def _variable_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) -> list[Problem]:
+    """A variable over a pipeline or field there is not, or over a field it cannot filter."""
+    problems: list[Problem] = []
     for index, variable in enumerate(dashboard.variables):
         at = f"variables.{index}"
         spec = specs.get(variable.pipeline)
