@@ -49,8 +49,8 @@ export async function runWidgets(widgets, view, tails) {
     drawAll();
   }
   for (const tail of tails) tail.subscribe((kind) => { if (kind === "records" || kind === "gap") scheduleDraw(); });
-  await Promise.all(tails.map((tail) => tail.start(Date.now() - 2 * STORE_LAG_MS)));
-  await refresh();
+  // The tails connect while the widgets' first queries run: neither waits for the other.
+  await Promise.all([...tails.map((tail) => tail.start(Date.now() - 2 * STORE_LAG_MS)), refresh()]);
   if (isLive(view.range)) timer = setInterval(() => { if (!paused) refresh(); }, REQUERY_MS);
   return {
     refresh,
