@@ -7,7 +7,7 @@ not restart it (`max_restarts=0`): the registry supervises it, with back-off and
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -16,15 +16,17 @@ from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
 from dash_ray.live.feed import LiveRead
-from dash_ray.process_logging import setup_logging
 from dash_ray.pipeline.host import PipelineHost
+from dash_ray.process_logging import setup_logging
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["PipelineActor", "actor_options", "launch"]
 
 
-@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)
+# ray.remote's typed overloads lack the actor-only max_concurrency: mypy then sees the class as
+# it is written, not the ActorClass the decorator makes of it (hence the ignores on `.options`).
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)  # type: ignore[call-overload]
 class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         setup_logging(settings.log_format, pipeline=str(spec_data.get("id")))
@@ -38,12 +40,12 @@ class PipelineActor:
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
-        return await registry.silver_dsn.remote()
+        return cast("str | None", await registry.silver_dsn.remote())  # a Ray call's result is untyped
 
     async def _secrets(self) -> dict[str, str]:
         # Likewise: the values of the named secrets this pipeline's spec refers to.
         registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
-        return await registry.secrets_for.remote(self._host.core.id)
+        return cast("dict[str, str]", await registry.secrets_for.remote(self._host.core.id))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
         """Ingest over Ray (the web tier uses `endpoint` instead: far cheaper per call)."""
@@ -85,6 +87,8 @@ def actor_options(pipeline_id: str, settings: PipelineSettings) -> dict[str, Any
             "label_selector": ingestor_selector()}
 
 
-def launch(spec: PipelineSpec, settings: PipelineSettings) -> ray.actor.ActorHandle:
+def launch(spec: PipelineSpec, settings: PipelineSettings) -> ray.actor.ActorHandle[Any]:
     """Create the pipeline's actor (not yet started: call `start`)."""
-    return PipelineActor.options(**actor_options(spec.id, settings)).remote(spec.to_json_dict(), settings)
+    options = PipelineActor.options(**actor_options(spec.id, settings))  # type: ignore[attr-defined]
+    handle: ray.actor.ActorHandle[Any] = options.remote(spec.to_json_dict(), settings)
+    return handle

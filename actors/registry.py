@@ -15,6 +15,7 @@ import ray
 
 from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
+from dash_ray.auth.tokens import Scope
 from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.process_logging import setup_logging
 from dash_ray.registry.access import IngestAccess, NewToken
@@ -25,7 +26,8 @@ from dash_ray.supervision.view import Deployed, PipelineView
 __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_options"]
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
+# As PipelineActor's (actors/pipeline.py): ray.remote's overloads lack max_concurrency.
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
 class Registry:
     def __init__(self, settings: Settings) -> None:
         setup_logging(settings.log_format)
@@ -67,7 +69,7 @@ class Registry:
     async def ingest_info(self, pipeline_id: str) -> IngestAccess:
         return await self._access.ingest_info(pipeline_id)
 
-    async def token_scopes(self) -> dict[str, str]:
+    async def token_scopes(self) -> dict[str, Scope]:
         return await self._access.token_scopes()
 
     async def check_token(self, token: str) -> str | None:
@@ -138,4 +140,4 @@ def registry_options(settings: Settings) -> dict[str, Any]:
 
 def get_or_create_registry(settings: Settings) -> Any:
     """The platform's registry actor, created when there is none."""
-    return Registry.options(**registry_options(settings)).remote(settings)
+    return Registry.options(**registry_options(settings)).remote(settings)  # type: ignore[attr-defined]

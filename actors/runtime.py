@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import ray
 from ray.actor import ActorHandle
@@ -31,14 +32,14 @@ class RayRuntime:
         self._settings = settings
         self._pipeline_settings = settings.pipeline()
 
-    async def find(self, pipeline_id: str) -> ActorHandle | None:
+    async def find(self, pipeline_id: str) -> ActorHandle[Any] | None:
         try:
             return await asyncio.to_thread(ray.get_actor, actor_name(pipeline_id),
                                            namespace=self._settings.namespace)
         except ValueError:
             return None
 
-    async def start(self, spec: PipelineSpec) -> tuple[ActorHandle, Health]:
+    async def start(self, spec: PipelineSpec) -> tuple[ActorHandle[Any], Health]:
         """Create the actor and wait (up to `start_timeout_s`) for its `start`, which recovers
         from the log and lake. On any failure, or when cancelled, the actor is killed."""
         actor = await self._create(spec)
@@ -49,10 +50,10 @@ class RayRuntime:
             raise
         return actor, Health.from_answer(answer)
 
-    async def health(self, handle: ActorHandle) -> Health:
+    async def health(self, handle: ActorHandle[Any]) -> Health:
         return Health.from_answer(await handle.health.remote())
 
-    async def stop(self, handle: ActorHandle, *, graceful: bool) -> None:
+    async def stop(self, handle: ActorHandle[Any], *, graceful: bool) -> None:
         if graceful:
             try:
                 await asyncio.wait_for(handle.stop.remote(), _GRACEFUL_STOP_S)
@@ -60,7 +61,7 @@ class RayRuntime:
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)
 
-    async def _create(self, spec: PipelineSpec) -> ActorHandle:
+    async def _create(self, spec: PipelineSpec) -> ActorHandle[Any]:
         # The name of a just-killed actor may take a moment to be released.
         deadline = time.monotonic() + _NAME_RELEASE_S
         while True:
@@ -71,7 +72,7 @@ class RayRuntime:
                     raise
                 await asyncio.sleep(0.1)
 
-    async def _kill(self, handle: ActorHandle) -> None:
+    async def _kill(self, handle: ActorHandle[Any]) -> None:
         try:
             await asyncio.to_thread(ray.kill, handle, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone

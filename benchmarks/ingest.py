@@ -238,7 +238,7 @@ def main() -> int:
                     pids = find_pids(settings.port, home) if target.name == "dash" else (None, None)
                     before = [_cpu(pid) for pid in pids]
                     row = load.run(target.url, pool, conns, duration)
-                    row["cpu"] = [(_cpu(pid) - b) if pid else None for pid, b in zip(pids, before)]
+                    row["cpu"] = [(_cpu(pid) - b) if pid else None for pid, b in zip(pids, before, strict=True)]
                     results[(target.name, kind, conns)].append(row)
                     target.done(pool)
                     for p in prof or ():
@@ -293,7 +293,7 @@ def _start_profiles(out: str, port: int, home: Path, duration: int) -> list[subp
 def _round_ratios(results: dict, kind: str, conns: int) -> list[float]:
     raw = results[("dash web app in uvicorn, raw ingest front", kind, conns)]
     star = results[("dash web app in uvicorn, Starlette Route ingest", kind, conns)]
-    return [a["rps"] / b["rps"] for a, b in zip(raw, star)]
+    return [a["rps"] / b["rps"] for a, b in zip(raw, star, strict=True)]
 
 
 def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg: tuple) -> None:
@@ -308,7 +308,8 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
         inflight = 2
     flush, limits = FlushSpec(), LimitsSpec()
     print(f"\nSigned ingest on the defaults (flush {flush.records:,} records / {flush.seconds:g} s, queue "
-          f"{limits.queue_records:,} records, coalesce_inflight {inflight}), wrk -t1, {duration} s per row, median of {repeat}, loopback, "
+          f"{limits.queue_records:,} records, coalesce_inflight {inflight}), wrk -t1, {duration} s per row, "
+          f"median of {repeat}, loopback, "
           f"{os.cpu_count()} cores, load average before the run {load_avg[0]:.1f}\n")
     print("| path | kind | conns | req/s | records/s | p50 ms | p99 ms | non-2xx (by status) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -326,12 +327,15 @@ def _report(results: dict, counters: dict, duration: int, repeat: int, load_avg:
         wrapped = sum(r["wrapped"] for r in rows)
         label = "single event" if kind == "single" else "NDJSON x1000"
         print(f"| {name} | {label} | {conns} | {rps:,.0f} | {rps * per:,.0f} | {med(rows, 'p50'):.1f} | "
-              f"{med(rows, 'p99'):.1f} | {bad_text}{' (pool wrapped)' if wrapped and name.startswith('dash') else ''} |")
+              f"{med(rows, 'p99'):.1f} | {bad_text}"
+              f"{' (pool wrapped)' if wrapped and name.startswith('dash') else ''} |")
     for (name, kind, conns), rows in results.items():
         if name == "dash":
             cpu = [r["cpu"] for r in rows]
-            rep = statistics.median(1000 * c[0] / r["requests"] for c, r in zip(cpu, rows) if c[0] is not None)
-            act = statistics.median(1000 * c[1] / r["requests"] for c, r in zip(cpu, rows) if c[1] is not None)
+            rep = statistics.median(1000 * c[0] / r["requests"]
+                                    for c, r in zip(cpu, rows, strict=True) if c[0] is not None)
+            act = statistics.median(1000 * c[1] / r["requests"]
+                                    for c, r in zip(cpu, rows, strict=True) if c[1] is not None)
             print(f"  dash {kind} x{conns} conns: CPU seconds per 1,000 requests: web replica {rep:.3f}, "
                   f"pipeline actor {act:.3f}")
     print("\nRatios (records/s, same run):")

@@ -145,7 +145,8 @@ async def clients_main(url: str, count: int, expected: int, wait_s: float, stall
     stuck = await _stalled(url) if stalled else None
     tasks = []
     for i in range(count):
-        tasks.append(asyncio.create_task(_client(url, expected, latencies, counts, ready, opened, deadline, first_done)))
+        tasks.append(asyncio.create_task(
+            _client(url, expected, latencies, counts, ready, opened, deadline, first_done)))
         if i % 100 == 99:
             await asyncio.sleep(0.05)  # do not flood the accept queue
     await asyncio.wait_for(ready.wait(), 300)
@@ -163,7 +164,8 @@ async def clients_main(url: str, count: int, expected: int, wait_s: float, stall
 
 def start_clients(url: str, count: int, expected: int, wait_s: float, stalled: bool) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, __file__, "--client-of", url, "--count", str(count),
-                                "--expected", str(expected), "--wait", str(wait_s)] + (["--stalled"] if stalled else []),
+                                "--expected", str(expected), "--wait", str(wait_s)]
+                               + (["--stalled"] if stalled else []),
                                stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     if line.strip() != "READY":
@@ -192,7 +194,7 @@ async def bare_main(port: int, rate: float, total_records: int) -> None:
     clients: set = set()
     start = asyncio.Event()
 
-    async def handler(ws) -> None:  # noqa: ANN001
+    async def handler(ws) -> None:
         clients.add(ws)
         try:
             async for message in ws:
@@ -249,12 +251,12 @@ class Dash:
 
     def __enter__(self) -> Dash:
         import ray
+        from ingest import find_pids
 
         from dash_ray.auth.tokens import hash_token
         from dash_ray.client import Client
         from dash_ray.deploy.localray import free_port
         from dash_ray.settings import Settings
-        from ingest import find_pids
         from serve_app.startup import up
 
         self.home = Path(tempfile.mkdtemp(prefix="dash-bench-live-"))
@@ -336,7 +338,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=5000.0,
                         help="at most this many messages a second to all clients (the client process's limit)")
     parser.add_argument("--no-stalled", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of the 1,000-client pair without/with a stalled client")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the 1,000-client pair without/with a stalled client")
     parser.add_argument("--client-of", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
@@ -397,7 +400,8 @@ def main() -> int:
     if stalled_p99 and all(base_p99) and all(stalled_p99):
         base, stalled = statistics.median(base_p99), statistics.median(stalled_p99)
         print(f"stalled client: others' p99 median {stalled:.1f} ms vs {base:.1f} ms ({stalled / base - 1:+.0%}) "
-              f"over {len(stalled_p99)} rounds, order swapped each round (without: {', '.join(f'{v:.0f}' for v in base_p99)}; "
+              f"over {len(stalled_p99)} rounds, order swapped each round "
+              f"(without: {', '.join(f'{v:.0f}' for v in base_p99)}; "
               f"with: {', '.join(f'{v:.0f}' for v in stalled_p99)})")
     return 0
 

@@ -98,7 +98,7 @@ def baseline(batch: pa.Table) -> tuple[pa.Table, list[tuple]]:
     cols: dict[str, list] = {k: [] for k in ("seq", "time", "device", "site", "temp_c", "humidity", "status",
                                              "temp_f", "level")}
     dead = []
-    for seq, rec_at, raw in zip(seqs, received, batch.column("raw").to_pylist()):
+    for seq, rec_at, raw in zip(seqs, received, batch.column("raw").to_pylist(), strict=True):
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError:

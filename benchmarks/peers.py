@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ceiling_server", "glue_app", "side_server"]
+__all__ = ["ceiling_server", "glue_app", "side_server"]  # noqa: F822 - glue_app: module __getattr__
 
 
 def ceiling_server(port: int) -> None:
@@ -35,7 +35,7 @@ def ceiling_server(port: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    async def accept(request):  # noqa: ANN001
+    async def accept(request):
         await request.body()
         return Response(b'{"accepted":1,"last_seq":1}', status_code=202, media_type="application/json")
 
@@ -68,7 +68,7 @@ def _glue() -> Any:
             return await psycopg.AsyncConnection.connect(dsn)
         return await pool.get()
 
-    async def events(request):  # noqa: ANN001
+    async def events(request):
         body = await request.body()
         try:
             scheme.verify(request.headers, body, [secret])
@@ -123,7 +123,7 @@ def side_server(port: int, mode: str, address: str, settings_path: str) -> None:
     app: Any = front
     if mode == "starlette":
         def endpoint(route: str) -> Any:
-            async def ingest(request):  # noqa: ANN001
+            async def ingest(request):
                 status, body, extra = await front.handle(request.path_params["pid"], request.scope,
                                                          request.receive, route=route)  # type: ignore[arg-type]
                 headers = {k.decode(): v.decode() for k, v in extra}

@@ -142,7 +142,7 @@ def main() -> int:
         answers = {}
         for engine_name, engine in engines.items():
             engine.run(query)  # warm
-            times = timed(lambda e=engine: e.run(query), args.runs)
+            times = timed(lambda e=engine, q=query: e.run(q), args.runs)
             answers[engine_name] = engine.run(query)["rows"]
             p50 = statistics.median(times)
             base = base or p50

@@ -105,7 +105,7 @@ def copy_binary_rows(dsn: str, name: str) -> Callable[[pa.Table], None]:
         with conn.transaction(), conn.cursor() as cursor:
             with cursor.copy(f'COPY dash_silver."{name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
                 copy.set_types(PG_TYPES)
-                for row in zip(*(c.to_pylist() for c in table.columns)):
+                for row in zip(*(c.to_pylist() for c in table.columns), strict=True):
                     copy.write_row(row)
 
     write.close = conn.close  # type: ignore[attr-defined]
@@ -230,6 +230,7 @@ def end_to_end(duration: int, connections: int, dsn: str | None) -> dict[str, An
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import load
+
     from benchmarks.ingest import PATH, SPEC, record
     from dash_ray.auth.tokens import hash_token
     from dash_ray.client import Client
@@ -362,9 +363,11 @@ def main() -> int:
             w = r["wrk"]
             per_record = r["cpu_s"] / r["last_seq"] * 1e6
             print(f"| {label} | {r['last_seq']:,} | {w['rps'] * 1000:,.0f} | {w['p50']:.1f} | {w['p99']:.1f} "
-                  f"| {w['non2xx']} | {r['lake_s']:.1f} | {pg} | {rate:,.0f} | {rate / lake_rate:.2f} | {per_record:.1f} "
+                  f"| {w['non2xx']} | {r['lake_s']:.1f} | {pg} | {rate:,.0f} | {rate / lake_rate:.2f} "
+                  f"| {per_record:.1f} "
                   f"| {2e6 / per_record:,.0f} |")
-        print("\nCPU µs/record: CPU time of the Ray instance's processes (all under its `ray start`) and the database's PostgreSQL backends "
+        print("\nCPU µs/record: CPU time of the Ray instance's processes (all under its `ray start`) "
+              "and the database's PostgreSQL backends "
               "from wrk's start until caught up, per acknowledged record (wrk and the driver not counted); the "
               "projection divides two cores by it.")
         print("\n(times from wrk's start; wrk ran for", duration, "s)")

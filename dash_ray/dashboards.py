@@ -207,6 +207,7 @@ def dashboard_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) 
         types = {name: field.type for name, field in spec.mapping.fields.items()}
         types.setdefault("time", "timestamp")
         types["seq"] = "int"
+        name: str | None
         for n, name in enumerate(widget.fields):
             if name not in types:
                 problems.append(Problem(f"{at}.fields.{n}", _unknown(name, widget.pipeline, types)))

@@ -75,7 +75,7 @@ class Lake:
             options.setdefault("skip_instance_cache", True)
         try:
             fs = fsspec.filesystem(protocol, **options)
-        except Exception as exc:  # noqa: BLE001 - bad options surface here
+        except Exception as exc:  # bad options surface here
             raise StorageError(f"cannot open lake {url}: {exc}") from exc
         root = rest if protocol != "file" else "/" + rest.lstrip("/")
         return cls(fs, root, url)
@@ -118,7 +118,7 @@ class Lake:
                 _write_local(path, data)
             else:
                 self.fs.pipe_file(path, data)
-        except Exception as exc:  # noqa: BLE001 - every backend error becomes StorageError
+        except Exception as exc:  # every backend error becomes StorageError
             raise StorageError(f"cannot write {path} to the lake: {exc}") from exc
         return path
 
@@ -153,7 +153,7 @@ class Lake:
             if self.fs.cat_file(path) != b"probe":
                 raise OSError("probe read back different bytes")
             self.fs.rm_file(path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StorageError(f"lake {self.url} is not usable: {exc}") from exc
 
     # -- reading ---------------------------------------------------------------------------
@@ -170,7 +170,8 @@ class Lake:
             match = _NAME.search(path)
             if match:
                 day, first, last = match.groups()
-                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path, int(info.get("size") or 0)))
+                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path,
+                                      int(info.get("size") or 0)))
         found.sort()
         return found if superseded else _live(found)
 
@@ -262,7 +263,7 @@ class Lake:
                 self.fs.rm_file(file.path)
             except FileNotFoundError:
                 continue
-            except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+            except Exception as exc:  # translated at the adapter edge
                 raise StorageError(f"lake {self.url}: cannot delete {file.path}: {exc}") from exc
 
     # -- what retention removed ------------------------------------------------------------
@@ -274,7 +275,7 @@ class Lake:
             data = self.fs.cat_file(path)
         except FileNotFoundError:
             return []
-        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+        except Exception as exc:  # translated at the adapter edge
             raise StorageError(f"lake {self.url}: cannot read {path}: {exc}") from exc
         return [(int(first), int(last)) for first, last in json.loads(data)["ranges"]]
 
@@ -298,7 +299,7 @@ class Lake:
                 _write_local(path, data)
             else:
                 self.fs.pipe_file(path, data)
-        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+        except Exception as exc:  # translated at the adapter edge
             raise StorageError(f"cannot write {path} to the lake: {exc}") from exc
 
     def _expired_path(self, pipeline: str) -> str:
@@ -311,7 +312,7 @@ class Lake:
 
     def _num_rows(self, path: str) -> int:
         with self.fs.open(path, "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
+            return int(pq.ParquetFile(f).metadata.num_rows)
 
     def _schema(self, path: str) -> pa.Schema:
         with self.fs.open(path, "rb") as f:
@@ -322,7 +323,7 @@ class Lake:
             return fn(*args, **kwargs)
         except StorageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - translated at the adapter edge
+        except Exception as exc:  # translated at the adapter edge
             raise StorageError(f"lake {self.url}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -57,7 +57,7 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
-class request_context:  # noqa: N801 - used as a context manager, like a function
+class request_context:  # used as a context manager, like a function
     """`with request_context(request_id, pipeline=...)`: log lines inside carry them."""
 
     def __init__(self, request_id: str | None, *, pipeline: str | None = None) -> None:

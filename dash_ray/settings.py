@@ -8,20 +8,23 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
 | DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
-| DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's `storage.lake` may be (the platform's lake always may) |
+| DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's |
+|                     |                                 | `storage.lake` may be (the platform's lake always may) |
 | DASH_PG_DSN         | (none: SQLite catalog)          | PostgreSQL for the catalog                |
 | DASH_ADMIN_TOKEN    | (created in $DASH_HOME/admin.token) | the admin bearer token               |
 | DASH_SECRET_KEY     | (created in $DASH_HOME/secret.key) | key encrypting secrets in the catalog  |
-| DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens (port 0: a free one, local instance only) |
+| DASH_HOST/DASH_PORT | 127.0.0.1 / 8000                | where the HTTP API listens (port 0: a free one, local only) |
 | DASH_WEB_REPLICAS   | 1                               | ingress replicas per cluster              |
-| DASH_INGRESS        | replica                         | `replica`: HTTP server in each web replica; `serve`: Serve's own proxy (slower, see benchmarks/ingest.py) |
+| DASH_INGRESS        | replica                         | `replica`: HTTP server in each web replica; `serve`: Serve's |
+|                     |                                 | own proxy (slower, see benchmarks/ingest.py) |
 | DASH_RAY_ADDRESS    | (start a local Ray)             | join an existing Ray cluster instead      |
 | DASH_MAX_RESTARTS   | 5                               | restarts allowed within the window ...    |
 | DASH_RESTART_WINDOW_S | 60                            | ... after which a pipeline is `failed`    |
 | DASH_RESTART_BACKOFF_S | 0.5                          | first restart delay, doubling to 15 s     |
-| DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (dash_ray/process_logging.py) |
-| DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer is stopped: 422 |
-| DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, web replicas use its last answers (pipeline info, tokens) this long |
+| DASH_LOG_FORMAT     | text                            | `json`: one JSON object per log line (process_logging.py) |
+| DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer stops: 422 |
+| DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, replicas |
+|                     |                                 | use its last answers (pipeline info, tokens) this long |
 
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, DashError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 
 __all__ = ["MAX_WAITING_BYTES", "Coalescer", "WaitingBytes"]
 
@@ -121,7 +121,7 @@ class Coalescer:
                         self._on_transport_error(exc)
                     error = UnavailableError(f"pipeline is not reachable: {type(exc).__name__}", retry_after=1.0)
                     results = [error] * len(group)
-                for (_, future), result in zip(group, results):
+                for (_, future), result in zip(group, results, strict=True):
                     if not future.done():
                         future.set_result(result)
         finally:

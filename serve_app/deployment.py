@@ -19,9 +19,11 @@ import asyncio
 import gc
 import logging
 import socket
+from typing import Any, cast
 
 import uvicorn
 from ray import serve
+from ray.serve.deployment import Deployment
 
 from dash_ray.deploy.listener import receive
 from dash_ray.process_logging import setup_logging
@@ -63,8 +65,10 @@ class Web:
         setup_logging(settings.log_format)
         self._sock = _listen(settings)
         config = uvicorn.Config(build_app(settings), loop="none", http="httptools", ws=LiveWebSocketProtocol,
-                                ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
-                                ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False, proxy_headers=False,
+                                ws_ping_interval=settings.ws_ping_interval_s,
+                                ws_ping_timeout=settings.ws_ping_interval_s,
+                                ws_max_size=64 * 1024, lifespan="off", log_level="warning", access_log=False,
+                                proxy_headers=False,
                                 timeout_keep_alive=30, backlog=4096)
         self._server = uvicorn.Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._sock]))
@@ -103,7 +107,7 @@ class ProxiedWeb:
         return build_app(self._settings)
 
 
-def serve_options(settings: Settings) -> dict:
+def serve_options(settings: Settings) -> dict[str, Any]:
     """`serve.start` arguments: no proxy when replicas serve HTTP themselves."""
     if settings.ingress == "replica":
         return {"proxy_location": "Disabled"}
@@ -112,9 +116,12 @@ def serve_options(settings: Settings) -> dict:
 
 def web_app(settings: Settings) -> serve.Application:
     actor_options = {"num_cpus": 0, "label_selector": web_selector()}
+    # Serve's annotations type neither `@serve.deployment(...)` on a class nor
+    # `serve.deployment(cls)` as the Deployment both give.
     if settings.ingress == "replica":
-        return Web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings.web())
-    return serve.deployment(ProxiedWeb).options(
+        web = cast(Deployment, Web)
+        return web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings.web())
+    return cast(Deployment, serve.deployment(ProxiedWeb)).options(
         num_replicas=settings.web_replicas, ray_actor_options=actor_options, max_ongoing_requests=1000,
         logging_config={"enable_access_log": False},
     ).bind(settings.web())

@@ -81,7 +81,8 @@ class Gateway:
         self.settings = settings
         self.registry = registry or RegistryClient(settings.namespace)
         self._locate_pipeline = locate_pipeline
-        common: dict[str, Any] = {"stale_s": settings.registry_outage_s, "timeout_s": registry_timeout_s, "clock": clock}
+        common: dict[str, Any] = {"stale_s": settings.registry_outage_s, "timeout_s": registry_timeout_s,
+                                  "clock": clock}
         self._info: LookupCache[IngestInfo | NotFoundError] = LookupCache(
             "pipeline", fresh_s=info_ttl_s, max_entries=_MAX_CACHED, **common)
         self._ids: LookupCache[frozenset[str]] = LookupCache("pipeline ids", fresh_s=1.0, **common)

@@ -94,7 +94,7 @@ class IngestFront:
         self._expired: set[asyncio.Task[Any]] = set()
         self._sweep_timer: asyncio.TimerHandle | None = None
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             named = pipeline_route(scope["path"])
             if named is not None:
@@ -109,7 +109,7 @@ class IngestFront:
                     return
         await self.app(scope, receive, send)
 
-    async def handle(self, pipeline_id: str, scope: dict, receive: Any, *,
+    async def handle(self, pipeline_id: str, scope: dict[str, Any], receive: Any, *,
                      route: Route) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """One ingest request: (status, JSON body, extra headers)."""
         received_at_us = time.time_ns() // 1000
@@ -127,7 +127,7 @@ class IngestFront:
             return result.status, orjson.dumps(result.to_body()), extra
         return _internal(result, scope)
 
-    async def _ingest(self, pipeline_id: str, scope: dict, receive: Any, route: Route,
+    async def _ingest(self, pipeline_id: str, scope: dict[str, Any], receive: Any, route: Route,
                       received_at_us: int) -> Ack | DashError:
         gateway = self.gateway
         info = await gateway.info(pipeline_id)
@@ -206,7 +206,7 @@ class IngestFront:
         self._sweep_timer = asyncio.get_running_loop().call_later(min(1.0, self.body_timeout_s), self._sweep)
 
 
-def _internal(exc: BaseException, scope: dict) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def _internal(exc: BaseException, scope: dict[str, Any]) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """The 500 answer to a bug (or an InternalError/OperatorError from behind), logged with
     its traceback and request id."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -13,12 +13,13 @@ in the background and its answer, when it comes, is kept. Any other error is the
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from dash_ray.errors import UnavailableError
 
@@ -27,7 +28,13 @@ __all__ = ["MISSING", "LookupCache"]
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
-MISSING: Any = object()  # what `fresh` gives for a key with no fresh answer
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+
+
+MISSING: Final = _Missing.MISSING  # what `fresh` gives for a key with no fresh answer
 
 
 @dataclass
@@ -65,7 +72,7 @@ class LookupCache(Generic[V]):
     def __contains__(self, key: str) -> bool:
         return key in self._entries
 
-    def fresh(self, key: str) -> V:
+    def fresh(self, key: str) -> V | Literal[_Missing.MISSING]:
         """The answer for `key` when it is fresh, else MISSING; no call (the hot path's check)."""
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry.at < self.fresh_s:
@@ -127,7 +134,7 @@ class LookupCache(Generic[V]):
         return value
 
 
-def _retrieve(task: asyncio.Task) -> None:
+def _retrieve(task: asyncio.Task[Any]) -> None:
     # A call whose callers stopped waiting (a stand-in was served) may still fail: its error
     # was handled then, not lost.
     if not task.cancelled():

@@ -338,7 +338,7 @@ def _replica_families(reports: dict[str, dict[str, Any]]) -> Iterator[Metric]:
             requests.add_metric([pipeline, str(code), replica], float(n))
         for pipeline, (counts, total) in sorted(report.get("latency", {}).items()):
             cumulative, running = [], 0
-            for bound, n in zip(bounds, counts):
+            for bound, n in zip(bounds, counts, strict=True):
                 running += n
                 cumulative.append((bound, float(running)))
             latency.add_metric([pipeline, replica], cumulative, total)

@@ -101,6 +101,7 @@ def up(settings: Settings, *, timeout_s: float = 120.0) -> Platform:
             else:
                 local = start_local_ray(settings.home)
             address = local.address
+        assert address is not None  # given (settings.ray_address), or the instance just started
         connect_ray(address, settings.namespace, loopback=local is not None)
         _wait_registry(get_or_create_registry(settings), timeout_s)
         if held is not None and settings.ingress != "replica":

@@ -58,7 +58,8 @@ class _MessageDeflateFactory(ServerPerMessageDeflateFactory):
                          compress_settings={"memLevel": _MEM_LEVEL})
 
     def process_request_params(self, params: Sequence[ExtensionParameter],
-                               accepted_extensions: Sequence[Extension]) -> tuple[list[ExtensionParameter], Extension]:
+                               accepted_extensions: Sequence[Extension],
+                               ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
         response, agreed = super().process_request_params(params, accepted_extensions)
         assert isinstance(agreed, PerMessageDeflate)
         return response, _MessageDeflate(agreed.remote_no_context_takeover, agreed.local_no_context_takeover,

@@ -155,9 +155,8 @@ class Running:
 
 
 def platform_settings(home: Path, **changes: Any) -> Any:
-    from dash_ray.settings import Settings
-    from dash_ray.settings import RestartPolicy
     from dash_ray.auth.tokens import hash_token
+    from dash_ray.settings import RestartPolicy, Settings
 
     values: dict[str, Any] = {
         "home": str(home), "port": free_port(), "admin_token_hash": hash_token(ADMIN_TOKEN),

@@ -190,7 +190,8 @@ def test_pipeline_commands(platform, tmp_path: Path) -> None:
     secret = deployed.stdout.split("keep it): ", 1)[1].split()[0]
 
     readings = [{"ts": f"2026-05-01T12:0{i}:00Z", "device_id": f"station-{i % 2}", "metrics": {"temp": 10.0 + i}}
-                for i in range(6)] + [{"ts": "2026-05-01T12:09:00Z", "device_id": "station-1", "metrics": {"temp": 999}}]
+                for i in range(6)] \
+        + [{"ts": "2026-05-01T12:09:00Z", "device_id": "station-1", "metrics": {"temp": 999}}]
     platform.client.ingest("cli-weather", readings, secret=secret)
     platform.wait_for(lambda: platform.client.get("cli-weather").counters.get("stored_seq") == 7, what="stored")
 

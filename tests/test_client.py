@@ -204,7 +204,8 @@ def test_each_ingest_call_counts_and_a_resent_request_does_not(platform) -> None
     body = b'{"n": 8}'
     signed = {"dash-signature": signature_header(secret, body), "content-type": "application/json"}
     with httpx.Client(base_url=platform.url, timeout=30) as http:
-        first = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body, headers={**signed, "idempotency-key": "a"})
+        first = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body,
+                          headers={**signed, "idempotency-key": "a"})
         replayed = http.post(f"/v1/pipelines/{pipeline_id}/events", content=body,
                              headers={**signed, "idempotency-key": "b"})  # an attacker's new key
     assert first.status_code == replayed.status_code == 202

@@ -74,7 +74,7 @@ def test_two_copies_of_the_suite_at_once_both_pass_and_leave_nothing_behind() ->
                          what="the first copy's platform")
                 assert copies[0].poll() is None, f"the first copy ended early:\n{copies[0].communicate()[0]}"
         outputs = [copy.communicate(timeout=1200)[0] for copy in copies]
-        for copy, output in zip(copies, outputs):
+        for copy, output in zip(copies, outputs, strict=True):
             assert copy.returncode == 0, output[-6000:]
         for mark in marks:
             _wait_gone(mark)

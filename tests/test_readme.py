@@ -65,7 +65,7 @@ def test_the_sdk_example_runs_as_printed(platform, tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("DASH_URL", platform.url)
     try:
         for run in (1, 2):
-            exec(compile(snippet, "README.md", "exec"), {"__name__": f"readme_{run}"})  # noqa: S102 - the README's own code
+            exec(compile(snippet, "README.md", "exec"), {"__name__": f"readme_{run}"})  # the README's own code
             printed = capsys.readouterr().out.splitlines()
             assert printed[0] == f"2 {2 * run}"  # accepted, last_seq
             assert "'device': 'station-1'" in printed[1]
@@ -93,7 +93,7 @@ def test_the_replay_example_replays_what_it_says(platform, tmp_path: Path, monke
     monkeypatch.setenv("DASH_URL", platform.url)
     monkeypatch.setenv("DASH_ADMIN_TOKEN", platform.token)
     try:
-        exec(compile(sdk, "README.md", "exec"), {"__name__": "sdk"})  # noqa: S102 - the README's own code
+        exec(compile(sdk, "README.md", "exec"), {"__name__": "sdk"})  # the README's own code
         platform.wait_for(lambda: platform.client.get("weather").counters.get("stored_seq") == 2, what="stored")
         fixed = (tmp_path / "configs" / "weather.yaml").read_text().replace('"temp_c * 9 / 5 + 32"', '"temp_c * 2"')
         assert fixed != (tmp_path / "configs" / "weather.yaml").read_text()
@@ -101,7 +101,7 @@ def test_the_replay_example_replays_what_it_says(platform, tmp_path: Path, monke
         platform.client.deploy(str(tmp_path / "fixed.yaml"))
         platform.wait_for(lambda: platform.client.get("weather").status == "running", what="the new version")
         capsys.readouterr()
-        exec(compile(snippet, "README.md", "exec"), {"__name__": "replay"})  # noqa: S102
+        exec(compile(snippet, "README.md", "exec"), {"__name__": "replay"})
         printed = capsys.readouterr().out.splitlines()
         assert printed[:2] == ["done 2 2", "[]"], printed
         rows = platform.client.query("weather", start="2026-05-01", end="2026-05-02", fields=["temp_c", "temp_f"])

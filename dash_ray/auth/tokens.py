@@ -32,7 +32,7 @@ __all__ = [
 Scope = Literal["admin", "write", "read"]
 # Narrowest first; a scope allows everything a scope before it allows.
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
-_RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
+_RANK: dict[str, int] = {scope: rank for rank, scope in enumerate(SCOPES)}
 assert set(_RANK) == set(get_args(Scope))
 
 _PREFIX = "dash"

@@ -8,11 +8,11 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from dash_ray.catalog.base import PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
-from dash_ray.catalog.store import MAX_RETIRED_SECRETS, Catalog
+from dash_ray.auth.secretbox import SecretBox
+from dash_ray.catalog.base import Backend, PipelineRecord, PipelineStatus, SecretVersion, TokenInfo
 from dash_ray.catalog.dashboards import DashboardRecord
 from dash_ray.catalog.named_secrets import SecretInfo
-from dash_ray.auth.secretbox import SecretBox
+from dash_ray.catalog.store import MAX_RETIRED_SECRETS, Catalog
 
 __all__ = [
     "MAX_RETIRED_SECRETS",
@@ -43,6 +43,7 @@ def open_catalog(
     this raises SecretKeyError naming the key's source. `clock` gives the UTC time stamped
     on records (default: the system clock)."""
     target = str(url_or_path)
+    backend: Backend
     if target.startswith(_PG_SCHEMES):
         # Imported here: a SQLite catalog does not need psycopg.
         from dash_ray.catalog.postgres import PostgresBackend

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from dash_ray.spec import PipelineSpec
 from dash_ray.auth.tokens import Scope
+from dash_ray.spec import PipelineSpec
 
 __all__ = [
     "Backend",

@@ -83,7 +83,7 @@ def _record(row: Sequence[Any], *, created: bool = False) -> DashboardRecord:
     return DashboardRecord(parse_dashboard(data), int(version), _utc(created_at), _utc(updated_at), created)
 
 
-def _utc(value: Any) -> dt.datetime:
+def _utc(value: str | dt.datetime) -> dt.datetime:
     """A stored time (ISO text from SQLite, a datetime from PostgreSQL) as aware UTC."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)

@@ -134,7 +134,7 @@ class _Transaction:
         self._conn = conn
 
     def execute(self, sql_text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = self._conn.execute(sql_text.replace("?", "%s"), tuple(params))  # type: ignore[arg-type]
+        cursor = self._conn.execute(sql_text.replace("?", "%s"), tuple(params))
         return cursor.fetchall() if cursor.description is not None else []
 
 

@@ -132,7 +132,7 @@ def _journal_mode_wal(conn: sqlite3.Connection, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
                 raise

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from dash_ray.auth.secretbox import SecretBox
 from dash_ray.catalog.base import (
     STATUSES,
     Backend,
@@ -26,7 +27,6 @@ from dash_ray.catalog.dashboards import Dashboards
 from dash_ray.catalog.named_secrets import NamedSecrets
 from dash_ray.catalog.tokens import TokenTable, utc
 from dash_ray.errors import InternalError, NotFoundError
-from dash_ray.auth.secretbox import SecretBox
 from dash_ray.spec import PipelineSpec, parse_spec
 
 __all__ = ["MAX_RETIRED_SECRETS", "Catalog"]

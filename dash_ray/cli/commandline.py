@@ -92,10 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--from", dest="start", metavar="T",
                        help="event time from (ISO 8601 or epoch seconds), inclusive")
     query.add_argument("--to", dest="end", metavar="T", help="event time to, exclusive")
-    query.add_argument("--fields", metavar="A,B", help="raw rows: the fields to show besides seq and time (default all)")
+    query.add_argument("--fields", metavar="A,B",
+                       help="raw rows: the fields to show besides seq and time (default all)")
     query.add_argument("--bucket", help="aggregate per time bucket: 10s, 1m, 1h, 1d")
     query.add_argument("--agg", metavar="FN:FIELD,...",
-                       help="aggregates: fn:field,... with fn in avg min max sum count first last (count alone counts rows)")
+                       help="aggregates: fn:field,... with fn in avg min max sum count first last "
+                            "(count alone counts rows)")
     query.add_argument("--by", metavar="A,B", help="group aggregates by these fields")
     query.add_argument("--filter", metavar="FIELD:V1,V2",
                        help="only rows whose field equals one of the values (string or int fields; "
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "terminal), --from-file or --from-env, never from the command line")
     put.add_argument("name", help="the secret's name, as specs refer to it: {secret: NAME}")
     source = put.add_mutually_exclusive_group()
-    source.add_argument("--from-file", metavar="PATH", help="read the value from this file (one trailing newline dropped)")
+    source.add_argument("--from-file", metavar="PATH",
+                        help="read the value from this file (one trailing newline dropped)")
     source.add_argument("--from-env", metavar="VAR", help="read the value from this environment variable")
     put.set_defaults(run=cmd_secrets_set)
     names = verbs.add_parser("ls", help="the secrets' names (never their values)",
@@ -178,7 +181,8 @@ def _report(exc: DashError) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except DashError as exc:
         _report(exc)
         return 1

@@ -38,7 +38,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, 
     numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     print(line(list(columns) if names else [c.upper().replace("_", " ") for c in columns]))

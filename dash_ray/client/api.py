@@ -14,6 +14,7 @@ says; a restart, a rotation or a replay is sent once (unless no connection could
 
 from __future__ import annotations
 
+import builtins
 import gzip as gzip_module
 import re
 import time
@@ -29,7 +30,7 @@ import orjson
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
 from dash_ray.client.query import FilterArg, TimeArg, answer_table, query_params, table_columns, time_param
 from dash_ray.client.stream import LiveStream
-from dash_ray.client.transport import ClientSettings, clean_token, send
+from dash_ray.client.transport import ClientSettings, clean_token, json_object, json_rows, send
 from dash_ray.dashboards import Dashboard as DashboardModel
 from dash_ray.dashboards import is_dashboard
 from dash_ray.errors import Problem, SignatureError, SpecError
@@ -134,12 +135,12 @@ class Client:
         retired by earlier rotations keep their own grace (at most 3 retired secrets are
         kept, the oldest dropped first); `grace_s=0` revokes every earlier secret at once."""
         body = self._request("POST", f"/v1/pipelines/{pipeline_id}/rotate-secret", params={"grace": grace_s})
-        return body["ingest_secret"]
+        return str(body["ingest_secret"])
 
     # -- dashboards ------------------------------------------------------------------------
 
-    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any], dashboard_id: str | None = None, *,
-                      create_only: bool = False) -> Dashboard:
+    def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any],
+                      dashboard_id: str | None = None, *, create_only: bool = False) -> Dashboard:
         """Create or replace a dashboard (`{"id", "title", "widgets": [...]}`); SpecError
         naming each problem, including widgets over pipelines or fields there are not. With
         `create_only`, PreconditionFailedError (412) when the id is taken."""
@@ -152,7 +153,7 @@ class Client:
         headers = {"if-none-match": "*"} if create_only else {}
         return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data, headers=headers))
 
-    def dashboards(self) -> list[Dashboard]:
+    def dashboards(self) -> builtins.list[Dashboard]:
         return [Dashboard.from_body(d) for d in self._request("GET", "/v1/dashboards")["dashboards"]]
 
     def dashboard(self, dashboard_id: str) -> Dashboard:
@@ -252,12 +253,13 @@ class Client:
             time.sleep(min(delay, left))
             delay = min(delay * 2, 0.25)
 
-    def records(self, pipeline_id: str, *, limit: int = 100, after: int | None = None) -> list[dict[str, Any]]:
+    def records(self, pipeline_id: str, *, limit: int = 100,
+                after: int | None = None) -> builtins.list[dict[str, Any]]:
         """The newest mapped records from the hot cache, oldest first: `{"seq","time","data"}`."""
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
             params["after"] = after
-        return self._request("GET", f"/v1/pipelines/{pipeline_id}/records", params=params)["records"]
+        return json_rows(self._request("GET", f"/v1/pipelines/{pipeline_id}/records", params=params), "records")
 
     def query(
         self,
@@ -272,8 +274,8 @@ class Client:
         limit: int | None = None,
         order: str | None = None,
         after: int | None = None,
-        filter: FilterArg = None,  # noqa: A002 (the API's name)
-    ) -> list[dict[str, Any]]:
+        filter: FilterArg = None,  # the API's name
+    ) -> builtins.list[dict[str, Any]]:
         """Rows of the pipeline's silver store (`GET /v1/pipelines/{id}/query`; docs/API.md).
 
         Raw rows (no `agg`): one page of at most `limit` rows (default 1,000) ordered by
@@ -285,9 +287,9 @@ class Client:
         `"device:sensor-1,sensor-2"`; string and int fields). Raises `dash_ray.QueryError`
         naming a bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
         params = query_params(start, end, fields, bucket, agg, by, limit, order, after, filter)
-        return self._query(pipeline_id, params)["rows"]
+        return json_rows(self._query(pipeline_id, params), "rows")
 
-    def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[list[dict[str, Any]]]:
+    def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[builtins.list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
         params = query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
                                None, None, None, options.pop("limit", None), options.pop("order", None),
@@ -334,14 +336,14 @@ class Client:
                                   "received_from": time_param(received_start),
                                   "received_to": time_param(received_end), "from_seq": from_seq,
                                   "to_seq": to_seq}.items() if v is not None}
-        return self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body)
+        return json_object(self._request("POST", f"/v1/pipelines/{pipeline_id}/replay", json=body))
 
     def replay_dead(self, pipeline_id: str) -> dict[str, Any]:
         """Re-run every dead-lettered record through the current mapping; returns the job."""
-        return self._request("POST", f"/v1/pipelines/{pipeline_id}/dead/replay")
+        return json_object(self._request("POST", f"/v1/pipelines/{pipeline_id}/dead/replay"))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/jobs/{job_id}")
+        return json_object(self._request("GET", f"/v1/jobs/{job_id}"))
 
     def wait_job(self, job_id: str, *, timeout: float = 300.0, every: float = 0.5) -> dict[str, Any]:
         """Poll a job until it is done or failed (TimeoutError past `timeout` seconds)."""
@@ -354,9 +356,9 @@ class Client:
                 raise TimeoutError(f"job {job_id} still running after {timeout:.0f} s: {job['done']}/{job['total']}")
             time.sleep(every)
 
-    def dead(self, pipeline_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    def dead(self, pipeline_id: str, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest dead-lettered records, newest first, each with its rule and reason."""
-        return self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit})["dead"]
+        return json_rows(self._request("GET", f"/v1/pipelines/{pipeline_id}/dead", params={"limit": limit}), "dead")
 
     def stream(self, pipeline_id: str, *, after: int | None = None, gaps: bool = False) -> LiveStream:
         """The pipeline's live records (`{"seq", "time", "data"}`), as a sync or an async
@@ -366,33 +368,33 @@ class Client:
                           after=after, gaps=gaps)
 
     def _query(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params)
+        return json_object(self._request("GET", f"/v1/pipelines/{pipeline_id}/query", params=params))
 
     # -- platform --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return self._request("GET", "/healthz")
+        return json_object(self._request("GET", "/healthz"))
 
     def create_token(self, scope: str, *, name: str | None = None) -> dict[str, Any]:
         """A new bearer token with `scope` (read, write or admin); its plaintext is returned once."""
-        return self._request("POST", "/v1/tokens", json={"scope": scope, "name": name or scope})
+        return json_object(self._request("POST", "/v1/tokens", json={"scope": scope, "name": name or scope}))
 
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{token_id}")
 
-    def tokens(self) -> list[dict[str, Any]]:
+    def tokens(self) -> builtins.list[dict[str, Any]]:
         """The live (not revoked) tokens, oldest first: `{"id", "name", "scope",
         "created_at"}` each; never a token or its hash (admin)."""
-        return self._request("GET", "/v1/tokens")["tokens"]
+        return json_rows(self._request("GET", "/v1/tokens"), "tokens")
 
     def put_secret(self, name: str, value: str) -> bool:
         """Create or replace the named secret `name` (admin); True when it was created. Specs
         refer to it as `{"secret": name}`; no route ever returns its value."""
         return bool(self._request("PUT", f"/v1/secrets/{name}", json={"value": value})["created"])
 
-    def secrets(self) -> list[dict[str, Any]]:
+    def secrets(self) -> builtins.list[dict[str, Any]]:
         """Every named secret: `{"name", "created_at", "updated_at"}`, never a value (admin)."""
-        return self._request("GET", "/v1/secrets")["secrets"]
+        return json_rows(self._request("GET", "/v1/secrets"), "secrets")
 
     def delete_secret(self, name: str) -> None:
         """Forget a named secret (ConflictError while a pipeline's spec refers to it)."""

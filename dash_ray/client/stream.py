@@ -97,7 +97,7 @@ class LiveStream:
             self.after = seq  # where this client joined, or skipped to
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff_s, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
+        return min(self.max_backoff_s, 0.2 * 2.0 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
 
     def _ended(self, close: Any, error: Exception | None, attempt: int) -> float:
         """After a connection ends: raise when retrying cannot help (a close code or a 4xx
@@ -127,7 +127,7 @@ class LiveStream:
                     for text in ws:
                         attempt = 0
                         yield from self._items(text)
-                    close = ws.close_rcvd
+                    close = ws.protocol.close_rcvd
             except ConnectionClosed as exc:
                 close = exc.rcvd
             except (OSError, InvalidHandshake, TimeoutError) as exc:
@@ -151,7 +151,7 @@ class LiveStream:
                         attempt = 0
                         for item in self._items(text):
                             yield item
-                    close = ws.close_rcvd
+                    close = ws.protocol.close_rcvd
             except ConnectionClosed as exc:
                 close = exc.rcvd
             except (OSError, InvalidHandshake, TimeoutError) as exc:

@@ -14,7 +14,7 @@ import datetime as dt
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import httpx
 import orjson
@@ -32,7 +32,7 @@ from dash_ray.errors import (
     error_from_body,
 )
 
-__all__ = ["ClientSettings", "clean_token", "send"]
+__all__ = ["ClientSettings", "clean_token", "json_object", "json_rows", "send"]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _RETRIED_STATUS = frozenset({429, 503})
@@ -63,6 +63,10 @@ class ClientSettings:
                              "and retry_budget_s zero or more")
 
 
+@overload
+def clean_token(token: str, what: str = ...) -> str: ...
+@overload
+def clean_token(token: str | None, what: str = ...) -> str | None: ...
 def clean_token(token: str | None, what: str = "token") -> str | None:
     """A token or secret as given, without the whitespace around it (a file read whole keeps
     its newline); ValueError for one that is blank or has whitespace or non-ASCII inside."""
@@ -74,6 +78,18 @@ def clean_token(token: str | None, what: str = "token") -> str | None:
     if any(c.isspace() for c in cleaned) or not cleaned.isascii():
         raise ValueError(f"the {what} has whitespace or non-ASCII characters inside; give the {what} alone")
     return cleaned
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    """An answer's JSON body, from a route that answers an object."""
+    answer: dict[str, Any] = body
+    return answer
+
+
+def json_rows(body: Any, key: str) -> list[dict[str, Any]]:
+    """The list of objects under `key` of an answer's JSON body."""
+    rows: list[dict[str, Any]] = body[key]
+    return rows
 
 
 def send(http: httpx.Client, settings: ClientSettings, method: str, path: str, *, retry: bool | None = None,

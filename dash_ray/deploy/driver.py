@@ -20,7 +20,7 @@ def enable_ray_auth() -> None:
     if os.environ.get("RAY_AUTH_MODE") is not None:
         return
     from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # not in its stub
 
     loader = AuthenticationTokenLoader.instance()
     if not loader.has_token(ignore_auth_mode=True):

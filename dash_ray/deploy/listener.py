@@ -107,7 +107,7 @@ def _holder(pid: int) -> Holder | None:
     args = [a.decode(errors="replace") for a in _read(Path(f"/proc/{pid}/cmdline")).split(b"\0")]
     if not any(a.endswith("dash_ray/deploy/listener.py") for a in args):
         return None
-    values = dict(zip(args, args[1:]))
+    values = dict(zip(args, args[1:], strict=False))  # pairs: each argument with the next
     if "--home" not in values or "--url" not in values:
         return None
     return Holder(pid=pid, home=values["--home"], url=values["--url"])
@@ -212,7 +212,7 @@ def _watch(selector: selectors.BaseSelector, pid: int, previous: int | None) -> 
 
 
 def _answer(conn: socket.socket, listening: socket.socket, selector: selectors.BaseSelector,
-            watched: int) -> int | None:
+            watched: int | None) -> int | None:
     conn.settimeout(5.0)
     try:
         _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))

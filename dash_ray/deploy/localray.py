@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from typing import Any
 
 from dash_ray.deploy.driver import LOOPBACK_ENV, enable_ray_auth, use_loopback
 from dash_ray.deploy.listener import hand_over, start_holder
@@ -65,7 +66,8 @@ RUN_FILE = "run.json"
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def temp_dir_for(home: str | Path) -> Path:
     return Path(root) / f"dash-ray-{digest}"
 
 
-def _run_data(home: str | Path) -> dict:
+def _run_data(home: str | Path) -> dict[str, Any]:
     try:
         data = json.loads((Path(home) / RUN_FILE).read_text())
     except (OSError, ValueError):

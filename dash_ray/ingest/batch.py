@@ -37,7 +37,7 @@ class Rejection:
     reason: str
 
 
-def _runs_array(runs: bytes) -> array:
+def _runs_array(runs: bytes) -> array[int]:
     values = array("I")
     values.frombytes(runs)
     if sys.byteorder != "little":
@@ -163,7 +163,7 @@ class Ack:
     accepted: int
     first_seq: int
     last_seq: int
-    rejected: tuple[Rejection, ...] = ()
+    rejected: tuple[Rejection, ...] | Rejections = ()  # a tuple once made (see __post_init__)
     duplicate: bool = False
 
     def __post_init__(self) -> None:
@@ -178,10 +178,10 @@ class Ack:
     def rejected_count(self) -> int:
         return max(len(self.rejected), self.last_seq - self.first_seq + 1 - self.accepted)
 
-    def to_body(self) -> dict:
+    def to_body(self) -> dict[str, Any]:
         """The 202 body: `rejected` lists the first SHOWN_REJECTIONS rejected records and
         `rejected_count` counts them all (both absent when there are none)."""
-        body: dict = {"accepted": self.accepted, "last_seq": self.last_seq}
+        body: dict[str, Any] = {"accepted": self.accepted, "last_seq": self.last_seq}
         if self.rejected:
             body["rejected"] = [{"index": r.index, "reason": r.reason} for r in self.rejected]
             body["rejected_count"] = self.rejected_count

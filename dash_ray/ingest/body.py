@@ -13,8 +13,8 @@ from array import array
 import numpy as np
 import orjson
 
-from dash_ray.ingest.batch import NO_REJECTIONS, RawBatch, Rejections
 from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError
+from dash_ray.ingest.batch import NO_REJECTIONS, RawBatch, Rejections
 
 __all__ = ["JSON_TYPES", "NDJSON_TYPES", "decode_body", "gunzip_bounded", "media_kind"]
 
@@ -69,7 +69,7 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
     try:
         while True:
             if pending:
-                feed = pending
+                feed: bytes | memoryview = pending
             else:
                 feed = view[pos:pos + _CHUNK]
                 pos += len(feed)

@@ -41,6 +41,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
@@ -93,7 +94,7 @@ def decode_batches(body: bytes) -> list[RawBatch]:
 
 
 def _encode_results(results: Sequence[Ack | DashError]) -> bytes:
-    out: list[list] = []
+    out: list[list[Any]] = []
     for r in results:
         if isinstance(r, Ack):
             out.append([0, r.accepted, r.first_seq, r.last_seq, [[x.index, x.reason] for x in r.rejected],
@@ -229,7 +230,7 @@ class ChannelServer:
             results: Sequence[Ack | DashError] = await self.handler(batches)
         except DashError as exc:
             results = [exc] * len(batches)
-        except Exception as exc:  # noqa: BLE001 - a bug behind the handler: every batch gets it
+        except Exception as exc:  # a bug behind the handler: every batch gets it
             log.exception("ingest channel: the call failed")
             results = [InternalError(f"{type(exc).__name__}: {exc}"[:500])] * len(batches)
         reply = _encode_results(results)
@@ -338,7 +339,7 @@ class ChannelClient:
                     future.set_result(_decode_results(body))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self._broken(exc)
-        except Exception as exc:  # noqa: BLE001 - a reply that does not decode: the stream is lost
+        except Exception as exc:  # a reply that does not decode: the stream is lost
             log.exception("ingest channel: a reply did not decode")
             self._broken(exc)
 

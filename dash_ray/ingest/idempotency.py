@@ -38,7 +38,7 @@ CREATE INDEX IF NOT EXISTS keys_at ON keys (at)
 """
 
 
-def _encode_rejected(rejected: tuple[Rejection, ...]) -> str:
+def _encode_rejected(rejected: Iterable[Rejection]) -> str:
     return "\n".join(f"{r.index}\t{r.reason}" for r in rejected)
 
 

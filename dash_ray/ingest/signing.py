@@ -12,9 +12,12 @@ whoever captured it), per scheme. The pipeline remembers replay keys as it remem
 
 | scheme | signed content | replay key | guarantee |
 |---|---|---|---|
-| dash, stripe, slack | a timestamp and the body | digest of timestamp + body | refused outside 300 s of our clock; inside it, a duplicate (while the key is remembered) |
-| standard | delivery id, timestamp, body | `webhook-id` | the same, and a redelivery under the same id is a duplicate after 300 s too |
-| github, shopify | the body only | digest of the body | a duplicate while the key is remembered, whatever its (unsigned) delivery id header says; after that it can be stored again |
+| dash, stripe, slack | a timestamp and the body | digest of timestamp + body | refused outside 300 s of our clock; |
+| | | | inside it, a duplicate (while the key is remembered) |
+| standard | delivery id, timestamp, body | `webhook-id` | the same, and a redelivery under the same id |
+| | | | is a duplicate after 300 s too |
+| github, shopify | the body only | digest of the body | a duplicate while the key is remembered, whatever |
+| | | | its (unsigned) delivery id header says; after that it can be stored again |
 | hmac | the body only | digest of the body | the same: identical bodies count once while remembered |
 
 So two different requests with byte-identical bodies count once under github, shopify and
@@ -330,12 +333,13 @@ class HeaderHmacScheme(Scheme):
     prefix: str = ""
     label: str = "hmac"
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    # Scheme's plain class attributes, computed here from the fields (never assigned: frozen).
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self.label
 
-    @property  # type: ignore[override]
-    def shown(self) -> str:
+    @property
+    def shown(self) -> str:  # type: ignore[override]
         return self.header
 
     def parse(self, headers: Mapping[str, str]) -> Signed:

@@ -50,7 +50,7 @@ def families(plan: RollupPlan | None) -> list[list[tuple[str, Merge | None]]]:
     silver: list[tuple[str, Merge | None]] = []
     if plan is not None:
         for granularity in plan.granularities:
-            silver.append((rollup_area(plan, granularity), lambda t, p=plan: merge_partials(t, p)))
+            silver.append((rollup_area(plan, granularity), lambda t: merge_partials(t, plan)))
     silver.append(("silver", None))
     return [silver, [("bronze", None)], [("dead", None)]]
 
@@ -96,9 +96,9 @@ def compact(lake: Lake, pipeline_id: str, *, stored_seq: int, plan: RollupPlan |
                 report.files_in += _merge_group(lake, pipeline_id, area, merge, every[area], first, last, report)
         # Small files covered by a merged one (this pass's, or a killed pass's) go now.
         for area, _ in family:
-            live = {f.path for f in lake.files(area, pipeline_id)}
+            live_paths = {f.path for f in lake.files(area, pipeline_id)}
             doomed = [f for f in lake.files(area, pipeline_id, superseded=True)
-                      if f.path not in live and f.last_seq <= stored_seq]
+                      if f.path not in live_paths and f.last_seq <= stored_seq]
             lake.delete(doomed)
             report.removed += len(doomed)
     return report

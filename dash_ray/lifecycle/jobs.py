@@ -97,7 +97,7 @@ class Replays:
                 self._save(job)
             try:
                 worker.result()
-            except Exception as exc:  # noqa: BLE001 - the job says why; the data is as before or replayed
+            except Exception as exc:  # the job says why; the data is as before or replayed
                 log.exception("pipeline %s: job %s failed", self.pipeline_id, job.id)
                 job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
             else:

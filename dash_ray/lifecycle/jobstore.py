@@ -112,7 +112,8 @@ class JobStore:
     def save(self, job: Job) -> None:
         job.updated_at = _stamp(self._clock())
         values = {**job.as_dict(), "asked": orjson.dumps(job.asked).decode()}
-        self._db.execute(f"INSERT OR REPLACE INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+        self._db.execute(f"INSERT OR REPLACE INTO jobs ({', '.join(_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(_COLUMNS))})",
                          tuple(values[c] for c in _COLUMNS))
 
     def prune(self) -> int:

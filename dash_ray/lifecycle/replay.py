@@ -66,7 +66,8 @@ def _all_files(lake: Lake, pipeline_id: str) -> list[LakeFile]:
     return [f for area in areas for f in lake.files(area, pipeline_id)]
 
 
-def spans_for(lake: Lake, pipeline_id: str, ranges: Sequence[tuple[int, int]], *, stored_seq: int) -> list[tuple[int, int]]:
+def spans_for(lake: Lake, pipeline_id: str, ranges: Sequence[tuple[int, int]], *,
+              stored_seq: int) -> list[tuple[int, int]]:
     """The smallest spans covering `ranges` (clipped to what is stored) such that no live
     file of any area crosses a span's edge; in seq order, disjoint."""
     files = [(f.first_seq, f.last_seq) for f in _all_files(lake, pipeline_id) if f.last_seq <= stored_seq]

@@ -27,7 +27,7 @@ from dash_ray.silver.schema import Schema
 
 __all__ = ["ReplayRequest", "Selection", "select"]
 
-_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _NEVER = 2**62
 _BODY_FIELDS = ("from", "to", "received_from", "received_to", "from_seq", "to_seq")
 _NO_COLUMNS = Schema(())

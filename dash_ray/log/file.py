@@ -161,7 +161,8 @@ class WriteAheadLog:
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._state != "open":
-                raise RuntimeError(f"log is {self._state}: {self._failure!r}" if self._failure else f"log is {self._state}")
+                raise RuntimeError(f"log is {self._state}: {self._failure!r}" if self._failure
+                                   else f"log is {self._state}")
             if key < self._last_key:
                 raise ValueError(f"log keys must not decrease: {key} after {self._last_key}")
             self._last_key = key
@@ -224,7 +225,7 @@ class WriteAheadLog:
                 if trim_to is not None:
                     trimming = True
                     self._trim(trim_to)
-        except BaseException as exc:  # noqa: BLE001 - reported to every waiter
+        except BaseException as exc:  # reported to every waiter
             log.exception("write-ahead log %s: %s failed", self.directory, "trim" if trimming else "write")
             with self._lock:
                 self._failure = exc

@@ -216,7 +216,8 @@ class JetStreamLog:
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             if self._state != "open":
-                raise RuntimeError(f"log is {self._state}: {self._failure!r}" if self._failure else f"log is {self._state}")
+                raise RuntimeError(f"log is {self._state}: {self._failure!r}" if self._failure
+                                   else f"log is {self._state}")
             if key < self._last_key:
                 raise ValueError(f"log keys must not decrease: {key} after {self._last_key}")
             self._last_key = key

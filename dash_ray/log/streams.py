@@ -98,7 +98,7 @@ async def messages(js: Any, names: Names, *, before: int, timeout: float) -> Asy
     finally:
         try:
             await sub.unsubscribe()
-        except Exception:  # noqa: BLE001, S110 - the connection may be gone; the consumer expires
+        except Exception:  # noqa: BLE001 - the connection may be gone; the consumer expires
             pass
 
 

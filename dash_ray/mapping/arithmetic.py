@@ -43,8 +43,8 @@ def int_rows(plain: Callable[..., int], *args: Value) -> Value:
     arrays = [a for a in args if not isinstance(a, pa.Scalar)]
     n = len(arrays[0]) if arrays else 1
     lists = [as_array(a, n).to_pylist() for a in args]
-    out = []
-    for row in zip(*lists):
+    out: list[int | None] = []
+    for row in zip(*lists, strict=True):
         if None in row:
             out.append(None)
             continue
@@ -83,4 +83,5 @@ def modulo(left: Value, right: Value, n: int, type_: str) -> pa.Array:
 
 
 def _mask(value: Value) -> np.ndarray:
-    return value.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    mask: np.ndarray = value.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    return mask

@@ -15,8 +15,9 @@ What each type accepts (anything else is a cast failure, dead-lettered with rule
 Missing values and JSON null are not cast: they take the field's default.
 
 Expression results are cast by the same rules, after being turned into their JSON value
-(timestamps become ISO 8601 text: `2024-05-01T12:00:00.500000Z`, or `…:00Z` without a fraction). A cast that can never succeed
-(bool to int, timestamp to double, …) is refused when the mapping compiles.
+(timestamps become ISO 8601 text: `2024-05-01T12:00:00.500000Z`, or `…:00Z` without a fraction).
+A cast that can never succeed (bool to int, timestamp to double, …) is refused when the mapping
+compiles.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def cast_values(
             return pa.array([None if v is None else orjson.dumps(v) for v in values], target), None
         except orjson.JSONEncodeError:
             out = [None if v is None else json_bytes(v) for v in values]
-            failed = np.array([v is not None and o is None for v, o in zip(values, out)], dtype=bool)
+            failed = np.array([v is not None and o is None for v, o in zip(values, out, strict=True)], dtype=bool)
             return pa.array(out, target), failed
     fast = _FAST.get(type_, frozenset())
     if set(map(type, values)) <= fast:
@@ -229,11 +230,10 @@ def iso_text(timestamps: pa.Array) -> pa.Array:
 
 def result_values(array: pa.Array, expr_type: str) -> list[Any]:
     """An expression result as the JSON values it stands for."""
-    if expr_type == "timestamp":
-        return iso_text(array).to_pylist()
+    values: list[Any] = array.to_pylist() if expr_type != "timestamp" else iso_text(array).to_pylist()
     if expr_type == "json":
-        return [None if v is None else orjson.loads(v) for v in array.to_pylist()]
-    return array.to_pylist()
+        return [None if v is None else orjson.loads(v) for v in values]
+    return values
 
 
 def cast_result(

@@ -79,7 +79,7 @@ def _compile_field(name: str, fs: FieldSpec, env: dict[str, str], later: set[str
             if path.has_wildcard and fs.type != "json":
                 problems.append(Problem(f"{where}.path", f"a wildcard yields a list: declare type json, not {fs.type}",
                                         path.wildcard_at))
-    else:
+    elif fs.expr is not None:  # the spec has each field give a path or an expression
         try:
             tree = check_expression(parse_expression(fs.expr), env, later=later)
         except ExpressionError as exc:
@@ -96,6 +96,7 @@ def _compile_field(name: str, fs: FieldSpec, env: dict[str, str], later: set[str
 
 
 def _default(fs: FieldSpec, where: str, problems: list[Problem]) -> pa.Scalar | None:
+    failed: object
     try:
         array, failed = cast_values([fs.default], fs.type, unit=fs.unit, fmt=fs.format, timezone=fs.timezone)
     except (TypeError, ValueError, orjson.JSONEncodeError):

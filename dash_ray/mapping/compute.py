@@ -32,6 +32,7 @@ from dash_ray.mapping.expressions import (
     Literal,
     Nary,
     Unary,
+    literal_value,
 )
 from dash_ray.mapping.functions import compile_call
 from dash_ray.mapping.values import FALSE, Columns, Evaluator, Fn, Value, as_array
@@ -109,7 +110,8 @@ def _nary(node: Nary) -> Fn:
         texts = [_text_of(o.type) for o in node.operands]
 
         def concat(columns: Columns, n: int) -> Value:
-            values = [as_array(text(part(columns, n), n), n, pa.string()) for part, text in zip(parts, texts)]
+            values = [as_array(text(part(columns, n), n), n, pa.string())
+                      for part, text in zip(parts, texts, strict=True)]
             return pc.binary_join_element_wise(*values, "")
 
         return concat
@@ -161,8 +163,9 @@ def _inlist(node: InList) -> Fn:
     types = {node.operand.type, *(i.type for i in node.items)} - {"null"}
     arrow_type = ARROW_TYPES["double" if "double" in types else node.operand.type]
     if all(isinstance(i, Literal) for i in node.items):
-        known = pa.array([i.value for i in node.items if i.value is not None], arrow_type)
-        has_null = any(i.value is None for i in node.items)
+        listed = [literal_value(i) for i in node.items]
+        known = pa.array([v for v in listed if v is not None], arrow_type)
+        has_null = any(v is None for v in listed)
 
         def member(columns: Columns, n: int) -> Value:
             value = as_array(operand(columns, n), n, arrow_type)
@@ -187,7 +190,7 @@ def _inlist(node: InList) -> Fn:
 
 def _like(node: Like) -> Fn:
     operand = _compile(node.operand)
-    pattern = node.pattern.value
+    pattern = literal_value(node.pattern)
     finish = pc.invert if node.negated else (lambda v: v)
     return lambda columns, n: finish(pc.match_like(as_array(operand(columns, n), n, pa.string()), pattern))
 

@@ -78,6 +78,7 @@ class CompiledField:
 
     def cast_result(self, result: pa.Array) -> tuple[pa.Array, np.ndarray | None, list[Any] | None]:
         s = self.spec
+        assert self.expr_type is not None, "a path field has no expression result"
         return cast_result(result, self.expr_type, s.type, unit=s.unit, fmt=s.format, timezone=s.timezone)
 
     def cast_failure(self, values: list[Any]) -> Any:
@@ -92,15 +93,15 @@ class CompiledMapping:
                  checks: list[Check]) -> None:
         self.spec = spec
         self._fields = fields
-        self._path_fields = [f for f in fields if f.path is not None]
-        self._expr_fields = [f for f in fields if f.path is None]
-        self._extract = Extractor([f.path for f in self._path_fields])
+        self._path_fields = [(f, f.path) for f in fields if f.path is not None]
+        self._expr_fields = [(f, f.evaluate) for f in fields if f.evaluate is not None]
+        self._extract = Extractor([path for _, path in self._path_fields])
         self._filter = filter_
         self._checks = checks
         self._passthrough = not fields
         self._types = {f.name: f.spec.type for f in fields}
         self._keep_extra = spec.keep_extra or self._passthrough
-        top_keys = {f.path.top_key for f in self._path_fields}
+        top_keys = {path.top_key for _, path in self._path_fields}
         self._reads_all = ALL_KEYS in top_keys
         self._read_keys = frozenset(k for k in top_keys if k is not None)
         out = [pa.field("seq", pa.int64()), pa.field("time", TIMESTAMP)]
@@ -145,23 +146,23 @@ class CompiledMapping:
         # view, not a cast: the two types share one layout, so no kernel needs to run.
         docs = parse_records(raw.view(pa.binary()).to_pylist(), verdicts)
         columns: dict[str, pa.Array] = {"received_at": received}
-        for f, values in zip(self._path_fields, self._extract(docs)):
+        for (f, path), values in zip(self._path_fields, self._extract(docs), strict=True):
             array, failed = f.cast(values)
             if f.spec.required and array.null_count:
                 missing = array.is_null().to_numpy(zero_copy_only=False)
                 if failed is not None:
                     missing &= ~failed
-                verdicts.fail(missing, "required", f.name, required_detail(f.name, f.path.text))
+                verdicts.fail(missing, "required", f.name, required_detail(f.name, path.text))
             if failed is not None:
                 verdicts.fail(failed, "type", f.name, f.cast_failure(values))
             self._store(columns, f, array)
         extra = None
         if self._keep_extra:
             extra = raw if self._passthrough else self._extra(docs, verdicts)
-        for f in self._expr_fields:
-            array, failed, values = f.cast_result(f.evaluate(columns, n))
-            if failed is not None:
-                verdicts.fail(failed, "type", f.name, f.cast_failure(values))
+        for f, evaluate in self._expr_fields:
+            array, failed, results = f.cast_result(evaluate(columns, n))
+            if failed is not None and results is not None:  # the values cast come with a failure
+                verdicts.fail(failed, "type", f.name, f.cast_failure(results))
             self._store(columns, f, array)
         if self._filter is not None:
             verdicts.drop(true_mask(self._filter(columns, n)))
@@ -189,7 +190,7 @@ class CompiledMapping:
         table = pa.Table.from_arrays(arrays, schema=self.schema)
         return table if len(kept) == len(seq) else table.take(kept)
 
-    def _extra(self, docs: list[dict], verdicts: Verdicts) -> pa.Array:
+    def _extra(self, docs: list[dict[str, Any]], verdicts: Verdicts) -> pa.Array:
         if self._reads_all:
             return pa.nulls(len(docs), pa.string())
         read = self._read_keys
@@ -198,7 +199,7 @@ class CompiledMapping:
             return pa.array([None if u is None else orjson.dumps(u) for u in unread], pa.string())
         except orjson.JSONEncodeError:
             out = [None if u is None else json_bytes(u) for u in unread]
-        failed = np.array([u is not None and o is None for u, o in zip(unread, out)], dtype=bool)
+        failed = np.array([u is not None and o is None for u, o in zip(unread, out, strict=True)], dtype=bool)
         reason = "the unmapped keys nest more than 255 levels deep; JSON text cannot hold them"
         verdicts.fail(failed, "type", "extra", lambda i: (None, reason))
         return pa.array(out, pa.string())

@@ -36,6 +36,7 @@ __all__ = [
     "Literal",
     "Nary",
     "Unary",
+    "literal_value",
     "parse_expression",
 ]
 
@@ -141,6 +142,13 @@ class Call:
 
 Expr = Literal | Column | Unary | Binary | Nary | IsNull | InList | Like | Case | Call
 
+
+def literal_value(node: Expr) -> Any:
+    """The value of a node the checker has made sure is a literal (a function's unit or
+    digits, a LIKE pattern, a literal IN list)."""
+    assert isinstance(node, Literal), node
+    return node.value
+
 # -- lexer -------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
@@ -202,10 +210,10 @@ def _tokens(text: str) -> list[_Token]:
 
 def _number(word: str, pos: int) -> int | float:
     if re.fullmatch(r"[0-9]+", word):
-        value = int(word)
-        if value > INT64_MAX + 1:  # INT64_MIN is written as -9223372036854775808
+        whole = int(word)
+        if whole > INT64_MAX + 1:  # INT64_MIN is written as -9223372036854775808
             raise ExpressionError("integer literal does not fit in 64 bits", pos)
-        return value
+        return whole
     value = float(word)
     if value in (float("inf"), float("-inf")):
         raise ExpressionError("number literal is too large for a double", pos)
@@ -277,7 +285,7 @@ class _Parser:
                 token = self.peek()
                 op = token.text if token.kind in ("op", "keyword") else None
                 bp = _BP.get(op or "")
-                if bp is None or bp <= min_bp:
+                if op is None or bp is None or bp <= min_bp:
                     return left
                 left = self.infix(left, op, bp)
         finally:

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from dash_ray.mapping.arithmetic import finite, int_op, int_rows
 from dash_ray.mapping.casts import ARROW_TYPES
-from dash_ray.mapping.expressions import Call, Literal
+from dash_ray.mapping.expressions import Call, Literal, literal_value
 from dash_ray.mapping.values import Columns, Fn, as_array
 
 __all__ = ["compile_call"]
@@ -37,7 +37,7 @@ def compile_call(node: Call, args: list[Fn]) -> Fn:
     if name in ("floor", "ceil", "round"):
         return _rounding(node, args[0])
     if name == "date_trunc":
-        unit = node.args[0].value
+        unit = literal_value(node.args[0])
         return lambda columns, n: pc.floor_temporal(args[1](columns, n), unit=unit)
     # epoch: seconds since 1970 as a double
     return lambda columns, n: pc.divide(
@@ -46,10 +46,10 @@ def compile_call(node: Call, args: list[Fn]) -> Fn:
 
 def _rounding(node: Call, operand: Fn) -> Fn:
     if node.type == "int":
-        digits = node.args[1].value if len(node.args) == 2 else 0
+        digits: int = literal_value(node.args[1]) if len(node.args) == 2 else 0
         if node.name != "round" or digits >= 0:
             return operand
-        unit = 10 ** -digits
+        unit: int = 10 ** -digits
 
         def round_int(value: int) -> int:
             # Half away from zero, exactly, on Python integers.
@@ -61,7 +61,7 @@ def _rounding(node: Call, operand: Fn) -> Fn:
         return lambda columns, n: pc.floor(operand(columns, n))
     if node.name == "ceil":
         return lambda columns, n: pc.ceil(operand(columns, n))
-    digits = node.args[1].value if len(node.args) == 2 else 0
+    digits = literal_value(node.args[1]) if len(node.args) == 2 else 0
     return lambda columns, n: finite(
         pc.round(operand(columns, n), ndigits=digits, round_mode="half_towards_infinity"))
 
@@ -69,9 +69,9 @@ def _rounding(node: Call, operand: Fn) -> Fn:
 def _substr(node: Call, args: list[Fn]) -> Fn:
     """SQL substr: characters start..start+count-1 (1-based), clipped to the string."""
     literal = all(isinstance(a, Literal) for a in node.args[1:])
-    if literal and all(a.value is not None for a in node.args[1:]):
-        start = node.args[1].value
-        count = node.args[2].value if len(node.args) == 3 else None
+    if literal and all(literal_value(a) is not None for a in node.args[1:]):
+        start: int = literal_value(node.args[1])
+        count: int | None = literal_value(node.args[2]) if len(node.args) == 3 else None
         if count is not None and count < 0:
             return lambda columns, n: pa.scalar(None, pa.string())
         begin = max(start - 1, 0)
@@ -87,8 +87,8 @@ def _substr(node: Call, args: list[Fn]) -> Fn:
             whole = True
         else:
             whole = False
-        out = []
-        for text, start, count in zip(*lists):
+        out: list[str | None] = []
+        for text, start, count in zip(*lists, strict=True):
             if text is None or start is None or count is None or (not whole and count < 0):
                 out.append(None)
                 continue

@@ -233,7 +233,7 @@ class Extractor:
         return [columns[i] for i in self._outputs]
 
 
-def _step(values: list[Any], step: Step) -> list[Any]:
+def _step(values: list[Any], step: Key | Index) -> list[Any]:  # a wildcard path has its matcher
     if isinstance(step, Key):
         key = step.name
         try:

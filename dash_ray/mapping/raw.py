@@ -66,13 +66,14 @@ def _column(batch: pa.Table, name: str, type_: pa.DataType) -> pa.Array:
     return array if array.type == type_ else array.cast(type_)
 
 
-_EMPTY: dict = {}
+_EMPTY: dict[str, Any] = {}
 
 
-def parse_records(raws: list[bytes | None], verdicts: Verdicts) -> list[dict]:
+def parse_records(raws: list[bytes | None], verdicts: Verdicts) -> list[dict[str, Any]]:
     """Each raw record as a dict ({} for the ones that fail here: rule json or object)."""
     try:
-        docs = list(map(orjson.loads, raws))
+        # orjson's stub takes no None; orjson refuses one with JSONDecodeError, handled below.
+        docs = list(map(orjson.loads, raws))  # type: ignore[arg-type]
         errors: dict[int, str] = {}
     except orjson.JSONDecodeError:
         docs, errors = [], {}

@@ -99,7 +99,8 @@ def _rule_checks(rule: RuleSpec, type_: str, where: str) -> tuple[list[Check], l
 
 
 def _is_null(column: pa.Array) -> np.ndarray:
-    return column.is_null().to_numpy(zero_copy_only=False)
+    mask: np.ndarray = column.is_null().to_numpy(zero_copy_only=False)
+    return mask
 
 
 def _bound(name: str, bound: str, limit: float, type_: str) -> Check:
@@ -120,7 +121,8 @@ def _bound(name: str, bound: str, limit: float, type_: str) -> Check:
             column = column.cast(pa.float64(), safe=False)
         # Doubles compare in numpy, cheaper than a kernel and its null mask to fill: nulls
         # read as NaN, and a comparison with NaN is false, as a null's must be.
-        return compare(column.to_numpy(zero_copy_only=False), number)
+        compared: np.ndarray = compare(column.to_numpy(zero_copy_only=False), number)
+        return compared
 
     return Check(name, bound, failing, lambda v: f"{show(v)} is {words} {shown}")
 
@@ -144,6 +146,7 @@ def _regex(name: str, pattern: str) -> Check:
         matches = pc.match_substring_regex(column, pattern)
         if matches.null_count:  # a null value does not fail (see the module docstring)
             matches = matches.fill_null(True)
-        return ~matches.to_numpy(zero_copy_only=False)
+        failed: np.ndarray = ~matches.to_numpy(zero_copy_only=False)
+        return failed
 
     return Check(name, "regex", failing, lambda v: f"{show(v)} does not match {json_text(pattern)}")

@@ -49,7 +49,7 @@ __all__ = [
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _NAIVE = pa.timestamp("us")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_EPOCH_NAIVE = _EPOCH.replace(tzinfo=None)  # for wall-clock times without a zone (localised after)
 MIN_US = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
 MAX_US = (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(
     microseconds=1)
@@ -100,7 +100,7 @@ def check_format(fmt: str) -> str | None:
     try:
         # strptime compiles the format into a regular expression on first use; a format it
         # cannot compile (a repeated directive such as "%H:%M %H") fails for every value.
-        dt.datetime.strptime("", fmt)
+        dt.datetime.strptime("", fmt)  # noqa: DTZ007 - only compiles the format
     except ValueError:
         pass  # the empty text does not match: the format itself compiled
     except re.error as exc:
@@ -246,7 +246,7 @@ def _from_format(values: list[Any], fmt: str, timezone: str | None) -> pa.Array:
         parsed = None
         if type(v) is str:
             try:
-                parsed = dt.datetime.strptime(v, fmt)
+                parsed = dt.datetime.strptime(v, fmt)  # noqa: DTZ007 - aware when fmt has %z, else localised below
             except (ValueError, OverflowError):
                 parsed = None
         if parsed is None:

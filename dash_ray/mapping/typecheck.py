@@ -23,7 +23,7 @@ the type of the NULL literal, which fits anywhere. Rules:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from dash_ray.mapping.expressions import (
     INT64_MAX,
@@ -39,6 +39,7 @@ from dash_ray.mapping.expressions import (
     Literal,
     Nary,
     Unary,
+    literal_value,
 )
 from dash_ray.mapping.timestamps import parse_iso_scalar
 
@@ -81,7 +82,7 @@ class _Checker:
         self.later = later
 
     def check(self, node: Expr) -> Expr:
-        method = getattr(self, "_" + type(node).__name__.lower())
+        method: Callable[[Expr], Expr] = getattr(self, "_" + type(node).__name__.lower())
         return method(node)
 
     def fit(self, node: Expr, type_: str) -> Expr:
@@ -203,7 +204,7 @@ class _Checker:
         type_ = self.common([*results, *([otherwise] if otherwise else [])], "CASE branches")
         return dataclasses.replace(
             node,
-            whens=tuple((w, self.fit(r, type_)) for w, r in zip(whens, results)),
+            whens=tuple((w, self.fit(r, type_)) for w, r in zip(whens, results, strict=True)),
             otherwise=self.fit(otherwise, type_) if otherwise is not None else None,
             type=type_,
         )
@@ -237,7 +238,7 @@ class _Checker:
             self.need(args[0], _NUMERIC, f"{name}()")
             if len(args) == 2 and not (isinstance(args[1], Literal) and args[1].type == "int"):
                 raise ExpressionError("round() takes its digits as an integer literal", args[1].pos)
-            if len(args) == 2 and not -30 <= args[1].value <= 30:
+            if len(args) == 2 and not -30 <= literal_value(args[1]) <= 30:
                 raise ExpressionError("round() digits must be between -30 and 30", args[1].pos)
             type_ = "int" if args[0].type == "null" else args[0].type
             return dataclasses.replace(node, args=(self.fit(args[0], type_), *args[1:]), type=type_)

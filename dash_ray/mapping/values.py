@@ -4,13 +4,14 @@ scalar standing for that value in every row; and the conversions between the two
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 
 __all__ = ["FALSE", "Columns", "Evaluator", "Fn", "Value", "as_array", "true_mask"]
 
-Value = pa.Array | pa.Scalar
+Value: TypeAlias = pa.Array | pa.Scalar
 Columns = Mapping[str, pa.Array]
 # A compiled expression: (columns, row count) → an Arrow array of the expression's type.
 Evaluator = Callable[[Columns, int], pa.Array]
@@ -24,7 +25,8 @@ def true_mask(value: pa.Array) -> np.ndarray:
     """A boolean array as a numpy mask in which null counts as false."""
     if value.null_count:  # fill_null is a kernel call; most masks have no null to fill
         value = value.fill_null(FALSE)
-    return value.to_numpy(zero_copy_only=False)
+    mask: np.ndarray = value.to_numpy(zero_copy_only=False)
+    return mask
 
 
 def as_array(value: Value, n: int, type_: pa.DataType | None = None) -> pa.Array:

@@ -32,18 +32,17 @@ from typing import Any, Literal
 from dash_ray.errors import DashError, InternalError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
+from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.maintenance import Maintenance
+from dash_ray.live.feed import LiveFeed
 from dash_ray.log.base import Log
 from dash_ray.log.file import WriteAheadLog
-from dash_ray.lifecycle.jobs import Replays
-from dash_ray.live.feed import LiveFeed
 from dash_ray.pipeline.admission import Admission, Plan
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.mapper import Mapper
 from dash_ray.pipeline.recovery import recover
-from dash_ray.silver.base import SilverStore
 from dash_ray.silver.follower import SilverFollower
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.rollup import spec_plan
@@ -76,7 +75,7 @@ class PipelineCore:
         *,
         wal_dir: str | Path,
         lake: Lake,
-        silver: SilverStore | None = None,
+        silver: LakeSilver | None = None,
         log: Log | None = None,
         sinks: Sinks | None = None,
         followers: Sequence[SilverFollower] = (),
@@ -313,7 +312,7 @@ class PipelineCore:
                 # The queue itself is wrong: stop before anything is trimmed; a restart
                 # replays the log.
                 self._fail(str(exc))
-            except Exception as exc:  # noqa: BLE001 - any failure: keep the records, retry, say why
+            except Exception as exc:  # any failure: keep the records, retry, say why
                 backoff = min(max(backoff * 2, 0.5), _MAX_FLUSH_BACKOFF_S)
                 self._flush_error = self.counters.last_error = _error_text(exc)
                 self.counters.flush_failures += 1

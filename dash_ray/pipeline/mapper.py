@@ -118,7 +118,7 @@ class Mapper:
         table = input_table(entries)
         try:
             result = self.mapping.apply(table)
-        except Exception as exc:  # noqa: BLE001 - not the records' fault: keep them, say why
+        except Exception as exc:  # not the records' fault: keep them, say why
             log.exception("pipeline %s: mapping seq %d..%d failed; dead-lettering them", self.spec.id,
                           entries[0].first_seq, entries[-1].last_seq)
             reason = f"mapping failed: {type(exc).__name__}: {exc}"[:500]

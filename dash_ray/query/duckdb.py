@@ -148,7 +148,8 @@ class DuckDBEngine:
         finally:
             cursor.close()
 
-    def records_after(self, after: int, columns: tuple[Column, ...], *, limit: int) -> tuple[list[dict[str, Any]], int, int]:
+    def records_after(self, after: int, columns: tuple[Column, ...], *,
+                      limit: int) -> tuple[list[dict[str, Any]], int, int]:
         """Stored records with seq > `after` in seq order, as the live feed shows them
         (`{"seq", "time", "data"}`): (records, the seq read up to, the first seq from `after`
         on that the store can answer for). Every row up to the seq read up to is in the

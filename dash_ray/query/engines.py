@@ -21,11 +21,11 @@ from dash_ray.lake_roots import pipeline_lake
 from dash_ray.query.dead import dead_letters
 from dash_ray.query.duckdb import DuckDBEngine
 from dash_ray.query.model import parse_query
-from dash_ray.silver.schema import spec_schema
 from dash_ray.query.postgres import PostgresEngine
-from dash_ray.silver.rollup import spec_plan
 from dash_ray.query.stores import Answered, answer
 from dash_ray.silver.choice import uses_postgres
+from dash_ray.silver.rollup import spec_plan
+from dash_ray.silver.schema import spec_schema
 from dash_ray.spec import PipelineSpec
 
 __all__ = ["PipelineEngines", "QueryEngines"]

@@ -144,7 +144,7 @@ def _agg(schema: Schema, text: str) -> Agg:
         raise QueryError(f"'{fn}' needs a numeric field; {column.name!r} is {column.type}", where="agg")
     if fn in ("min", "max", "first", "last") and column.type not in _ORDERED:
         raise QueryError(f"'{fn}' does not apply to {column.type} field {column.name!r}", where="agg")
-    return Agg(fn, column)  # type: ignore[arg-type]
+    return Agg(fn, column)
 
 
 def _filters(params: Mapping[str, str], schema: Schema) -> tuple[Filter, ...]:

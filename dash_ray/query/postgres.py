@@ -51,7 +51,7 @@ class _Pool:
                 try:
                     conn = self._idle.get_nowait()
                 except queue.Empty:
-                    return psycopg.connect(self._dsn, connect_timeout=self._timeout)
+                    return psycopg.connect(self._dsn, connect_timeout=int(self._timeout))
                 if not conn.closed:
                     return conn
         except BaseException:
@@ -175,7 +175,7 @@ class PostgresEngine:
 
     @staticmethod
     def _fetch(conn: psycopg.Connection[Any], source: sql.Composed, st: Statement) -> Sequence[Sequence[Any]]:
-        text = sql.SQL(" ").join([source, sql.SQL(st.text)])  # type: ignore[arg-type]
+        text = sql.SQL(" ").join([source, sql.SQL(st.text)])
         # Binary results: no text parsing of every number on the way in.
         with conn.cursor(binary=True) as cursor:
             return cursor.execute(text, st.params).fetchall()

@@ -63,7 +63,8 @@ def _convert(column_type: str | None, values: list[Any]) -> list[Any]:
     return out
 
 
-_COLUMN = {t: Column("_", t) for t in ("string", "int", "double", "bool", "timestamp", "json")}  # type: ignore[arg-type]
+_COLUMN: dict[str | None, Column] = {t: Column("_", t)
+                                     for t in ("string", "int", "double", "bool", "timestamp", "json")}
 
 
 def _iso_column(values: list[int]) -> list[str]:
@@ -72,7 +73,7 @@ def _iso_column(values: list[int]) -> list[str]:
 
 
 def _records(names: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(names, row)) for row in zip(*columns)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def raw_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def raw_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
     page = rows[:query.limit]
     if not page:
         return {"rows": [], "next": None}
-    columns = [list(c) for c in zip(*page)]
+    columns = [list(c) for c in zip(*page, strict=True)]
     out_columns = [columns[0], _iso_column(columns[1])]
     out_columns += [_convert(c.type, values) for c, values in zip(query.fields, columns[2:], strict=True)]
     out = _records(["seq", "time", *(c.name for c in query.fields)], out_columns)
@@ -92,7 +93,7 @@ def aggregate_answer(query: Query, rows: Sequence[Sequence[Any]]) -> dict[str, A
     """Rows are (bucket_us?, *by, *aggs) as `aggregate_sql` selects them."""
     if not rows:
         return {"rows": []}
-    columns = [list(c) for c in zip(*rows)]
+    columns = [list(c) for c in zip(*rows, strict=True)]
     names: list[str] = []
     out: list[list[Any]] = []
     if query.bucket_us is not None:
@@ -117,8 +118,9 @@ def live_records(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> li
     """Rows (seq, time_us, *columns) in the live feed's shape: `{"seq", "time", "data"}`."""
     if not rows:
         return []
-    values = [list(c) for c in zip(*rows)]
+    values = [list(c) for c in zip(*rows, strict=True)]
     times = _iso_column(values[1])
-    data = _records([c.name for c in columns], [_convert(c.type, v) for c, v in zip(columns, values[2:], strict=True)]) \
+    data = _records([c.name for c in columns],
+                    [_convert(c.type, v) for c, v in zip(columns, values[2:], strict=True)]) \
         if columns else [{} for _ in rows]
-    return [{"seq": seq, "time": t, "data": d} for seq, t, d in zip(values[0], times, data)]
+    return [{"seq": seq, "time": t, "data": d} for seq, t, d in zip(values[0], times, data, strict=True)]

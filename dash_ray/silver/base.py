@@ -20,18 +20,19 @@ the commit step (`dash_ray/pipeline/commit.py`) owns that order.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Protocol
 
 import pyarrow as pa
 
-__all__ = ["SilverStore"]
+__all__ = ["FollowingStore", "SilverStore"]
 
 
 class SilverStore(Protocol):
     """One pipeline's silver rows. Methods block (call them in a thread); errors from the
     backend are StorageError with the cause chained."""
 
-    def write(self, rows: pa.Table, *, first_seq: int, last_seq: int) -> None:
+    def write(self, rows: pa.Table, *, first_seq: int, last_seq: int) -> object:
         """Store `rows` as the rows of `first_seq..last_seq`, replacing any earlier write of
         that range. `rows` may be empty (every record of the range was dead or filtered)."""
         ...
@@ -44,4 +45,13 @@ class SilverStore(Protocol):
     def stored_seq(self) -> int:
         """The highest `last_seq` written (see the module's docstring for ranges without
         rows), 0 when nothing was."""
+        ...
+
+
+class FollowingStore(SilverStore, Protocol):
+    """A store that follows the lake (`dash_ray.silver.follower`): it also applies the silver
+    retention itself (`expire`; the lake's own is done by removing its files)."""
+
+    def expire(self, keep_from: dt.date) -> int:
+        """Delete the rows whose event time is before `keep_from`; the number deleted."""
         ...

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake, LakeFile
-from dash_ray.silver.base import SilverStore
+from dash_ray.silver.base import FollowingStore
 
 __all__ = ["Chunk", "SilverFollower", "catch_up_chunks"]
 
@@ -89,7 +89,7 @@ class SilverFollower:
     """Follows one pipeline's lake silver into `store`. `start(lake_seq)` in the event loop,
     `offer` after each commit, `await close()` at the end (idempotent)."""
 
-    def __init__(self, store: SilverStore, lake: Lake, pipeline_id: str, *,
+    def __init__(self, store: FollowingStore, lake: Lake, pipeline_id: str, *,
                  max_queue_bytes: int = 64 * 1024 * 1024, coalesce_rows: int = 10_000,
                  catch_up_files: int = 32, backoff_s: float = 0.2, max_backoff_s: float = 30.0,
                  drain_s: float = 10.0, jitter: Callable[[], float] = random.random) -> None:

@@ -36,7 +36,7 @@ def partials_of(rows: pa.Table, plan: RollupPlan, granularity: str) -> pa.Table:
     with _lock:
         entry = _kept.get(key)
         if entry is None or entry[0]() is not rows:
-            entry = (weakref.ref(rows, lambda _, key=key: _forget(key)), {})
+            entry = (weakref.ref(rows, lambda _: _forget(key)), {})
             _kept[key] = entry
         entry[1][(plan.key, granularity)] = result
     return result

@@ -25,6 +25,7 @@ _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 _FIXED = {"int": (pa.int64(), ">i8"), "double": (pa.float64(), ">f8"), "timestamp": (pa.int64(), ">i8"),
           "bool": (pa.uint8(), "u1")}
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_Payload = np.ndarray | tuple[np.ndarray, np.ndarray, int]
 
 
 def encode(table: pa.Table, types: Sequence[str]) -> bytes:
@@ -47,11 +48,11 @@ def encode(table: pa.Table, types: Sequence[str]) -> bytes:
     buf[total - 2:] = 0xFF
     _scatter(buf, starts, np.full(n, len(types), dtype=">i2").view(np.uint8).reshape(n, 2))
     pos = starts + 2
-    for kind, size, valid, payload in columns:
+    for _, size, valid, payload in columns:
         lengths = np.where(valid, size, -1).astype(">i4")
         _scatter(buf, pos, lengths.view(np.uint8).reshape(n, 4))
         data = pos + 4
-        if kind == "fixed":
+        if isinstance(payload, np.ndarray):  # a fixed-width column
             if valid.all():
                 _scatter(buf, data, payload)
             else:
@@ -66,8 +67,9 @@ def encode(table: pa.Table, types: Sequence[str]) -> bytes:
     return buf.tobytes()
 
 
-def _prepared(column: pa.ChunkedArray, kind: str) -> tuple[str, np.ndarray, np.ndarray, object]:
-    """(`fixed` or `var`, data bytes per row (0 for NULL), validity, payload) of one column."""
+def _prepared(column: pa.ChunkedArray, kind: str) -> tuple[str, np.ndarray, np.ndarray, _Payload]:
+    """(`fixed` or `var`, data bytes per row (0 for NULL), validity, payload) of one column:
+    a fixed column's payload is its bytes, n rows by width; a var one's (offsets, chars, prefix)."""
     array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     n = len(array)
     valid = np.ones(n, dtype=bool) if array.null_count == 0 else array.is_valid().to_numpy(zero_copy_only=False)

@@ -34,7 +34,7 @@ def purge(dsn: str, pipeline_id: str, *, connect_timeout_s: float = 5.0) -> None
     """Drop everything PostgreSQL holds of the pipeline. Idempotent; StorageError on failure
     (nothing changed then)."""
     try:
-        with psycopg.connect(dsn, connect_timeout=connect_timeout_s) as conn, conn.transaction():
+        with psycopg.connect(dsn, connect_timeout=int(connect_timeout_s)) as conn, conn.transaction():
             # The writers' lock (a stopped pipeline's last write is done) and the DDL lock.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('dash_silver:ddl'))")
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"dash_silver:{pipeline_id}",))

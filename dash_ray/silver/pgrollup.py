@@ -39,7 +39,7 @@ def schema_of(granularity: str) -> str:
     return f"dash_rollup_{granularity}"
 
 
-def table(pipeline_id: str, granularity: str) -> sql.Composed:
+def table(pipeline_id: str, granularity: str) -> sql.Identifier:
     pgschema.table(pipeline_id)  # checks the id
     return sql.Identifier(schema_of(granularity), pipeline_id)
 
@@ -49,7 +49,8 @@ def _columns(plan: RollupPlan) -> list[tuple[str, str]]:
     for c in plan.fields:
         value = pgschema.PG_TYPES[c.type]
         for what in PARTS:
-            out.append((plan.part(c, what), "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
+            out.append((plan.part(c, what),
+                        "numeric" if what == "sum" and c.type == "int" else _TYPES.get(what, value)))
     return out
 
 

@@ -41,7 +41,7 @@ PG_TYPES = {"string": "text", "int": "bigint", "double": "double precision", "bo
 _PIPELINE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
-def table(pipeline_id: str) -> sql.Composed:
+def table(pipeline_id: str) -> sql.Identifier:
     """The pipeline's silver table, quoted (ids are `[a-z][a-z0-9-]{0,62}`, so they fit)."""
     if not _PIPELINE_ID.match(pipeline_id):
         raise ValueError(f"not a pipeline id: {pipeline_id!r}")
@@ -87,7 +87,7 @@ def add_columns(pipeline_id: str, columns: Iterable[Column]) -> list[sql.Compose
         table(pipeline_id), sql.Identifier(c.name), sql.SQL(PG_TYPES[c.type])) for c in columns]
 
 
-def present_columns() -> sql.Composed:
+def present_columns() -> sql.SQL:
     """A query for the names of the table's columns; parameters: (schema, pipeline id)."""
     return sql.SQL("SELECT column_name FROM information_schema.columns"
                    " WHERE table_schema = %s AND table_name = %s")

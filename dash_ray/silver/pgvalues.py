@@ -50,7 +50,7 @@ def fit_types(rows: pa.Table, columns: Sequence[Column]) -> pa.Table:
 
 
 def _is_text(type_: pa.DataType) -> bool:
-    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_null(type_)
+    return bool(pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_null(type_))
 
 
 def fit_rows(rows: pa.Table, kinds: Mapping[str, str | None]) -> pa.Table:

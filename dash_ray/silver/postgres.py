@@ -21,7 +21,8 @@ import datetime as dt
 import io
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
@@ -49,7 +50,8 @@ _REFUSALS = (psycopg.errors.DataError, psycopg.errors.CheckViolation, psycopg.er
              pa.ArrowInvalid, pa.ArrowNotImplementedError)
 # A server that vanishes without closing the connection (a host lost, a cable cut) is noticed
 # in about 20 s instead of the kernel's two hours.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3}
+_T = TypeVar("_T")
+_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3}
 
 
 class PostgresSilver:
@@ -75,7 +77,7 @@ class PostgresSilver:
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self._dsn, connect_timeout=self._timeout, autocommit=False,
+            self._conn = psycopg.connect(self._dsn, connect_timeout=int(self._timeout), autocommit=False,
                                          **_KEEPALIVES)
             self._ready = False
         if not self._ready:
@@ -88,7 +90,9 @@ class PostgresSilver:
                     self._conn.execute(statement)
                 # A field the spec widened (int to double, a scalar to string): its column too.
                 if retypes := pgretype.retype_columns(self.pipeline_id, self.columns, self._column_types()):
-                    for statement in (*pgretype.SETUP, *retypes):
+                    for setup in pgretype.SETUP:
+                        self._conn.execute(setup)
+                    for statement in retypes:
                         self._conn.execute(statement)
                 if self.plan is not None:
                     pgrollup.ensure(self._conn, self.pipeline_id, self.plan)
@@ -103,7 +107,7 @@ class PostgresSilver:
 
     def _column_types(self) -> dict[str, str]:
         assert self._conn is not None
-        return dict(self._conn.execute(  # type: ignore[arg-type]
+        return dict(self._conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns"
             " WHERE table_schema = %s AND table_name = %s", (pgschema.SCHEMA, self.pipeline_id)).fetchall())
 
@@ -114,7 +118,7 @@ class PostgresSilver:
                            " to_regclass(%s) IS NULL", (f'{pgschema.SCHEMA}."{self.pipeline_id}"',)).fetchone()
         return bool(row and row[0] and row[1])
 
-    def _run(self, what: str, work: Any) -> Any:
+    def _run(self, what: str, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         with self._lock:
             try:
                 conn = self._connection()

@@ -31,7 +31,8 @@ from dash_ray.errors import Problem
 from dash_ray.silver.schema import NUMERIC, Column, Schema, spec_schema
 from dash_ray.spec import PipelineSpec
 
-__all__ = ["GRANULARITIES", "PARTS", "RollupPlan", "merge_partials", "partials", "plan_for", "rollup_problems", "spec_plan"]
+__all__ = ["GRANULARITIES", "PARTS", "RollupPlan", "merge_partials", "partials", "plan_for", "rollup_problems",
+           "spec_plan"]
 
 GRANULARITIES: dict[str, int] = {"10s": 10_000_000, "1m": 60_000_000, "1h": 3_600_000_000, "1d": 86_400_000_000}
 DEFAULT_GRANULARITIES = ("10s", "1m", "1h")

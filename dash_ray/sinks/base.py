@@ -61,12 +61,12 @@ class Sinks:
         for sink in self._sinks:
             try:
                 sink.offer(batch)
-            except Exception:  # noqa: BLE001 - a faulty sink must not reach the ingest path
+            except Exception:  # a faulty sink must not reach the ingest path
                 log.exception("sink %s of pipeline %s refused a batch", sink.name, batch.pipeline_id)
 
     async def close(self) -> None:
         for sink in self._sinks:
             try:
                 await sink.close()
-            except Exception:  # noqa: BLE001 - close the others all the same
+            except Exception:  # close the others all the same
                 log.exception("sink %s failed to close", sink.name)

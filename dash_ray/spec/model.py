@@ -107,6 +107,10 @@ class LimitsSpec(SpecModel):
 Granularity = Literal["10s", "1m", "1h", "1d"]
 
 
+def _default_granularities() -> list[Granularity]:
+    return ["10s", "1m", "1h"]
+
+
 class RollupsSpec(SpecModel):
     """Per-bucket partial aggregates the silver store keeps as each range is stored, so
     aggregate queries read buckets instead of rows (dash_ray.silver.rollup). `by`: the fields
@@ -114,7 +118,7 @@ class RollupsSpec(SpecModel):
 
     enabled: bool = True
     by: list[FieldName] | None = Field(default=None, max_length=8)
-    granularities: list[Granularity] = Field(default_factory=lambda: ["10s", "1m", "1h"], min_length=1)
+    granularities: list[Granularity] = Field(default_factory=_default_granularities, min_length=1)
 
 
 class RetentionSpec(SpecModel):

@@ -101,7 +101,7 @@ class Supervisor:
             await self._clock.sleep(self._health_interval_s)
             try:
                 await self.check()
-            except Exception:  # noqa: BLE001 - the watch must go on
+            except Exception:  # the watch must go on
                 log.exception("supervisor: health round failed")
 
     async def boot(self) -> None:

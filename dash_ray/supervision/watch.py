@@ -91,7 +91,7 @@ def error_text(exc: BaseException) -> str:
 
 
 def log_failures(what: str, ids: list[str], results: list[Any]) -> None:
-    for pipeline_id, result in zip(ids, results):
+    for pipeline_id, result in zip(ids, results, strict=True):
         if isinstance(result, BaseException):
             log.error("supervisor: %s of pipeline %s failed: %s", what, pipeline_id, error_text(result),
                       exc_info=result)
@@ -226,7 +226,7 @@ class Watch:
                     return
                 entry.restart_task = None
                 await self.start(pipeline_id, entry)
-        except Exception:  # noqa: BLE001 - a task's error would otherwise go unseen
+        except Exception:  # a task's error would otherwise go unseen
             log.exception("supervisor: restart of pipeline %s failed", pipeline_id)
 
     async def stop(self, pipeline_id: str, entry: Supervised, *, graceful: bool) -> None:

@@ -136,7 +136,8 @@ def test_setup_logging_installs_one_handler_and_replaces_it_when_called_again() 
         logging.getLogger("some.library").info("not shown: libraries log from WARNING")
         assert first.getvalue() == ""
         [line] = lines(second)
-        assert (line["message"], line["pipeline"], line["logger"]) == ("replayed 3", "weather", "dash_ray.pipeline.core")
+        assert (line["message"], line["pipeline"], line["logger"]) == \
+            ("replayed 3", "weather", "dash_ray.pipeline.core")
         with pytest.raises(ValueError, match="text, json"):
             setup_logging("xml")  # type: ignore[arg-type]
     finally:

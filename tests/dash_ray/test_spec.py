@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from dash_ray.errors import SpecError
 from dash_ray.spec import PipelineSpec, load_spec, parse_spec
@@ -52,7 +53,7 @@ def test_unknown_source_kind():
 
 def test_spec_is_frozen():
     spec = parse_spec(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.id = "other"  # type: ignore[misc]
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from dash_ray.errors import SpecError
-from dash_ray.spec import parse_spec
 from dash_ray.lake_roots import LakeRoots
+from dash_ray.spec import parse_spec
 from dash_ray.spec_check import admit_spec, check_spec
 
 FIELDS = {

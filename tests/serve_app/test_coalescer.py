@@ -1,7 +1,7 @@
 import asyncio
 
-from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.errors import BackpressureError, SpecError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 from serve_app.coalescer import Coalescer
 from tests.waiting import until
 
@@ -124,7 +124,8 @@ async def test_the_bytes_waiting_are_bounded_not_only_the_records():
     first = asyncio.create_task(coalescer.submit(big(MiB)))  # in flight, held
     await until(lambda: pipeline.calls == 1, what="the first request in flight")
     tasks = [asyncio.create_task(coalescer.submit(big(MiB))) for _ in range(100)]
-    await until(lambda: coalescer.waiting + sum(t.done() for t in tasks) == 100, what="every request waiting or refused")
+    await until(lambda: coalescer.waiting + sum(t.done() for t in tasks) == 100,
+                what="every request waiting or refused")
     assert coalescer.waiting_bytes <= MAX_WAITING_BYTES
     pipeline.gate.set()
     results = await asyncio.gather(first, *tasks)

@@ -61,7 +61,8 @@ def test_create_only_never_overwrites(platform, pipeline_id) -> None:
 
 def test_bad_dashboards_are_a_422_with_paths(platform, pipeline_id) -> None:
     with platform.http() as http:
-        bad = http.put("/v1/dashboards/bad", json={"widgets": [{"kind": "bar", "pipeline": pipeline_id, "agg": "count"}]})
+        bad = http.put("/v1/dashboards/bad",
+                       json={"widgets": [{"kind": "bar", "pipeline": pipeline_id, "agg": "count"}]})
         assert bad.status_code == 422
         assert {p["path"] for p in bad.json()["error"]["problems"]} == {"title", "widgets.0"}
         unknown = http.put("/v1/dashboards/bad", json={"title": "x", "widgets": [

@@ -18,8 +18,8 @@ import orjson
 import pytest
 import ray
 
-from dash_ray.lake import Lake
 from dash_ray.ingest.signing import signature_header
+from dash_ray.lake import Lake
 from tests.conftest import dash, free_port
 from tests.waiting import wait_for
 

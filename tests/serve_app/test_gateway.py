@@ -3,17 +3,16 @@ reached through the real RegistryClient, counts the calls that reach it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
-import asyncio
-
 import pytest
 
+from dash_ray.auth.tokens import hash_token
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.registry.access import IngestAccess
 from dash_ray.settings import Settings
-from dash_ray.auth.tokens import hash_token
 from dash_ray.spec import parse_spec
 from serve_app.gateway import Gateway
 from serve_app.registry_client import RegistryClient
@@ -193,7 +192,8 @@ async def test_a_revoked_token_stops_working_within_the_token_ttl(tmp_path) -> N
     clock = Clock()
     settings = Settings.from_env(env={}, home=str(tmp_path))
     registry = FakeRegistry()
-    gw = Gateway(settings.web(), token_ttl_s=10, clock=clock, registry=RegistryClient(settings.namespace, handle=registry))
+    gw = Gateway(settings.web(), token_ttl_s=10, clock=clock,
+                 registry=RegistryClient(settings.namespace, handle=registry))
     assert await gw.authorize("Bearer dash_0123456789ab_reader", "read") == "read"
     del registry.tokens["dash_0123456789ab_reader"]
     clock.now += 10.5
@@ -303,7 +303,8 @@ async def test_a_deleted_pipeline_s_coalescer_and_channel_are_dropped(tmp_path) 
     settings = Settings.from_env(env={}, home=str(tmp_path))
     registry = FakeRegistry()
     registry.pipelines = {"weather", "rain"}
-    gw = Gateway(settings.web(), info_ttl_s=2, clock=clock, registry=RegistryClient(settings.namespace, handle=registry),
+    gw = Gateway(settings.web(), info_ttl_s=2, clock=clock,
+                 registry=RegistryClient(settings.namespace, handle=registry),
                  locate_pipeline=lambda pipeline_id: _ActorOf(endpoint))
     gone: list[str] = []
     gw.on_gone.append(gone.append)
@@ -338,7 +339,8 @@ async def test_a_recheck_sees_a_revoked_token_within_a_second_at_one_call_a_seco
     settings = Settings.from_env(env={}, home=str(tmp_path))
     registry = FakeRegistry()
     registry.tokens["dash_0123456789ac_writer"] = "write"
-    gw = Gateway(settings.web(), token_ttl_s=10, clock=clock, registry=RegistryClient(settings.namespace, handle=registry))
+    gw = Gateway(settings.web(), token_ttl_s=10, clock=clock,
+                 registry=RegistryClient(settings.namespace, handle=registry))
     assert await gw.authorize("Bearer dash_0123456789ab_reader", "read") == "read"
     del registry.tokens["dash_0123456789ab_reader"]
     clock.now += 1.5

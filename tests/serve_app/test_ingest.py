@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from dash_ray.errors import BackpressureError, SignatureError
 from dash_ray.deploy.localray import read_run_file
+from dash_ray.errors import BackpressureError, SignatureError
 from dash_ray.ingest.signing import signature_header
 
 pytestmark = pytest.mark.ray

@@ -12,16 +12,16 @@ from typing import Any
 import orjson
 import pytest
 
+from dash_ray.ingest.channel import ChannelServer, Endpoint
 from dash_ray.ingest.signing import signature_header
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.registry.access import IngestAccess
 from dash_ray.settings import Settings
 from dash_ray.spec import parse_spec
-from dash_ray.registry.access import IngestAccess
-from dash_ray.ingest.channel import ChannelServer, Endpoint
 from serve_app.gateway import Gateway
-from serve_app.registry_client import RegistryClient
 from serve_app.ingress import IngestFront
+from serve_app.registry_client import RegistryClient
 from tests.waiting import until
 
 SECRET = "whsec_front-test-secret"

@@ -209,7 +209,8 @@ def test_a_bug_in_a_route_answers_500_with_the_request_id_of_its_log_line(platfo
                       what=f"the log line of request {request_id}")
     assert len(logged) == 1, logged
     [line] = logged
-    assert f"[pipeline={pipeline_id} request={request_id}]" in line and f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
+    assert f"[pipeline={pipeline_id} request={request_id}]" in line
+    assert f"unhandled error on GET /v1/pipelines/{pipeline_id}/query" in line
     assert "Traceback (most recent call last):" in line and "ValueError" in line
     assert "fromisoformat" in line  # the traceback reaches the real fault
     platform.client.delete(pipeline_id)

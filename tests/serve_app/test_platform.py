@@ -15,8 +15,8 @@ import pytest
 import ray
 
 from dash_ray.errors import SignatureError, SpecError, UnavailableError
-from dash_ray.lake import Lake
 from dash_ray.ingest.signing import signature_header
+from dash_ray.lake import Lake
 
 pytestmark = pytest.mark.ray
 

@@ -131,7 +131,8 @@ def test_a_query_while_postgresql_lags_answers_every_stored_row_from_the_lake(
         ingest(1000, 500)
         wait_for(lambda: client.get(pipeline_id).counters.get("stored_seq") == 1500, what="the lake to store 1500")
         assert client.get(pipeline_id).counters["silver_lag"] == 500
-        count, store, stale = wait_for(lambda: (c := counted())[0] == 1500 and c, what="an answer with every stored row")
+        count, store, stale = wait_for(lambda: (c := counted())[0] == 1500 and c,
+                                       what="an answer with every stored row")
         assert (store, stale) == ("lake", None)
         blocker.rollback()
     wait_for(lambda: client.get(pipeline_id).counters.get("silver_lag") == 0, what="PostgreSQL to catch up")

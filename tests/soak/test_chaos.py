@@ -262,7 +262,8 @@ def stored_records(lake: Lake, area: str) -> list[tuple[str, int]]:
         column = "raw" if area == "bronze" else "id"
         table = lake.read_file(file, columns=["seq", column])
         ids = table.column(column).to_pylist()
-        found += zip([orjson.loads(i)["id"] for i in ids] if area == "bronze" else ids, table.column("seq").to_pylist())
+        found += zip([orjson.loads(i)["id"] for i in ids] if area == "bronze" else ids, table.column("seq").to_pylist(),
+                     strict=True)
     return found
 
 

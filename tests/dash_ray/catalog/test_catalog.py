@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
+from dash_ray.auth.secretbox import SecretBox
 from dash_ray.auth.tokens import hash_token
 from dash_ray.catalog import MAX_RETIRED_SECRETS, Catalog, PipelineRecord, open_catalog
-from dash_ray.errors import InternalError, NotFoundError
-from dash_ray.auth.secretbox import SecretBox
-from dash_ray.errors import SecretKeyError
+from dash_ray.errors import InternalError, NotFoundError, SecretKeyError
 from dash_ray.spec import parse_spec
 from tests.dash_ray.catalog.conftest import T0, FakeClock, Place
 
@@ -161,7 +160,7 @@ def test_rotation_checks_its_arguments(catalog: Catalog) -> None:
         catalog.rotate_secret("nope", "whsec_x", grace_seconds=60, now=T0)
     catalog.put_pipeline(spec(), secret="whsec_1")
     with pytest.raises(ValueError, match="timezone-aware"):
-        catalog.rotate_secret("weather", "whsec_x", grace_seconds=60, now=dt.datetime(2030, 1, 1))
+        catalog.rotate_secret("weather", "whsec_x", grace_seconds=60, now=dt.datetime(2030, 1, 1))  # noqa: DTZ001 - naive on purpose
     with pytest.raises(ValueError, match="grace_seconds"):
         catalog.rotate_secret("weather", "whsec_x", grace_seconds=-1, now=T0)
     assert _secrets(catalog.get_pipeline("weather")) == [("whsec_1", None)]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dash_ray.auth.secretbox import SecretBox
 from dash_ray.catalog import Catalog
-from dash_ray.catalog.store import Catalog as CatalogClass
 from dash_ray.catalog.sqlite import SqliteBackend
+from dash_ray.catalog.store import Catalog as CatalogClass
 from dash_ray.dashboards import parse_dashboard
 from tests.dash_ray.catalog.conftest import FakeClock, Place
 

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlparse
 import orjson
 import pytest
 from websockets.asyncio.server import serve
-from websockets.http11 import Response
 from websockets.datastructures import Headers
+from websockets.http11 import Response
 
-from dash_ray.errors import AuthError, NotFoundError
 from dash_ray.client.stream import Gap, LiveStream
+from dash_ray.errors import AuthError, NotFoundError
 
 
 class Server:
@@ -24,11 +24,12 @@ class Server:
     Records `after` of each connection."""
 
     def __init__(self, total: int = 20, *, close_code: int | None = None, refuse: int | None = None,
-                 gap: tuple[int, int] | None = None) -> None:
+                 gap: tuple[int, int] | None = None, going_away: bool = False) -> None:
         self.total, self.close_code, self.refuse, self.gap = total, close_code, refuse, gap
+        self.going_away = going_away  # the first connection ends with a clean close (1001), not a drop
         self.afters: list[int | None] = []
 
-    async def handler(self, ws) -> None:  # noqa: ANN001
+    async def handler(self, ws) -> None:
         query = parse_qs(urlparse(ws.request.path).query)
         after = int(query["after"][0]) if "after" in query else None
         self.afters.append(after)
@@ -48,17 +49,20 @@ class Server:
             cursor = seqs[-1]
             sent += 1
             if len(self.afters) == 1 and sent == 2:
-                ws.transport.abort()  # a dropped connection, no close frame
+                if self.going_away:
+                    await ws.close(1001, "going away")
+                else:
+                    ws.transport.abort()  # a dropped connection, no close frame
                 return
         await ws.wait_closed()
 
-    def process_request(self, connection, request):  # noqa: ANN001
+    def process_request(self, connection, request):
         if self.refuse:
             return Response(self.refuse, "refused", Headers(), b"")
         return None
 
 
-def _run(server: Server, consume) -> None:  # noqa: ANN001
+def _run(server: Server, consume) -> None:
     async def main() -> None:
         async with serve(server.handler, "127.0.0.1", 0, process_request=server.process_request) as running:
             port = running.sockets[0].getsockname()[1]
@@ -103,6 +107,39 @@ def test_the_sync_iterator_does_the_same() -> None:
     _run(server, consume)
     assert seqs == list(range(1, 21))
     assert server.afters == [None, 6]  # joined the tail, then resumed after what it had
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_a_clean_close_by_the_server_is_resumed_too(sync: bool) -> None:
+    # A replica going away closes with 1001: the iteration ends without an exception, and the
+    # stream reconnects after what it had, as after a dropped connection.
+    server = Server(going_away=True)
+    seqs: list[int] = []
+
+    async def consume(url: str) -> None:
+        stream = LiveStream(url, "p", after=0)
+
+        def read() -> None:
+            for record in stream:
+                seqs.append(record["seq"])
+                if len(seqs) == 20:
+                    return
+
+        if sync:
+            thread = threading.Thread(target=read, daemon=True)
+            thread.start()
+            await asyncio.to_thread(thread.join, 30)
+            assert not thread.is_alive(), "the reader did not get its records within 30 s"
+        else:
+            async for record in stream:
+                seqs.append(record["seq"])
+                if len(seqs) == 20:
+                    break
+        assert stream.reconnects == 1
+
+    _run(server, consume)
+    assert seqs == list(range(1, 21))
+    assert server.afters == [0, 6]
 
 
 def test_gaps_are_yielded_when_asked_and_skipped_otherwise() -> None:

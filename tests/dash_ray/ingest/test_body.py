@@ -3,9 +3,9 @@ import gzip
 import orjson
 import pytest
 
+from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError
 from dash_ray.ingest.batch import Ack
 from dash_ray.ingest.body import decode_body, gunzip_bounded, media_kind
-from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 
 def decode(body, content_type="application/json", **kw):

@@ -45,7 +45,7 @@ async def small_lake(tmp_path: Path, commits: int = 12) -> tuple[PipelineCore, l
     core = PipelineCore(parse_spec(SPEC), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")))
     await core.start()
     n = 0
-    for commit in range(commits):
+    for _commit in range(commits):
         records = []
         for _ in range(25):
             n += 1
@@ -111,12 +111,12 @@ async def test_a_pass_killed_at_any_step_leaves_a_whole_view(tmp_path: Path, mon
         if steps["n"] == kill_at:
             raise SystemExit("killed halfway")
 
-    def write(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def write(self, *args, **kwargs):
         path = real_write(self, *args, **kwargs)
         check()
         return path
 
-    def delete(self, files):  # noqa: ANN001, ANN202
+    def delete(self, files):
         for f in files:
             real_delete(self, [f])
             check()

@@ -46,7 +46,7 @@ async def stored(tmp_path: Path, commits: int = 6, per: int = 20) -> list[dict]:
     core = core_of(tmp_path, V1)
     await core.start()
     records = []
-    for c in range(commits):
+    for _ in range(commits):
         batch = [{"ts": BASE + len(records) + i, "d": f"d{i % 2}", "v": float((len(records) + i) % 80)}
                  for i in range(per)]
         records += batch

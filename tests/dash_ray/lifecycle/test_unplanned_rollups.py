@@ -29,7 +29,8 @@ def spec(pipeline_id: str, **storage: object) -> dict:
 
 
 async def stored(tmp_path: Path, data: dict) -> PipelineCore:
-    core = PipelineCore(parse_spec(data), wal_dir=tmp_path / "wal" / data["id"], lake=Lake.from_url(str(tmp_path / "lake")))
+    core = PipelineCore(parse_spec(data), wal_dir=tmp_path / "wal" / data["id"],
+                        lake=Lake.from_url(str(tmp_path / "lake")))
     await core.start()
     for c in range(3):
         batch = [{"ts": 1_777_600_000 + c * 100 + i, "d": f"d{i % 2}", "v": float(i)} for i in range(10)]

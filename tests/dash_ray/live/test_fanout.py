@@ -91,7 +91,8 @@ def expected(upto: int, after: int = 0) -> list[int]:
 
 @pytest.fixture()
 async def core(tmp_path: Path) -> Any:
-    core = PipelineCore(parse_spec(SPEC), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")), fsync=False)
+    core = PipelineCore(parse_spec(SPEC), wal_dir=tmp_path / "wal", lake=Lake.from_url(str(tmp_path / "lake")),
+                        fsync=False)
     await core.start()
     yield core
     await _leave_topics()

@@ -161,7 +161,8 @@ async def test_a_flush_during_the_store_read_after_a_restart_skips_nothing(tmp_p
         await pipeline.crash()
         await pipeline.ingest(5)
         for race_at in (1, 2, 3, 4):
-            assert await pipeline.resume(0, race_at=race_at) == expected(pipeline.sent), f"flush at listing {race_at}: {pipeline.sent}"
+            assert await pipeline.resume(0, race_at=race_at) == expected(pipeline.sent), \
+                f"flush at listing {race_at}: {pipeline.sent}"
             await pipeline.ingest(7)
             await pipeline.crash()
     finally:
@@ -172,13 +173,15 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("ingest"), st.integers(1, 40)),
     st.tuples(st.just("flush"), st.just(0)),
     st.tuples(st.just("crash"), st.just(0)),
-    st.tuples(st.just("resume"), st.integers(0, 100), st.one_of(st.none(), st.integers(1, 6)), st.sampled_from([3, 7, 5000])),
+    st.tuples(st.just("resume"), st.integers(0, 100), st.one_of(st.none(), st.integers(1, 6)),
+              st.sampled_from([3, 7, 5000])),
 ), min_size=1, max_size=12)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=STEPS, ring=st.sampled_from([5, 20, 10_000]))
-def test_every_resume_yields_every_record_after_its_seq_whatever_the_interleaving(steps: list[tuple], ring: int) -> None:
+def test_every_resume_yields_every_record_after_its_seq_whatever_the_interleaving(steps: list[tuple],
+                                                                                  ring: int) -> None:
     async def run(home: Path) -> None:
         pipeline = Pipeline(home, ring=ring)
         await pipeline.start()

@@ -282,7 +282,7 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsClust
             config.write_text(f'server_name: n{i}\nlisten: 127.0.0.1:{clients[i]}\n'
                               f'jetstream {{ store_dir: "{root / f"store{i}"}" }}\n'
                               f'cluster {{ name: wal, listen: 127.0.0.1:{routes[i]}, routes: [{route_urls}] }}\n')
-            log_file = open(root / f"n{i}.log", "wb")  # noqa: SIM115 - closed with the process
+            log_file = open(root / f"n{i}.log", "wb")  # closed with the process
             processes.append((subprocess.Popen([binary, "-c", str(config)], stdout=log_file, stderr=log_file),
                               log_file))
         urls = [f"nats://127.0.0.1:{port}" for port in clients]

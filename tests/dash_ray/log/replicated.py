@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from dash_ray.log.jetstream import JetStreamLog
-from dash_ray.log.streams import Names
 from dash_ray.log.postgres import PostgresLog
+from dash_ray.log.streams import Names
 
 T = TypeVar("T")
 

@@ -22,8 +22,14 @@ from dash_ray.log.base import Entry, Log
 from dash_ray.log.file import WriteAheadLog
 from dash_ray.log.jetstream import JetStreamLog
 from tests.dash_ray.log.conftest import FailingWrites, NatsCluster, Proxy, abandon
-from tests.dash_ray.log.replicated import (crash_jetstream, damage_jetstream, damage_postgres, delete_streams,
-                                           log_name, make_postgres)
+from tests.dash_ray.log.replicated import (
+    crash_jetstream,
+    damage_jetstream,
+    damage_postgres,
+    delete_streams,
+    log_name,
+    make_postgres,
+)
 
 
 @dataclass(frozen=True)
@@ -272,7 +278,7 @@ async def test_a_zombie_with_appends_in_flight_adds_nothing_after_the_newer_owne
         await asyncio.sleep(0)  # let the open, and the old log's acknowledgements, go on
     new, entries = await opening
     results = await asyncio.gather(*futures, return_exceptions=True)
-    acknowledged = [(0, b"first")] + [c for c, r in zip(calls, results) if r is None]
+    acknowledged = [(0, b"first")] + [c for c, r in zip(calls, results, strict=True) if r is None]
     assert [(e.key, e.data) for e in entries] == acknowledged
     assert all(r is None or isinstance(r, OSError) for r in results)
     assert refused or isinstance(results[-1], OSError), "an append after the newer open succeeded"

@@ -119,8 +119,8 @@ async def test_a_group_spanning_a_roll_fails_only_what_was_not_synced(tmp_path, 
     writer_gate.release()
     await second
     results = await asyncio.gather(*group, return_exceptions=True)
-    ok = {k for k, r in zip((3, 4, 5, 6), results) if r is None}
-    failed = {k for k, r in zip((3, 4, 5, 6), results) if isinstance(r, OSError)}
+    ok = {k for k, r in zip((3, 4, 5, 6), results, strict=True) if r is None}
+    failed = {k for k, r in zip((3, 4, 5, 6), results, strict=True) if isinstance(r, OSError)}
     await wal.close()
     keys = {k for k, _ in await _reopen(tmp_path, segment_bytes=300)}
     assert not failed & keys, f"appends that failed were recovered: {sorted(failed & keys)}"

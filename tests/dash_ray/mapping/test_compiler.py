@@ -60,5 +60,6 @@ def test_spec_error_carries_the_problems(mp):
 
 
 def test_regex_on_a_non_string_field_is_a_problem(mp):
-    (problem,) = mp.problems({"fields": {"n": {"path": "$.n", "type": "int"}}, "validate": [{"field": "n", "regex": "1"}]})
+    (problem,) = mp.problems({"fields": {"n": {"path": "$.n", "type": "int"}},
+                              "validate": [{"field": "n", "regex": "1"}]})
     assert problem.path == "mapping.validate.0.regex"

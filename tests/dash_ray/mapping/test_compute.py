@@ -149,7 +149,8 @@ def test_like_treats_only_percent_and_underscore_as_wildcards(mp, value, pattern
 
 @pytest.mark.parametrize(("expr", "type_", "value"), [
     ("i < 0.5", "bool", False), ("i = 9007199254740993.0", "bool", True), ("i + 0.5", "double", 9007199254740992.0),
-    ("i IN (1.5, 2)", "bool", False), ("i IN (j, 1.5)", "bool", False), ("coalesce(i, 1.5)", "double", 9007199254740992.0),
+    ("i IN (1.5, 2)", "bool", False), ("i IN (j, 1.5)", "bool", False),
+    ("coalesce(i, 1.5)", "double", 9007199254740992.0),
     ("CASE WHEN b THEN i ELSE 0.5 END", "double", 9007199254740992.0), ("i", "double", 9007199254740992.0),
 ])
 def test_integers_beyond_2_53_mix_with_doubles_without_errors(mp, expr, type_, value):

@@ -6,8 +6,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from dash_ray.sources.demo import DEMO_SPEC
 from dash_ray.mapping import DEAD_LETTER_SCHEMA, MappingResult, compile_mapping
+from dash_ray.sources.demo import DEMO_SPEC
 from dash_ray.spec import load_spec
 
 UTC = dt.timezone.utc

@@ -17,7 +17,8 @@ from dash_ray.mapping.expressions import (
 )
 from dash_ray.mapping.typecheck import check_expression
 
-ENV = {"a": "int", "x": "double", "s": "string", "b": "bool", "t": "timestamp", "js": "json", "received_at": "timestamp"}
+ENV = {"a": "int", "x": "double", "s": "string", "b": "bool", "t": "timestamp", "js": "json",
+       "received_at": "timestamp"}
 
 
 def error(text, env=ENV):
@@ -53,7 +54,8 @@ def test_chains_are_flat():
 
 
 def test_nodes():
-    assert parse_expression("a NOT IN (1, 2)") == InList(7, Column(1, "a"), (Literal(11, 1, "int"), Literal(14, 2, "int")), True)
+    assert parse_expression("a NOT IN (1, 2)") == \
+        InList(7, Column(1, "a"), (Literal(11, 1, "int"), Literal(14, 2, "int")), True)
     assert parse_expression("s LIKE 'a%'") == Like(3, Column(1, "s"), Literal(8, "a%", "string"), False)
     assert parse_expression("s IS NOT NULL") == IsNull(3, Column(1, "s"), True)
     assert parse_expression("LOWER(s)") == Call(1, "lower", (Column(7, "s"),))

@@ -206,7 +206,7 @@ def test_pass_through_accounts_for_every_record(mp, records):
     result = compiled.apply(batch)
     check_invariants(compiled, batch, result)
     assert result.filtered == 0
-    for raw, extra in zip([r for r in records if _is_object(r)], result.rows.column("extra").to_pylist()):
+    for raw, extra in zip([r for r in records if _is_object(r)], result.rows.column("extra").to_pylist(), strict=True):
         assert raw == extra
 
 

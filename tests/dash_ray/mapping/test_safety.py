@@ -52,7 +52,8 @@ def watch_files():
 
 def test_smuggled_text_stays_data_and_no_file_is_opened(mp, watch_files):
     compiled = mp.compile(SMUGGLERS)
-    record = {"'); SELECT * FROM read_csv('/etc/passwd'); --": "/etc/passwd", "t": "2024' || read_csv('/etc/passwd') || '"}
+    record = {"'); SELECT * FROM read_csv('/etc/passwd'); --": "/etc/passwd",
+              "t": "2024' || read_csv('/etc/passwd') || '"}
     result = compiled.apply(mp.batch([record, {"'); SELECT * FROM read_csv('/etc/passwd'); --": "ok"}]))
     assert result.filtered == 1
     row = result.rows.to_pylist()[0]

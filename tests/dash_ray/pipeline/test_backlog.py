@@ -97,10 +97,11 @@ async def test_health_counters_are_current(tmp_path: Path) -> None:
     await core.close()
 
 
-async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from dash_ray.errors import StorageError
 
-    def down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def down(*args, **kwargs):
         raise StorageError("lake s3://b/p unreachable: ConnectTimeout")
 
     core = make(tmp_path, limits={"queue_records": 100}, flush={"records": 10, "seconds": 0.05})
@@ -122,7 +123,7 @@ async def test_a_full_backlog_while_storage_fails_is_503_not_429(tmp_path: Path,
 def slow_lake_writes(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     write = Lake.write
 
-    def slow(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def slow(self, *args, **kwargs):
         time.sleep(seconds)  # in the commit's thread, as a slow disk or store would be
         return write(self, *args, **kwargs)
 

@@ -12,11 +12,11 @@ import duckdb
 import orjson
 import pytest
 
-from dash_ray.ingest.batch import Ack, RawBatch
-from dash_ray.sources.demo import DEMO_SPEC, feed
 from dash_ray.errors import BackpressureError, UnavailableError
+from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.sources.demo import DEMO_SPEC, feed
 from dash_ray.spec import parse_spec
 from tests.waiting import until
 
@@ -228,7 +228,8 @@ async def test_replaying_bronze_gives_the_live_silver_rows(tmp_path: Path) -> No
     await core.close()
     lake = Lake.from_url(str(tmp_path / "lake"))
     bronze = lake.read("bronze", "weather")
-    replayed = compile_mapping(parse_spec(SPEC).mapping).apply(bronze.drop_columns(["date"]) if "date" in bronze.column_names else bronze)
+    replayed = compile_mapping(parse_spec(SPEC).mapping).apply(
+        bronze.drop_columns(["date"]) if "date" in bronze.column_names else bronze)
     live = lake.read("silver", "weather")
     assert replayed.rows.to_pylist() == live.select(replayed.rows.column_names).to_pylist()
     assert replayed.dead.column("seq").to_pylist() == lake.read("dead", "weather").column("seq").to_pylist()

@@ -53,7 +53,7 @@ async def test_an_unexpected_mapping_error_dead_letters_the_batch_instead_of_los
     real_apply = CompiledMapping.apply
     broken = {"on": True}
 
-    def apply(self: CompiledMapping, table):  # noqa: ANN001, ANN202
+    def apply(self: CompiledMapping, table):
         if broken["on"]:
             raise RuntimeError("a bug in the engine")
         return real_apply(self, table)
@@ -92,7 +92,7 @@ async def test_a_retried_flush_with_more_records_waiting_does_not_double_silver(
     real_write = Lake.write
     fail_bronze = {"times": 1}
 
-    def write(self: Lake, area, pipeline, table, **kwargs):  # noqa: ANN001, ANN202
+    def write(self: Lake, area, pipeline, table, **kwargs):
         if area == "bronze" and fail_bronze["times"]:
             fail_bronze["times"] -= 1
             raise StorageError("lake refused the bronze file")
@@ -123,7 +123,7 @@ async def test_a_crash_after_trimming_before_the_keys_are_persisted_keeps_the_ke
     await core.start()
     await core.ingest([batch(range(3), key="k1")])
 
-    def crash(self: IdempotencyIndex, keys) -> None:  # noqa: ANN001
+    def crash(self: IdempotencyIndex, keys) -> None:
         raise SystemExit("the process died here")
 
     monkeypatch.setattr(IdempotencyIndex, "persist", crash)
@@ -150,7 +150,7 @@ async def test_keys_of_entries_already_in_the_lake_are_remembered_on_replay(
     await core.start()
     await core.ingest([batch(range(3), key="k1")])
 
-    def crash(*args, **kwargs) -> None:  # noqa: ANN002, ANN003 - raises before any await
+    def crash(*args, **kwargs) -> None:  # raises before any await
         raise SystemExit("the process died here")
 
     monkeypatch.setattr(type(core._wal), "trim", crash)
@@ -200,7 +200,7 @@ async def test_any_error_in_the_flush_loop_is_retried_and_shown_in_health(
     real_write = Lake.write
     failures = {"left": 2}
 
-    def write(self: Lake, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def write(self: Lake, *args, **kwargs):
         if failures["left"]:
             failures["left"] -= 1
             raise ValueError("not a StorageError: a bug in an adapter")

@@ -17,8 +17,8 @@ from dash_ray.log.file import WriteAheadLog
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.recovery import recover
-from dash_ray.silver.rollup import spec_plan
 from dash_ray.silver.lake import LakeSilver
+from dash_ray.silver.rollup import spec_plan
 from dash_ray.spec import parse_spec
 
 SPEC = parse_spec({

@@ -113,7 +113,7 @@ def same(a: Any, b: Any, path: str = "", depth: int = 0) -> None:
             same(a[key], b[key], f"{path}.{key}", depth + 1)
     elif isinstance(a, list) and isinstance(b, list):
         assert len(a) == len(b), f"{path}: {len(a)} rows != {len(b)} rows"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             same(x, y, f"{path}[{i}]", depth + 1)
     else:
         assert a == b and type(a) is type(b), f"{path}: {a!r} ({type(a).__name__}) != {b!r} ({type(b).__name__})"

@@ -94,7 +94,8 @@ async def _ingest(core: PipelineCore, kind: str) -> None:
 
 def _answers(engines: dict[str, Any], spec: Any, name: str, kind: str) -> dict[str, list[dict[str, Any]]]:
     schema = spec_schema(spec)
-    return {label: [engine.run(parse_query(q, schema)) for q in queries(name, kind)] for label, engine in engines.items()}
+    return {label: [engine.run(parse_query(q, schema)) for q in queries(name, kind)]
+            for label, engine in engines.items()}
 
 
 @pytest.mark.parametrize("kind", ["string", "double"])
@@ -114,7 +115,8 @@ async def test_a_field_name_is_stored_and_queried_back_as_written(tmp_path: Path
 
     plan = spec_plan(spec)
     engines = {"duckdb": DuckDBEngine(lake, spec.id), "duckdb+rollups": DuckDBEngine(lake, spec.id, plan=plan),
-               "postgres": PostgresEngine(pg_dsn, spec.id), "postgres+rollups": PostgresEngine(pg_dsn, spec.id, plan=plan)}
+               "postgres": PostgresEngine(pg_dsn, spec.id),
+               "postgres+rollups": PostgresEngine(pg_dsn, spec.id, plan=plan)}
     try:
         rows = reference_rows(name, kind)
         schema = spec_schema(spec)
@@ -237,7 +239,8 @@ def test_both_stores_keep_any_accepted_names_apart(tmp_path: Path, pg_dsn: str, 
     numeric = [c.name for c in schema.columns if c.type != "string"]
     by = [c.name for c in plan.by][:2]
     params = [{"limit": "100"},
-              {"bucket": "1h", "agg": ",".join(["count", *(f"{fn}:{n}" for n in numeric for fn in ("avg", "first", "max"))]),
+              {"bucket": "1h",
+               "agg": ",".join(["count", *(f"{fn}:{n}" for n in numeric for fn in ("avg", "first", "max"))]),
                "by": ",".join(by)},
               {"agg": ",".join(["count", *(f"{fn}:{n}" for n in numeric for fn in ("sum", "last", "count"))])}]
     try:

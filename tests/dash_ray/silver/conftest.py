@@ -87,7 +87,8 @@ def lake_rows(lake_dir: Path | Lake, pipeline_id: str) -> list[tuple[int, float,
     table = lake.read("silver", pipeline_id, columns=["seq", "v", "n"])
     if table is None:
         return []
-    return list(zip(table.column("seq").to_pylist(), table.column("v").to_pylist(), table.column("n").to_pylist()))
+    return list(zip(table.column("seq").to_pylist(), table.column("v").to_pylist(), table.column("n").to_pylist(),
+                    strict=True))
 
 
 def pg_progress(dsn: str, pipeline_id: str) -> int | None:

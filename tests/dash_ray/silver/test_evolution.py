@@ -52,7 +52,8 @@ async def _store(spec: dict, tmp_path: Path, records: list[dict]) -> None:
 async def test_queries_span_both_versions_of_the_mapping(tmp_path: Path, new_type: str) -> None:
     await _store(V1, tmp_path, [{"ts": 1_777_600_000 + i, "n": i, "code": i * 10} for i in range(3)])
     v2 = version(code={"path": "$.code", "type": new_type}, label={"path": "$.label", "type": "string"})
-    await _store(v2, tmp_path, [{"ts": 1_777_600_010 + i, "n": i, "code": i * 10 + 5, "label": "new"} for i in range(2)])
+    await _store(v2, tmp_path,
+                 [{"ts": 1_777_600_010 + i, "n": i, "code": i * 10 + 5, "label": "new"} for i in range(2)])
     spec = parse_spec(v2)
     engine = DuckDBEngine(Lake.from_url(str(tmp_path / "lake")), "evolve")
     answer = await asyncio.to_thread(engine.run, parse_query({"fields": "code,label"}, spec_schema(spec)))

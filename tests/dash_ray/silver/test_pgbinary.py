@@ -56,8 +56,8 @@ def test_binary_copy_loads_what_csv_loads(pg_dsn: str) -> None:
         binary_rows = load(conn, "from_binary", "binary", body)
         csv_rows = load(conn, "from_csv", "csv", csv.getvalue())
     assert len(binary_rows) == 7
-    for got, expected in zip(binary_rows, csv_rows):
-        assert all(same(a, b) for a, b in zip(got, expected)), (got, expected)
+    for got, expected in zip(binary_rows, csv_rows, strict=True):
+        assert all(same(a, b) for a, b in zip(got, expected, strict=True)), (got, expected)
     assert binary_rows[4][1] is None and binary_rows[3][2] == 'héllo, "x"\nnext'
 
 

@@ -142,7 +142,8 @@ def test_any_string_json_or_double_value_is_stored(pg_dsn: str, values: list[tup
     table = pa.table({"seq": pa.array(range(1, n + 1), pa.int64()),
                       "time": pa.array([BASE_US + i for i in range(n)], pa.int64()).cast(_TIME),
                       "s": pa.array([v[0] for v in values], pa.string()),
-                      "j": pa.array([None if v[1] is None else orjson.dumps(v[1]).decode() for v in values], pa.string()),
+                      "j": pa.array([None if v[1] is None else orjson.dumps(v[1]).decode() for v in values],
+                                    pa.string()),
                       "d": pa.array([v[2] for v in values], pa.float64())})
     try:
         store.write(table, first_seq=1, last_seq=n)

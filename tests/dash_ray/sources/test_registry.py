@@ -108,7 +108,8 @@ async def test_the_demo_feeds_the_ingest_until_cancelled() -> None:
         got.extend(batches)
         return []
 
-    task = asyncio.ensure_future(feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2}), CONTEXT).run(ingest))
+    task = asyncio.ensure_future(
+        feeder_for(spec_source({"kind": "demo", "rate": 50, "devices": 2}), CONTEXT).run(ingest))
     await until(lambda: sum(b.count for b in got) >= 5 or task.done(), what="five demo readings")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -9,10 +9,9 @@ import asyncio
 
 import pytest
 
-from dash_ray.errors import SecretKeyError, UnavailableError
 from dash_ray.auth.secretbox import SecretBox
-from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, RegistryDied, spec, until_status)
+from dash_ray.errors import SecretKeyError, UnavailableError
+from tests.dash_ray.supervision.conftest import FakeClock, FakeRuntime, Place, RegistryDied, spec, until_status
 from tests.waiting import until
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from dash_ray.errors import UnavailableError
 from dash_ray.supervision.supervisor import Supervisor
-from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, spec, until_status)
+from tests.dash_ray.supervision.conftest import FakeClock, FakeRuntime, Place, spec, until_status
 from tests.waiting import until
 
 

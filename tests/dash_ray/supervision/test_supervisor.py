@@ -14,8 +14,7 @@ from dash_ray.errors import NotFoundError, SpecError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.supervisor import Supervisor
-from tests.dash_ray.supervision.conftest import (
-    FakeClock, FakeRuntime, Place, settle, spec, until_status)
+from tests.dash_ray.supervision.conftest import FakeClock, FakeRuntime, Place, settle, spec, until_status
 from tests.waiting import until
 
 
