@@ -282,10 +282,9 @@ class Client:
         time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
         like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
-        take datetimes, ISO 8601 text or epoch seconds. `filter` keeps rows whose fields equal
-        one of the values given (`{"device": ["sensor-1", "sensor-2"]}`, or the API's text
-        `"device:sensor-1,sensor-2"`; string and int fields). Raises `dash_ray.QueryError`
-        naming a bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
+        take datetimes, ISO 8601 text or epoch seconds. `filter`: `{"device": ["a", "b"]}` or
+        `"device:a,b"` (string/int fields equal to a value). Raises `dash_ray.QueryError` naming a
+        bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
         params = query_params(start, end, fields, bucket, agg, by, limit, order, after, filter)
         return json_rows(self._query(pipeline_id, params), "rows")
 
