@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="aggregates: fn:field,... with fn in avg min max sum count first last "
                             "(count alone counts rows)")
     query.add_argument("--by", metavar="A,B", help="group aggregates by these fields")
+    query.add_argument("--filter", metavar="FIELD:V1,V2",
+                       help="only rows whose field equals one of the values (string or int fields; "
+                            "several fields separated by ;)")
     query.add_argument("--limit", type=_whole(1), metavar="N", help="raw rows: at most N (default 1000)")
     query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq (asc)")
     replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records (all of them "

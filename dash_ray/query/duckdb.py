@@ -286,7 +286,8 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
 
 
 def _wanted(query: Query) -> dict[str, Column]:
-    return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
+    return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column),
+                                 *(f.column for f in query.filters))}
 
 
 def _select(column: Column, present: bool) -> str:
