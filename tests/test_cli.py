@@ -114,10 +114,10 @@ def test_up_demo_commands_find_it_and_down_leaves_nothing(tmp_path: Path) -> Non
         summary = dash(home, port, "status")
         assert summary.returncode == 0, summary.stderr
         assert f"Dash at http://127.0.0.1:{port}: ok" in summary.stdout
-        assert "pipelines:  2 (2 running)" in summary.stdout
+        assert "pipelines:  3 (3 running)" in summary.stdout  # demo, demo-alerts, weather
         assert f"ray:        {run['ray_address']} (local, pid {run['pid']})" in summary.stdout
         summary_json = orjson.loads(dash(home, port, "status", "--json").stdout)
-        assert summary_json["pipelines"] == {"running": 2} and summary_json["ray_address"] == run["ray_address"]
+        assert summary_json["pipelines"] == {"running": 3} and summary_json["ray_address"] == run["ray_address"]
 
         # Every socket the instance listens on is on loopback: Ray's GCS, raylet, object
         # manager, agents and workers, and the web tier.

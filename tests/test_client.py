@@ -267,14 +267,23 @@ def test_an_identical_dashboard_put_changes_nothing(platform) -> None:
     platform.client.delete(pipeline_id)
 
 
-def test_up_demo_keeps_a_demo_dashboard_the_user_edited(platform) -> None:
+def test_up_demo_keeps_a_demo_dashboard_the_user_edited_and_sends_alerts_out(platform) -> None:
     from dash_ray.cli.platform import start_demo
 
-    start_demo(platform.client)
+    start_demo(platform.client, platform.url)
     made = platform.client.dashboard("demo")
     edited = platform.client.put_dashboard({"id": "demo", "title": "Mine", "widgets": made.widgets[:1]})
-    start_demo(platform.client)  # `up --demo` again
+    start_demo(platform.client, platform.url)  # `up --demo` again
     kept = platform.client.dashboard("demo")
     assert (kept.title, kept.version, len(kept.widgets)) == ("Mine", edited.version, 1)
+    # Data going out: the demo's webhook sink signs each humid reading and sends it to the
+    # alerts pipeline's hook on the same platform, which verifies it and stores it.
+    alerts = platform.wait_for(lambda: platform.client.records("demo-alerts", limit=5), timeout=90,
+                               what="an alert from the demo's sink")
+    assert alerts[0]["data"]["humidity"] > 58 and alerts[0]["data"]["device"].startswith("sensor-")
+    [humid] = platform.client.sinks("demo")
+    assert humid["name"] == "humid" and humid["delivered"] >= 1, humid
     platform.client.delete_dashboard("demo")
     platform.client.delete("demo", purge=True)
+    platform.client.delete_secret("demo-alerts-ingest")
+    platform.client.delete("demo-alerts", purge=True)

@@ -36,16 +36,23 @@ def _admin_token(settings: Settings) -> str:
     return load_or_create_admin_token(ClientEnv.from_env().admin_token, Path(settings.home) / "admin.token")
 
 
-def start_demo(client: Client) -> None:
-    """`up --demo`: the demo pipeline and its dashboard, each made only when there is none
+def start_demo(client: Client, url: str) -> None:
+    """`up --demo`: the demo pipeline, the pipeline its webhook sink sends alerts to (over
+    `url`, this platform's own), and the demo dashboard, each made only when there is none
     (a dashboard the user edited stays as they left it)."""
     from dash_ray.dashboards import DEMO_DASHBOARD
-    from dash_ray.sources.demo import DEMO_SPEC
+    from dash_ray.sources.demo import DEMO_ALERTS_SECRET, DEMO_ALERTS_SPEC, DEMO_SPEC, demo_alert_sink
 
+    try:
+        client.get(DEMO_ALERTS_SPEC["id"])
+    except NotFoundError:
+        alerts = client.deploy(DEMO_ALERTS_SPEC)
+        if alerts.ingest_secret is not None:
+            client.put_secret(DEMO_ALERTS_SECRET, alerts.ingest_secret)
     try:
         client.get("demo")
     except NotFoundError:
-        client.deploy(DEMO_SPEC)
+        client.deploy({**DEMO_SPEC, "sinks": [demo_alert_sink(f"{url}/v1/hooks/{DEMO_ALERTS_SPEC['id']}")]})
     try:
         client.dashboard("demo")
     except NotFoundError:
@@ -66,9 +73,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  ray:         {platform.ray_address}" + ("" if platform.local is None else " (local, loopback only)"))
     if args.demo:
         with Client(platform.url, token=_admin_token(settings)) as client:
-            start_demo(client)
+            start_demo(client, platform.url)
         print("  demo:        pipeline 'demo' is generating readings; watch them with")
         print(f"               dash-ray records demo, or open {platform.url}/dashboards/demo")
+        print("               its sink 'humid' sends humid readings out as signed webhooks, to pipeline")
+        print("               'demo-alerts' here: dash-ray sinks demo, dash-ray records demo-alerts")
     print("Stop it with: dash-ray down")
     return 0
 

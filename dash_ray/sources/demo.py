@@ -20,7 +20,8 @@ from dash_ray.ingest.batch import RawBatch
 from dash_ray.sources.base import FeedContext, Ingest
 from dash_ray.spec import DemoSource
 
-__all__ = ["DEMO_SPEC", "DemoFeed", "DemoGenerator", "feed"]
+__all__ = ["DEMO_ALERTS_SECRET", "DEMO_ALERTS_SPEC", "DEMO_SPEC", "DemoFeed", "DemoGenerator", "demo_alert_sink",
+           "feed"]
 
 DEMO_SPEC: dict[str, Any] = {
     "id": "demo",
@@ -42,6 +43,34 @@ DEMO_SPEC: dict[str, Any] = {
         "validate": [{"field": "temp_c", "min": -50, "max": 60}],
     },
 }
+
+# Data going out: the demo's webhook sink sends each humid reading to a second pipeline of the
+# same platform, which takes Standard Webhooks (the way every webhook sink signs), verified with
+# its own ingest secret, kept as a named secret the sink refers to.
+DEMO_ALERTS_SECRET = "demo-alerts-ingest"
+DEMO_ALERTS_SPEC: dict[str, Any] = {
+    "id": "demo-alerts",
+    "name": "Demo alerts",
+    "description": "What the demo's webhook sink 'humid' sends (humidity above 58 %), received as signed webhooks.",
+    "source": {"kind": "webhook", "verify": "standard"},
+    "mapping": {
+        "fields": {
+            "time": {"path": "$.records[0].time", "type": "timestamp"},
+            "device": {"path": "$.records[0].data.device", "type": "string", "required": True},
+            "site": {"path": "$.records[0].data.site", "type": "string"},
+            "humidity": {"path": "$.records[0].data.humidity", "type": "double"},
+            "demo_seq": {"path": "$.records[0].seq", "type": "int"},
+        },
+    },
+}
+
+
+def demo_alert_sink(hook_url: str) -> dict[str, Any]:
+    """The demo's sink: one delivery per humid reading, to `hook_url` (the alerts pipeline's
+    `POST /v1/hooks/demo-alerts` on this platform)."""
+    return {"name": "humid", "kind": "webhook", "url": hook_url, "secret": {"secret": DEMO_ALERTS_SECRET},
+            "when": "humidity > 58", "batch": {"max_records": 1, "max_wait": 1.0}}
+
 
 _SITES = ("lab", "roof", "cellar")
 
