@@ -68,8 +68,7 @@ class Intake:
 
     async def take(self, records: list[Any], ingest: Ingest) -> None:
         """Ingest a page's new records; returns once they are acknowledged and noted."""
-        fresh: list[Any] = []
-        keys: list[str] = []
+        fresh: list[tuple[Any, str | None]] = []
         for record in records:
             if self._cursor is not None:
                 value = self._cursor.value(record)
@@ -79,28 +78,24 @@ class Intake:
                         continue
                     if self.poll_max is None or later(value, self.poll_max):
                         self.poll_max = value
-            fresh.append(record)
-            key = self._key(record)
-            if key is not None:
-                keys.append(key)
-        if not keys:
-            if fresh:
-                await self._ingest(fresh, [], ingest)
-            return
-        known = await asyncio.to_thread(self._store.known, keys)
+            fresh.append((record, self._key(record)))
+        keyed = [key for _, key in fresh if key is not None]
+        known = await asyncio.to_thread(self._store.known, keyed) if keyed else set()
         new, new_keys, page_keys = [], [], set()
-        for record, key in zip(fresh, keys, strict=True):
-            if key in known or key in page_keys:
-                self._status.skipped += 1
-                continue
-            page_keys.add(key)
+        for record, key in fresh:
+            if key is not None:  # a record without a key is always new
+                if key in known or key in page_keys:
+                    self._status.skipped += 1
+                    continue
+                page_keys.add(key)
+                new_keys.append(key)
             new.append(record)
-            new_keys.append(key)
         if new:
             await self._ingest(new, new_keys, ingest, also_seen=list(known))
-        else:
+        elif known:
             await asyncio.to_thread(self._store.commit, list(known))
-        self._status.seen_keys = await asyncio.to_thread(self._store.seen_count)
+        if keyed:
+            self._status.seen_keys = await asyncio.to_thread(self._store.seen_count)
 
     def _key(self, record: Any) -> str | None:
         if self._primary_key is not None:
