@@ -31,7 +31,8 @@ __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_opti
 class Registry:
     def __init__(self, settings: Settings) -> None:
         setup_logging(settings.log_format)
-        core = RegistryCore.from_settings(settings, RayRuntime(settings))
+        self._runtime = RayRuntime(settings)
+        core = RegistryCore.from_settings(settings, self._runtime)
         core.start()
         self._core, self._supervisor, self._access = core, core.supervisor, core.access
 
@@ -60,6 +61,15 @@ class Registry:
 
     async def pipeline_ids(self) -> list[str]:
         return sorted(self._supervisor.specs())
+
+    async def locate(self, pipeline_id: str) -> str | None:
+        """The name of the shared host actor running the pipeline (None: it runs in an actor
+        of its own, `pipeline:<id>`, or not at all)."""
+        return self._runtime.shared.host_of(pipeline_id)
+
+    async def hosts(self) -> dict[str, int]:
+        """Each shared host actor's number of pipelines."""
+        return self._runtime.shared.hosts()
 
     # -- access: ingest secrets, tokens, live tickets --------------------------------------
 

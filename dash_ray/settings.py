@@ -25,6 +25,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer stops: 422 |
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, replicas |
 |                     |                                 | use its last answers (pipeline info, tokens) this long |
+| DASH_SHARED_HOST_PIPELINES | 250                      | [ext] pipelines per host actor for `placement: shared` |
 
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
@@ -151,6 +152,7 @@ class Settings:
     listener: str | None = None  # set by `up` for a local instance (WebSettings.listener)
     registry_outage_s: float = 900.0
     query_timeout_s: float = 15.0
+    shared_host_pipelines: int = 250  # [ext] pipelines per shared host actor (`placement: shared`)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -162,6 +164,8 @@ class Settings:
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"DASH_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
+        if self.shared_host_pipelines < 1:
+            raise ValueError(f"DASH_SHARED_HOST_PIPELINES must be at least 1, not {self.shared_host_pipelines}")
         for root in self.lake_roots:
             if not root.startswith(("/", "file://", "s3://")):
                 raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
@@ -221,6 +225,7 @@ class Settings:
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
             "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
             "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
+            "shared_host_pipelines": _number(env, "DASH_SHARED_HOST_PIPELINES", "250", int),
         }
         values.update(overrides)
         return cls(**values)

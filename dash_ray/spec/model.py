@@ -170,6 +170,10 @@ class PipelineSpec(SpecModel):
     flush: FlushSpec = Field(default_factory=FlushSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    # [ext] Where the pipeline runs: `dedicated`, a Ray actor (a process) of its own, or
+    # `shared`, one of up to DASH_SHARED_HOST_PIPELINES pipelines in a host actor (a few MB
+    # each instead of ~90 MB; they share its event loop, so a busy one slows its neighbours).
+    placement: Literal["dedicated", "shared"] = "dedicated"
 
     def to_json_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data, keys as users write them (`validate`, not `rules`)."""
