@@ -154,7 +154,7 @@ class SharedHosts:
             self._members.pop(name, None)
         log.info("shared hosts: %s %s", name, "died" if dead else "is empty: stopping it")
         try:
-            await asyncio.to_thread(ray.kill, actor, no_restart=True)
+            await asyncio.to_thread(_kill, actor)
         except Exception:  # noqa: BLE001 - already gone
             pass
 
@@ -200,6 +200,10 @@ class SharedHosts:
                     future.set_result(answer)
                 else:
                     future.set_exception(UnavailableError(answer))
+
+
+def _kill(actor: Any) -> None:
+    ray.kill(actor, no_restart=True)
 
 
 def _futures(batch: dict[str, list[asyncio.Future[dict[str, Any]]]]) -> Iterator[asyncio.Future[dict[str, Any]]]:

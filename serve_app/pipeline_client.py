@@ -39,7 +39,7 @@ def locate_pipeline(pipeline_id: str, namespace: str) -> tuple[Any, tuple[str, .
     try:
         registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
         host: str | None = ray.get(registry.locate.remote(pipeline_id), timeout=_LOCATE_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - the registry cannot say now: not reachable
+    except Exception as exc:
         raise ValueError(f"cannot locate pipeline {pipeline_id}: {type(exc).__name__}") from exc
     if host is None:
         raise ValueError(f"pipeline {pipeline_id} runs nowhere")

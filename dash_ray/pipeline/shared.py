@@ -93,7 +93,8 @@ class SharedHost:
             try:
                 answers[pipeline_id] = self.health(pipeline_id)
             except Exception as exc:  # noqa: BLE001 - this pipeline's answer, not the call's
-                answers[pipeline_id] = (str(exc) if isinstance(exc, DashError) else f"{type(exc).__name__}: {exc}")[:500]
+                text = str(exc) if isinstance(exc, DashError) else f"{type(exc).__name__}: {exc}"
+                answers[pipeline_id] = text[:500]
         return answers
 
     async def remove(self, pipeline_id: str, *, graceful: bool) -> None:
@@ -105,7 +106,7 @@ class SharedHost:
             return
         try:
             await host.stop(flush=graceful)
-        except Exception:  # noqa: BLE001 - its log keeps the records; the next start replays them
+        except Exception:
             log.exception("shared host: stopping pipeline %s failed", pipeline_id)
 
     async def close(self) -> None:
