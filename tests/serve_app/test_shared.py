@@ -1,8 +1,8 @@
 """`placement: shared` end to end on the real platform: pipelines that share host actors take
 signed ingest each on its own; one whose log fails restarts alone (with back-off) while its
 neighbours keep taking ingest; a spec change moves a pipeline from a shared host to an actor of
-its own and back with nothing lost; a host actor that dies has each of its pipelines restarted
-in a new host."""
+its own and back with nothing lost; a restarted registry adopts them where they run; a host
+actor that dies has each of its pipelines restarted in a new host."""
 
 from __future__ import annotations
 
@@ -118,6 +118,25 @@ def test_a_spec_change_moves_a_pipeline_to_its_own_actor_and_back_with_nothing_l
     platform.wait_for(lambda: not _named(platform, f"pipeline:{pipeline_id}"), what="its own actor to go")
     assert _ingest_retrying(platform, pipeline_id, secret, reading(6)).last_seq == 7
     assert [r["data"]["device"] for r in platform.client.records(pipeline_id)] == [f"dev-{i}" for i in range(7)]
+
+
+def test_a_restarted_registry_adopts_the_pipelines_in_their_hosts(platform: Any) -> None:
+    deployed = [deploy(platform, shared_spec("adopt")) for _ in range(3)]
+    for pipeline_id, secret in deployed:
+        platform.client.ingest(pipeline_id, reading(1), secret=secret)
+    hosts = {pid: _host_of(platform, pid) for pid, _ in deployed}
+    ray.kill(_registry(platform), no_restart=False)  # as a crash: Ray restarts it
+
+    def adopted() -> bool:
+        try:
+            return all(_host_of(platform, pid) == hosts[pid] for pid, _ in deployed)
+        except Exception:  # noqa: BLE001 - not back yet
+            return False
+    platform.wait_for(adopted, what="the new registry to find the pipelines in their hosts")
+    for pipeline_id, secret in deployed:
+        view = platform.client.get(pipeline_id)
+        assert view.status == "running" and view.restarts == 0  # adopted, not restarted
+        assert _ingest_retrying(platform, pipeline_id, secret, reading(2)).last_seq == 2
 
 
 @pytest.mark.slow
