@@ -33,10 +33,16 @@ class HostActor:
         setup_logging(settings.log_format)
         self._shared = SharedHost(settings, address=ray.util.get_node_ip_address(), capacity=capacity)
         self._namespace = settings.namespace
+        # Which Ray node runs these pipelines, in each answer (as a pipeline actor's say).
+        self._node = ray.get_runtime_context().get_node_id()
+
+    def _where(self, pipeline_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "pipeline": pipeline_id, "node": self._node}
 
     async def add(self, spec_data: dict[str, Any]) -> dict[str, Any]:
         """Start a pipeline here (it recovers from its log and lake); its health."""
-        return await self._shared.add(spec_data, self._silver_dsn, self._secrets)
+        answer = await self._shared.add(spec_data, self._silver_dsn, self._secrets)
+        return self._where(str(spec_data.get("id")), answer)
 
     async def remove(self, pipeline_id: str, graceful: bool) -> None:
         await self._shared.remove(pipeline_id, graceful=graceful)
@@ -48,7 +54,8 @@ class HostActor:
         return self._shared.load
 
     async def health_many(self, pipeline_ids: list[str]) -> dict[str, dict[str, Any] | str]:
-        return self._shared.health_many(pipeline_ids)
+        answers = self._shared.health_many(pipeline_ids)
+        return {pid: self._where(pid, a) if isinstance(a, dict) else a for pid, a in answers.items()}
 
     async def _registry(self) -> Any:
         return await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
@@ -62,7 +69,7 @@ class HostActor:
     # -- the pipeline actor's calls, with the pipeline's id first ---------------------------
 
     async def health(self, pipeline_id: str) -> dict[str, Any]:
-        return self._shared.health(pipeline_id)
+        return self._where(pipeline_id, self._shared.health(pipeline_id))
 
     async def ingest(self, pipeline_id: str, batches: list[RawBatch]) -> list[Ack | DashError]:
         return await self._shared.get(pipeline_id).core.ingest(batches)
