@@ -131,9 +131,10 @@ class SharedHosts:
             log.info("shared hosts: created %s", name)
             return name, actor
 
-    async def _release(self, pipeline_id: str, name: str, actor: Any, *, dead: bool) -> None:
-        """The pipeline is no longer in host `name`; a host that died or is left empty goes."""
-        if not dead:
+    async def _release(self, pipeline_id: str, name: str, actor: Any, *, dead: bool, removed: bool = False) -> None:
+        """The pipeline is no longer in host `name` (take it out unless `removed`); a host that
+        died or is left empty goes."""
+        if not dead and not removed:
             try:
                 await asyncio.wait_for(actor.remove.remote(pipeline_id, False), _STOP_TIMEOUT_S)
             except RayActorError:
@@ -160,15 +161,17 @@ class SharedHosts:
 
     async def stop(self, handle: SharedHandle, *, graceful: bool) -> None:
         """Take the pipeline out of its host (flushing first when `graceful`). Never raises."""
+        removed = False
         if graceful:
             try:
                 await asyncio.wait_for(handle.actor.remove.remote(handle.pipeline_id, True), _STOP_TIMEOUT_S)
+                removed = True
             except RayActorError:
                 await self._release(handle.pipeline_id, handle.host, handle.actor, dead=True)
                 return
             except Exception as exc:  # noqa: BLE001 - it keeps its log; the next start replays it
                 log.warning("shared hosts: graceful stop of %s failed: %s", handle.pipeline_id, exc)
-        await self._release(handle.pipeline_id, handle.host, handle.actor, dead=False)
+        await self._release(handle.pipeline_id, handle.host, handle.actor, dead=False, removed=removed)
 
     async def health(self, handle: SharedHandle) -> dict[str, Any]:
         """The pipeline's health answer; sent with the others asked in the same moment, as one
