@@ -22,7 +22,6 @@ Ratios are against the dedicated row of the same run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import threading
@@ -168,7 +167,7 @@ def main() -> None:
     for r in rows:
         for failure in r["failures"][:5]:
             print(f"  {r['placement']} {r['n']}: {failure}")
-    print(f"\nmedian of one run per row; python {sys.version.split()[0]}; {statistics.__name__} percentiles by rank")
+    print(f"\none run per row; percentiles by rank; python {sys.version.split()[0]}")
 
 
 if __name__ == "__main__":
