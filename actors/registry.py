@@ -31,10 +31,9 @@ __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_opti
 class Registry:
     def __init__(self, settings: Settings) -> None:
         setup_logging(settings.log_format)
-        self._runtime = RayRuntime(settings)
-        core = RegistryCore.from_settings(settings, self._runtime)
+        core = RegistryCore.from_settings(settings, runtime := RayRuntime(settings))
         core.start()
-        self._core, self._supervisor, self._access = core, core.supervisor, core.access
+        self._core, self._supervisor, self._access, self._runtime = core, core.supervisor, core.access, runtime
 
     async def silver_dsn(self) -> str | None:
         return self._core.silver_dsn
