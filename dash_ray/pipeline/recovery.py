@@ -66,7 +66,10 @@ async def recover(pipeline_id: str, *, log: Log, folder: Path, lake: Lake, silve
     # The log first: it creates its folder (fsync'd into its parent), where the keys live.
     entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in log.open()])
     folder.mkdir(parents=True, exist_ok=True)  # for a log kept elsewhere
-    keys = IdempotencyIndex(folder / "idempotency.sqlite", window_s=window_s, max_keys=max_keys, clock=clock)
+    # Off the event loop: opening (or creating) the SQLite file costs fsyncs, and the loop may
+    # be a shared host's, serving other pipelines meanwhile.
+    keys = await asyncio.to_thread(IdempotencyIndex, folder / "idempotency.sqlite", window_s=window_s,
+                                   max_keys=max_keys, clock=clock)
     try:
         commit = Commit(pipeline_id, lake=lake, silver=silver, log=log, keys=keys, followers=followers)
         found = await asyncio.to_thread(commit.recover, hot_records)
