@@ -15,13 +15,15 @@ from typing import Any, cast
 import ray
 
 from actors.names import REGISTRY_NAME
+from actors.pipeline import actor_options
+from actors.upstream import RayUpstream
 from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
 from dash_ray.live.feed import LiveRead
 from dash_ray.pipeline.shared import SharedHost
 from dash_ray.process_logging import setup_logging
-from dash_ray.settings import PipelineSettings, ingestor_selector
+from dash_ray.settings import PipelineSettings
 
 __all__ = ["HostActor", "host_options", "launch_host"]
 
@@ -32,7 +34,7 @@ class HostActor:
     def __init__(self, settings: PipelineSettings, capacity: int) -> None:
         setup_logging(settings.log_format)
         self._shared = SharedHost(settings, address=ray.util.get_node_ip_address(), capacity=capacity)
-        self._namespace = settings.namespace
+        self._settings = settings
         # Which Ray node runs these pipelines, in each answer (as a pipeline actor's say).
         self._node = ray.get_runtime_context().get_node_id()
 
@@ -41,7 +43,8 @@ class HostActor:
 
     async def add(self, spec_data: dict[str, Any]) -> dict[str, Any]:
         """Start a pipeline here (it recovers from its log and lake); its health."""
-        answer = await self._shared.add(spec_data, self._silver_dsn, self._secrets)
+        answer = await self._shared.add(spec_data, self._silver_dsn, self._secrets,
+                                        upstream=lambda producer: RayUpstream(producer, self._settings))
         return self._where(str(spec_data.get("id")), answer)
 
     async def remove(self, pipeline_id: str, graceful: bool) -> None:
@@ -58,7 +61,7 @@ class HostActor:
         return {pid: self._where(pid, a) if isinstance(a, dict) else a for pid, a in answers.items()}
 
     async def _registry(self) -> Any:
-        return await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        return await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._settings.namespace)
 
     async def _silver_dsn(self) -> str | None:
         return cast("str | None", await (await self._registry()).silver_dsn.remote())
@@ -95,6 +98,12 @@ class HostActor:
     async def job(self, pipeline_id: str, job_id: str) -> dict[str, Any]:
         return self._shared.get(pipeline_id).job(job_id)
 
+    async def sinks(self, pipeline_id: str) -> list[dict[str, Any]]:
+        return self._shared.get(pipeline_id).sink_states()
+
+    async def redeliver(self, pipeline_id: str, name: str) -> dict[str, Any]:
+        return await self._shared.get(pipeline_id).redeliver(name)
+
     async def stop(self, pipeline_id: str) -> None:
         await self._shared.remove(pipeline_id, graceful=True)
 
@@ -103,15 +112,16 @@ class HostActor:
         await self._shared.close()
 
 
-def host_options(name: str, settings: PipelineSettings) -> dict[str, Any]:
-    """How a host actor is made: as a pipeline actor is (`actors/pipeline.actor_options`),
-    by name in the platform's namespace, detached, on an ingestor node."""
-    return {"name": name, "namespace": settings.namespace, "lifetime": "detached",
-            "label_selector": ingestor_selector()}
+def host_options(name: str, settings: PipelineSettings, node: str | None = None) -> dict[str, Any]:
+    """How a host actor is made: as a pipeline actor is (`actors/pipeline.actor_options`: in
+    the platform's namespace, detached, on an ingestor node, on `node` when given and still
+    there), under its own name."""
+    return {**actor_options(name, settings, node), "name": name}
 
 
-def launch_host(name: str, settings: PipelineSettings, capacity: int) -> ray.actor.ActorHandle[Any]:
-    """Create a host actor (empty: `add` pipelines to it)."""
-    options = HostActor.options(**host_options(name, settings))  # type: ignore[attr-defined]
+def launch_host(name: str, settings: PipelineSettings, capacity: int,
+                node: str | None = None) -> ray.actor.ActorHandle[Any]:
+    """Create a host actor (empty: `add` pipelines to it), on `node` if given."""
+    options = HostActor.options(**host_options(name, settings, node))  # type: ignore[attr-defined]
     handle: ray.actor.ActorHandle[Any] = options.remote(settings, capacity)
     return handle

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +47,12 @@ class SharedHandle:
 class SharedHosts:
     """The host actors of one registry and the pipelines in each (one event loop)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *,
+                 choose_node: Callable[[str], Awaitable[str | None]] | None = None) -> None:
+        """`choose_node`: the node for a new host actor, by its name (None: any ingestor node),
+        as the runtime chooses one for a pipeline actor."""
         self._settings = settings
+        self._choose_node = choose_node
         self._pipeline_settings = settings.pipeline()
         self._capacity = settings.shared_host_pipelines
         self._actors: dict[str, Any] = {}  # host name -> handle, for the live hosts
@@ -123,8 +127,9 @@ class SharedHosts:
         while True:
             name = host_name(self._next)
             self._next += 1
+            node = await self._choose_node(name) if self._choose_node is not None else None
             try:
-                actor = launch_host(name, self._pipeline_settings, self._capacity)
+                actor = launch_host(name, self._pipeline_settings, self._capacity, node)
             except ValueError:  # the name is taken (a host being killed, or not ours): the next
                 continue
             self._actors[name] = actor

@@ -13,6 +13,7 @@ from typing import Any, cast
 import ray
 
 from actors.names import REGISTRY_NAME, actor_name
+from actors.upstream import RayUpstream
 from dash_ray.errors import DashError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import Endpoint
@@ -22,7 +23,9 @@ from dash_ray.process_logging import setup_logging
 from dash_ray.settings import PipelineSettings, ingestor_selector
 from dash_ray.spec import PipelineSpec
 
-__all__ = ["PipelineActor", "actor_options", "launch"]
+__all__ = ["NODE_ID_LABEL", "PipelineActor", "actor_options", "launch"]
+
+NODE_ID_LABEL = "ray.io/node-id"  # Ray's own label on every node
 
 
 # ray.remote's typed overloads lack the actor-only max_concurrency: mypy then sees the class as
@@ -32,20 +35,24 @@ class PipelineActor:
     def __init__(self, spec_data: dict[str, Any], settings: PipelineSettings) -> None:
         setup_logging(settings.log_format, pipeline=str(spec_data.get("id")))
         self._host = PipelineHost(spec_data, settings, address=ray.util.get_node_ip_address(), freeze_gc=True)
-        self._namespace = settings.namespace
+        self._settings = settings
+        # Which Ray node runs this pipeline, in each answer (`dash-ray ls`, the placement).
+        self._where = {"pipeline": self._host.core.id, "node": ray.get_runtime_context().get_node_id()}
 
     async def start(self) -> dict[str, Any]:
         """Recover and start taking ingest; raises when the pipeline cannot run."""
-        return await self._host.start(self._silver_dsn, self._secrets)
+        started = await self._host.start(self._silver_dsn, self._secrets,
+                                         upstream=lambda producer: RayUpstream(producer, self._settings))
+        return {**started, **self._where}
 
     async def _silver_dsn(self) -> str | None:
         # Asked of the registry, never passed in this actor's (pickled, logged) arguments.
-        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._settings.namespace)
         return cast("str | None", await registry.silver_dsn.remote())  # a Ray call's result is untyped
 
     async def _secrets(self) -> dict[str, str]:
         # Likewise: the values of the named secrets this pipeline's spec refers to.
-        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._namespace)
+        registry = await asyncio.to_thread(ray.get_actor, REGISTRY_NAME, namespace=self._settings.namespace)
         return cast("dict[str, str]", await registry.secrets_for.remote(self._host.core.id))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
@@ -59,7 +66,7 @@ class PipelineActor:
         return await self._host.records(after, limit)
 
     async def health(self) -> dict[str, Any]:
-        return self._host.health()
+        return {**self._host.health(), **self._where}
 
     async def live_read(self, after: int | None, wait_s: float, limit: int) -> LiveRead:
         return await self._host.live_read(after, wait_s, limit)
@@ -76,20 +83,31 @@ class PipelineActor:
     async def job(self, job_id: str) -> dict[str, Any]:
         return self._host.job(job_id)
 
+    async def sinks(self) -> list[dict[str, Any]]:
+        return self._host.sink_states()
+
+    async def redeliver(self, name: str) -> dict[str, Any]:
+        return await self._host.redeliver(name)
+
     async def stop(self) -> None:
         """Flush what is queued and close the log; the actor can then be killed."""
         await self._host.stop()
 
 
-def actor_options(pipeline_id: str, settings: PipelineSettings) -> dict[str, Any]:
+def actor_options(pipeline_id: str, settings: PipelineSettings, node: str | None = None) -> dict[str, Any]:
     """How a pipeline's actor is made, beside its class's options: by name in the platform's
-    namespace, detached (it outlives the registry that made it), on an ingestor node."""
-    return {"name": actor_name(pipeline_id), "namespace": settings.namespace, "lifetime": "detached",
-            "label_selector": ingestor_selector()}
+    namespace, detached (it outlives the registry that made it), on an ingestor node; on
+    `node` when one is given and still there (else on any ingestor node)."""
+    options: dict[str, Any] = {"name": actor_name(pipeline_id), "namespace": settings.namespace, "lifetime": "detached",
+               "label_selector": ingestor_selector()}
+    if node is not None:
+        options["label_selector"] = {**ingestor_selector(), NODE_ID_LABEL: node}
+        options["fallback_strategy"] = [{"label_selector": ingestor_selector()}]
+    return options
 
 
-def launch(spec: PipelineSpec, settings: PipelineSettings) -> ray.actor.ActorHandle[Any]:
-    """Create the pipeline's actor (not yet started: call `start`)."""
-    options = PipelineActor.options(**actor_options(spec.id, settings))  # type: ignore[attr-defined]
+def launch(spec: PipelineSpec, settings: PipelineSettings, node: str | None = None) -> ray.actor.ActorHandle[Any]:
+    """Create the pipeline's actor (not yet started: call `start`), on `node` if given."""
+    options = PipelineActor.options(**actor_options(spec.id, settings, node))  # type: ignore[attr-defined]
     handle: ray.actor.ActorHandle[Any] = options.remote(spec.to_json_dict(), settings)
     return handle

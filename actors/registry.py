@@ -25,6 +25,8 @@ from dash_ray.supervision.view import Deployed, PipelineView
 
 __all__ = ["REGISTRY_NAME", "Registry", "get_or_create_registry", "registry_options"]
 
+HEAD_NODE_RESOURCE_NAME = "node:__internal_head__"  # ray._common.constants, on the head node only
+
 
 # As PipelineActor's (actors/pipeline.py): ray.remote's overloads lack max_concurrency.
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)  # type: ignore[call-overload]
@@ -143,8 +145,11 @@ class Registry:
 
 def registry_options(settings: Settings) -> dict[str, Any]:
     """How the registry actor is made, beside its class's options: by name in the platform's
-    namespace, detached, and found rather than made again when it exists."""
-    return {"name": REGISTRY_NAME, "namespace": settings.namespace, "lifetime": "detached", "get_if_exists": True}
+    namespace, detached, and found rather than made again when it exists; on the head node
+    (Ray's own resource of the head, as Ray Train's state actor asks), so losing any other
+    node does not take the supervisor with it."""
+    return {"name": REGISTRY_NAME, "namespace": settings.namespace, "lifetime": "detached", "get_if_exists": True,
+            "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
 
 
 def get_or_create_registry(settings: Settings) -> Any:

@@ -15,8 +15,9 @@ from ray.actor import ActorHandle
 from actors.hosting import SharedHandle, SharedHosts
 from actors.names import actor_name
 from actors.pipeline import launch
-from dash_ray.settings import Settings
+from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
 from dash_ray.spec import PipelineSpec
+from dash_ray.supervision.placement import Placement
 from dash_ray.supervision.runtime import Health
 
 __all__ = ["RayRuntime"]
@@ -33,7 +34,9 @@ class RayRuntime:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pipeline_settings = settings.pipeline()
-        self.shared = SharedHosts(settings)
+        self.placement = Placement()
+        self._pipelines: dict[str, str] = {}  # actor id -> pipeline id, while it lives
+        self.shared = SharedHosts(settings, choose_node=self._node_for)
 
     async def find(self, pipeline_id: str) -> ActorHandle[Any] | SharedHandle | None:
         try:
@@ -48,22 +51,29 @@ class RayRuntime:
         pipeline is started in a host actor instead (and taken out of it on failure)."""
         if spec.placement == "shared":
             handle, answer = await self.shared.start(spec)
-            return handle, Health.from_answer(answer)
+            return handle, self._placed(answer)
         actor = await self._create(spec)
         try:
             answer = await asyncio.wait_for(actor.start.remote(), self._settings.start_timeout_s)
         except BaseException:
             await self._kill(actor)
             raise
-        return actor, Health.from_answer(answer)
+        return actor, self._placed(answer)
 
     async def health(self, handle: ActorHandle[Any] | SharedHandle) -> Health:
         if isinstance(handle, SharedHandle):
-            return Health.from_answer(await self.shared.health(handle))
-        return Health.from_answer(await handle.health.remote())
+            return self._placed(await self.shared.health(handle))
+        return self._placed(await handle.health.remote())
+
+    def _placed(self, answer: dict[str, Any]) -> Health:
+        health = Health.from_answer(answer)
+        if isinstance(pipeline_id := answer.get("pipeline"), str):
+            self.placement.placed(pipeline_id, health.node)
+        return health
 
     async def stop(self, handle: ActorHandle[Any] | SharedHandle, *, graceful: bool) -> None:
         if isinstance(handle, SharedHandle):
+            self.placement.gone(handle.pipeline_id)
             await self.shared.stop(handle, graceful=graceful)
             return
         if graceful:
@@ -73,19 +83,34 @@ class RayRuntime:
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)
 
+    async def _node_for(self, key: str) -> str | None:
+        """The ingestor node for a new actor (a pipeline's, by its id, or a shared host's)."""
+        return self.placement.choose(key, await asyncio.to_thread(_ingestor_nodes))
+
     async def _create(self, spec: PipelineSpec) -> ActorHandle[Any]:
+        node = await self._node_for(spec.id)
         # The name of a just-killed actor may take a moment to be released.
         deadline = time.monotonic() + _NAME_RELEASE_S
         while True:
             try:
-                return launch(spec, self._pipeline_settings)
+                actor = launch(spec, self._pipeline_settings, node)
+                self._pipelines[actor._actor_id.hex()] = spec.id
+                return actor
             except ValueError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
 
     async def _kill(self, handle: ActorHandle[Any]) -> None:
+        if (pipeline_id := self._pipelines.pop(handle._actor_id.hex(), None)) is not None:
+            self.placement.gone(pipeline_id)
         try:
             await asyncio.to_thread(ray.kill, handle, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+
+def _ingestor_nodes() -> list[str]:
+    """The ids of the live nodes a pipeline may run on (by their role label)."""
+    nodes: list[dict[str, Any]] = ray.nodes()
+    return [n["NodeID"] for n in nodes if n.get("Alive") and (n.get("Labels") or {}).get(ROLE_LABEL) in INGESTOR_ROLES]

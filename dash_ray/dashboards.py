@@ -8,6 +8,12 @@ A widget reads one pipeline over a time `window` ("15m": the last 15 minutes):
 - `table`: the newest `limit` records, columns `fields` (default: all);
 - `bar`: `agg` per value of `by` over the window.
 
+The page shows every widget over one time range (its picker, in the URL); a widget's `window`
+is the range the dashboard opens with (the longest of them). `unit` ("°C", "req/s") is shown
+on a widget's axis and numbers. A dashboard's `variables` (e.g. `device`) each pick values of
+a string or int field from the data; the page filters every widget over a pipeline holding
+that field by the values picked (the query API's `filter`).
+
 `agg` is written as the query API writes it: `<fn>:<field>` with fn in
 avg min max sum count first last, or `count` alone. A YAML or JSON document is a dashboard
 (not a pipeline spec) when it says `kind: dashboard` at the top, or has a `widgets` key.
@@ -26,6 +32,7 @@ from dash_ray.spec import FIELD_NAME_PATTERN, PIPELINE_ID_PATTERN, PipelineSpec
 
 __all__ = [
     "AGG_FUNCTIONS",
+    "Variable",
     "DEMO_DASHBOARD",
     "Dashboard",
     "Widget",
@@ -39,7 +46,9 @@ __all__ = [
 AGG_FUNCTIONS = ("avg", "min", "max", "sum", "count", "first", "last")
 _NUMERIC_FUNCTIONS = frozenset({"avg", "sum", "min", "max"})
 _NUMERIC_TYPES = frozenset({"int", "double"})
+_FILTERABLE = frozenset({"string", "int"})
 _AGG = re.compile(rf"^(?:count|(?:{'|'.join(AGG_FUNCTIONS)}):[A-Za-z_][A-Za-z0-9_]{{0,62}})$")
+_UNIT = re.compile(r"^[^\x00-\x1f\x7f<>]{1,16}$")
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _MAX_WINDOW_S = 90 * 86_400
@@ -53,16 +62,18 @@ DEMO_DASHBOARD: dict[str, Any] = {
     "description": "The simulated sensors of the demo pipeline, live.",
     "widgets": [
         {"kind": "line", "title": "Temperature by device", "pipeline": "demo", "fields": ["temp_c"],
-         "by": "device", "window": "15m"},
-        {"kind": "stat", "title": "Average temperature", "pipeline": "demo", "agg": "avg:temp_c", "window": "5m"},
+         "by": "device", "window": "15m", "unit": "°C"},
+        {"kind": "stat", "title": "Average temperature", "pipeline": "demo", "agg": "avg:temp_c", "window": "5m",
+         "unit": "°C"},
         {"kind": "stat", "title": "Readings", "pipeline": "demo", "agg": "count", "window": "15m"},
         {"kind": "bar", "title": "Humidity by site", "pipeline": "demo", "agg": "avg:humidity", "by": "site",
-         "window": "15m"},
-        {"kind": "line", "title": "Max temperature per minute", "pipeline": "demo", "agg": "max:temp_c",
-         "bucket": "1m", "window": "1h"},
+         "window": "15m", "unit": "%"},
+        {"kind": "line", "title": "Max temperature", "pipeline": "demo", "agg": "max:temp_c",
+         "window": "15m", "unit": "°C"},
         {"kind": "table", "title": "Newest readings", "pipeline": "demo",
          "fields": ["device", "site", "temp_c", "humidity", "status"], "limit": 10},
     ],
+    "variables": [{"name": "site", "pipeline": "demo", "field": "site"}],
 }
 
 DashboardId = Annotated[str, StringConstraints(pattern=PIPELINE_ID_PATTERN)]
@@ -94,9 +105,13 @@ class Widget(_Model):
     window: str = "15m"
     bucket: str | None = None
     limit: int = Field(default=20, ge=1, le=1000)
+    unit: str | None = Field(default=None, max_length=16)
 
     @model_validator(mode="after")
     def _shape(self) -> Widget:
+        if self.unit is not None and not _UNIT.match(self.unit):
+            raise ValueError(f"unit {self.unit[:20]!r} must be plain text like °C, % or req/s "
+                             "(no < > or control characters)")
         if self.agg is not None and not _AGG.match(self.agg):
             raise ValueError(f"agg {self.agg!r} must be <fn>:<field> with fn in {', '.join(AGG_FUNCTIONS)}, "
                              "or count")
@@ -126,6 +141,16 @@ def _seconds(value: str) -> int:
         return 0
 
 
+class Variable(_Model):
+    """A dashboard variable: values of `field` of `pipeline` (a string or int field), picked on
+    the page, filter every widget over a pipeline that has the field."""
+
+    name: FieldName
+    pipeline: DashboardId
+    field: FieldName
+    label: str | None = Field(default=None, max_length=60)
+
+
 class Dashboard(_Model):
     """A dashboard as stored in the catalog and served by `/v1/dashboards/{id}`."""
 
@@ -134,6 +159,14 @@ class Dashboard(_Model):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     widgets: tuple[Widget, ...] = Field(default=(), max_length=50)
+    variables: tuple[Variable, ...] = Field(default=(), max_length=8)
+
+    @model_validator(mode="after")
+    def _unique_variables(self) -> Dashboard:
+        names = [v.name for v in self.variables]
+        if len(set(names)) != len(names):
+            raise ValueError("each variable needs its own name")
+        return self
 
     def to_json_dict(self) -> dict[str, Any]:
         """The dashboard as JSON-ready data (no `kind`: the route says what it is)."""
@@ -161,8 +194,9 @@ def parse_dashboard(data: Any) -> Dashboard:
 
 
 def dashboard_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) -> list[Problem]:
-    """What is wrong with the widgets given the pipelines there are: an unknown pipeline, a
-    field its mapping does not have, a non-numeric field to plot or average."""
+    """What is wrong with the widgets and variables given the pipelines there are: an unknown
+    pipeline, a field its mapping does not have, a non-numeric field to plot or average, a
+    variable over a field that is not a string or int."""
     problems: list[Problem] = []
     for index, widget in enumerate(dashboard.widgets):
         at = f"widgets.{index}"
@@ -188,6 +222,24 @@ def dashboard_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) 
                 problems.append(Problem(f"{at}.agg", f"{fn} needs an int or double field; {name!r} is {types[name]}"))
         if widget.by is not None and widget.by not in types:
             problems.append(Problem(f"{at}.by", _unknown(widget.by, widget.pipeline, types)))
+    return problems + _variable_problems(dashboard, specs)
+
+
+def _variable_problems(dashboard: Dashboard, specs: Mapping[str, PipelineSpec]) -> list[Problem]:
+    """A variable over a pipeline or field there is not, or over a field it cannot filter."""
+    problems: list[Problem] = []
+    for index, variable in enumerate(dashboard.variables):
+        at = f"variables.{index}"
+        spec = specs.get(variable.pipeline)
+        if spec is None:
+            problems.append(Problem(f"{at}.pipeline", f"no pipeline {variable.pipeline!r}; deploy it first"))
+            continue
+        types = {name: field.type for name, field in spec.mapping.fields.items()}
+        if variable.field not in types:
+            problems.append(Problem(f"{at}.field", _unknown(variable.field, variable.pipeline, types)))
+        elif types[variable.field] not in _FILTERABLE:
+            problems.append(Problem(f"{at}.field", f"{variable.field!r} is {types[variable.field]}; a variable "
+                                                   "takes a string or int field"))
     return problems
 
 

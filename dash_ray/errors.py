@@ -14,6 +14,7 @@
     ├── NotFoundError              404  no such pipeline, dashboard, job, token or route
     ├── MethodNotAllowedError      405  the route exists, not with that method
     ├── ConflictError              409  the state forbids it now (a secret a pipeline uses)
+    │   └── PreconditionFailedError 412  `If-None-Match: *` and it exists already
     ├── NotSupportedError          501  in docs/API.md's contract, not served yet
     ├── RetryableError             try again after `retry_after` seconds
     │   ├── BackpressureError      429  the pipeline's bounded queue is full
@@ -38,6 +39,7 @@ __all__ = [
     "AuthError",
     "BackpressureError",
     "ConflictError",
+    "PreconditionFailedError",
     "DashError",
     "ForbiddenError",
     "InputError",
@@ -193,6 +195,12 @@ class ConflictError(DashError):
     secret a pipeline's spec refers to); `where` names what is in the way."""
 
     status = 409
+
+
+class PreconditionFailedError(ConflictError):
+    """A create-only request (`If-None-Match: *`) for something that exists already."""
+
+    status = 412
 
 
 class NotSupportedError(DashError):

@@ -6,6 +6,10 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | variable            | default                         | meaning                                   |
 |---------------------|---------------------------------|-------------------------------------------|
 | DASH_HOME           | ./.dash                         | catalog, admin token, keys, write-ahead logs |
+| DASH_STATE_DIR      | $DASH_HOME/wal                  | pipelines' keys, cursors, jobs, file logs |
+| DASH_LOG            | file                            | the logs: `file`, `jetstream`, `postgres` |
+| DASH_NATS_URL       | nats://127.0.0.1:4222           | the NATS servers (comma-separated) for DASH_LOG=jetstream |
+| DASH_NATS_REPLICAS  | 1                               | copies of each log stream JetStream keeps (3 in production) |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
 | DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
 | DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's |
@@ -27,6 +31,9 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 |                     |                                 | use its last answers (pipeline info, tokens) this long |
 | DASH_SHARED_HOST_PIPELINES | 250                      | [ext] pipelines per host actor for `placement: shared` |
 
+On a cluster DASH_STATE_DIR is a mount every ingestor node reaches at the same path, and
+DASH_LOG is `jetstream` (with DASH_NATS_URL) or `postgres` (in DASH_PG_DSN's database).
+
 The CLI's commands other than `up`/`down` find the running platform through
 `$DASH_HOME/run.json` (written by `up`), or talk to `DASH_URL` when it is set, with the token
 in `DASH_TOKEN`, else `DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` (`ClientEnv`).
@@ -38,12 +45,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["ROLE_LABEL", "ClientEnv", "PipelineSettings", "RestartPolicy", "Settings", "WebSettings",
-           "ingestor_selector", "parse_port", "web_selector"]
+__all__ = ["INGESTOR_ROLES", "LOG_KINDS", "ROLE_LABEL", "ClientEnv", "LogKind", "PipelineSettings", "RestartPolicy",
+           "Settings", "WebSettings", "ingestor_selector", "parse_port", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
+LogKind = Literal["file", "jetstream", "postgres"]  # dash_ray.log.choice
+LOG_KINDS: tuple[str, ...] = get_args(LogKind)
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
 # carries `dash.io/role=web-ingestor` and each selector accepts its own role or both.
 BOTH_ROLES = "web-ingestor"
@@ -53,14 +62,18 @@ def web_selector() -> dict[str, str]:
     return {ROLE_LABEL: f"in(web,{BOTH_ROLES})"}
 
 
+INGESTOR_ROLES = ("ingestor", BOTH_ROLES)  # the role labels of nodes that run pipelines
+
+
 def ingestor_selector() -> dict[str, str]:
-    return {ROLE_LABEL: f"in(ingestor,{BOTH_ROLES})"}
+    return {ROLE_LABEL: f"in({','.join(INGESTOR_ROLES)})"}
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """What a pipeline actor needs: where its log and the platform's lake are, and the
-    idempotency bounds. No catalog key, no DSN."""
+    """What a pipeline actor needs: where its state folder, log and the platform's lake are,
+    and the idempotency bounds. No catalog key, no DSN (a `postgres` log asks the registry
+    for it at start, as PostgreSQL silver does)."""
 
     wal_root: str
     lake_url: str
@@ -69,6 +82,9 @@ class PipelineSettings:
     idempotency_window_s: float = 3600.0
     idempotency_max_keys: int = 100_000
     log_format: Literal["text", "json"] = "text"
+    log: LogKind = "file"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_replicas: int = 1
 
     def wal_dir(self, pipeline_id: str) -> Path:
         return Path(self.wal_root) / pipeline_id
@@ -153,6 +169,10 @@ class Settings:
     registry_outage_s: float = 900.0
     query_timeout_s: float = 15.0
     shared_host_pipelines: int = 250  # [ext] pipelines per shared host actor (`placement: shared`)
+    state_dir: str | None = None  # each pipeline's state folder's parent; None: $DASH_HOME/wal
+    log: LogKind = "file"
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_replicas: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -166,6 +186,13 @@ class Settings:
             raise ValueError(f"DASH_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         if self.shared_host_pipelines < 1:
             raise ValueError(f"DASH_SHARED_HOST_PIPELINES must be at least 1, not {self.shared_host_pipelines}")
+        if self.log not in LOG_KINDS:
+            raise ValueError(f"DASH_LOG must be one of {', '.join(LOG_KINDS)}, not {self.log!r}")
+        if self.log == "postgres" and not self.pg_dsn:
+            raise ValueError("DASH_LOG=postgres keeps the write-ahead logs in the platform's PostgreSQL: "
+                             "set DASH_PG_DSN")
+        if self.state_dir is not None and not Path(self.state_dir).is_absolute():
+            raise ValueError(f"DASH_STATE_DIR must be an absolute folder, not {self.state_dir!r}")
         for root in self.lake_roots:
             if not root.startswith(("/", "file://", "s3://")):
                 raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
@@ -180,9 +207,10 @@ class Settings:
     def pipeline(self) -> PipelineSettings:
         """The part a pipeline actor gets."""
         return PipelineSettings(
-            wal_root=str(Path(self.home) / "wal"), lake_url=self.lake_url, lake_options=self.lake_options,
-            namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
-            idempotency_max_keys=self.idempotency_max_keys, log_format=self.log_format)
+            wal_root=self.state_dir or str(Path(self.home) / "wal"), lake_url=self.lake_url,
+            lake_options=self.lake_options, namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
+            idempotency_max_keys=self.idempotency_max_keys, log_format=self.log_format, log=self.log,
+            nats_url=self.nats_url, nats_replicas=self.nats_replicas)
 
     def web(self) -> WebSettings:
         """The part a web replica gets."""
@@ -226,6 +254,10 @@ class Settings:
             "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
             "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
             "shared_host_pipelines": _number(env, "DASH_SHARED_HOST_PIPELINES", "250", int),
+            "state_dir": env.get("DASH_STATE_DIR") or None,
+            "log": env.get("DASH_LOG", "file").strip().lower() or "file",
+            "nats_url": env.get("DASH_NATS_URL") or "nats://127.0.0.1:4222",
+            "nats_replicas": _number(env, "DASH_NATS_REPLICAS", "1", int),
         }
         values.update(overrides)
         return cls(**values)

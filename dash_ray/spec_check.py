@@ -26,6 +26,8 @@ from dash_ray.silver.choice import silver_problems
 from dash_ray.silver.evolution import evolution_problems
 from dash_ray.silver.rollup import rollup_problems
 from dash_ray.silver.schema import schema_problems
+from dash_ray.sinks.select import sink_problems
+from dash_ray.sources.locate import path_problems
 from dash_ray.spec import FieldType, PipelineSpec, parse_spec
 
 __all__ = ["SpecCheck", "admit_spec", "check_spec"]
@@ -78,8 +80,10 @@ def check_spec(data: Any, *, has_database: bool = True) -> SpecCheck:
         except SpecError as exc:
             checked.add(exc.problems)
         checked.add(schema_problems(spec))
+        checked.add(path_problems(spec.source))
         checked.add(rollup_problems(spec))
         checked.add(silver_problems(spec, has_dsn=has_database))
+        checked.add(sink_problems(spec))
     return checked
 
 

@@ -101,9 +101,11 @@ def api_routes(gateway: Gateway) -> list[Route]:
         await registry.delete_secret(request.path_params["name"])
         return Response(status_code=204)
 
+    node = _node_id()
+
     async def healthz(request: Request) -> Response:
         await gateway.ready()
-        return json_response({"status": "ok"})
+        return json_response({"status": "ok", "node": node})
 
     return [
         Route("/healthz", healthz, methods=["GET"]),
@@ -121,3 +123,10 @@ def api_routes(gateway: Gateway) -> list[Route]:
         Route("/v1/secrets/{name}", put_secret, methods=["PUT"]),
         Route("/v1/secrets/{name}", delete_secret, methods=["DELETE"]),
     ]
+
+
+def _node_id() -> str | None:
+    """The Ray node this replica runs on (None outside Ray): which web node answered."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

@@ -25,7 +25,7 @@ def _time(value: dt.datetime | None) -> str | None:
 def pipeline_body(view: PipelineView) -> dict[str, Any]:
     """`GET /v1/pipelines/{id}`: the spec as deployed (fields in their order), the status, and
     the counters as of `counters_at`."""
-    return {
+    body = {
         "id": view.id,
         "status": view.status,
         "restarts": view.restarts,
@@ -34,11 +34,16 @@ def pipeline_body(view: PipelineView) -> dict[str, Any]:
         "counters": dict(view.counters),
         "counters_at": _time(view.counters_at),
         "waiting_in_log": view.waiting_in_log,
+        "node": view.node,
         "next_restart_at": _time(view.next_restart_at),
+        "source_state": view.source_state,
         "spec": view.spec.to_json_dict(),
         "created_at": _time(view.created_at),
         "updated_at": _time(view.updated_at),
     }
+    if view.source_state is not None:
+        body["source_state"] = view.source_state
+    return body
 
 
 def deployed_body(deployed: Deployed) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Dashboard routes: `PUT /v1/dashboards/{id}` (admin; JSON or YAML like a pipeline spec),
+"""Dashboard routes: `PUT /v1/dashboards/{id}` (admin; JSON or YAML like a pipeline spec;
+with `If-None-Match: *` it only creates: 412 when the dashboard exists),
 `GET /v1/dashboards`, `GET /v1/dashboards/{id}` (read), `DELETE /v1/dashboards/{id}` (admin).
 The registry validates and stores them in the catalog (`dash_ray.dashboards`)."""
 
@@ -8,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dash_ray.errors import Problem, SpecError
+from dash_ray.errors import NotFoundError, PreconditionFailedError, Problem, SpecError
 from serve_app.bodies import dashboard_body
 from serve_app.gateway import Gateway
 from serve_app.requests import requires, spec_body
@@ -32,6 +33,15 @@ def dashboard_routes(gateway: Gateway) -> list[Route]:
         if data["id"] != dashboard_id:
             raise SpecError(f"dashboard id {data['id']!r} does not match the URL's {dashboard_id!r}",
                             problems=[Problem("id", "does not match the URL")])
+        if request.headers.get("if-none-match", "").strip() == "*":
+            # Create only: the page's "New dashboard" never overwrites one that exists.
+            try:
+                await registry.dashboard(dashboard_id)
+            except NotFoundError:
+                pass
+            else:
+                raise PreconditionFailedError(f"dashboard {dashboard_id!r} exists already; pick another id or "
+                                              "edit it", where="id")
         record = await registry.put_dashboard(data)
         return json_response(dashboard_body(record), 201 if record.created else 200)
 

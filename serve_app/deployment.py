@@ -119,7 +119,10 @@ def web_app(settings: Settings) -> serve.Application:
     # Serve's annotations type neither `@serve.deployment(...)` on a class nor
     # `serve.deployment(cls)` as the Deployment both give.
     if settings.ingress == "replica":
+        # On a cluster each web node serves the port once: one replica per node.
         web = cast(Deployment, Web)
+        if settings.ray_address:
+            web = web.options(max_replicas_per_node=1)
         return web.options(num_replicas=settings.web_replicas, ray_actor_options=actor_options).bind(settings.web())
     return cast(Deployment, serve.deployment(ProxiedWeb)).options(
         num_replicas=settings.web_replicas, ray_actor_options=actor_options, max_ongoing_requests=1000,

@@ -20,7 +20,7 @@ Where each number comes from (the web tier has several replicas; pipelines are a
   this replica (never the process-global one).
 - `dash_sink_deliveries_total{pipeline, sink, result}`: from the pipeline's health counters,
   key `sink_deliveries` = `{sink name: {result: count}}` (result `delivered`, `retried` or
-  `dead`). No sink reports it yet, so the family has no rows until sinks do.
+  `dead`; `dash_ray.pipeline.delivery`), counted since the pipeline's process started.
 
 How replicas are combined: a scrape reaches one replica (they share the port), so each replica
 pushes its own counts to the registry every `push_every_s` (5 s) once it has any, and the

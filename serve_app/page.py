@@ -3,7 +3,7 @@
 assets under `/static/` from `serve_app/static/` (every asset local, no CDN).
 
 The HTML and assets hold no data, so they are served without a token; the page asks for
-one, keeps it in the browser's session storage, and sends it with every API call.
+one, keeps it in the browser's local storage, and sends it with every API call.
 `GET /v1/whoami` tells the page the scope of its token (to hide what it may not do).
 """
 

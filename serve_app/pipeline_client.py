@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import ray
-
-from actors.names import REGISTRY_NAME, actor_name
+from actors.locate import locate_pipeline
+from actors.names import actor_name
 from dash_ray.errors import DashError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import ChannelClient, Endpoint
@@ -22,28 +21,9 @@ from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
 from serve_app.actor_client import ActorClient
 
-__all__ = ["PipelineClient", "locate_pipeline"]
+__all__ = ["PipelineClient"]
 
 T = TypeVar("T")
-_LOCATE_TIMEOUT_S = 10.0
-
-
-def locate_pipeline(pipeline_id: str, namespace: str) -> tuple[Any, tuple[str, ...]]:
-    """The actor running the pipeline and the arguments its calls start with: `pipeline:<id>`
-    and none, or the shared host actor the registry names and the pipeline's id. Blocking (a
-    Ray look-up); ValueError when neither is there."""
-    try:
-        return ray.get_actor(actor_name(pipeline_id), namespace=namespace), ()
-    except ValueError:
-        pass
-    try:
-        registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
-        host: str | None = ray.get(registry.locate.remote(pipeline_id), timeout=_LOCATE_TIMEOUT_S)
-    except Exception as exc:
-        raise ValueError(f"cannot locate pipeline {pipeline_id}: {type(exc).__name__}") from exc
-    if host is None:
-        raise ValueError(f"pipeline {pipeline_id} runs nowhere")
-    return ray.get_actor(host, namespace=namespace), (pipeline_id,)
 
 
 class PipelineClient(ActorClient):
@@ -115,6 +95,14 @@ class PipelineClient(ActorClient):
     async def job(self, job_id: str) -> Job:
         """A job of this pipeline (NotFoundError: none has the id, or it was forgotten)."""
         return Job(**await self._call(lambda actor: actor.job.remote(*self._key, job_id)))
+
+    async def sinks(self) -> list[dict[str, Any]]:
+        """Each sink's state (`dash_ray.pipeline.delivery.DeliverySink.status`)."""
+        return await self._call(lambda actor: actor.sinks.remote(*self._key))
+
+    async def redeliver(self, name: str) -> dict[str, Any]:
+        """Queue a sink's dead deliveries again: `{"sink", "redelivered"}`."""
+        return await self._call(lambda actor: actor.redeliver.remote(*self._key, name))
 
     async def close(self) -> None:
         """Close the channel (the actor's handle needs no closing). Idempotent."""

@@ -25,8 +25,8 @@ OUTERMOST = {"dash_ray.cli.platform"}
 RANKS: tuple[tuple[str, ...], ...] = (
     ("errors", "process_logging"),                        # what everything may raise and log with
     ("spec", "settings"),                                 # the spec every layer shares; settings read at the edge
-    ("mapping", "lake", "log", "ingest", "auth", "sinks", "dashboards", "deploy"),  # the core's parts
-    ("silver", "lake_roots", "sources", "catalog"),       # silver rows' stores; what deploys check
+    ("mapping", "lake", "log", "ingest", "auth", "dashboards", "deploy"),  # the core's parts
+    ("silver", "lake_roots", "lake_owner", "sources", "catalog", "sinks"),  # silver; deploy checks; lake fencing; sinks
     ("query", "spec_check"),                              # reading silver rows; a spec checked whole
     ("lifecycle", "live"),                                # replay, compaction, retention; the live feed
     ("pipeline",),                                        # one pipeline's life, in plain Python

@@ -11,6 +11,7 @@ from dash_ray.cli.data import cmd_dead, cmd_dead_replay, cmd_job, cmd_query, cmd
 from dash_ray.cli.pipelines import cmd_delete, cmd_deploy, cmd_ls, cmd_restart, cmd_rotate_secret
 from dash_ray.cli.platform import cmd_down, cmd_status, cmd_up
 from dash_ray.cli.secrets import cmd_secrets_ls, cmd_secrets_rm, cmd_secrets_set
+from dash_ray.cli.sinks import cmd_sinks
 from dash_ray.cli.tokens import cmd_tokens_create, cmd_tokens_ls, cmd_tokens_revoke
 from dash_ray.errors import DashError
 from dash_ray.settings import parse_port
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", cmd_up, "start the platform (local Ray unless DASH_RAY_ADDRESS is set)")
     up.add_argument("--demo", action="store_true", help="also deploy a demo pipeline fed by a generator")
     up.add_argument("--port", type=_port, help="HTTP port (default $DASH_PORT or 8000; 0: a free one, printed)")
+    up.add_argument("--address", metavar="HOST:PORT",
+                    help="join the running Ray cluster there (its GCS) instead of starting one "
+                         "(default $DASH_RAY_ADDRESS)")
     command("down", cmd_down, "stop the platform").add_argument(
         "--drain", type=float, metavar="S", help="let pipelines flush to the lake for up to S seconds first")
     command("status", cmd_status, "the platform's summary, or one pipeline in full",
@@ -99,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="aggregates: fn:field,... with fn in avg min max sum count first last "
                             "(count alone counts rows)")
     query.add_argument("--by", metavar="A,B", help="group aggregates by these fields")
+    query.add_argument("--filter", metavar="FIELD:V1,V2",
+                       help="only rows whose field equals one of the values (string or int fields; "
+                            "several fields separated by ;)")
     query.add_argument("--limit", type=_whole(1), metavar="N", help="raw rows: at most N (default 1000)")
     query.add_argument("--order", choices=["asc", "desc"], help="raw rows: by time then seq (asc)")
     replay = command("replay", cmd_replay, "re-run the current mapping over stored raw records (all of them "
@@ -119,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                           json_output=True)
     dead_replay.add_argument("id", help=_ID)
     dead_replay.add_argument("--wait", action="store_true", help="wait until the job is done")
+    sinks = command("sinks", cmd_sinks, "a pipeline's sinks: state, breaker, deliveries, last error",
+                    json_output=True)
+    sinks.add_argument("id", help=_ID)
+    sinks.add_argument("--dead", action="store_true", help="list the dead deliveries, with their reasons")
+    sinks.add_argument("--redeliver", metavar="NAME", help="queue this sink's dead deliveries again (same ids)")
     job = command("job", cmd_job, "a replay job's state: what was asked, what was rewritten", json_output=True)
     job.add_argument("id", help="the job's id (<pipeline>.<n>), as replay printed it")
     job.add_argument("--wait", action="store_true", help="wait until the job is done")

@@ -27,7 +27,8 @@ def cmd_records(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         rows = client.query(args.id, start=args.start, end=args.end, fields=args.fields, bucket=args.bucket,
-                            agg=args.agg, by=args.by, limit=args.limit, order=args.order)
+                            agg=args.agg, by=args.by, limit=args.limit, order=args.order,
+                            filter=args.filter)
     if args.json:
         print_json(rows)
     else:

@@ -51,7 +51,8 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if as_json:
         print_json({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
                 "version": p.version, "counters": p.counters, "counters_at": p.counters_at,
-                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "spec": p.spec})
+                "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "node": p.node,
+                "source_state": p.source_state, "spec": p.spec})
         return 0
     print(f"{p.id}: {p.status} (version {p.version}, {p.restarts} restarts)")
     if p.last_error:
@@ -59,12 +60,34 @@ def print_pipeline(p: Any, as_json: bool) -> int:
     if p.next_restart_at:
         print(f"  next restart:   {p.next_restart_at}")
     print(f"  source:         {p.spec.get('source', {}).get('kind', '?')}")
+    if p.source_state:
+        _print_source_state(p.source_state)
     print(f"  waiting in log: {p.waiting_in_log}")
+    print(f"  node:           {p.node or '-'}")
     print(f"  counters as of: {p.counters_at or 'never'}")
     width = max((len(name) for name in p.counters), default=0)
     for name, value in p.counters.items():
         print(f"    {name:<{width}}  {cell(value)}")
+    if p.source_state:
+        print("  source state:")
+        width = max(len(name) for name in p.source_state)
+        for name, value in p.source_state.items():
+            print(f"    {name:<{width}}  {cell(value)}")
     return 0
+
+
+_SOURCE_LINES = (("last poll", "last_poll_at"), ("last success", "last_ok_at"), ("last error", "last_error"),
+                 ("cursor", "cursor"), ("next poll", "next_poll_at"))
+
+
+def _print_source_state(state: dict[str, Any]) -> None:
+    """A poller's state: the times and error first, then its counts on one line."""
+    for label, key in _SOURCE_LINES:
+        if key in state:
+            print(f"  {label + ':':<16}{cell(state[key]) or '-'}")
+    counts = [f"{key} {state[key]}" for key in ("polls", "failures", "records", "skipped", "pages") if key in state]
+    if counts:
+        print(f"  {'source counts:':<16}{', '.join(counts)}")
 
 
 def print_platform(url: str, home: str, health: dict[str, Any], pipelines: Sequence[Any], run: Any,

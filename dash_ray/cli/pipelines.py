@@ -16,12 +16,18 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         pipelines = client.list()
     rows = [{"id": p.id, "status": p.status, "restarts": p.restarts, "last_seq": p.counters.get("last_seq", 0),
-             "waiting": p.waiting_in_log, "last_error": p.last_error} for p in pipelines]
+             "waiting": p.waiting_in_log, "node": _short(p.node) if not args.json else p.node,
+             "last_error": p.last_error} for p in pipelines]
     if args.json:
         print_json(rows)
     else:
         table(rows, empty="no pipelines; create one with `dash-ray deploy FILE.yaml`")
     return 0
+
+
+def _short(node: str | None) -> str | None:
+    """A node id as `ray list nodes` abbreviates it: its first 8 characters."""
+    return node[:8] if node else None
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "port", None) is not None:
         overrides["port"] = args.port
+    if getattr(args, "address", None):
+        overrides["ray_address"] = args.address
     settings = Settings.from_env(**overrides)
     token = _admin_token(settings)
     return settings.with_(admin_token_hash=hash_token(token))

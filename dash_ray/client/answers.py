@@ -28,6 +28,8 @@ class Pipeline:
     counters_at: str | None = None
     waiting_in_log: int = 0
     next_restart_at: str | None = None
+    source_state: dict[str, Any] | None = None  # a feeding source's (mqtt, pipeline, a poller)
+    node: str | None = None  # the Ray node id it runs on (None while it does not run)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Pipeline:
@@ -43,6 +45,8 @@ class Pipeline:
             counters_at=body.get("counters_at"),
             waiting_in_log=body.get("waiting_in_log", 0),
             next_restart_at=body.get("next_restart_at"),
+            source_state=body.get("source_state"),
+            node=body.get("node"),
         )
 
 

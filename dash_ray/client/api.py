@@ -1,10 +1,9 @@
 """`Client`: the Python SDK over Dash's HTTP API (`dash_ray.connect(url, token)`).
 
-Every method raises the same `DashError` subclass the server reported (SpecError with its
-problems, BackpressureError with `retry_after`, AuthError for a missing or unknown token,
-ForbiddenError for one whose scope does not allow the call, ...). `ingest` signs the body with
-the pipeline's secret; it returns only after the server has made the records durable (with
-`wait="stored"`, once queries see them).
+Every method raises the `DashError` subclass the server reported (SpecError with its problems,
+BackpressureError with `retry_after`, AuthError, ForbiddenError, ...). `ingest` signs the body
+with the pipeline's secret; it returns only after the server has made the records durable
+(with `wait="stored"`, once queries see them).
 
 Retries, bounded by `ClientSettings` (`dash_ray/client/transport.py`): a call that cannot change
 anything twice (GET, PUT, DELETE, and `ingest`, which always carries an `Idempotency-Key`) is
@@ -28,7 +27,8 @@ import httpx
 import orjson
 
 from dash_ray.client.answers import Dashboard, IngestResult, Pipeline
-from dash_ray.client.query import TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.query import FilterArg, TimeArg, answer_table, query_params, table_columns, time_param
+from dash_ray.client.sinks import SinkCalls
 from dash_ray.client.stream import LiveStream
 from dash_ray.client.transport import ClientSettings, clean_token, json_object, json_rows, send
 from dash_ray.dashboards import Dashboard as DashboardModel
@@ -55,7 +55,7 @@ def _document(source: PipelineSpec | DashboardModel | Mapping[str, Any] | str | 
     return load_document(source)
 
 
-class Client:
+class Client(SinkCalls):
     """A synchronous client; use as a context manager or call `close()`."""
 
     def __init__(
@@ -140,16 +140,18 @@ class Client:
     # -- dashboards ------------------------------------------------------------------------
 
     def put_dashboard(self, dashboard: DashboardModel | Mapping[str, Any],
-                      dashboard_id: str | None = None) -> Dashboard:
+                      dashboard_id: str | None = None, *, create_only: bool = False) -> Dashboard:
         """Create or replace a dashboard (`{"id", "title", "widgets": [...]}`); SpecError
-        naming each problem, including widgets over pipelines or fields there are not."""
+        naming each problem, including widgets over pipelines or fields there are not. With
+        `create_only`, PreconditionFailedError (412) when the id is taken."""
         data = dashboard.to_json_dict() if isinstance(dashboard, DashboardModel) else dict(dashboard)
         data.pop("kind", None)
         dashboard_id = dashboard_id or data.get("id")
         if not dashboard_id:
             raise SpecError("invalid dashboard: id: Field required", problems=[Problem("id", "Field required")])
         data.setdefault("id", dashboard_id)
-        return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data))
+        headers = {"if-none-match": "*"} if create_only else {}
+        return Dashboard.from_body(self._request("PUT", f"/v1/dashboards/{dashboard_id}", json=data, headers=headers))
 
     def dashboards(self) -> builtins.list[Dashboard]:
         return [Dashboard.from_body(d) for d in self._request("GET", "/v1/dashboards")["dashboards"]]
@@ -272,6 +274,7 @@ class Client:
         limit: int | None = None,
         order: str | None = None,
         after: int | None = None,
+        filter: FilterArg = None,  # the API's name
     ) -> builtins.list[dict[str, Any]]:
         """Rows of the pipeline's silver store (`GET /v1/pipelines/{id}/query`; docs/API.md).
 
@@ -279,16 +282,17 @@ class Client:
         time then seq, from `after` on; `query_pages` follows the pages. Aggregates: `agg`
         like `["avg:temp_c", "count"]`, optional `bucket` ("10s", "1m", "1h", "1d") and `by`;
         one row per bucket and group that holds rows. `start`/`end` (the API's `from`/`to`)
-        take datetimes, ISO 8601 text or epoch seconds. Raises `dash_ray.QueryError` naming a
+        take datetimes, ISO 8601 text or epoch seconds. `filter`: `{"device": ["a", "b"]}` or
+        `"device:a,b"` (string/int fields equal to a value). Raises `dash_ray.QueryError` naming a
         bad parameter. Rows are there once stored: see `ingest`'s `wait`."""
-        params = query_params(start, end, fields, bucket, agg, by, limit, order, after)
+        params = query_params(start, end, fields, bucket, agg, by, limit, order, after, filter)
         return json_rows(self._query(pipeline_id, params), "rows")
 
     def query_pages(self, pipeline_id: str, **options: Any) -> Iterator[builtins.list[dict[str, Any]]]:
         """Each page of a raw-rows query in turn, following `next` to the end."""
         params = query_params(options.pop("start", None), options.pop("end", None), options.pop("fields", None),
                                None, None, None, options.pop("limit", None), options.pop("order", None),
-                               options.pop("after", None))
+                               options.pop("after", None), options.pop("filter", None))
         if options:
             raise TypeError(f"unexpected options for query_pages: {', '.join(options)}")
         while True:

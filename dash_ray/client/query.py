@@ -13,7 +13,7 @@ import orjson
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["TimeArg", "answer_table", "query_params", "table_columns", "time_param"]
+__all__ = ["FilterArg", "TimeArg", "answer_table", "filter_param", "query_params", "table_columns", "time_param"]
 
 TimeArg = dt.datetime | str | float | int | None
 
@@ -41,11 +41,26 @@ def _listed(value: Sequence[str] | str | None) -> str | None:
     return ",".join(value)
 
 
+FilterArg = Mapping[str, Sequence[str | int] | str | int] | str | None
+
+
+def filter_param(value: FilterArg) -> str | None:
+    """`{"device": ["a", "b"], "n": 3}` as the API's `filter=device:a,b;n:3` (text as is)."""
+    if value is None or isinstance(value, str):
+        return value
+    parts = []
+    for name, values in value.items():
+        listed = [values] if isinstance(values, (str, int)) else list(values)
+        parts.append(f"{name}:{','.join(str(v) for v in listed)}")
+    return ";".join(parts) or None
+
+
 def query_params(start: TimeArg, end: TimeArg, fields: Sequence[str] | str | None, bucket: str | None,
                  agg: Sequence[str] | str | None, by: Sequence[str] | str | None, limit: int | None,
-                 order: str | None, after: int | None) -> dict[str, Any]:
+                 order: str | None, after: int | None, where: FilterArg = None) -> dict[str, Any]:
     params = {"from": time_param(start), "to": time_param(end), "fields": _listed(fields), "bucket": bucket,
-              "agg": _listed(agg), "by": _listed(by), "limit": limit, "order": order, "after": after}
+              "agg": _listed(agg), "by": _listed(by), "limit": limit, "order": order, "after": after,
+              "filter": filter_param(where)}
     return {k: v for k, v in params.items() if v is not None}
 
 

@@ -5,9 +5,10 @@ PostgreSQL) and its write-ahead log are deleted, so an id created again starts e
 from __future__ import annotations
 
 import asyncio
-import shutil
 
+from dash_ray.lake_owner import forget_owner
 from dash_ray.lake_roots import pipeline_lake
+from dash_ray.log.choice import drop_log, log_name
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
 
@@ -19,8 +20,12 @@ async def purge(spec: PipelineSpec, settings: Settings) -> None:
     StorageError; a failed purge may be run again."""
     lake = pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options)
     await asyncio.to_thread(lake.purge, spec.id)
+    await asyncio.to_thread(forget_owner, lake, spec.id)
     if settings.pg_dsn is not None:
         from dash_ray.silver import pgpurge  # psycopg only where it is used
 
         await asyncio.to_thread(pgpurge.purge, settings.pg_dsn, spec.id)
-    await asyncio.to_thread(shutil.rmtree, settings.wal_dir(spec.id), True)
+    # Its state folder (keys, cursor, jobs; the log when it is a file) and its log wherever it is.
+    await asyncio.to_thread(drop_log, settings.log, folder=settings.wal_dir(spec.id),
+                            name=log_name(settings.namespace, spec.id), nats_url=settings.nats_url,
+                            dsn=settings.pg_dsn)

@@ -7,6 +7,9 @@ where storage ends. It owns the order every crash test relies on:
 3. the idempotency keys of the range, persisted;
 4. only then the log entries of the range are trimmed.
 
+Before steps 1 and 2 it checks it is still the pipeline's owner: an owner a newer
+one replaced writes nothing more to the lake (`dash_ray.lake_owner`), as its log refuses its appends and trims.
+
 After the trim, each follower (`dash_ray.silver.follower`) is offered the range's silver rows,
 to copy them into a secondary store off the ingest path; a follower that misses an offer finds
 the range in the lake.
@@ -29,6 +32,7 @@ import pyarrow as pa
 from dash_ray.errors import InternalError
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
+from dash_ray.lake_owner import LakeFence
 from dash_ray.log.base import Log
 from dash_ray.mapping import MappingResult
 from dash_ray.pipeline.entry import LoggedEntry, input_table
@@ -88,7 +92,7 @@ class Commit:
 
     def __init__(self, pipeline_id: str, *, lake: Lake, silver: SilverStore, log: Log,
                  keys: IdempotencyIndex, today: Callable[[], dt.date] = _utc_today,
-                 followers: Sequence[SilverFollower] = ()) -> None:
+                 followers: Sequence[SilverFollower] = (), fence: LakeFence | None = None) -> None:
         self.pipeline_id = pipeline_id
         self.lake = lake
         self.silver = silver
@@ -96,6 +100,7 @@ class Commit:
         self.keys = keys
         self._today = today
         self.followers = list(followers)
+        self.fence = fence
         self._attempt: _Attempt | None = None
 
     def recover(self, hot_rows: int) -> Recovery:
@@ -137,6 +142,7 @@ class Commit:
         rows = [m.result.rows for m in batch if m.result.rows.num_rows]
         dead = [m.result.dead for m in batch if m.result.dead.num_rows]
         table = pa.concat_tables(rows, promote_options="permissive") if rows else None
+        self._check_owner()
         if table is not None:
             self.silver.write(table, first_seq=first, last_seq=last)
         if dead:
@@ -144,8 +150,14 @@ class Commit:
                             day=attempt.day)
         # Last: the bronze file is the mark that this range is stored.
         bronze = input_table([e for m in batch for e in m.entries])
+        self._check_owner()
         self.lake.write("bronze", self.pipeline_id, bronze, first_seq=first, last_seq=last, day=attempt.day)
         return table
+
+
+    def _check_owner(self) -> None:
+        if self.fence is not None:
+            self.fence.check()
 
 
 def _check_contiguous(pipeline_id: str, batch: Sequence[Mapped], stored_seq: int) -> None:

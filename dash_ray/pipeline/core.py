@@ -93,7 +93,7 @@ class PipelineCore:
         self._silver = silver or LakeSilver(lake, spec.id, plan)
         self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq,
                                        secondaries=lambda: [f.store for f in self.followers])
-        self._sinks = sinks or Sinks()
+        self._sinks = sinks if sinks is not None else Sinks()  # an empty hook is falsy
         self._mapper = Mapper(spec, self.counters, sinks=self._sinks, on_mapped=self._mapped_some,
                               active=lambda: self._state in ("running", "closing"))
         self.live = LiveFeed(self._mapper.json_columns, stored_seq=lambda: self.counters.stored_seq)
@@ -122,6 +122,13 @@ class PipelineCore:
     @property
     def state(self) -> State:
         return self._state
+
+    def use_log(self, log: Log) -> None:
+        """Keep the write-ahead log in `log` instead (a backend made once its settings are
+        known); only before `start`."""
+        if self._state != "new":
+            raise RuntimeError(f"pipeline {self.id} is {self._state}: its log is in use")
+        self._wal = log
 
     @property
     def id(self) -> str:

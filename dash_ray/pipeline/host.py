@@ -15,15 +15,19 @@ import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dash_ray.errors import UnavailableError
+from dash_ray.errors import NotFoundError, UnavailableError
 from dash_ray.ingest.channel import ChannelServer, Endpoint
 from dash_ray.lake_roots import pipeline_lake
 from dash_ray.lifecycle.jobs import Replays
 from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
+from dash_ray.log.choice import log_name, make_log
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.pipeline.delivery import DeliverySink
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
+from dash_ray.sinks.base import Sinks
+from dash_ray.sinks.select import mapped_types
 from dash_ray.sources.base import FeedContext, Feeder
 from dash_ray.sources.registry import feeder_for
 from dash_ray.spec import parse_spec, secret_names
@@ -44,12 +48,22 @@ class PipelineHost:
         self._spec_data = spec_data
         self._freeze_gc = freeze_gc
         spec = parse_spec(spec_data)
+        self._settings = settings
+        self._hook = Sinks()
+        self.sinks: dict[str, DeliverySink] = {}
+        self._log_name = log_name(settings.namespace, spec.id)
+        # A `postgres` log is made at start, once the registry gave the database's DSN.
+        wal = None if settings.log == "postgres" else make_log(
+            settings.log, folder=settings.wal_dir(spec.id), name=self._log_name, nats_url=settings.nats_url,
+            nats_replicas=settings.nats_replicas)
         self.core = PipelineCore(
             spec,
             wal_dir=settings.wal_dir(spec.id),
+            log=wal,
             lake=pipeline_lake(spec, lake_url=settings.lake_url, lake_options=settings.lake_options),
             idempotency_window_s=settings.idempotency_window_s,
             idempotency_max_keys=settings.idempotency_max_keys,
+            sinks=self._hook,
         )
         # The data path for ingest from web replicas (dash_ray.ingest.channel), on `address`:
         # the address the process is reached at (127.0.0.1 on a loopback instance).
@@ -59,24 +73,31 @@ class PipelineHost:
         self._feeding: asyncio.Task[None] | None = None
 
     async def start(self, silver_dsn: Callable[[], Awaitable[str | None]],
-                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None) -> dict[str, Any]:
+                    secrets: Callable[[], Awaitable[dict[str, str]]] | None = None,
+                    upstream: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """Admit the spec, recover and start taking ingest; returns the core's health.
         `silver_dsn` gives the platform's database (None: it has none), asked only when the
         spec may keep its silver in PostgreSQL; `secrets` the values of the named secrets the
-        spec refers to, asked only when it refers to some. Raises when the pipeline cannot
+        spec refers to, asked only when it refers to some; `upstream` how a `pipeline` source
+        reaches the pipeline it follows (`dash_ray.sources.follow.Upstream` by id). Raises when the pipeline cannot
         run: SpecError, NotFoundError (a secret it refers to is gone), StorageError (the lake
         cannot be read), WalCorruptError."""
         core = self.core
         if core.state != "new":
             raise RuntimeError(f"pipeline {core.id} is {core.state}")
         await asyncio.to_thread(core.lake.check)
-        dsn = await silver_dsn() if core.spec.storage.silver != "lake" else None
+        dsn = await silver_dsn() if core.spec.storage.silver != "lake" or self._settings.log == "postgres" else None
+        if self._settings.log == "postgres":
+            core.use_log(make_log("postgres", folder=self._settings.wal_dir(core.id), name=self._log_name, dsn=dsn))
         admit_spec(self._spec_data, has_database=dsn is not None)
         if dsn is not None and uses_postgres(core.spec, has_dsn=True):
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))
         values = await secrets() if secrets is not None and secret_names(core.spec) else {}
-        context = FeedContext(core.id, self._state_dir, values)
+        context = FeedContext(core.id, self._state_dir, values, upstream=upstream)
+        self._add_sinks(values)
         await core.start()
+        for sink in self.sinks.values():
+            sink.start(core.counters.stored_seq)
         await self.channel.start()
         # A source that feeds records (the demo, a poller) runs from here; one that receives has none.
         if (feeder := feeder_for(core.spec.source, context)) is not None:
@@ -88,12 +109,40 @@ class PipelineHost:
             gc.freeze()
         return self.health()
 
+    def _add_sinks(self, secrets: dict[str, str]) -> None:
+        """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in
+        `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to."""
+        core = self.core
+        types = mapped_types(core.spec)
+        json_columns = frozenset(name for name, type_ in types.items() if type_ == "json")
+        for spec in core.spec.sinks:
+            sink = DeliverySink(core.id, spec, folder=self._settings.wal_dir(core.id) / "sinks" / spec.name,
+                                lake=core.lake, types=types, json_columns=json_columns,
+                                stored_seq=lambda: core.counters.stored_seq, secrets=secrets)
+            self.sinks[spec.name] = sink
+            self._hook.add(sink)
+
     def health(self) -> dict[str, Any]:
-        """The core's health, with the feeder's `source_state` when it keeps one."""
+        """The core's health, with the feeder's `source_state` when it keeps one and the
+        sinks' deliveries (`counters.sink_deliveries`, for `/metrics`)."""
         health = self.core.health()
         if self._feeder is not None and (state := self._feeder.state()) is not None:
             health["source_state"] = state
+        if self.sinks:
+            health["counters"]["sink_deliveries"] = {n: s.deliveries() for n, s in self.sinks.items()}
         return health
+
+    def sink_states(self) -> list[dict[str, Any]]:
+        """Each sink's counters, breaker, last error and dead deliveries, in spec order."""
+        return [sink.status() for sink in self.sinks.values()]
+
+    async def redeliver(self, name: str) -> dict[str, Any]:
+        """Send a sink's dead deliveries again (and enable it after a 410); NotFoundError for
+        a sink the spec does not have."""
+        sink = self.sinks.get(name)
+        if sink is None:
+            raise NotFoundError(f"pipeline {self.core.id} has no sink {name[:80]!r}", where="sink")
+        return {"sink": name, "redelivered": await sink.redeliver()}
 
     def endpoint(self) -> Endpoint:
         """Where this pipeline takes ingest over its channel, with the token it wants."""

@@ -23,6 +23,7 @@ from dash_ray.errors import InternalError
 from dash_ray.ingest.batch import Ack
 from dash_ray.ingest.idempotency import IdempotencyIndex
 from dash_ray.lake import Lake
+from dash_ray.lake_owner import LakeFence
 from dash_ray.log.base import Log
 from dash_ray.pipeline.commit import Commit
 from dash_ray.pipeline.entry import LoggedEntry, decode_entry
@@ -65,13 +66,16 @@ async def recover(pipeline_id: str, *, log: Log, folder: Path, lake: Lake, silve
     InternalError when the lake and the log disagree."""
     # The log first: it creates its folder (fsync'd into its parent), where the keys live.
     entries = await asyncio.to_thread(lambda: [decode_entry(e.data) for e in log.open()])
+    # The log fences older owners' appends from here; the marker fences their lake commits.
+    fence = LakeFence(lake, pipeline_id)
+    await asyncio.to_thread(fence.take, log.epoch)
     folder.mkdir(parents=True, exist_ok=True)  # for a log kept elsewhere
     # Off the event loop: opening (or creating) the SQLite file costs fsyncs, and the loop may
     # be a shared host's, serving other pipelines meanwhile.
     keys = await asyncio.to_thread(IdempotencyIndex, folder / "idempotency.sqlite", window_s=window_s,
                                    max_keys=max_keys, clock=clock)
     try:
-        commit = Commit(pipeline_id, lake=lake, silver=silver, log=log, keys=keys, followers=followers)
+        commit = Commit(pipeline_id, lake=lake, silver=silver, log=log, keys=keys, followers=followers, fence=fence)
         found = await asyncio.to_thread(commit.recover, hot_records)
         recovered = Recovered(commit, keys, found.stored_seq, found.silver_tail)
         stored_keys: list[str] = []

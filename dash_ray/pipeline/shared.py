@@ -52,7 +52,8 @@ class SharedHost:
         """How many pipelines are here or starting here."""
         return len(self._hosts) + len(self._starting)
 
-    async def add(self, spec_data: dict[str, Any], silver_dsn: SilverDsn, secrets: Secrets) -> dict[str, Any]:
+    async def add(self, spec_data: dict[str, Any], silver_dsn: SilverDsn, secrets: Secrets,
+                  upstream: Callable[[str], Any] | None = None) -> dict[str, Any]:
         """Start the pipeline here; its health. Raises what `PipelineHost.start` raises (the
         pipeline is then not here), or UnavailableError when the host is full or already
         has that pipeline."""
@@ -65,7 +66,7 @@ class SharedHost:
         try:
             host = PipelineHost(spec_data, self._settings, address=self._address)
             try:
-                health = await host.start(silver_dsn, lambda: secrets(pipeline_id))
+                health = await host.start(silver_dsn, lambda: secrets(pipeline_id), upstream=upstream)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await host.stop()

@@ -184,6 +184,7 @@ class DuckDBEngine:
         files = [f for f in silver if f.last_seq >= start and f.first_seq <= end]
         if not files:
             return [], max(after, end), start
+        files, end = _first_page(files, end, limit)
         with self._lock:
             cursor = self._con.cursor()
         try:
@@ -285,9 +286,23 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
 
 
 def _wanted(query: Query) -> dict[str, Column]:
-    return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
+    return {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column),
+                                 *(f.column for f in query.filters))}
 
 
 def _select(column: Column, present: bool) -> str:
     name = quote(column.name)
     return name if present else f"CAST(NULL AS {DUCKDB.type_of(column)}) AS {name}"
+
+
+def _first_page(files: list[LakeFile], end: int, limit: int) -> tuple[list[LakeFile], int]:
+    """The first of `files` (ascending seq ranges) that hold at least `limit` seqs, and the
+    seq the read may go up to: a reader far behind reads one page of files, not every file
+    after its seq (issue 21). Files past the page start after its end (ranges are disjoint)."""
+    files = sorted(files, key=lambda f: f.first_seq)
+    spanned = 0
+    for k, f in enumerate(files):
+        spanned += f.last_seq - f.first_seq + 1
+        if spanned >= limit:
+            return files[: k + 1], min(end, f.last_seq)
+    return files, end

@@ -27,7 +27,7 @@ from dash_ray.errors import QueryError, QueryLimitError
 from dash_ray.mapping.timestamps import MAX_US, MIN_US, parse_iso_scalar
 from dash_ray.silver.schema import NUMERIC, Column, Schema
 
-__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Query", "iso", "parse_query"]
+__all__ = ["AGG_FUNCTIONS", "MAX_BUCKETS", "Agg", "Filter", "Query", "iso", "parse_query"]
 
 AggFunction = Literal["avg", "min", "max", "sum", "count", "first", "last"]
 AGG_FUNCTIONS: tuple[AggFunction, ...] = ("avg", "min", "max", "sum", "count", "first", "last")
@@ -39,6 +39,11 @@ MAX_BY = 8
 MAX_AGGS = 32
 # A bucketed aggregate over a closed range may span at most this many buckets.
 MAX_BUCKETS = 100_000
+# `filter=<field>:<v1>,<v2>;<field>:...`: equality on string or int fields, bounded.
+MAX_FILTER_FIELDS = 4
+MAX_FILTER_VALUES = 100
+MAX_FILTER_VALUE_CHARS = 200
+_FILTERABLE = frozenset({"string", "int"})
 _BUCKET = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
 _UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
@@ -51,6 +56,14 @@ class Agg:
     @property
     def name(self) -> str:
         return self.fn if self.column is None else f"{self.fn}_{self.column.name}"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Rows whose `column` equals one of `values` (bound parameters, never SQL text)."""
+
+    column: Column
+    values: tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class Query:
     bucket_us: int | None = None
     aggs: tuple[Agg, ...] = ()
     by: tuple[Column, ...] = ()
+    filters: tuple[Filter, ...] = ()
 
     @property
     def aggregate(self) -> bool:
@@ -133,9 +147,41 @@ def _agg(schema: Schema, text: str) -> Agg:
     return Agg(fn, column)
 
 
+def _filters(params: Mapping[str, str], schema: Schema) -> tuple[Filter, ...]:
+    raw = params.get("filter", "")
+    if not raw.strip():
+        return ()
+    parts = [part for part in raw.split(";") if part.strip()]
+    if len(parts) > MAX_FILTER_FIELDS:
+        raise QueryError(f"'filter' takes at most {MAX_FILTER_FIELDS} fields", where="filter")
+    filters: list[Filter] = []
+    for part in parts:
+        name, sep, values_text = part.partition(":")
+        if not sep:
+            raise QueryError("'filter' must look like device:sensor-1,sensor-2", where="filter")
+        column = _column(schema, name.strip(), "filter")
+        if column.type not in _FILTERABLE:
+            raise QueryError(f"'filter' applies to string and int fields; {column.name!r} is {column.type}",
+                             where="filter")
+        if any(f.column == column for f in filters):
+            raise QueryError(f"'filter' names {column.name!r} twice", where="filter")
+        values = values_text.split(",")
+        if not 1 <= len(values) <= MAX_FILTER_VALUES:
+            raise QueryError(f"'filter' takes 1 to {MAX_FILTER_VALUES} values per field", where="filter")
+        if any(len(v) > MAX_FILTER_VALUE_CHARS for v in values):
+            raise QueryError(f"a 'filter' value is longer than {MAX_FILTER_VALUE_CHARS} characters", where="filter")
+        if column.type == "int":
+            if not all(re.fullmatch(r"-?[0-9]{1,19}", v.strip()) for v in values):
+                raise QueryError(f"'filter' on int field {column.name!r} takes integers", where="filter")
+            filters.append(Filter(column, tuple(dict.fromkeys(int(v) for v in values))))
+        else:
+            filters.append(Filter(column, tuple(dict.fromkeys(values))))
+    return tuple(filters)
+
+
 def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
     """Check the query parameters against `schema`; QueryError names the first bad one."""
-    known = {"from", "to", "fields", "limit", "order", "after", "bucket", "agg", "by", "token"}
+    known = {"from", "to", "fields", "limit", "order", "after", "bucket", "agg", "by", "filter", "token"}
     for name in params:
         if name not in known:
             raise QueryError(f"unknown parameter {name[:40]!r}; known: {', '.join(sorted(known - {'token'}))}",
@@ -143,6 +189,7 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
     start, end = _time(params, "from"), _time(params, "to")
     if start is not None and end is not None and start > end:
         raise QueryError("'from' is after 'to'", where="from")
+    filters = _filters(params, schema)
     aggs = tuple(_agg(schema, part) for part in _names(params, "agg"))
     if len(aggs) > MAX_AGGS:
         raise QueryError(f"at most {MAX_AGGS} aggregates", where="agg")
@@ -182,7 +229,7 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
             if params.get(name):
                 raise QueryError(f"{name!r} applies to raw rows, not to aggregates", where=name)
         return Query(start_us=start, end_us=end, limit=_int(params, "limit", MAX_LIMIT, 1, MAX_LIMIT) or MAX_LIMIT,
-                     bucket_us=bucket_us, aggs=aggs, by=by)
+                     bucket_us=bucket_us, aggs=aggs, by=by, filters=filters)
     # Every row has `seq` and `time`: asking for them is asking for no other field.
     named = _names(params, "fields")
     fields = tuple(_column(schema, name, "fields") for name in named if name not in ("seq", "time"))
@@ -192,7 +239,8 @@ def parse_query(params: Mapping[str, str], schema: Schema) -> Query:
         raise QueryError("'order' must be asc or desc", where="order")
     return Query(start_us=start, end_us=end, fields=fields,
                  limit=_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT,
-                 order=order, after=_int(params, "after", None, 0, 2**63 - 1))  # type: ignore[arg-type]
+                 order=order, after=_int(params, "after", None, 0, 2**63 - 1),  # type: ignore[arg-type]
+                 filters=filters)
 
 
 def iso(micros: int) -> str:

@@ -168,7 +168,8 @@ class PostgresEngine:
 
     def _source(self, query: Query, present: set[str], wanted: dict[str, Column] | None = None) -> sql.Composed:
         if wanted is None:
-            wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column))}
+            wanted = {c.name: c for c in (*query.fields, *query.by, *(a.column for a in query.aggs if a.column),
+                                          *(f.column for f in query.filters))}
         columns = [sql.SQL("seq"), sql.SQL("time"), *(_select(c, c.name in present) for c in wanted.values())]
         return sql.SQL("WITH silver AS (SELECT {} FROM {})").format(sql.SQL(", ").join(columns), self._table)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dash_ray.query.dialect import Dialect
 from dash_ray.query.model import Agg, Query
-from dash_ray.query.sql import BUCKET, Statement, agg_alias, bucket_start, from_micros, quote_internal
+from dash_ray.query.sql import BUCKET, Statement, add_filters, agg_alias, bucket_start, from_micros, quote_internal
 from dash_ray.silver.rollup import GRANULARITIES, PARTS, RollupPlan
 from dash_ray.silver.schema import Column, quote
 
@@ -23,7 +23,8 @@ __all__ = ["granularity_for", "middle_of", "rollup_sql"]
 
 def granularity_for(plan: RollupPlan, query: Query) -> str | None:
     """The coarsest granularity of `plan` that can answer `query`, or None (read it raw)."""
-    if not query.aggregate or not set(query.by) <= set(plan.by):
+    filtered = {f.column for f in query.filters}
+    if not query.aggregate or not set(query.by) | filtered <= set(plan.by):
         return None
     for agg in query.aggs:
         if agg.column is not None and agg.column not in plan.fields:
@@ -132,7 +133,8 @@ def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: st
         keys.append(quote(column.name))
         order.append(f"{dialect.sort_key(column)} NULLS LAST")
     select += [f"{_combine(dialect, plan, agg)} AS {agg_alias(i)}" for i, agg in enumerate(query.aggs)]
-    st.add("SELECT " + ", ".join(select) + " FROM parts", *bucket_params)
+    st.add("SELECT " + ", ".join(select) + " FROM parts WHERE TRUE", *bucket_params)
+    add_filters(st, query)  # on the `by` columns the partial rows keep (granularity_for)
     if keys:
         st.add("GROUP BY " + ", ".join(keys))
     st.add(f"HAVING sum({quote_internal(plan.rows)}) > 0")

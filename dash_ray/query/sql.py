@@ -22,7 +22,8 @@ from dash_ray.query.dialect import Dialect
 from dash_ray.query.model import Agg, Query
 from dash_ray.silver.schema import quote
 
-__all__ = ["BUCKET", "Statement", "after_time_sql", "agg_alias", "aggregate_sql", "bucket_start", "from_micros",
+__all__ = ["BUCKET", "Statement", "add_filters", "after_time_sql", "agg_alias", "aggregate_sql", "bucket_start",
+           "from_micros",
            "quote_internal", "raw_sql"]
 
 _INTERNAL = re.compile(r"^#[A-Za-z0-9_#]{1,70}$|^[A-Za-z_][A-Za-z0-9_#]{0,70}$")
@@ -72,6 +73,13 @@ def bucket_start(epoch_us: str) -> str:
     return f"({epoch_us} - ((({epoch_us} % ?) + ?) % ?))"
 
 
+def add_filters(st: Statement, query: Query) -> None:
+    """`AND "field" IN (?, ...)` for each of the query's filters: the field's name from the
+    schema, each value a bound parameter."""
+    for f in query.filters:
+        st.add(f"AND {quote(f.column.name)} IN ({', '.join('?' for _ in f.values)})", *f.values)
+
+
 def _where(st: Statement, query: Query) -> None:
     # On the column itself, so PostgreSQL's index and DuckDB's row-group statistics apply.
     st.add("WHERE TRUE")
@@ -79,6 +87,7 @@ def _where(st: Statement, query: Query) -> None:
         st.add("AND time >= ?", from_micros(query.start_us))
     if query.end_us is not None:
         st.add("AND time < ?", from_micros(query.end_us))
+    add_filters(st, query)
 
 
 def raw_sql(dialect: Dialect, query: Query, *, after_time_us: int | None = None) -> Statement:

@@ -4,7 +4,7 @@ hook in the flow (`Sinks`) that hands each mapped batch to every sink of the pip
 The hook is called by the pipeline core right after a batch is mapped, on its event loop,
 with records that are already durable (they were acknowledged from the log). A sink must not
 block or raise there: it takes the batch into its own bounded queue and delivers off the
-ingest path (retries, back-off, breaker and dead deliveries are the delivery module's job).
+ingest path (retries, back-off, breaker and dead deliveries: `dash_ray.pipeline.delivery`).
 A sink that is slow or down never slows ingestion or other sinks.
 """
 

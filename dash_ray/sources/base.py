@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.ingest.signing import Scheme
 
-__all__ = ["FeedContext", "Feeder", "Ingest", "Receiver", "Route"]
+__all__ = ["FeedContext", "Feeder", "Ingest", "Receiver", "Route", "iso_utc"]
 
 Route = Literal["events", "hooks"]
 # The pipeline's own ingest: store batches durably, answer each with its Ack or error.
@@ -74,6 +74,8 @@ class FeedContext:
     state_dir: Path
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     clock: Callable[[], float] = time.time
+    # How to reach another pipeline by id, for a `pipeline` source (`dash_ray.sources.follow.Upstream`).
+    upstream: Callable[[str], Any] | None = None
 
 
 class Feeder(Protocol):
@@ -91,3 +93,10 @@ class Feeder(Protocol):
         """What the pipeline's status shows as `source_state` (plain JSON data: for a poller
         its last poll, last success, last error, cursor, next poll), or None."""
         ...
+
+
+def iso_utc(at: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds and a `Z` (for `source_state`)."""
+    if at is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}Z"

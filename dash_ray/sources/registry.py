@@ -11,6 +11,10 @@ from typing import Any
 
 from dash_ray.sources.base import FeedContext, Feeder, Receiver
 from dash_ray.sources.demo import DemoFeed
+from dash_ray.sources.follow import FollowFeed
+from dash_ray.sources.graphql import GraphqlPollFeed
+from dash_ray.sources.http_poll import HttpPollFeed
+from dash_ray.sources.mqtt import MqttFeed
 from dash_ray.sources.receiver import SignedReceiver
 
 __all__ = ["FEEDERS", "RECEIVERS", "feeder_for", "receiver_for"]
@@ -21,6 +25,10 @@ RECEIVERS: dict[str, Callable[..., Receiver]] = {
 }
 FEEDERS: dict[str, Callable[[Any, FeedContext], Feeder]] = {
     "demo": DemoFeed.from_spec,
+    "http_poll": HttpPollFeed.from_spec,
+    "graphql_poll": GraphqlPollFeed.from_spec,
+    "mqtt": MqttFeed.from_spec,
+    "pipeline": FollowFeed.from_spec,
 }
 
 

@@ -2,7 +2,7 @@
 with its field path. The spec is plain data and the one contract that crosses every layer.
 
 Modules: `base` (the base model, names' patterns, `SecretRef`), `sources` (the `source`
-block, a model per kind), `model` (mapping, flush, limits, storage and `PipelineSpec`),
+block, a model per kind; the polling kinds' in `polling`), `model` (mapping, flush, limits, storage and `PipelineSpec`),
 `parse` (reading a spec, the problems' messages). Import from here."""
 
 from __future__ import annotations
@@ -30,7 +30,18 @@ from dash_ray.spec.model import (
     StorageSpec,
 )
 from dash_ray.spec.parse import NOT_YET_KEYS, load_document, load_spec, parse_spec, yaml_error_text
-from dash_ray.spec.sources import NOT_YET_SOURCES, SOURCE_KINDS, DemoSource, PushSource, Source, WebhookSource
+from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
+from dash_ray.spec.sources import (
+    NOT_YET_SOURCES,
+    SOURCE_KINDS,
+    DemoSource,
+    MqttSource,
+    MqttTls,
+    PipelineSource,
+    PushSource,
+    Source,
+    WebhookSource,
+)
 
 __all__ = [
     "FIELD_NAME_PATTERN",
@@ -44,6 +55,8 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "FlushSpec",
+    "GraphqlPollSource",
+    "HttpPollSource",
     "LimitsSpec",
     "MappingSpec",
     "PipelineSpec",
@@ -56,6 +69,9 @@ __all__ = [
     "RollupsSpec",
     "StorageSpec",
     "WebhookSource",
+    "MqttSource",
+    "MqttTls",
+    "PipelineSource",
     "load_document",
     "load_spec",
     "parse_spec",

@@ -13,13 +13,14 @@ from pydantic import ValidationError
 from dash_ray.errors import Problem, SpecError
 from dash_ray.spec.base import FIELD_NAME_PATTERN, PIPELINE_ID_PATTERN, SECRET_NAME_PATTERN
 from dash_ray.spec.model import PipelineSpec
+from dash_ray.spec.sinks import SINK_KINDS
 from dash_ray.spec.sources import NOT_YET_SOURCES, SOURCE_KINDS
 
 __all__ = ["NOT_YET_KEYS", "load_document", "load_spec", "parse_spec", "yaml_error_text"]
 
 # Top-level keys in docs/API.md's contract this code does not serve yet: a spec using one
 # is a 422 that says so (docs/API.md, "What this code serves").
-NOT_YET_KEYS = ("sinks",)
+NOT_YET_KEYS: tuple[str, ...] = ()
 _PATTERNS = {
     PIPELINE_ID_PATTERN: "1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
     SECRET_NAME_PATTERN: "a secret name is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', "
@@ -39,6 +40,11 @@ def _message(err: Any, loc: list[str]) -> tuple[list[str], str]:
         return ["source", "kind"], f"unknown source kind {str(tag)[:40]!r}; give one of {kinds}"
     if kind == "union_tag_not_found" and loc == ["source"]:
         return ["source", "kind"], f"missing; give one of {', '.join(SOURCE_KINDS)}"
+    if kind in ("union_tag_invalid", "union_tag_not_found") and len(loc) == 2 and loc[0] == "sinks":
+        kinds = ", ".join(SINK_KINDS)
+        tag = ctx.get("tag")
+        what = f"unknown sink kind {str(tag)[:40]!r}; give" if tag is not None else "missing; give"
+        return [*loc, "kind"], f"{what} one of {kinds}"
     if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in NOT_YET_KEYS:
         return loc, f"{loc[0]!r} is in docs/API.md's contract but not supported yet; leave it out for now"
     if kind == "extra_forbidden":
@@ -56,6 +62,8 @@ def _problems(exc: ValidationError) -> list[Problem]:
         # Discriminated unions put the tag in the path ("source.webhook.verify"); drop it.
         if len(loc) >= 2 and loc[0] == "source" and loc[1] in SOURCE_KINDS:
             del loc[1]
+        if len(loc) >= 3 and loc[0] == "sinks" and loc[2] in SINK_KINDS:
+            del loc[2]
         loc, message = _message(err, loc)
         problems.append(Problem(path=".".join(loc) or "(spec)", message=message))
     return problems

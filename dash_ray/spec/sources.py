@@ -7,9 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from dash_ray.spec.base import SpecModel
+from dash_ray.spec.base import PipelineId, SecretRef, SpecModel
+from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
 
-__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "PushSource", "Source", "WebhookSource"]
+__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "GraphqlPollSource", "HttpPollSource", "MqttSource",
+           "MqttTls", "PipelineSource", "PushSource",
+           "Source", "WebhookSource"]
 
 class PushSource(SpecModel):
     """Signed HTTP push to `POST /v1/pipelines/{id}/events`."""
@@ -57,9 +60,51 @@ class DemoSource(SpecModel):
     devices: int = Field(default=6, ge=1, le=10_000)
 
 
-Source = Annotated[PushSource | WebhookSource | DemoSource, Field(discriminator="kind")]
+class MqttTls(SpecModel):
+    """TLS to the broker: `ca` a CA bundle file to trust (default: the system's), `insecure`
+    true skips the check of the broker's certificate and name (tests only)."""
+
+    ca: str | None = None
+    insecure: bool = False
+
+
+class MqttSource(SpecModel):
+    """An MQTT subscription (`dash_ray.sources.mqtt`): `url` `mqtt://host:port` (`mqtts://`
+    for TLS), `topics` filters (`+`, `#` wildcards), `qos` 0 or 1 (1: a message is
+    acknowledged to the broker only once stored durably, over a persistent session).
+    `client_id` defaults to `dash-<pipeline id>` (stable across restarts: the session is
+    the broker's memory of what is not yet acknowledged). `topic_key` names the key each
+    object record gets with the message's topic (null: none). `batch`: most messages per
+    durable append; `session_expiry`: seconds the broker keeps the session while away."""
+
+    kind: Literal["mqtt"] = "mqtt"
+    url: Annotated[str, Field(pattern=r"^mqtts?://[^/?#]+(:[0-9]+)?/?$")]
+    topics: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1, max_length=64)]
+    qos: Literal[0, 1] = 1
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: bool | MqttTls = False
+    topic_key: Annotated[str, Field(min_length=1, max_length=63)] | None = "_topic"
+    batch: int = Field(default=1000, ge=1, le=65_535)
+    session_expiry: int = Field(default=7 * 86_400, ge=60, le=4_294_967_294)
+
+
+class PipelineSource(SpecModel):
+    """Another pipeline's mapped records (`dash_ray.sources.follow`), in seq order, each once;
+    `from` is its id. Each record reaches this pipeline's mapping as the producer's mapped
+    fields, with `seq` and `time` beside them."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    from_: PipelineId = Field(alias="from")
+    batch: int = Field(default=1000, ge=1, le=10_000)
+
+
+Source = Annotated[PushSource | WebhookSource | DemoSource | HttpPollSource | GraphqlPollSource | MqttSource
+                   | PipelineSource,
+                   Field(discriminator="kind")]
 
 # The kinds this code serves, and those docs/API.md's contract has that it does not serve yet
 # (a spec using one is a 422 that says so).
-SOURCE_KINDS = ("push", "webhook", "demo")
-NOT_YET_SOURCES = ("http_poll", "graphql_poll", "pipeline")
+SOURCE_KINDS = ("push", "webhook", "demo", "http_poll", "graphql_poll", "mqtt", "pipeline")
+NOT_YET_SOURCES: tuple[str, ...] = ()

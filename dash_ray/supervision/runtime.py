@@ -18,11 +18,14 @@ Handle = TypeVar("Handle")
 @dataclass(frozen=True)
 class Health:
     """A pipeline's answer to a health check: the core's state (`running` when it takes
-    ingest) and its counters (`dash_ray.pipeline.core.Counters` as a dict)."""
+    ingest), its counters (`dash_ray.pipeline.core.Counters` as a dict), and the state of
+    its source when it keeps one (a poller's `source_state`: `dash_ray.sources.polling`)."""
 
     state: str
     counters: Mapping[str, Any] = field(default_factory=dict)
     wal_bytes: int = 0
+    source_state: Mapping[str, Any] | None = None
+    node: str | None = None  # the id of the node it runs on, when the runtime says
 
     @property
     def running(self) -> bool:
@@ -37,9 +40,10 @@ class Health:
 
     @classmethod
     def from_answer(cls, answer: Mapping[str, Any]) -> Health:
-        """From the dict `PipelineCore.health()` returns."""
+        """From the dict `PipelineCore.health()` returns (with `node` when the runtime adds it)."""
         return cls(state=str(answer.get("state", "unknown")), counters=dict(answer.get("counters") or {}),
-                   wal_bytes=int(answer.get("wal_bytes") or 0))
+                   wal_bytes=int(answer.get("wal_bytes") or 0), source_state=answer.get("source_state"),
+                   node=answer.get("node") or None)
 
 
 class Runtime(Protocol[Handle]):

@@ -29,6 +29,7 @@ from dash_ray.catalog import Catalog, PipelineStatus
 from dash_ray.errors import NotFoundError, OperatorError, Problem, SpecError, UnavailableError
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.settings import RestartPolicy
+from dash_ray.sources.follow import check_no_cycle
 from dash_ray.spec import PipelineSpec, secret_refs
 from dash_ray.spec_check import admit_spec
 from dash_ray.supervision.clock import Clock, SystemClock
@@ -210,6 +211,7 @@ class Supervisor:
                       if pid != pipeline_id and e.spec.storage.lake]
             spec = admit_spec(spec_data, has_database=self._has_database, current=entry.spec if entry else None,
                               lake_roots=self._lake_roots, other_lakes=others)
+            check_no_cycle(spec, {pid: e.spec for pid, e in self._pipelines.items()})
             if entry is not None and entry.status != "stopped" and _same(entry.spec, spec):
                 return Deployed(self._view(spec.id, entry), created=False)
             await self._check_secrets(spec)
@@ -317,7 +319,9 @@ class Supervisor:
             version=entry.version, spec=entry.spec, counters=dict(health.counters) if health else {},
             counters_at=entry.health_at, waiting_in_log=health.waiting_in_log if health else 0,
             next_restart_at=entry.next_restart_at if entry.status == "restarting" else None,
-            created_at=entry.created_at, updated_at=entry.updated_at)
+            source_state=dict(health.source_state) if health and health.source_state is not None else None,
+            created_at=entry.created_at, updated_at=entry.updated_at,
+            node=health.node if health and entry.status == "running" else None)
 
     # -- the watch -------------------------------------------------------------------------
 

@@ -22,7 +22,9 @@ class PipelineView:
     `last_seq`, `stored_seq`) when the pipeline restarts. `waiting_in_log` counts the
     acknowledged records not yet stored in the lake (`last_seq - stored_seq`), as of the same
     answer: they are safe in the pipeline's log and are stored once it runs. `next_restart_at`
-    is set while `status` is `restarting`. Times are UTC."""
+    is set while `status` is `restarting`. `source_state` is its source's state as of the
+    same answer (a poller's last poll, last error, cursor, next poll), None for a source
+    that keeps none. Times are UTC."""
 
     id: str
     status: PipelineStatus
@@ -34,8 +36,10 @@ class PipelineView:
     counters_at: dt.datetime | None = None
     waiting_in_log: int = 0
     next_restart_at: dt.datetime | None = None
+    source_state: dict[str, Any] | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    node: str | None = None  # the Ray node id it runs on, as of `counters_at`
 
 
 @dataclass(frozen=True)

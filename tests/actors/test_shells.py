@@ -23,6 +23,11 @@ def test_a_pipeline_actor_is_supervised_by_the_registry_not_restarted_by_ray() -
     assert actor_options("weather", settings) == {
         "name": "pipeline:weather", "namespace": "ns", "lifetime": "detached", "label_selector": ingestor_selector()}
     assert ingestor_selector() == {"dash.io/role": "in(ingestor,web-ingestor)"}
+    # On the node the placement chose, else (that node gone) on any ingestor node.
+    assert actor_options("weather", settings, node="n1") == {
+        "name": "pipeline:weather", "namespace": "ns", "lifetime": "detached",
+        "label_selector": {**ingestor_selector(), "ray.io/node-id": "n1"},
+        "fallback_strategy": [{"label_selector": ingestor_selector()}]}
 
 
 def test_a_shared_host_is_placed_as_a_pipeline_actor_and_not_restarted_by_ray() -> None:
@@ -36,7 +41,7 @@ def test_the_registry_is_restarted_by_ray_and_found_by_name(tmp_path: Path) -> N
     assert Registry._default_options == {"num_cpus": 0, "max_restarts": -1, "max_concurrency": 1000}
     settings = Settings.from_env(env={}, home=str(tmp_path), namespace="ns")
     assert registry_options(settings) == {"name": REGISTRY_NAME, "namespace": "ns", "lifetime": "detached",
-                                          "get_if_exists": True}
+                                          "get_if_exists": True, "resources": {"node:__internal_head__": 0.001}}
 
 
 def _methods(path: Path, name: str) -> dict[str, list[ast.stmt]]:

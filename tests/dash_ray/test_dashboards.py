@@ -52,6 +52,8 @@ def test_a_dashboard_of_every_kind_parses() -> None:
     ({"kind": "table", "pipeline": "weather", "window": "365d"}, "widgets.0", "at most 90d"),
     ({"kind": "table", "pipeline": "Weather!"}, "widgets.0.pipeline", "pattern"),
     ({"kind": "table", "pipeline": "weather", "colour": "red"}, "widgets.0.colour", "Extra"),
+    ({"kind": "stat", "pipeline": "weather", "agg": "count", "unit": "<b>°C"}, "widgets.0", "plain text"),
+    ({"kind": "stat", "pipeline": "weather", "agg": "count", "unit": "a" * 17}, "widgets.0.unit", "16"),
 ])
 def test_a_bad_widget_is_a_422_with_its_path(widget: dict, path: str, words: str) -> None:
     [(where, message)] = problems_of(board({"kind": "table", "pipeline": "weather"}, widget))
@@ -78,6 +80,22 @@ def test_widgets_are_checked_against_the_pipelines() -> None:
     with pytest.raises(SpecError) as caught:
         check_dashboard(dashboard, {"weather": WEATHER})
     assert caught.value.where == "widgets.0.fields.0" and caught.value.message.startswith("invalid dashboard")
+
+
+def test_units_and_variables() -> None:
+    dashboard = parse_dashboard(board({"kind": "stat", "pipeline": "weather", "agg": "avg:temp_c", "unit": "°C"},
+                                      variables=[{"name": "device", "pipeline": "weather", "field": "device"}]))
+    assert dashboard.widgets[0].unit == "°C" and dashboard.variables[0].field == "device"
+    assert dashboard.to_json_dict()["variables"] == [{"name": "device", "pipeline": "weather", "field": "device"}]
+    assert dashboard_problems(dashboard, {"weather": WEATHER}) == []
+    bad = parse_dashboard(board(variables=[{"name": "t", "pipeline": "weather", "field": "temp_c"},
+                                           {"name": "s", "pipeline": "weather", "field": "site"},
+                                           {"name": "r", "pipeline": "rain", "field": "device"}]))
+    found = {p.path: p.message for p in dashboard_problems(bad, {"weather": WEATHER})}
+    assert set(found) == {"variables.0.field", "variables.1.field", "variables.2.pipeline"}
+    assert "string or int" in found["variables.0.field"]
+    assert problems_of(board(variables=[{"name": "d", "pipeline": "weather", "field": "device"}] * 2)) == [
+        ("(dashboard)", "each variable needs its own name")]
 
 
 def test_which_documents_are_dashboards() -> None:

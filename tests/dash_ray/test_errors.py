@@ -63,8 +63,8 @@ def test_the_sdk_exports_exactly_these_names():
         "AuthError", "BackpressureError", "Client", "ConflictError", "DashError", "ForbiddenError", "IngestResult",
         "InputError", "InternalError", "MalformedBodyError", "MethodNotAllowedError", "NotFoundError",
         "NotSupportedError", "OperatorError",
-        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "QueryError", "QueryLimitError", "RetryableError",
-        "SecretKeyError",
+        "PayloadTooLargeError", "Pipeline", "PipelineSpec", "PreconditionFailedError", "QueryError", "QueryLimitError",
+        "RetryableError", "SecretKeyError",
         "SignatureError", "SpecError", "StorageError", "UnavailableError", "UnsupportedMediaTypeError",
         "WalCorruptError", "__version__", "connect", "load_spec", "parse_spec",
     ])

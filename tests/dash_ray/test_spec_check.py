@@ -69,25 +69,48 @@ def test_not_an_object() -> None:
     assert [p.path for p in check_spec(["a"]).problems] == ["(spec)"]
 
 
-@pytest.mark.parametrize("kind", ["http_poll", "graphql_poll", "pipeline"])
-def test_a_source_kind_of_the_contract_not_served_yet_says_so(kind: str) -> None:
-    found = _found({"id": "polled", "source": {"kind": kind, "url": "https://example.com", "interval": 30}})
-    assert set(found) == {"source.kind"}
-    assert "not supported yet" in found["source.kind"] and kind in found["source.kind"]
-    assert "push, webhook, demo" in found["source.kind"]
+def test_the_mqtt_and_pipeline_sources_are_checked_with_their_paths() -> None:
+    found = _found({"id": "m", "source": {"kind": "mqtt", "url": "http://broker", "topics": [], "qos": 2,
+                                          "password": "plain"}})
+    assert set(found) == {"source.url", "source.topics", "source.qos", "source.password"}
+    found = _found({"id": "f", "source": {"kind": "pipeline", "from": "Not An Id"}})
+    assert set(found) == {"source.from"}
+
+
+def test_a_polling_sources_paths_are_checked_with_the_rest_of_the_spec() -> None:
+    found = _found({"id": "polled", "source": {
+        "kind": "http_poll", "url": "https://api.example.com/items", "records": "data[*]", "primary_key": "$.id",
+        "pagination": {"kind": "cursor", "cursor_path": "$.meta[", "cursor_param": "cursor"}},
+        "mapping": {"fields": {"a": {"expr": "nope(", "type": "int"}}}})
+    assert set(found) == {"source.records", "source.pagination.cursor_path", "mapping.fields.a.expr"}
+    assert "starts with '$'" in found["source.records"]
+    graphql = _found({"id": "polled", "source": {"kind": "graphql_poll", "url": "ftp://x", "query": "{ a }"}})
+    assert set(graphql) == {"source.url"}
 
 
 def test_an_unknown_source_kind_lists_the_kinds() -> None:
     found = _found({"id": "a", "source": {"kind": "carrier-pigeon"}})
-    assert set(found) == {"source.kind"} and "push, webhook, demo" in found["source.kind"]
+    assert set(found) == {"source.kind"}
+    assert "push, webhook, demo, http_poll, graphql_poll, mqtt, pipeline" in found["source.kind"]
     assert "not supported yet" not in found["source.kind"]
 
 
-def test_sinks_are_not_supported_yet_and_the_rest_is_still_checked() -> None:
-    found = _found({"id": "alerts", "sinks": [{"name": "hot", "kind": "webhook", "url": "https://example.com"}],
+def test_a_broken_sink_is_reported_and_the_rest_is_still_checked() -> None:
+    found = _found({"id": "alerts", "sinks": [{"name": "hot", "kind": "webhook", "url": "ftp://example.com"}],
                     "mapping": {"fields": {"a": {"expr": "b", "type": "int"}}}})
-    assert set(found) == {"sinks", "mapping.fields.a.expr"}
-    assert "not supported yet" in found["sinks"]
+    assert set(found) == {"sinks.0.url", "mapping.fields.a.expr"}
+
+
+def test_sink_when_templates_and_group_fields_are_checked_against_the_mapped_fields() -> None:
+    found = _found({"id": "alerts", "mapping": {"fields": {"temp_c": {"path": "$.t", "type": "double"},
+                                                          "device": {"path": "$.d", "type": "string"}}},
+                    "sinks": [{"name": "hook", "kind": "webhook", "url": "https://x.example", "when": "temp_c >"},
+                              {"name": "ops", "kind": "slack", "url": {"secret": "slack-url"}, "when": "device",
+                               "template": "{device} {nope}", "group_by": ["zone"]},
+                              {"name": "mail", "kind": "email", "from": "a@x", "to": ["b@x"],
+                               "subject": "{device.upper}", "when": "temp_c > 40 and device <> 'x'"}]})
+    assert set(found) == {"sinks.0.when", "sinks.1.when", "sinks.1.template", "sinks.1.group_by", "sinks.2.subject"}
+    assert "boolean" in found["sinks.1.when"] and "'nope'" in found["sinks.1.template"]
 
 
 # -- admission: the one check before a pipeline runs (at deploy and at each start) -----------

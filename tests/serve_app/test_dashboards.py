@@ -43,6 +43,22 @@ def test_put_get_list_delete(platform, pipeline_id) -> None:
         assert http.delete(f"/v1/dashboards/{board}").status_code == 404
 
 
+def test_create_only_never_overwrites(platform, pipeline_id) -> None:
+    """[ext] `If-None-Match: *`: 201 when the id is free, 412 (and nothing changed) when taken."""
+    from dash_ray.errors import PreconditionFailedError
+
+    board = f"c-{uuid.uuid4().hex[:6]}"
+    body = {"title": "First", "widgets": [{"kind": "stat", "pipeline": pipeline_id, "agg": "count"}]}
+    with platform.http() as http:
+        assert http.put(f"/v1/dashboards/{board}", json=body, headers={"if-none-match": "*"}).status_code == 201
+        taken = http.put(f"/v1/dashboards/{board}", json={**body, "title": "Second"}, headers={"if-none-match": "*"})
+        assert taken.status_code == 412
+        assert taken.json()["error"]["type"] == "PreconditionFailedError" and taken.json()["error"]["where"] == "id"
+    with pytest.raises(PreconditionFailedError):
+        platform.client.put_dashboard({"id": board, **body, "title": "Third"}, create_only=True)
+    assert platform.client.dashboard(board).title == "First" and platform.client.dashboard(board).version == 1
+
+
 def test_bad_dashboards_are_a_422_with_paths(platform, pipeline_id) -> None:
     with platform.http() as http:
         bad = http.put("/v1/dashboards/bad",

@@ -81,3 +81,30 @@ def test_bad_parameters_tokens_and_unknown_pipelines(platform) -> None:
 
     with Client(platform.url) as anonymous, pytest.raises(AuthError):
         anonymous.query(pipeline_id)
+
+
+def test_a_filter_keeps_the_rows_of_the_values_given(platform, tmp_path) -> None:
+    """[ext] `filter=device:d0`: over HTTP, the SDK (a mapping or the API's text) and the
+    CLI; an unknown or non-string/int field, too many values and a value that reads like SQL
+    are refused or matched literally, never run."""
+    from tests.conftest import dash
+
+    pipeline_id, secret = _deploy(platform)
+    _load(platform, pipeline_id, secret)
+    with platform.http() as http:
+        answer = http.get(f"/v1/pipelines/{pipeline_id}/query", params={"agg": "count", "filter": "device:d0"})
+        assert answer.status_code == 200 and answer.json() == {"rows": [{"count": 20}]}
+        rows = http.get(f"/v1/pipelines/{pipeline_id}/query", params={"filter": "device:d1", "limit": 100}).json()
+        assert {r["device"] for r in rows["rows"]} == {"d1"} and len(rows["rows"]) == 20
+        for bad in ("temp_c:1", "nope:a", "device", "device:" + ",".join(["x"] * 101), "device:" + "x" * 201):
+            refused = http.get(f"/v1/pipelines/{pipeline_id}/query", params={"agg": "count", "filter": bad})
+            assert refused.status_code == 400 and refused.json()["error"]["where"] == "filter", bad
+        literal = http.get(f"/v1/pipelines/{pipeline_id}/query",
+                           params={"agg": "count", "filter": "device:d0') OR TRUE OR ('1"}).json()
+        assert literal == {"rows": []}
+    assert platform.client.query(pipeline_id, agg="count", filter={"device": ["d0", "d1"]}) == [{"count": 40}]
+    assert platform.client.query(pipeline_id, agg="count", filter="device:d1") == [{"count": 20}]
+    cli = dash(tmp_path / "home", 0, "query", pipeline_id, "--agg", "count", "--filter", "device:d0", "--json",
+               DASH_URL=platform.url, DASH_TOKEN=platform.token)
+    assert cli.returncode == 0, cli.stderr
+    assert '"count": 20' in cli.stdout

@@ -7,13 +7,11 @@ from __future__ import annotations
 import pytest
 
 from dash_ray.client import Client
-from dash_ray.errors import MethodNotAllowedError, NotFoundError, NotSupportedError, SpecError
+from dash_ray.errors import MethodNotAllowedError, NotFoundError, SpecError
 from serve_app.responses import route_error
 
 
 def test_route_errors_by_path() -> None:
-    assert isinstance(route_error("GET", "/v1/pipelines/p/sinks", 404), NotSupportedError)
-    assert isinstance(route_error("POST", "/v1/pipelines/p/sinks/hot/redeliver", 405), NotSupportedError)
     missing = route_error("GET", "/v1/nope", 404)
     assert isinstance(missing, NotFoundError) and missing.message.startswith("no route GET /v1/nope;")
     wrong = route_error("POST", "/v1/pipelines", 405, "GET, HEAD")
@@ -30,29 +28,22 @@ def test_unknown_and_unserved_routes_answer_json(platform) -> None:
         wrong = http.post("/v1/pipelines", json={})
         assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowedError"
         assert "GET" in wrong.headers["allow"]
+        # Served since issue 24: an unknown pipeline's sinks are a 404, not a 501.
         for method, path in (("GET", "/v1/pipelines/x/sinks"), ("POST", "/v1/pipelines/x/sinks/hot/redeliver")):
-            unserved = http.request(method, path, json={"value": "s3cret"})
-            assert unserved.status_code == 501, (method, path, unserved.text)
-            error = unserved.json()["error"]
-            assert error["type"] == "NotSupportedError" and "not served yet" in error["message"]
-    with Client(platform.url, token=platform.token) as client, pytest.raises(NotSupportedError, match="not served yet"):
+            unknown = http.request(method, path)
+            assert unknown.status_code == 404, (method, path, unknown.text)
+    with Client(platform.url, token=platform.token) as client, pytest.raises(NotFoundError):
         client._request("GET", "/v1/pipelines/x/sinks")
 
 
 @pytest.mark.ray
-def test_a_spec_using_what_is_not_supported_yet_is_a_422_naming_it(platform) -> None:
+def test_a_broken_sink_is_a_422_naming_its_field(platform) -> None:
     with platform.http() as http:
-        polled = http.put("/v1/pipelines/polled", json={"source": {"kind": "http_poll", "url": "https://x.example",
-                                                                   "interval": 30}})
-        assert polled.status_code == 422
-        [problem] = polled.json()["error"]["problems"]
-        assert problem["path"] == "source.kind" and "'http_poll'" in problem["message"]
-        assert "not supported yet" in problem["message"]
-        sinks = http.put("/v1/pipelines/alerts", json={"sinks": [{"name": "hot", "kind": "webhook"}]})
+        sinks = http.put("/v1/pipelines/alerts", json={"sinks": [{"name": "hot", "kind": "webhook",
+                                                                    "when": "temp_c >"}]})
         assert sinks.status_code == 422
-        assert [(p["path"], "not supported yet" in p["message"]) for p in sinks.json()["error"]["problems"]] == [
-            ("sinks", True)]
-        assert http.get("/v1/pipelines/polled").status_code == 404  # nothing was made
+        assert [p["path"] for p in sinks.json()["error"]["problems"]] == ["sinks.0.url"]
+        assert http.get("/v1/pipelines/alerts").status_code == 404  # nothing was made
 
 
 @pytest.mark.ray

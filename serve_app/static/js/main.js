@@ -1,7 +1,10 @@
-// The page's entry: sign in once (token kept in session storage), then route by path.
+// The page's entry: sign in once per browser (token kept in local storage), then route by path.
 
 import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
-import { dashboardEditor, dashboardList, dashboardView, overview, pipelineView, errorBox } from "./views.js";
+import { dashboardView } from "./dashboard.js";
+import { dashboardEditor } from "./editor.js";
+import { dashboardList, overview, pipelineView, errorBox } from "./views.js";
+import { setZone, zone, zoneLabel } from "./zone.js";
 
 const ROUTES = [
   [/^\/$/, overview],
@@ -13,14 +16,17 @@ const ROUTES = [
 ];
 
 const view = document.getElementById("view");
-const session = { scope: null, go, cleanup: () => {} };
+// `leaving`: a view's question before it is left (unsaved changes), or null.
+const session = { scope: null, go, cleanup: () => {}, leaving: null };
 
 function go(path) {
+  if (session.leaving && !session.leaving()) return;
   history.pushState(null, "", path);
   render();
 }
 
 async function render() {
+  delete document.body.dataset.ready;  // set again once this view has drawn
   session.cleanup();
   session.cleanup = () => {};
   if (!token() || !session.scope) {
@@ -38,6 +44,7 @@ async function render() {
   }
   const params = route[0].exec(location.pathname).slice(1);
   const path = location.pathname;
+  session.path = location.pathname + location.search;
   try {
     const cleanup = await route[1](view, params, session);
     if (location.pathname === path) session.cleanup = cleanup; else cleanup();
@@ -98,8 +105,67 @@ document.addEventListener("click", (event) => {
   event.preventDefault();
   go(a.getAttribute("href"));
 });
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => {
+  if (session.leaving && !session.leaving()) { history.pushState(null, "", session.path); return; }
+  render();
+});
 document.getElementById("forget").addEventListener("click", signOut);
+// A 401 from any call (the token was revoked): sign in again, saying why.
+window.addEventListener("dash:signed-out", () => {
+  if (!session.scope) return;
+  forgetToken();
+  session.scope = null;
+  document.getElementById("who").hidden = true;
+  document.getElementById("forget").hidden = true;
+  session.cleanup();
+  session.cleanup = () => {};
+  showLogin("That token is unknown or revoked: sign in again.");
+});
+
+// The page's one time zone, shown and switched in the header.
+const zoneButton = document.getElementById("zone");
+function showZone() {
+  zoneButton.textContent = `Times: ${zoneLabel()}`;
+  zoneButton.dataset.zone = zone();
+}
+zoneButton.addEventListener("click", () => { setZone(zone() === "utc" ? "local" : "utc"); showZone();
+
+// The theme: auto (the system's) -> dark -> light -> auto; charts are drawn again in its colours.
+const themeButton = document.getElementById("theme");
+const THEMES = ["auto", "dark", "light"];
+function showTheme() {
+  const theme = localStorage.getItem("dash.theme") || "auto";
+  if (theme === "auto") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  themeButton.textContent = `Theme: ${theme}`;
+  themeButton.dataset.theme = theme;
+}
+themeButton.addEventListener("click", () => {
+  const now = localStorage.getItem("dash.theme") || "auto";
+  localStorage.setItem("dash.theme", THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
+  showTheme();
+  render();
+});
+showTheme(); render(); });
+showZone();
+
+// The theme: auto (the system's) -> dark -> light -> auto; charts are drawn again in its colours.
+const themeButton = document.getElementById("theme");
+const THEMES = ["auto", "dark", "light"];
+function showTheme() {
+  const theme = localStorage.getItem("dash.theme") || "auto";
+  if (theme === "auto") delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  themeButton.textContent = `Theme: ${theme}`;
+  themeButton.dataset.theme = theme;
+}
+themeButton.addEventListener("click", () => {
+  const now = localStorage.getItem("dash.theme") || "auto";
+  localStorage.setItem("dash.theme", THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
+  showTheme();
+  render();
+});
+showTheme();
 
 (async () => {
   if (token() && !(await signIn())) return;

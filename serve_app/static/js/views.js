@@ -6,14 +6,17 @@ import { formatNumber, seconds } from "./aggregate.js";
 import { TimeChart, recordSeries } from "./charts.js";
 import { el, onceAFrame } from "./dom.js";
 import { PipelineFeed } from "./feed.js";
-import { mountWidget, recordsTable, shortTime } from "./widgets.js";
+import { sinksPanel } from "./sinks.js";
+import { sourceState } from "./source.js";
+import { recordsTable } from "./widgets.js";
+import { formatIso } from "./zone.js";
 
 const NUMERIC = new Set(["int", "double"]);
 const REFRESH_MS = 2000;
 
-function link(href, text, attributes = {}) { return el("a", { href, "data-link": true, ...attributes }, text); }
+export function link(href, text, attributes = {}) { return el("a", { href, "data-link": true, ...attributes }, text); }
 function status(value) { return el("span", { class: `status ${value}` }, value); }
-function liveState(feed) {
+export function liveState(feed) {
   const node = el("span", { class: "live-state", "data-state": feed.state }, feed.state);
   feed.subscribe((kind, detail) => {
     if (kind !== "state") return;
@@ -76,7 +79,7 @@ export async function overview(root) {
       return el("tr", { "data-pipeline": p.id },
         el("td", {}, link(`/pipelines/${p.id}`, p.id)), el("td", {}, status(p.status)),
         el("td", { class: "num rate" }, rate === null ? "–" : formatNumber(Math.round(rate * 10) / 10)),
-        el("td", {}, last && last.time ? shortTime(last.time) : "–"),
+        el("td", {}, last && last.time ? formatIso(last.time) : "–"),
         el("td", { class: "num" }, formatNumber(counters.accepted ?? null)),
         el("td", { class: "num" }, formatNumber(counters.dead ?? null)),
         el("td", { class: "num" }, String(p.restarts)),
@@ -91,7 +94,7 @@ export async function overview(root) {
 
 // -- one pipeline, live -----------------------------------------------------------------------
 
-export async function pipelineView(root, [pipelineId]) {
+export async function pipelineView(root, [pipelineId], session) {
   const windowS = seconds(new URLSearchParams(location.search).get("window") || "15m") || 900;
   let pipeline;
   try {
@@ -102,29 +105,42 @@ export async function pipelineView(root, [pipelineId]) {
   }
   const fields = Object.entries(pipeline.spec.mapping.fields || {});
   const numeric = fields.filter(([name, f]) => NUMERIC.has(f.type) && name !== "time").map(([name]) => name);
+  const strings = fields.filter(([, f]) => f.type === "string").map(([name]) => name);
   const columns = fields.map(([name]) => name).filter((name) => name !== "time");
+  const query = new URLSearchParams(location.search);
+  const by = strings.includes(query.get("by")) ? query.get("by") : null;
   const feed = new PipelineFeed(pipeline, { windowS });
+  const source = sourceState(pipeline);
   const charts = el("div", { class: "grid" });
   const tableBox = el("div", { class: "table-wrap", id: "records" });
-  const windows = el("select", { id: "window", onchange: (e) => {
-    const url = new URL(location.href); url.searchParams.set("window", e.target.value); location.assign(url);
-  } }, ...["5m", "15m", "1h", "6h", "1d"].map((w) => el("option", { value: w, selected: seconds(w) === windowS }, w)));
+  const reload = (key, value) => {
+    const url = new URL(location.href);
+    if (value) url.searchParams.set(key, value); else url.searchParams.delete(key);
+    session.go(url.pathname + url.search);
+  };
+  const windows = el("select", { id: "window", onchange: (e) => reload("window", e.target.value) },
+    ...["5m", "15m", "1h", "6h", "1d"].map((w) => el("option", { value: w, selected: seconds(w) === windowS }, w)));
+  const split = el("select", { id: "split", onchange: (e) => reload("by", e.target.value) },
+    el("option", { value: "" }, "one series"), ...strings.map((f) => el("option", { value: f, selected: f === by }, `by ${f}`)));
   root.replaceChildren(
     el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), status(pipeline.status),
-       liveState(feed), el("label", {}, "window ", windows)),
+       liveState(feed), el("label", {}, "window ", windows), strings.length ? el("label", {}, "split ", split) : ""),
     pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
-    charts, el("h2", {}, "Newest records"), tableBox);
+    source.node, charts, el("h2", {}, "Newest records"), tableBox);
+  const sinks = (pipeline.spec.sinks || []).length ? sinksPanel(pipeline.id) : null;
+  if (sinks) root.append(sinks.node);
+  const bounds = () => [Date.now() - windowS * 1000, Date.now()];
   const plots = numeric.map((name) => {
     const target = el("div", { class: "chart", "data-field": name });
     charts.append(el("section", { class: "widget" }, el("h2", {}, name), target));
-    return [name, new TimeChart(target, { windowS })];
+    return [name, new TimeChart(target, { bounds })];
   });
   if (!numeric.length) charts.append(el("p", { class: "muted" }, "No numeric fields to chart."));
   const draw = onceAFrame(() => {
     const recent = feed.inWindow(windowS);
     for (const [name, chart] of plots) {
-      const { xs, series } = recordSeries(recent, [name]);
-      chart.set(xs, series);
+      const { xs, series } = recordSeries(recent, [name], by);
+      chart.set(xs, series.length ? series : [{ label: name, values: xs.map(() => undefined) }]);
     }
     tableBox.replaceChildren(recordsTable(feed.records, columns, 30));
   });
@@ -132,7 +148,10 @@ export async function pipelineView(root, [pipelineId]) {
   await feed.start();
   window.dashDebug = { feed, stream: feed.stream };
   const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
-  return () => { clearInterval(tick); feed.close(); for (const [, chart] of plots) chart.destroy(); };
+  return () => {
+    clearInterval(tick); source.stop(); feed.close(); sinks?.stop();
+    for (const [, chart] of plots) chart.destroy();
+  };
 }
 
 // -- dashboards -------------------------------------------------------------------------------
@@ -152,115 +171,4 @@ export async function dashboardList(root) {
        link("/new/dashboard", "New dashboard", { class: "button primary admin-only", id: "new-dashboard" })),
     dashboards.length ? list : el("p", { class: "muted" }, "No dashboards yet. Create one here, or deploy a YAML file with dash-ray deploy."));
   return () => {};
-}
-
-export async function dashboardView(root, [dashboardId], session) {
-  let dashboard;
-  try {
-    dashboard = await api("GET", `/v1/dashboards/${encodeURIComponent(dashboardId)}`);
-  } catch (err) {
-    root.replaceChildren(errorBox(err));
-    return () => {};
-  }
-  const grid = el("div", { class: "grid", id: "widgets" });
-  const states = el("span", { class: "muted" });
-  const remove = el("button", { class: "danger admin-only", id: "delete-dashboard", onclick: async () => {
-    if (!confirm(`Delete dashboard ${dashboard.id}?`)) return;
-    try { await api("DELETE", `/v1/dashboards/${dashboard.id}`); session.go("/dashboards"); }
-    catch (err) { root.prepend(errorBox(err)); }
-  } }, "Delete");
-  root.replaceChildren(
-    el("div", { class: "toolbar" }, el("h1", { id: "dashboard-title" }, dashboard.title), states,
-       link(`/dashboards/${dashboard.id}/edit`, "Edit", { class: "button admin-only", id: "edit-dashboard" }), remove),
-    dashboard.description ? el("p", { class: "muted" }, dashboard.description) : "", grid);
-  const byPipeline = new Map();
-  for (const widget of dashboard.widgets) {
-    const windowS = seconds(widget.window) || 900;
-    byPipeline.set(widget.pipeline, Math.max(byPipeline.get(widget.pipeline) || 0, windowS));
-  }
-  const feeds = new Map();
-  const mounted = [];
-  await Promise.all([...byPipeline].map(async ([pipelineId, windowS]) => {
-    try {
-      const pipeline = await api("GET", `/v1/pipelines/${pipelineId}`);
-      feeds.set(pipelineId, { feed: new PipelineFeed(pipeline, { windowS }), spec: pipeline.spec });
-    } catch (err) {
-      feeds.set(pipelineId, { error: err });
-    }
-  }));
-  for (const widget of dashboard.widgets) {
-    const entry = feeds.get(widget.pipeline);
-    if (entry.error) {
-      grid.append(el("section", { class: "widget" }, el("h2", {}, widget.title || widget.pipeline), errorBox(entry.error)));
-      continue;
-    }
-    const w = mountWidget(grid, widget, entry.feed, entry.spec);
-    mounted.push(w);
-    const draw = onceAFrame(w.draw);
-    entry.feed.subscribe((kind) => { if (kind === "records" || kind === "gap") draw(); });
-  }
-  const live = [...feeds.values()].filter((e) => e.feed);
-  for (const { feed } of live) {
-    states.append(el("span", {}, ` ${feed.id}: `), liveState(feed));
-  }
-  await Promise.all(live.map(({ feed }) => feed.start()));
-  window.dashDebug = { feeds: live.map((e) => e.feed) };
-  const tick = setInterval(() => mounted.forEach((w) => w.draw()), 5000);
-  return () => { clearInterval(tick); live.forEach(({ feed }) => feed.close()); mounted.forEach((w) => w.destroy()); };
-}
-
-export async function dashboardEditor(root, [dashboardId], session) {
-  if (session.scope !== "admin") {
-    root.replaceChildren(el("div", { class: "card error", id: "read-only" },
-      `This is a ${session.scope} token: it can view dashboards but not change them. Sign in with an admin token to edit.`));
-    return () => {};
-  }
-  let text;
-  if (dashboardId) {
-    try {
-      const { id, version, created_at, updated_at, ...definition } = await api("GET", `/v1/dashboards/${dashboardId}`);
-      text = JSON.stringify(definition, null, 2);
-    } catch (err) {
-      root.replaceChildren(errorBox(err));
-      return () => {};
-    }
-  } else {
-    text = await template();
-  }
-  const idInput = el("input", { id: "dashboard-id", name: "id", value: dashboardId || "", required: true,
-                                pattern: "[a-z][a-z0-9-]{0,62}", readonly: Boolean(dashboardId),
-                                placeholder: "ops (lowercase letters, digits, -)" });
-  const area = el("textarea", { id: "dashboard-text", spellcheck: "false" });
-  area.value = text;
-  const result = el("div", { id: "save-result" });
-  const form = el("form", { class: "editor card", onsubmit: async (event) => {
-    event.preventDefault();
-    const id = idInput.value.trim();
-    result.replaceChildren();
-    try {
-      await api("PUT", `/v1/dashboards/${encodeURIComponent(id)}`, { body: area.value });
-      session.go(`/dashboards/${id}`);
-    } catch (err) {
-      result.replaceChildren(errorBox(err));
-    }
-  } },
-    el("label", {}, "Id", idInput),
-    el("label", {}, "Definition (YAML or JSON): title, widgets", area),
-    el("p", { class: "muted" }, "Widgets: kind line|stat|table|bar, pipeline, fields, agg (avg:temp_c, count, …), by, window (15m), bucket, limit."),
-    el("div", {}, el("button", { type: "submit", class: "primary", id: "save-dashboard" }, "Save")), result);
-  root.replaceChildren(el("div", { class: "toolbar" }, el("h1", {}, dashboardId ? `Edit ${dashboardId}` : "New dashboard")), form);
-  return () => {};
-}
-
-async function template() {
-  let pipeline = null;
-  try { [pipeline] = (await api("GET", "/v1/pipelines")).pipelines; } catch { /* an empty template then */ }
-  const fields = pipeline ? Object.entries(pipeline.spec.mapping.fields || {}) : [];
-  const number = (fields.find(([name, f]) => NUMERIC.has(f.type) && name !== "time") || [])[0] || "value";
-  const id = pipeline ? pipeline.id : "my-pipeline";
-  return JSON.stringify({ title: "My dashboard", widgets: [
-    { kind: "line", pipeline: id, fields: [number], window: "15m" },
-    { kind: "stat", pipeline: id, agg: `avg:${number}`, window: "5m" },
-    { kind: "table", pipeline: id, limit: 10 },
-  ] }, null, 2);
 }

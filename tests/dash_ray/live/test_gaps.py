@@ -155,3 +155,20 @@ def test_lost_ranges_are_the_removed_ones_less_what_kept_files_hold() -> None:
     assert lost_ranges([(1, 3), (4, 9)], [], 100) == [(1, 9)]
     assert lost_ranges([(1, 50)], [_file(10, 60)], 30) == [(1, 9)]
     assert lost_ranges([(20, 30), (1, 5)], [], 100) == [(1, 5), (20, 30)]
+
+
+async def test_a_reader_far_behind_reads_the_store_a_page_of_files_at_a_time(core: PipelineCore) -> None:
+    # Twenty stored files of 100 seqs holding one row each (the rest filtered out or dead): a
+    # read after seq 0 for 50 records reads the first file only, not all twenty (issue 21).
+    for k in range(20):
+        await store(core, [10 * k + 3] * 99 + [10 * k], NOW)
+    source = Source(core)
+    first = await source.stored(0, limit=50)
+    assert [r["data"]["n"] for r in first.records] == [0] and first.last_seq == 100
+    seen, after = [], 0
+    while after < 2000:
+        page = await source.stored(after, limit=50)
+        seen += [r["data"]["n"] for r in page.records]
+        assert page.last_seq > after
+        after = page.last_seq
+    assert seen == [10 * k for k in range(20)]

@@ -30,7 +30,8 @@ def _shown(column_type: str, value: Any) -> Any:
 def answer(query: Query, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """`rows`: {"seq", "time" (us), field: value (timestamps as us, json as parsed)}."""
     chosen = [r for r in rows if (query.start_us is None or r["time"] >= query.start_us)
-              and (query.end_us is None or r["time"] < query.end_us)]
+              and (query.end_us is None or r["time"] < query.end_us)
+              and all(r.get(f.column.name) in f.values for f in query.filters)]
     if not query.aggregate:
         reverse = query.order == "desc"
         chosen.sort(key=lambda r: (r["time"], r["seq"]), reverse=reverse)

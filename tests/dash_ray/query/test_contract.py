@@ -61,6 +61,12 @@ QUERIES: list[dict[str, str]] = [
     {"bucket": "7m", "agg": "sum:n,avg:n", "limit": "3"},
     {"agg": "last:temp,first:temp", "by": "device"},
     {"bucket": "1h", "agg": "count", "from": "2027-01-01T00:00:00Z"},
+    # [ext] filter: equality on string and int fields, values bound as parameters.
+    {"filter": "device:a,äb", "limit": "50"},
+    {"filter": "device:B", "agg": "count,avg:temp", "bucket": "1h", "by": "device"},
+    {"filter": "device:b,B", "agg": "count,max:n", "by": "ok"},
+    {"filter": "device:a;n:1,2,3", "agg": "count"},
+    {"filter": "device:a') OR TRUE OR (device IN ('x", "agg": "count"},
 ]
 
 
@@ -137,6 +143,14 @@ def test_after_a_seq_that_is_not_stored_is_a_400(filled) -> None:
     ({"after": "-1"}, "after"),
     ({"agg": "count", "fields": "temp"}, "fields"),
     ({"select": "1; DROP TABLE x"}, "select"),
+    ({"filter": "nope:a"}, "filter"),
+    ({"filter": "temp:1"}, "filter"),
+    ({"filter": "device"}, "filter"),
+    ({"filter": "n:x"}, "filter"),
+    ({"filter": "device:" + ",".join("v" * 5 for _ in range(101))}, "filter"),
+    ({"filter": "device:" + "v" * 201}, "filter"),
+    ({"filter": "device:a;device:b"}, "filter"),
+    ({"filter": "device:a;n:1;device:c;n:2;device:d"}, "filter"),
     ({"agg": 'count:"temp"; DROP'}, "agg"),
 ])
 def test_bad_parameters_are_400s_naming_the_parameter(params: dict[str, str], where: str) -> None:

@@ -21,6 +21,8 @@ QUERIES = [
     {"bucket": "2h", "agg": "avg:n,first:n", "by": "ok,device"},
     {"agg": "count,last:temp,first:temp", "by": "ok", "from": "2026-05-02T00:00:00.000001Z"},
     {"bucket": "1d", "agg": "sum:n,count", "to": "2026-05-03T01:00:00Z"},
+    # [ext] a filter on a field the partials group by is answered from them.
+    {"bucket": "1h", "agg": "count,avg:temp", "filter": "device:a,B", "from": "2026-05-01T12:30:00Z"},
 ]
 
 
@@ -83,6 +85,7 @@ def test_each_granularity_is_chosen_for_the_buckets_it_divides(module_stores: St
     # Functions or groups the partials do not hold go raw.
     assert granularity_for(plan, parse_query({"bucket": "1m", "agg": "max:device"}, SCHEMA)) is None
     assert granularity_for(plan, parse_query({"bucket": "1m", "agg": "count", "by": "seen"}, SCHEMA)) is None
+    assert granularity_for(plan, parse_query({"bucket": "1m", "agg": "count", "filter": "n:1"}, SCHEMA)) is None
     assert GRANULARITIES["1d"] == 86_400_000_000
 
 

@@ -220,3 +220,18 @@ async def test_put_refuses_a_type_change_old_rows_cannot_take_and_bad_rollups(ma
         await supervisor.put(cased)
     assert [p.path for p in caught.value.problems] == ["mapping.fields.Temp_C"]
     assert runtime.starts("weather") == 2
+
+
+async def test_pipelines_following_each_other_in_a_cycle_are_refused(make) -> None:
+    supervisor = await booted(make)
+    await supervisor.put(spec("a", source={"kind": "pipeline", "from": "b"}))  # b does not exist yet: it waits
+    await supervisor.put(spec("c", source={"kind": "pipeline", "from": "a"}))
+    for data in (spec("b", source={"kind": "pipeline", "from": "c"}),
+                 spec("d", source={"kind": "pipeline", "from": "d"})):
+        with pytest.raises(SpecError) as caught:
+            await supervisor.put(data)
+        [problem] = caught.value.problems
+        assert problem.path == "source.from" and "cycle" in problem.message
+    assert problem.message.endswith("d -> d")
+    await supervisor.put(spec("b"))  # a push source closes no cycle
+    assert sorted(supervisor.specs()) == ["a", "b", "c"]

@@ -1,0 +1,176 @@
+"""Benchmark: sinks. One pipeline's process in plain Python (`dash_ray.pipeline.host`, no Ray,
+the lake and log in a temporary folder, fsync on), in one run:
+
+1. Deliveries per second to a local webhook receiver (aiohttp on loopback, answers 200): a
+   webhook sink with `batch.max_records` 1 (one signed POST per record) and 100.
+2. Ingest throughput (records/s through the durable log and the mapping, 1,000-record
+   batches, flushes to the lake on the spec's defaults) without sinks and with three sinks on:
+   a webhook and a Slack sink to the local receiver, and a webhook to a port nothing listens
+   on (down: every attempt fails, its retries and breaker running); once with `when`s that
+   take 3% of the records each (alerts), once with 13%, 3% and 30% (more than the webhook can
+   deliver: it runs flat out, its queue overflows and it reads back from the lake). The sinks
+   share the pipeline's process and its CPU. Rounds alternate; figures are medians; the
+   ratios are of the same run (goal: within 10%).
+
+    .venv/bin/python benchmarks/sinks.py [--records 2000] [--seconds 5] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dash_ray.ingest.batch import RawBatch  # noqa: E402
+from dash_ray.pipeline.host import PipelineHost  # noqa: E402
+from dash_ray.settings import PipelineSettings  # noqa: E402
+
+FIELDS = {"device": {"path": "$.device", "type": "string"}, "temp_c": {"path": "$.temp", "type": "double"}}
+SECRETS = {"hook-key": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.records = 0
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        self.requests += 1
+        self.records += len(body.get("records", [])) or 1
+        return web.Response(text="ok")
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def batch(start: int, count: int) -> RawBatch:
+    payload = b"".join(orjson.dumps({"device": f"d{i % 50}", "temp": 20 + i % 30}) + b"\n"
+                       for i in range(start, start + count))
+    return RawBatch(payload=payload, count=count, received_at_us=time.time_ns() // 1000)
+
+
+async def host_with(folder: Path, sinks: list[dict[str, Any]], pipeline_id: str) -> PipelineHost:
+    settings = PipelineSettings(wal_root=str(folder / "wal"), lake_url=str(folder / "lake"))
+    host = PipelineHost({"id": pipeline_id, "mapping": {"fields": FIELDS}, "sinks": sinks}, settings,
+                        address="127.0.0.1")
+
+    async def no_dsn() -> str | None:
+        return None
+
+    async def secrets() -> dict[str, str]:
+        return SECRETS
+    await host.start(no_dsn, secrets)
+    return host
+
+
+async def deliveries(folder: Path, receiver: Receiver, records: int, per_delivery: int) -> tuple[float, float]:
+    """(deliveries/s, records/s) from the first ingest to the last delivery."""
+    sink = {"name": "hook", "kind": "webhook", "url": receiver.url, "secret": {"secret": "hook-key"},
+            "batch": {"max_records": per_delivery, "max_wait": 0.01}}
+    host = await host_with(folder, [sink], f"deliver-{per_delivery}")
+    before_requests, before_records = receiver.requests, receiver.records
+    started = time.perf_counter()
+    try:
+        for start in range(0, records, 1000):
+            await host.core.ingest([batch(start, min(1000, records - start))])
+        while receiver.records - before_records < records:
+            await asyncio.sleep(0.005)
+        seconds = time.perf_counter() - started
+    finally:
+        await host.stop()
+    return (receiver.requests - before_requests) / seconds, records / seconds
+
+
+async def ingest_rate(folder: Path, sinks: list[dict[str, Any]], seconds: float, name: str) -> float:
+    host = await host_with(folder, sinks, name)
+    n = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            await host.core.ingest([batch(n, 1000)])
+            n += 1000
+        rate = n / (time.perf_counter() - started)
+    finally:
+        await host.stop()
+    return rate
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def main(args: argparse.Namespace) -> None:
+    receiver = await Receiver().start()
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    # temp_c runs 20..49: `> 48` selects 1 record in 30, `> 45` 4 in 30, `> 40` 9 in 30.
+    def three(hook: str, ops: str, down_when: str) -> list[dict[str, Any]]:
+        return [
+            {"name": "hook", "kind": "webhook", "url": receiver.url, "when": hook, "secret": {"secret": "hook-key"}},
+            {"name": "ops", "kind": "slack", "url": receiver.url, "when": ops, "group_by": ["device"],
+             "group_wait": 1, "group_interval": 5},
+            {"name": "down", "kind": "webhook", "url": down, "when": down_when,
+             "retry": {"schedule": [0.5] * 6, "breaker_failures": 5, "breaker_open": 2}},
+        ]
+    configs = {"without": [], "alerts": three("temp_c > 48", "temp_c > 48", "temp_c > 48"),
+               "heavy": three("temp_c > 45", "temp_c > 48", "temp_c > 40")}
+    figures: dict[str, list[float]] = {name: [] for name in (*configs, "d1", "d100", "r100")}
+    with tempfile.TemporaryDirectory(prefix="dash-bench-sinks-") as tmp:
+        for round_no in range(args.repeat):
+            folder = Path(tmp) / f"r{round_no}"
+            figures["d1"].append((await deliveries(folder / "d1", receiver, args.records, 1))[0])
+            d100, r100 = await deliveries(folder / "d100", receiver, args.records * 10, 100)
+            figures["d100"].append(d100)
+            figures["r100"].append(r100)
+            order = list(configs) if round_no % 2 == 0 else list(configs)[::-1]
+            for which in order:
+                figures[which].append(await ingest_rate(folder / which, configs[which], args.seconds,
+                                                        f"ingest-{which}"))
+    await receiver.stop()
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    print(f"\nSinks, one pipeline process in plain Python, {args.repeat} round(s), medians")
+    print("| measure | figure |")
+    print("|---|---|")
+    print(f"| webhook deliveries/s, 1 record each (signed POST, loopback) | {med['d1']:,.0f} |")
+    print(f"| webhook deliveries/s, 100 records each | {med['d100']:,.0f} ({med['r100']:,.0f} records/s) |")
+    print(f"| ingest records/s without sinks | {med['without']:,.0f} |")
+    print(f"| ingest records/s, three sinks (one down), each taking 3% of the records | {med['alerts']:,.0f} |")
+    print(f"| ingest records/s, three sinks (one down) taking 13%, 3% and 30% | {med['heavy']:,.0f} |")
+    print("\nRatios (same run, goal >= 0.90): "
+          f"alerts / without = {med['alerts'] / med['without']:.2f}, "
+          f"heavy / without = {med['heavy'] / med['without']:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=2000, help="records for the 1-per-delivery row")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of ingest per row and round")
+    parser.add_argument("--repeat", type=int, default=3)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,169 @@
+"""Sending one delivery to a sink's destination and saying how it went (`Outcome`): a webhook
+(POST, signed the Standard Webhooks way), a Slack incoming webhook (POST of its JSON), an email
+(SMTP in a thread, STARTTLS or TLS optional, a plain-text and an HTML part). Nothing here
+retries: `dash_ray.pipeline.delivery` decides what an outcome means."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import hmac
+import smtplib
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+import httpx
+import orjson
+
+from dash_ray.ingest.signing import StandardScheme
+from dash_ray.sinks.store import Delivery
+from dash_ray.spec.sinks import EmailSink, SlackSink, WebhookSink
+
+__all__ = ["Destination", "Outcome", "destination_for", "retry_after_s", "standard_signature"]
+
+_REASON_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`ok`: delivered; else `error` says why, `retry_after` is what the destination asked
+    (seconds), `gone` that it answered 410 (stop sending there)."""
+
+    ok: bool
+    error: str | None = None
+    status: int | None = None
+    retry_after: float | None = None
+    gone: bool = False
+
+
+class Destination(Protocol):
+    async def send(self, delivery: Delivery) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+def standard_signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, the key read from the secret
+    as Standard Webhooks does (`whsec_<base64>`, else its UTF-8 bytes)."""
+    key = StandardScheme().key(secret)
+    mac = hmac.new(key, f"{delivery_id}.{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """A `Retry-After` header in seconds: delta seconds or an HTTP date; None when absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _http_outcome(response: httpx.Response) -> Outcome:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome(True, status=status)
+    text = response.text[:200].replace("\n", " ")
+    return Outcome(False, f"HTTP {status}: {text}"[:_REASON_CHARS], status,
+                   retry_after_s(response.headers.get("retry-after"), time.time()), gone=status == 410)
+
+
+class HttpDestination:
+    """POSTs a delivery's body to a URL (Slack, or a webhook with `secret` for signing)."""
+
+    def __init__(self, url: str, *, timeout: float, secret: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.url = url
+        self._secret = secret
+        self._headers = dict(headers or {})
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        headers = {**self._headers, "content-type": "application/json", "webhook-id": delivery.id}
+        timestamp = int(time.time())
+        headers["webhook-timestamp"] = str(timestamp)
+        if self._secret is not None:
+            headers["webhook-signature"] = standard_signature(self._secret, delivery.id, timestamp, delivery.body)
+        try:
+            response = await self._client.post(self.url, content=delivery.body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Outcome(False, f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
+        return _http_outcome(response)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class EmailDestination:
+    """Sends a delivery's `{"subject", "text", "html"}` as one mail to `to`."""
+
+    def __init__(self, spec: EmailSink, password: str | None) -> None:
+        self.spec = spec
+        self._password = password
+
+    def _message(self, delivery: Delivery) -> EmailMessage:
+        parts = orjson.loads(delivery.body)
+        message = EmailMessage()
+        message["Subject"] = parts["subject"]
+        message["From"] = self.spec.from_
+        message["To"] = ", ".join(self.spec.to)
+        message["Date"] = email.utils.formatdate(usegmt=True)
+        # Stable across redeliveries, so a mail client can drop a duplicate.
+        message["Message-ID"] = f"<{delivery.id}@dash-ray>"
+        message.set_content(parts["text"])
+        message.add_alternative(parts["html"], subtype="html")
+        return message
+
+    def _send(self, message: EmailMessage) -> None:
+        smtp = self.spec.smtp
+        timeout = self.spec.retry.timeout
+        if smtp.ssl:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout,
+                                                   context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+        with client:
+            if smtp.starttls and not smtp.ssl:
+                client.starttls(context=ssl.create_default_context())
+            if smtp.username:
+                client.login(smtp.username, self._password or "")
+            client.send_message(message)
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        try:
+            await asyncio.to_thread(self._send, self._message(delivery))
+        except smtplib.SMTPResponseException as exc:
+            # 5xx is permanent for this mail, but the schedule still decides; 4xx is transient.
+            return Outcome(False, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:_REASON_CHARS], exc.smtp_code)
+        except (OSError, smtplib.SMTPException) as exc:
+            return Outcome(False, f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
+        return Outcome(True)
+
+    async def close(self) -> None:
+        return None
+
+
+def destination_for(spec: WebhookSink | SlackSink | EmailSink, secrets: Mapping[str, str]) -> Destination:
+    """The destination of a sink, its secrets looked up in `secrets` (KeyError: one is missing)."""
+    timeout = spec.retry.timeout
+    if isinstance(spec, WebhookSink):
+        secret = secrets[spec.secret.secret] if spec.secret is not None else None
+        return HttpDestination(spec.url, timeout=timeout, secret=secret, headers=spec.headers)
+    if isinstance(spec, SlackSink):
+        url = spec.url if isinstance(spec.url, str) else secrets[spec.url.secret]
+        return HttpDestination(url, timeout=timeout)
+    password = secrets[spec.smtp.password.secret] if spec.smtp.password is not None else None
+    return EmailDestination(spec, password)
