@@ -120,6 +120,19 @@ def test_a_spec_change_moves_a_pipeline_to_its_own_actor_and_back_with_nothing_l
     assert [r["data"]["device"] for r in platform.client.records(pipeline_id)] == [f"dev-{i}" for i in range(7)]
 
 
+def test_a_shared_pipeline_follows_a_shared_producer(platform: Any) -> None:
+    producer, secret = deploy(platform, shared_spec("producer"))
+    follower = shared_spec("follower", source={"kind": "pipeline", "from": producer},
+                           mapping={"fields": {"time": {"path": "$.time", "type": "timestamp"},
+                                               "device": {"path": "$.device", "type": "string"},
+                                               "produced": {"path": "$.seq", "type": "int"}}})
+    follower_id, _ = deploy(platform, follower)
+    platform.client.ingest(producer, [reading(1), reading(2)], secret=secret)
+    rows = platform.wait_for(lambda: len(r := platform.client.records(follower_id)) == 2 and r,
+                             what="the follower to get the producer's records")
+    assert [(r["data"]["device"], r["data"]["produced"]) for r in rows] == [("dev-1", 1), ("dev-2", 2)]
+
+
 def test_a_restarted_registry_adopts_the_pipelines_in_their_hosts(platform: Any) -> None:
     deployed = [deploy(platform, shared_spec("adopt")) for _ in range(3)]
     for pipeline_id, secret in deployed:
