@@ -2,6 +2,7 @@
 
 One detached actor per pipeline, named `pipeline:<id>`, placed on an ingestor node. Ray does
 not restart it (`max_restarts=0`): the registry supervises it, with back-off and a limit.
+A `placement: shared` pipeline runs in a shared host actor instead (`actors/host.py`).
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ HEAD_NODE_RESOURCE_NAME = "node:__internal_head__"  # ray._common.constants, on 
 class Registry:
     def __init__(self, settings: Settings) -> None:
         setup_logging(settings.log_format)
-        core = RegistryCore.from_settings(settings, RayRuntime(settings))
+        core = RegistryCore.from_settings(settings, runtime := RayRuntime(settings))
         core.start()
-        self._core, self._supervisor, self._access = core, core.supervisor, core.access
+        self._core, self._supervisor, self._access, self._runtime = core, core.supervisor, core.access, runtime
 
     async def silver_dsn(self) -> str | None:
         return self._core.silver_dsn
@@ -62,6 +62,15 @@ class Registry:
 
     async def pipeline_ids(self) -> list[str]:
         return sorted(self._supervisor.specs())
+
+    async def locate(self, pipeline_id: str) -> str | None:
+        """The name of the shared host actor running the pipeline (None: it runs in an actor
+        of its own, `pipeline:<id>`, or not at all)."""
+        return self._runtime.shared.host_of(pipeline_id)
+
+    async def hosts(self) -> dict[str, int]:
+        """Each shared host actor's number of pipelines."""
+        return self._runtime.shared.hosts()
 
     # -- access: ingest secrets, tokens, live tickets --------------------------------------
 

@@ -1,5 +1,6 @@
 """The Ray implementation of the supervisor's `Runtime`: one detached `pipeline:<id>` actor per
-pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed."""
+pipeline (`actors/pipeline.py`), found by name, started, health-checked and killed; a
+`placement: shared` pipeline in a shared host actor instead (`actors/hosting.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from actors.hosting import SharedHandle, SharedHosts
 from actors.names import actor_name
 from actors.pipeline import launch
 from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
@@ -34,17 +36,22 @@ class RayRuntime:
         self._pipeline_settings = settings.pipeline()
         self.placement = Placement()
         self._pipelines: dict[str, str] = {}  # actor id -> pipeline id, while it lives
+        self.shared = SharedHosts(settings, choose_node=self._node_for)
 
-    async def find(self, pipeline_id: str) -> ActorHandle[Any] | None:
+    async def find(self, pipeline_id: str) -> ActorHandle[Any] | SharedHandle | None:
         try:
             return await asyncio.to_thread(ray.get_actor, actor_name(pipeline_id),
                                            namespace=self._settings.namespace)
         except ValueError:
-            return None
+            return await self.shared.find(pipeline_id)
 
-    async def start(self, spec: PipelineSpec) -> tuple[ActorHandle[Any], Health]:
+    async def start(self, spec: PipelineSpec) -> tuple[ActorHandle[Any] | SharedHandle, Health]:
         """Create the actor and wait (up to `start_timeout_s`) for its `start`, which recovers
-        from the log and lake. On any failure, or when cancelled, the actor is killed."""
+        from the log and lake. On any failure, or when cancelled, the actor is killed. A shared
+        pipeline is started in a host actor instead (and taken out of it on failure)."""
+        if spec.placement == "shared":
+            handle, answer = await self.shared.start(spec)
+            return handle, self._placed(answer)
         actor = await self._create(spec)
         try:
             answer = await asyncio.wait_for(actor.start.remote(), self._settings.start_timeout_s)
@@ -53,7 +60,9 @@ class RayRuntime:
             raise
         return actor, self._placed(answer)
 
-    async def health(self, handle: ActorHandle[Any]) -> Health:
+    async def health(self, handle: ActorHandle[Any] | SharedHandle) -> Health:
+        if isinstance(handle, SharedHandle):
+            return self._placed(await self.shared.health(handle))
         return self._placed(await handle.health.remote())
 
     def _placed(self, answer: dict[str, Any]) -> Health:
@@ -62,7 +71,11 @@ class RayRuntime:
             self.placement.placed(pipeline_id, health.node)
         return health
 
-    async def stop(self, handle: ActorHandle[Any], *, graceful: bool) -> None:
+    async def stop(self, handle: ActorHandle[Any] | SharedHandle, *, graceful: bool) -> None:
+        if isinstance(handle, SharedHandle):
+            self.placement.gone(handle.pipeline_id)
+            await self.shared.stop(handle, graceful=graceful)
+            return
         if graceful:
             try:
                 await asyncio.wait_for(handle.stop.remote(), _GRACEFUL_STOP_S)
@@ -70,8 +83,12 @@ class RayRuntime:
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)
 
+    async def _node_for(self, key: str) -> str | None:
+        """The ingestor node for a new actor (a pipeline's, by its id, or a shared host's)."""
+        return self.placement.choose(key, await asyncio.to_thread(_ingestor_nodes))
+
     async def _create(self, spec: PipelineSpec) -> ActorHandle[Any]:
-        node = self.placement.choose(spec.id, await asyncio.to_thread(_ingestor_nodes))
+        node = await self._node_for(spec.id)
         # The name of a just-killed actor may take a moment to be released.
         deadline = time.monotonic() + _NAME_RELEASE_S
         while True:

@@ -12,7 +12,8 @@ from typing import Any
 
 import ray
 
-from actors.names import REGISTRY_NAME, actor_name
+from actors.locate import locate_pipeline
+from actors.names import REGISTRY_NAME
 from dash_ray.errors import NotFoundError, UnavailableError
 from dash_ray.live.feed import LiveRead
 from dash_ray.query.engines import QueryEngines
@@ -32,15 +33,20 @@ class RayUpstream:
         self._namespace = settings.namespace
         self._engines = QueryEngines(lake_url=settings.lake_url, lake_options=settings.lake_options)
         self._actor: Any = None
+        self._key: tuple[str, ...] = ()  # (producer id,) when it runs in a shared host
         self._spec: tuple[float, PipelineSpec] | None = None
 
     async def read(self, after: int, *, wait_s: float, limit: int) -> LiveRead:
-        actor = await self._handle(actor_name(self._id))
+        actor = await self._handle()
         try:
-            read: LiveRead = await actor.live_read.remote(after, wait_s, limit)
+            read: LiveRead = await actor.live_read.remote(*self._key, after, wait_s, limit)
         except ray.exceptions.RayActorError as exc:
             self._actor = None  # restarted: find its new actor next time
             raise UnavailableError(f"pipeline {self._id!r} is restarting", retry_after=1.0) from exc
+        except UnavailableError:
+            if self._key:
+                self._actor = None  # its shared host no longer has it: it moved
+            raise
         return read
 
     async def stored(self, after: int, *, limit: int) -> tuple[list[dict[str, Any]], int, int]:
@@ -53,10 +59,10 @@ class RayUpstream:
             self._spec = (time.monotonic(), (await registry.get.remote(self._id)).spec)
         return self._spec[1]
 
-    async def _handle(self, name: str) -> Any:
+    async def _handle(self) -> Any:
         if self._actor is None:
             try:
-                self._actor = await asyncio.to_thread(ray.get_actor, name, namespace=self._namespace)
+                self._actor, self._key = await asyncio.to_thread(locate_pipeline, self._id, self._namespace)
             except ValueError as exc:
                 raise NotFoundError(f"no pipeline {self._id!r} is running") from exc
         return self._actor

@@ -29,6 +29,7 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_QUERY_TIMEOUT_S | 15                             | a query (DuckDB or PostgreSQL) running longer stops: 422 |
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, replicas |
 |                     |                                 | use its last answers (pipeline info, tokens) this long |
+| DASH_SHARED_HOST_PIPELINES | 250                      | [ext] pipelines per host actor for `placement: shared` |
 
 On a cluster DASH_STATE_DIR is a mount every ingestor node reaches at the same path, and
 DASH_LOG is `jetstream` (with DASH_NATS_URL) or `postgres` (in DASH_PG_DSN's database).
@@ -167,6 +168,7 @@ class Settings:
     listener: str | None = None  # set by `up` for a local instance (WebSettings.listener)
     registry_outage_s: float = 900.0
     query_timeout_s: float = 15.0
+    shared_host_pipelines: int = 250  # [ext] pipelines per shared host actor (`placement: shared`)
     state_dir: str | None = None  # each pipeline's state folder's parent; None: $DASH_HOME/wal
     log: LogKind = "file"
     nats_url: str = "nats://127.0.0.1:4222"
@@ -182,6 +184,8 @@ class Settings:
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"DASH_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
+        if self.shared_host_pipelines < 1:
+            raise ValueError(f"DASH_SHARED_HOST_PIPELINES must be at least 1, not {self.shared_host_pipelines}")
         if self.log not in LOG_KINDS:
             raise ValueError(f"DASH_LOG must be one of {', '.join(LOG_KINDS)}, not {self.log!r}")
         if self.log == "postgres" and not self.pg_dsn:
@@ -249,6 +253,7 @@ class Settings:
             "log_format": env.get("DASH_LOG_FORMAT", "text").strip().lower() or "text",
             "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
             "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
+            "shared_host_pipelines": _number(env, "DASH_SHARED_HOST_PIPELINES", "250", int),
             "state_dir": env.get("DASH_STATE_DIR") or None,
             "log": env.get("DASH_LOG", "file").strip().lower() or "file",
             "nats_url": env.get("DASH_NATS_URL") or "nats://127.0.0.1:4222",

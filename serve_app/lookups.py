@@ -81,7 +81,10 @@ class LookupCache(Generic[V]):
         return MISSING
 
     def forget(self, key: str) -> None:
+        """Drop the answer for `key`, and any being asked for now: it may predate what made the
+        caller forget (a pipeline this replica just created), so the next `get` asks again."""
         self._entries.pop(key, None)
+        self._asking.pop(key, None)
 
     def forget_all(self) -> None:
         self._entries.clear()
@@ -120,13 +123,18 @@ class LookupCache(Generic[V]):
 
     async def _ask(self, key: str, ask: Callable[[], Awaitable[V]]) -> V:
         started = self._clock()
+        task = asyncio.current_task()
+        current = False
         try:
             value = await asyncio.wait_for(ask(), self.timeout_s)
         except asyncio.TimeoutError:
             raise UnavailableError(f"the registry did not answer for {self.what} {key!r} within "
                                    f"{self.timeout_s:g} s", retry_after=2.0) from None
         finally:
-            del self._asking[key]
+            if current := self._asking.get(key) is task:
+                del self._asking[key]
+        if not current:
+            return value  # forgotten while asked: its callers get it, nobody else
         self._entries[key] = _Entry(value, started)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

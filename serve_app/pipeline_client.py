@@ -1,14 +1,19 @@
 """The web tier's one way to a pipeline's actor: a typed method per call, answering with
 dataclasses, and ingest over the actor's channel (`dash_ray.ingest.channel`), whose endpoint
-is asked of the actor once per actor."""
+is asked of the actor once per actor.
+
+A dedicated pipeline is the actor `pipeline:<id>`; a shared one (`placement: shared`) runs in
+a host actor the registry names (`Registry.locate`), whose calls take the pipeline's id first.
+Once a shared pipeline's host says it is not there (it moved), the next call looks it up again."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from actors.locate import locate_pipeline
 from actors.names import actor_name
-from dash_ray.errors import DashError
+from dash_ray.errors import DashError, UnavailableError
 from dash_ray.ingest.batch import Ack, RawBatch
 from dash_ray.ingest.channel import ChannelClient, Endpoint
 from dash_ray.lifecycle.jobstore import Job
@@ -17,6 +22,8 @@ from dash_ray.live.feed import LiveRead
 from serve_app.actor_client import ActorClient
 
 __all__ = ["PipelineClient"]
+
+T = TypeVar("T")
 
 
 class PipelineClient(ActorClient):
@@ -27,9 +34,23 @@ class PipelineClient(ActorClient):
     def __init__(self, pipeline_id: str, namespace: str, *, handle: Any = None,
                  locate: Callable[[], Any] | None = None) -> None:
         super().__init__(actor_name(pipeline_id), namespace, absent=f"pipeline {pipeline_id} is not running",
-                         retry_after_s=1.0, handle=handle, locate=locate)
+                         retry_after_s=1.0, handle=handle, locate=locate or self._locate_it)
         self.pipeline_id = pipeline_id
+        self._namespace = namespace
+        self._key: tuple[str, ...] = ()  # what each call starts with: (pipeline id,) in a shared host
         self._channel: ChannelClient | None = None
+
+    def _locate_it(self) -> Any:
+        actor, self._key = locate_pipeline(self.pipeline_id, self._namespace)
+        return actor
+
+    async def _call(self, send: Callable[[Any], Awaitable[T]]) -> T:
+        try:
+            return await super()._call(send)
+        except UnavailableError:
+            if self._key:  # a shared host that no longer has it: look it up again next time
+                self.forget()
+            raise
 
     def forget(self) -> None:
         """Look the actor up and connect to its channel again on the next call (it died, or
@@ -42,7 +63,7 @@ class PipelineClient(ActorClient):
     async def endpoint(self) -> Endpoint:
         """Where the pipeline takes ingest, with the token it wants (UnavailableError until
         it runs)."""
-        return await self._call(lambda actor: actor.endpoint.remote())
+        return await self._call(lambda actor: actor.endpoint.remote(*self._key))
 
     async def ingest(self, batches: list[RawBatch]) -> list[Ack | DashError]:
         """One framed call on the pipeline's channel: an Ack (durable) or the error, per
@@ -57,31 +78,31 @@ class PipelineClient(ActorClient):
 
     async def records(self, after: int | None, limit: int) -> list[dict[str, Any]]:
         """The newest mapped records (after seq `after`), from the pipeline's ring buffer."""
-        return await self._call(lambda actor: actor.records.remote(after, limit))
+        return await self._call(lambda actor: actor.records.remote(*self._key, after, limit))
 
     async def live_read(self, after: int | None, *, wait_s: float, limit: int) -> LiveRead:
         """A long poll on the pipeline's live feed (`dash_ray.live.feed`)."""
-        return await self._call(lambda actor: actor.live_read.remote(after, wait_s, limit))
+        return await self._call(lambda actor: actor.live_read.remote(*self._key, after, wait_s, limit))
 
     async def replay(self, request: ReplayRequest) -> Job:
         """Start a replay job; the job as it starts (`dash_ray.lifecycle.jobs`)."""
-        return Job(**await self._call(lambda actor: actor.replay.remote(request.as_dict())))
+        return Job(**await self._call(lambda actor: actor.replay.remote(*self._key, request.as_dict())))
 
     async def replay_dead(self) -> Job:
         """Start re-running the dead letters through the current mapping; the job."""
-        return Job(**await self._call(lambda actor: actor.replay_dead.remote()))
+        return Job(**await self._call(lambda actor: actor.replay_dead.remote(*self._key)))
 
     async def job(self, job_id: str) -> Job:
         """A job of this pipeline (NotFoundError: none has the id, or it was forgotten)."""
-        return Job(**await self._call(lambda actor: actor.job.remote(job_id)))
+        return Job(**await self._call(lambda actor: actor.job.remote(*self._key, job_id)))
 
     async def sinks(self) -> list[dict[str, Any]]:
         """Each sink's state (`dash_ray.pipeline.delivery.DeliverySink.status`)."""
-        return await self._call(lambda actor: actor.sinks.remote())
+        return await self._call(lambda actor: actor.sinks.remote(*self._key))
 
     async def redeliver(self, name: str) -> dict[str, Any]:
         """Queue a sink's dead deliveries again: `{"sink", "redelivered"}`."""
-        return await self._call(lambda actor: actor.redeliver.remote(name))
+        return await self._call(lambda actor: actor.redeliver.remote(*self._key, name))
 
     async def close(self) -> None:
         """Close the channel (the actor's handle needs no closing). Idempotent."""

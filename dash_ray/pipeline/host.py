@@ -179,12 +179,13 @@ class PipelineHost:
             raise UnavailableError(f"pipeline {self.core.id} is not running yet", retry_after=1.0)
         return self.core.replays
 
-    async def stop(self) -> None:
-        """Stop taking ingest, flush what is queued and close the log (what could not be
-        stored stays in the log for the next start). Idempotent."""
-        await self.channel.close()
+    async def stop(self, *, flush: bool = True) -> None:
+        """Stop taking ingest, flush what is queued (unless not `flush`: a crashed pipeline
+        taken out of a shared host) and close the log (what could not be stored stays in the
+        log for the next start). Idempotent."""
+        await self.channel.close(timeout_s=10.0 if flush else 1.0)
         if self._feeding is not None:
             self._feeding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeding
-        await self.core.close()
+        await self.core.close(flush=flush)

@@ -70,7 +70,10 @@ async def recover(pipeline_id: str, *, log: Log, folder: Path, lake: Lake, silve
     fence = LakeFence(lake, pipeline_id)
     await asyncio.to_thread(fence.take, log.epoch)
     folder.mkdir(parents=True, exist_ok=True)  # for a log kept elsewhere
-    keys = IdempotencyIndex(folder / "idempotency.sqlite", window_s=window_s, max_keys=max_keys, clock=clock)
+    # Off the event loop: opening (or creating) the SQLite file costs fsyncs, and the loop may
+    # be a shared host's, serving other pipelines meanwhile.
+    keys = await asyncio.to_thread(IdempotencyIndex, folder / "idempotency.sqlite", window_s=window_s,
+                                   max_keys=max_keys, clock=clock)
     try:
         commit = Commit(pipeline_id, lake=lake, silver=silver, log=log, keys=keys, followers=followers, fence=fence)
         found = await asyncio.to_thread(commit.recover, hot_records)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.host import HostActor, host_options
 from actors.pipeline import PipelineActor, actor_options
 from actors.registry import REGISTRY_NAME, Registry, registry_options
 from dash_ray.settings import PipelineSettings, Settings, ingestor_selector
@@ -27,6 +28,13 @@ def test_a_pipeline_actor_is_supervised_by_the_registry_not_restarted_by_ray() -
         "name": "pipeline:weather", "namespace": "ns", "lifetime": "detached",
         "label_selector": {**ingestor_selector(), "ray.io/node-id": "n1"},
         "fallback_strategy": [{"label_selector": ingestor_selector()}]}
+
+
+def test_a_shared_host_is_placed_as_a_pipeline_actor_and_not_restarted_by_ray() -> None:
+    assert HostActor._default_options == {"num_cpus": 0, "max_restarts": 0, "max_concurrency": 100_000}
+    settings = PipelineSettings(wal_root="/w", lake_url="/l", namespace="ns")
+    assert host_options("host:3", settings) == {
+        "name": "host:3", "namespace": "ns", "lifetime": "detached", "label_selector": ingestor_selector()}
 
 
 def test_the_registry_is_restarted_by_ray_and_found_by_name(tmp_path: Path) -> None:
@@ -49,6 +57,7 @@ def _methods(path: Path, name: str) -> dict[str, list[ast.stmt]]:
 
 
 @pytest.mark.parametrize(("module", "name"), [("actors/pipeline.py", "PipelineActor"),
+                                              ("actors/host.py", "HostActor"),
                                               ("actors/registry.py", "Registry")])
 def test_every_method_of_a_shell_is_a_short_delegation(module: str, name: str) -> None:
     methods = _methods(ROOT / module, name)

@@ -1,7 +1,8 @@
 """The web tier's typed client of a pipeline's actor (`serve_app.pipeline_client`, issue 23),
 against a real pipeline actor on the running platform: each call answers with its dataclass
 (Endpoint, Ack, LiveRead, Job), the pipeline's own errors come back as they were raised, and
-an absent actor is a 503 to try again."""
+an absent actor is a 503 to try again; the same for a pipeline in a shared host actor
+(`placement: shared`), found through the registry."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from serve_app.pipeline_client import PipelineClient
 pytestmark = pytest.mark.ray
 
 
-async def test_each_call_answers_with_its_dataclass(platform) -> None:
+@pytest.mark.parametrize("placement", ["dedicated", "shared"])
+async def test_each_call_answers_with_its_dataclass(platform, placement: str) -> None:
     pipeline_id = f"client-{uuid.uuid4().hex[:6]}"
-    spec = {"id": pipeline_id, "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}}}
+    spec = {"id": pipeline_id, "mapping": {"fields": {"n": {"path": "$.n", "type": "int"}}}, "placement": placement}
     platform.client.deploy(spec)
     client = PipelineClient(pipeline_id, platform.settings.namespace)
     try:
