@@ -129,7 +129,8 @@ async def test_the_breaker_opens_and_a_half_open_probe_closes_it(tmp_path: Path)
     try:
         await host.core.ingest([readings([40])])
         await until(lambda: len(receiver.requests) == 2, timeout=20)
-        assert host.sink_states()[0]["breaker"] in ("open", "half_open")
+        # Open (or probing) now, unless a slow machine already let the probe through.
+        assert host.sink_states()[0]["breaker"] in ("open", "half_open") or len(receiver.requests) >= 3
         await until(lambda: seqs_of(receiver) == [1], timeout=20)
         # The retry was due 0.01 s after the second failure; the open breaker held it ~1 s.
         assert receiver.times[2] - receiver.times[1] >= 0.9
