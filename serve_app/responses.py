@@ -30,7 +30,6 @@ from dash_ray.errors import (
     InternalError,
     MethodNotAllowedError,
     NotFoundError,
-    NotSupportedError,
     RetryableError,
 )
 from dash_ray.process_logging import current_request_id, new_request_id, request_context
@@ -41,9 +40,6 @@ __all__ = ["RequestIds", "error_response", "is_answer", "json_response", "on_err
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Routes of docs/API.md's contract this code does not serve yet: a 501 that says so, not a 404.
-# (None now: the sinks' routes came with issue 24.)
-_NOT_YET: tuple[re.Pattern[str], ...] = ()
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -103,12 +99,9 @@ async def on_error(request: Request, exc: Exception) -> Response:
 
 
 def route_error(method: str, path: str, status: int, allowed: str | None = None) -> DashError:
-    """What answers a request no route took: 501 for a route of the contract not served yet,
-    405 for a path served with other methods, else 404."""
+    """What answers a request no route took: 405 for a path served with other methods, else 404
+    (every route of docs/API.md's contract is served since issue 24, so none is a 501)."""
     shown = f"{method} {path[:200]}"
-    if any(pattern.match(path) for pattern in _NOT_YET):
-        return NotSupportedError(f"{shown} is in docs/API.md's contract but not served yet (docs/API.md lists "
-                                 "what is served)", where=path[:200])
     if status == 405:
         return MethodNotAllowedError(f"{shown} is not served; {path[:200]} takes {allowed or 'other methods'}",
                                      where=method)

@@ -76,11 +76,8 @@ def test_the_readme_links_the_contract_inside_the_repository() -> None:
 
 def test_the_contract_says_first_what_is_not_served_yet() -> None:
     """Issue 22 item 10: http_poll, sinks and /v1/secrets stood above the line saying they
-    are not served. The note at the top names each, as the errors do."""
-    from dash_ray.spec import NOT_YET_KEYS, NOT_YET_SOURCES
-
-    head = API.read_text().split("## Tokens and secrets", 1)[0]
+    are not served. The note at the top says what is not (nothing, since issue 24)."""
+    head = " ".join(API.read_text().split("## Tokens and secrets", 1)[0].replace("> ", "").split())
     assert "What this code serves" in head
-    for name in (*NOT_YET_SOURCES, *NOT_YET_KEYS,
-                 '"not supported yet"', '"not served yet"'):
-        assert name in " ".join(head.replace("> ", "").split()), name
+    for name in ("does not serve yet: none now", '"not supported yet"', '"not served yet"'):
+        assert name in head, name

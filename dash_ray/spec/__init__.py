@@ -29,10 +29,9 @@ from dash_ray.spec.model import (
     RuleSpec,
     StorageSpec,
 )
-from dash_ray.spec.parse import NOT_YET_KEYS, load_document, load_spec, parse_spec, yaml_error_text
+from dash_ray.spec.parse import load_document, load_spec, parse_spec, yaml_error_text
 from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
 from dash_ray.spec.sources import (
-    NOT_YET_SOURCES,
     SOURCE_KINDS,
     DemoSource,
     MqttSource,
@@ -45,8 +44,6 @@ from dash_ray.spec.sources import (
 
 __all__ = [
     "FIELD_NAME_PATTERN",
-    "NOT_YET_KEYS",
-    "NOT_YET_SOURCES",
     "PIPELINE_ID_PATTERN",
     "RESERVED_FIELDS",
     "SECRET_NAME_PATTERN",

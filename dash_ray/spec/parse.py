@@ -14,13 +14,10 @@ from dash_ray.errors import Problem, SpecError
 from dash_ray.spec.base import FIELD_NAME_PATTERN, PIPELINE_ID_PATTERN, SECRET_NAME_PATTERN
 from dash_ray.spec.model import PipelineSpec
 from dash_ray.spec.sinks import SINK_KINDS
-from dash_ray.spec.sources import NOT_YET_SOURCES, SOURCE_KINDS
+from dash_ray.spec.sources import SOURCE_KINDS
 
-__all__ = ["NOT_YET_KEYS", "load_document", "load_spec", "parse_spec", "yaml_error_text"]
+__all__ = ["load_document", "load_spec", "parse_spec", "yaml_error_text"]
 
-# Top-level keys in docs/API.md's contract this code does not serve yet: a spec using one
-# is a 422 that says so (docs/API.md, "What this code serves").
-NOT_YET_KEYS: tuple[str, ...] = ()
 _PATTERNS = {
     PIPELINE_ID_PATTERN: "1 to 63 characters of a-z, 0-9 and '-', starting with a letter",
     SECRET_NAME_PATTERN: "a secret name is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-', "
@@ -34,9 +31,6 @@ def _message(err: Any, loc: list[str]) -> tuple[list[str], str]:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "union_tag_invalid" and loc == ["source"]:
         tag, kinds = ctx.get("tag"), ", ".join(SOURCE_KINDS)
-        if tag in NOT_YET_SOURCES:
-            return ["source", "kind"], (f"source kind {tag!r} is in docs/API.md's contract but not supported yet; "
-                                        f"this Dash takes {kinds}")
         return ["source", "kind"], f"unknown source kind {str(tag)[:40]!r}; give one of {kinds}"
     if kind == "union_tag_not_found" and loc == ["source"]:
         return ["source", "kind"], f"missing; give one of {', '.join(SOURCE_KINDS)}"
@@ -45,8 +39,6 @@ def _message(err: Any, loc: list[str]) -> tuple[list[str], str]:
         tag = ctx.get("tag")
         what = f"unknown sink kind {str(tag)[:40]!r}; give" if tag is not None else "missing; give"
         return [*loc, "kind"], f"{what} one of {kinds}"
-    if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in NOT_YET_KEYS:
-        return loc, f"{loc[0]!r} is in docs/API.md's contract but not supported yet; leave it out for now"
     if kind == "extra_forbidden":
         return loc, "unknown key"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERNS:

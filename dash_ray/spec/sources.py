@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from dash_ray.spec.base import PipelineId, SecretRef, SpecModel
 from dash_ray.spec.polling import GraphqlPollSource, HttpPollSource
 
-__all__ = ["NOT_YET_SOURCES", "SOURCE_KINDS", "DemoSource", "GraphqlPollSource", "HttpPollSource", "MqttSource",
+__all__ = ["SOURCE_KINDS", "DemoSource", "GraphqlPollSource", "HttpPollSource", "MqttSource",
            "MqttTls", "PipelineSource", "PushSource",
            "Source", "WebhookSource"]
 
@@ -104,7 +104,5 @@ Source = Annotated[PushSource | WebhookSource | DemoSource | HttpPollSource | Gr
                    | PipelineSource,
                    Field(discriminator="kind")]
 
-# The kinds this code serves, and those docs/API.md's contract has that it does not serve yet
-# (a spec using one is a 422 that says so).
+# The kinds this code serves (every kind of docs/API.md's contract, and mqtt).
 SOURCE_KINDS = ("push", "webhook", "demo", "http_poll", "graphql_poll", "mqtt", "pipeline")
-NOT_YET_SOURCES: tuple[str, ...] = ()
