@@ -128,25 +128,7 @@ function showZone() {
   zoneButton.textContent = `Times: ${zoneLabel()}`;
   zoneButton.dataset.zone = zone();
 }
-zoneButton.addEventListener("click", () => { setZone(zone() === "utc" ? "local" : "utc"); showZone();
-
-// The theme: auto (the system's) -> dark -> light -> auto; charts are drawn again in its colours.
-const themeButton = document.getElementById("theme");
-const THEMES = ["auto", "dark", "light"];
-function showTheme() {
-  const theme = localStorage.getItem("dash.theme") || "auto";
-  if (theme === "auto") delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = theme;
-  themeButton.textContent = `Theme: ${theme}`;
-  themeButton.dataset.theme = theme;
-}
-themeButton.addEventListener("click", () => {
-  const now = localStorage.getItem("dash.theme") || "auto";
-  localStorage.setItem("dash.theme", THEMES[(THEMES.indexOf(now) + 1) % THEMES.length]);
-  showTheme();
-  render();
-});
-showTheme(); render(); });
+zoneButton.addEventListener("click", () => { setZone(zone() === "utc" ? "local" : "utc"); showZone(); render(); });
 showZone();
 
 // The theme: auto (the system's) -> dark -> light -> auto; charts are drawn again in its colours.
