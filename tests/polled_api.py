@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +27,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from tests.conftest import free_port
 
 PAGE = 3
 
@@ -159,10 +158,13 @@ class Root:
 @contextmanager
 def serving(api: PolledApi) -> Iterator[PolledApi]:
     """Serve `api` on a free loopback port (its `url`) while the block runs."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(api.app(), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    # Bound here, handed to uvicorn: no window between choosing a free port and taking it, in
+    # which another test on the machine could take it first.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api.app(), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -175,3 +177,4 @@ def serving(api: PolledApi) -> Iterator[PolledApi]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        sock.close()
