@@ -27,6 +27,7 @@ from actors.names import HOST_PREFIX, host_name
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
+from dash_ray.timeouts import timeout
 
 __all__ = ["SharedHandle", "SharedHosts"]
 
@@ -104,8 +105,8 @@ class SharedHosts:
         and first health. On failure the pipeline is taken out of the host again."""
         name, actor = await self._reserve(spec.id)
         try:
-            answer: dict[str, Any] = await asyncio.wait_for(actor.add.remote(spec.to_json_dict()),
-                                                            self._settings.start_timeout_s)
+            async with timeout(self._settings.start_timeout_s):
+                answer: dict[str, Any] = await actor.add.remote(spec.to_json_dict())
         except BaseException as exc:
             await self._release(spec.id, name, actor, dead=isinstance(exc, RayActorError))
             raise
@@ -141,7 +142,8 @@ class SharedHosts:
         died or is left empty goes."""
         if not dead and not removed:
             try:
-                await asyncio.wait_for(actor.remove.remote(pipeline_id, False), _STOP_TIMEOUT_S)
+                async with timeout(_STOP_TIMEOUT_S):
+                    await actor.remove.remote(pipeline_id, False)
             except RayActorError:
                 dead = True
             except Exception as exc:  # noqa: BLE001 - the host answers no more for it: drop it
@@ -169,7 +171,8 @@ class SharedHosts:
         removed = False
         if graceful:
             try:
-                await asyncio.wait_for(handle.actor.remove.remote(handle.pipeline_id, True), _STOP_TIMEOUT_S)
+                async with timeout(_STOP_TIMEOUT_S):
+                    await handle.actor.remove.remote(handle.pipeline_id, True)
                 removed = True
             except RayActorError:
                 await self._release(handle.pipeline_id, handle.host, handle.actor, dead=True)

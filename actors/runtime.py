@@ -19,6 +19,7 @@ from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
 from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.placement import Placement
 from dash_ray.supervision.runtime import Health
+from dash_ray.timeouts import timeout
 
 __all__ = ["RayRuntime"]
 
@@ -54,7 +55,8 @@ class RayRuntime:
             return handle, self._placed(answer)
         actor = await self._create(spec)
         try:
-            answer = await asyncio.wait_for(actor.start.remote(), self._settings.start_timeout_s)
+            async with timeout(self._settings.start_timeout_s):
+                answer = await actor.start.remote()
         except BaseException:
             await self._kill(actor)
             raise
@@ -78,7 +80,8 @@ class RayRuntime:
             return
         if graceful:
             try:
-                await asyncio.wait_for(handle.stop.remote(), _GRACEFUL_STOP_S)
+                async with timeout(_GRACEFUL_STOP_S):
+                    await handle.stop.remote()
             except Exception as exc:  # noqa: BLE001 - it keeps its log; the next start replays it
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from dash_ray.errors import UnavailableError
+from dash_ray.timeouts import timeout
 
 __all__ = ["MISSING", "LookupCache"]
 
@@ -113,7 +114,8 @@ class LookupCache(Generic[V]):
         if entry is None:
             return await asyncio.shield(asking)
         try:
-            return await asyncio.wait_for(asyncio.shield(asking), self.wait_s)
+            async with timeout(self.wait_s):
+                return await asyncio.shield(asking)
         except (UnavailableError, asyncio.TimeoutError) as exc:
             if entry.retry_at == 0.0:
                 log.warning("the registry cannot answer for %s %r (%s); the answer of %.0f s ago stands in "
@@ -126,7 +128,8 @@ class LookupCache(Generic[V]):
         task = asyncio.current_task()
         current = False
         try:
-            value = await asyncio.wait_for(ask(), self.timeout_s)
+            async with timeout(self.timeout_s):
+                value = await ask()
         except asyncio.TimeoutError:
             raise UnavailableError(f"the registry did not answer for {self.what} {key!r} within "
                                    f"{self.timeout_s:g} s", retry_after=2.0) from None

@@ -47,6 +47,7 @@ import msgpack
 
 from dash_ray.errors import DashError, InternalError, error_from_body
 from dash_ray.ingest.batch import NO_REJECTIONS, Ack, RawBatch, Rejection, Rejections
+from dash_ray.timeouts import timeout
 
 __all__ = ["ChannelClient", "ChannelClosed", "ChannelServer", "Endpoint", "decode_batches", "encode_batches", "proof"]
 
@@ -186,7 +187,8 @@ class ChannelServer:
         _keepalive(writer)  # a replica gone without a reset does not keep its socket here
         try:
             try:
-                authentic = await asyncio.wait_for(self._challenge(reader, writer), self.auth_timeout_s)
+                async with timeout(self.auth_timeout_s):
+                    authentic = await self._challenge(reader, writer)
             except asyncio.TimeoutError:
                 authentic = False
             if not authentic:
@@ -310,14 +312,15 @@ class ChannelClient:
             if self._writer is not None or self.closed:
                 return
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.endpoint.host, self.endpoint.port), self.connect_timeout_s)
+                async with timeout(self.connect_timeout_s):
+                    reader, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
             except (OSError, asyncio.TimeoutError) as exc:
                 self.closed = True
                 raise ChannelClosed(f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc}") from exc
             _keepalive(writer)
             try:
-                challenge = await asyncio.wait_for(_read_challenge(reader), self.connect_timeout_s)
+                async with timeout(self.connect_timeout_s):
+                    challenge = await _read_challenge(reader)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
                     msgpack.UnpackException) as exc:
                 self.closed = True

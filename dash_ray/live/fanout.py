@@ -28,6 +28,7 @@ import orjson
 
 from dash_ray.errors import NotFoundError
 from dash_ray.live.feed import LiveRead
+from dash_ray.timeouts import timeout
 
 __all__ = ["FeedSource", "Message", "StoredRead", "Topic", "Watcher", "status_text"]
 
@@ -182,14 +183,12 @@ class Watcher:
         if text is not None:
             await self.send(text)
 
-    async def _wait(self, timeout: float | None = None) -> None:
-        """Until woken (a message, a close, the topic starting), or `timeout` s."""
+    async def _wait(self, wait_s: float | None = None) -> None:
+        """Until woken (a message, a close, the topic starting), or `wait_s` s."""
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            if timeout is None:
+            async with timeout(wait_s):
                 await self._waiter
-            else:
-                await asyncio.wait_for(self._waiter, timeout)
         except asyncio.TimeoutError:
             pass
         finally:

@@ -22,6 +22,7 @@ import pyarrow as pa
 from dash_ray.errors import UnavailableError
 from dash_ray.live.records import rows_to_records
 from dash_ray.sinks.base import MappedBatch
+from dash_ray.timeouts import timeout
 
 __all__ = ["LiveFeed", "LiveRead"]
 
@@ -112,7 +113,8 @@ class LiveFeed:
         if after >= self._position and wait_s > 0:
             self.waiting += 1
             try:
-                await asyncio.wait_for(self._changed.wait(), wait_s)
+                async with timeout(wait_s):
+                    await self._changed.wait()
             except asyncio.TimeoutError:
                 pass
             finally:

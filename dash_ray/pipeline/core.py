@@ -48,6 +48,7 @@ from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.rollup import spec_plan
 from dash_ray.sinks.base import Sinks
 from dash_ray.spec import PipelineSpec
+from dash_ray.timeouts import timeout
 
 __all__ = ["Counters", "PipelineCore"]
 
@@ -215,7 +216,8 @@ class PipelineCore:
             if self._stored is None or self._stored.done():
                 self._stored = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._stored), deadline - now)
+                async with timeout(deadline - now):
+                    await asyncio.shield(self._stored)
             except asyncio.TimeoutError:
                 return
 
@@ -306,7 +308,8 @@ class PipelineCore:
         backoff = 0.0
         while self._state == "running":
             try:
-                await asyncio.wait_for(self._flush_wanted.wait(), timeout=backoff or self.spec.flush.seconds)
+                async with timeout(backoff or self.spec.flush.seconds):
+                    await self._flush_wanted.wait()
             except asyncio.TimeoutError:
                 pass
             self._flush_wanted.clear()

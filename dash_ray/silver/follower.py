@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from dash_ray.lake import Lake, LakeFile
 from dash_ray.silver.base import FollowingStore
+from dash_ray.timeouts import timeout
 
 __all__ = ["Chunk", "SilverFollower", "catch_up_chunks"]
 
@@ -184,7 +185,8 @@ class SilverFollower:
             drain = self.drain_s if drain_s is None else drain_s
             if drain > 0 and self._error is None and self._task is not None and not self._task.done():
                 try:
-                    await asyncio.wait_for(self.wait_stored(self._lake_seq), drain)
+                    async with timeout(drain):
+                        await self.wait_stored(self._lake_seq)
                 except asyncio.TimeoutError:
                     log.info("silver follower of %s: %d seq(s) left for the next catch-up", self.pipeline_id,
                              self._lake_seq - (self._known or 0))
@@ -195,7 +197,8 @@ class SilverFollower:
             close = getattr(self.store, "close", None)
             if close is not None:
                 try:
-                    await asyncio.wait_for(asyncio.to_thread(close), 10.0)
+                    async with timeout(10.0):
+                        await asyncio.to_thread(close)
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.warning("silver follower of %s: closing the store failed: %s", self.pipeline_id, exc)
         self._state = "closed"

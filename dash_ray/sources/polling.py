@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dash_ray.timeouts import timeout
+
 __all__ = ["Backoff", "PollError", "PollStatus", "Poller"]
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,8 @@ class Poller:
         status.polls += 1
         error: PollError | None = None
         try:
-            await asyncio.wait_for(poll(asyncio.get_running_loop().time() + self._poll_timeout), self._poll_timeout)
+            async with timeout(self._poll_timeout):
+                await poll(asyncio.get_running_loop().time() + self._poll_timeout)
         except asyncio.TimeoutError:
             error = PollError(f"the poll did not finish within {self._poll_timeout:g} s (poll_timeout)")
         except PollError as exc:

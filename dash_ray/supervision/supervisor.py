@@ -36,6 +36,7 @@ from dash_ray.supervision.clock import Clock, SystemClock
 from dash_ray.supervision.runtime import Runtime
 from dash_ray.supervision.view import Deployed, PipelineView
 from dash_ray.supervision.watch import Supervised, Watch, error_text, log_failures
+from dash_ray.timeouts import timeout
 
 __all__ = ["Supervisor"]
 
@@ -142,7 +143,8 @@ class Supervisor:
         why, or the boot's OperatorError itself (a wrong key: retrying will not help)."""
         if not self._booted.is_set() and wait_s > 0 and not self._closed:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._booted.wait(), wait_s)
+                async with timeout(wait_s):
+                    await self._booted.wait()
         self._require_booted()
 
     def _require_booted(self) -> None:

@@ -24,6 +24,7 @@ from dash_ray.spec import PipelineSpec
 from dash_ray.supervision.clock import Clock
 from dash_ray.supervision.policy import RestartTracker
 from dash_ray.supervision.runtime import Health, Runtime
+from dash_ray.timeouts import timeout
 
 __all__ = ["Locks", "Supervised", "Watch", "error_text", "log_failures"]
 
@@ -113,7 +114,8 @@ class Watch:
     async def health(self, handle: Any, timeout_s: float | None = None) -> Health:
         """The runtime's health answer, waited for at most `timeout_s` (default: the health
         rounds' timeout); asyncio.TimeoutError past it."""
-        return await asyncio.wait_for(self.runtime.health(handle), timeout_s or self.health_timeout_s)
+        async with timeout(timeout_s or self.health_timeout_s):
+            return await self.runtime.health(handle)
 
     async def check(self) -> None:
         """One health round: ask every running pipeline for its health (one that fails,

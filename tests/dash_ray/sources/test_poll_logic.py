@@ -193,3 +193,28 @@ def test_the_store_keeps_its_outbox_and_a_bounded_seen_set_across_reopening(tmp_
     store = PollStore(path, max_keys=3)
     assert store.get("cursor") == 42 and store.get("validators") == {"etag": '"v1"'} and store.get("x", 1) == 1
     store.close()
+
+
+async def test_a_cancel_that_meets_a_finishing_poll_still_ends_the_poller() -> None:
+    """The stop of a pipeline cancels its poller; when the poll finishes in that same loop turn
+    the cancel must still win. With `asyncio.wait_for` around the poll (Python <= 3.11) it was
+    lost, the poller polled on, and the pipeline's stop waited for it forever (a CI run hung)."""
+    import asyncio
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    polls = 0
+
+    async def poll(deadline: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            await gate
+
+    poller = Poller(interval=0.01, jitter=0, poll_timeout=5, backoff=Backoff(1, 60), status=PollStatus())
+    task = asyncio.get_running_loop().create_task(poller.run(poll))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert polls == 1
+    gate.set_result(None)  # the poll's last step runs first in the next turn...
+    task.cancel()  # ...and the cancel arrives in the same turn
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done == {task} and task.cancelled(), f"the poller went on polling ({polls} polls)"
