@@ -41,7 +41,7 @@ from dash_ray.sources.durable import append_until_stored
 from dash_ray.sources.mqtt_journal import Journal, digest
 from dash_ray.spec import MqttSource, MqttTls
 
-__all__ = ["MqttFeed", "records_of"]
+__all__ = ["MqttFeed", "client_id_of", "end_session", "records_of"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class MqttFeed:
 
     @property
     def client_id(self) -> str:
-        return self.spec.client_id or f"dash-{self.context.pipeline_id}"
+        return client_id_of(self.spec, self.context.pipeline_id)
 
     @property
     def window(self) -> int:
@@ -210,18 +210,40 @@ class MqttFeed:
         state.pending, state.last_ok_at = 0, self.clock()
 
     def _client(self) -> aiomqtt.Client:
-        spec = self.spec
-        url = urlsplit(spec.url)
-        secure = url.scheme == "mqtts" or spec.tls is not False
-        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect.SessionExpiryInterval = spec.session_expiry
-        connect.ReceiveMaximum = self.window
-        password = self.context.secrets.get(spec.password.secret) if spec.password else None
-        return aiomqtt.Client(
-            url.hostname or "127.0.0.1", url.port or (8883 if secure else 1883),
-            identifier=self.client_id, username=spec.username, password=password,
-            protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=connect,
-            tls_context=_tls(spec.tls) if secure else None, keepalive=30, timeout=10)
+        password = self.context.secrets.get(self.spec.password.secret) if self.spec.password else None
+        return _client(self.spec, self.client_id, password, session_expiry=self.spec.session_expiry,
+                       receive_maximum=self.window)
+
+
+def client_id_of(spec: MqttSource, pipeline_id: str) -> str:
+    """The client id (and so the broker's session) a pipeline's mqtt source connects with."""
+    return spec.client_id or f"dash-{pipeline_id}"
+
+
+async def end_session(spec: MqttSource, pipeline_id: str, secrets: dict[str, str]) -> None:
+    """Make the broker discard the pipeline's persistent session (a purged pipeline): connect
+    with its client id, clean start on and a session expiry of 0, and leave. Without it the
+    broker keeps queueing what is published to its topics for `session_expiry` seconds, and
+    a pipeline created again under the same id would receive it. Raises aiomqtt.MqttError
+    when the broker cannot be reached."""
+    password = secrets.get(spec.password.secret) if spec.password else None
+    async with _client(spec, client_id_of(spec, pipeline_id), password, session_expiry=0, clean_start=True):
+        pass
+
+
+def _client(spec: MqttSource, client_id: str, password: str | None, *, session_expiry: int,
+            receive_maximum: int | None = None, clean_start: bool = False) -> aiomqtt.Client:
+    url = urlsplit(spec.url)
+    secure = url.scheme == "mqtts" or spec.tls is not False
+    connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    connect.SessionExpiryInterval = session_expiry
+    if receive_maximum is not None:
+        connect.ReceiveMaximum = receive_maximum
+    return aiomqtt.Client(
+        url.hostname or "127.0.0.1", url.port or (8883 if secure else 1883),
+        identifier=client_id, username=spec.username, password=password,
+        protocol=aiomqtt.ProtocolVersion.V5, clean_start=clean_start, properties=connect,
+        tls_context=_tls(spec.tls) if secure else None, keepalive=30, timeout=10)
 
 
 def _tls(option: bool | MqttTls) -> ssl.SSLContext:

@@ -59,7 +59,7 @@ class Supervisor:
         *,
         policy: RestartPolicy | None = None,
         lake_roots: LakeRoots | None = None,
-        purge: Callable[[PipelineSpec], Awaitable[None]] | None = None,
+        purge: Callable[[PipelineSpec, Catalog], Awaitable[None]] | None = None,
         has_database: bool = False,
         clock: Clock | None = None,
         health_interval_s: float = 1.0,
@@ -291,7 +291,7 @@ class Supervisor:
             await self._watch.stop(pipeline_id, entry, graceful=True)
             entry.status = "stopped"
             if purge and self._purge is not None:
-                await self._purge(entry.spec)
+                await self._purge(entry.spec, self.catalog)
             await asyncio.to_thread(self.catalog.delete_pipeline, pipeline_id)
             del self._pipelines[pipeline_id]
 

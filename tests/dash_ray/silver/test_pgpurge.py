@@ -12,6 +12,7 @@ import psycopg
 import pyarrow as pa
 
 from dash_ray.lifecycle.purge import purge
+from dash_ray.registry.core import catalog_opener
 from dash_ray.silver.postgres import PostgresSilver
 from dash_ray.silver.rollup import spec_plan
 from dash_ray.silver.schema import spec_schema
@@ -58,7 +59,8 @@ async def test_a_purge_drops_what_postgres_holds_and_the_same_id_starts_empty(pg
     assert tables_of(pg_dsn, spec.id) == [f"dash_rollup_{g}.{spec.id}" for g in ("10s", "1h", "1m")] + [
         f"dash_silver.{spec.id}"]
 
-    await purge(spec, platform_settings(tmp_path / "home", pg_dsn=pg_dsn))
+    settings = platform_settings(tmp_path / "home", pg_dsn=pg_dsn)
+    await purge(spec, catalog_opener(settings)(), settings=settings)
 
     assert tables_of(pg_dsn, spec.id) == [] and plan_rows(pg_dsn, spec.id) == []
     again = store_of(pg_dsn, spec)  # the same id, created again

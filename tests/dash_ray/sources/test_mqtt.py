@@ -192,3 +192,35 @@ async def test_a_topic_the_spec_no_longer_has_is_unsubscribed_from_the_session(
         assert numbers(host) == [1, 3]  # 1 from before the restart
     finally:
         await host.stop()
+
+
+async def test_a_purge_ends_the_broker_session_so_the_same_id_starts_empty(
+        tmp_path: Path, publisher: Publisher) -> None:
+    """Messages the broker queued for a pipeline deleted with `?purge=true` must not reach a
+    pipeline created again under the same id: the purge makes the broker drop the session
+    (its password read from the platform's named secrets, as the pipeline does)."""
+    from dash_ray.lifecycle.purge import purge
+    from dash_ray.registry.core import catalog_opener
+    from tests.conftest import platform_settings
+
+    prefix = unique_prefix()
+    data = spec("mq-purged", prefix, username="dash", password={"secret": "broker"})
+    platform = platform_settings(tmp_path / "home")
+    catalog = catalog_opener(platform)()
+    catalog.secrets.put("broker", "anything")  # the shared broker allows anonymous clients: any value
+    host = await started(data, tmp_path / "first")
+    publisher.publish(f"{prefix}/x/reading", {"n": 1})
+    await until(lambda: numbers(host) == [1], timeout=30, what="the first record")
+    await host.stop()
+    publisher.publish_many(f"{prefix}/x/reading", [{"n": n} for n in range(2, 12)])  # queued for the session
+
+    await purge(parse_spec(data), catalog, settings=platform)
+
+    host = await started(data, tmp_path / "again")  # the same id (and client id), created again
+    try:
+        publisher.publish(f"{prefix}/x/reading", {"n": 100})
+        await until(lambda: numbers(host) == [100], timeout=30, what="only what was published after")
+        await asyncio.sleep(0.5)
+        assert numbers(host) == [100], "messages queued for the purged pipeline's session arrived"
+    finally:
+        await host.stop()

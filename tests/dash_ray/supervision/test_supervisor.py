@@ -84,7 +84,7 @@ async def test_purge_runs_under_the_lock_so_a_new_put_waits_for_it(place: Place,
     events: list[str] = []
     release = asyncio.Event()
 
-    async def purge(target: PipelineSpec) -> None:
+    async def purge(target: PipelineSpec, catalog: object) -> None:
         events.append(f"purge {target.id}")
         await release.wait()
         events.append("purged")
