@@ -92,7 +92,7 @@ class PipelineCore:
         self.counters = Counters()
         self._wal_dir = Path(wal_dir)
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
-        self._totals_file = TotalsFile(self._wal_dir, fsync=fsync)
+        self._totals_file = TotalsFile(lake, spec.id)
         self._stored_totals = self._base_totals = Totals()  # through stored_seq; as of start
         plan = spec_plan(spec)
         self._silver = silver or LakeSilver(lake, spec.id, plan)

@@ -1,12 +1,13 @@
 """A pipeline's totals that outlive its restarts: how many of its stored records were mapped,
-dead-lettered or filtered, through its stored seq, kept beside its log (`totals.json`).
+dead-lettered or filtered, through its stored seq, kept in the lake beside its bronze files
+(`_totals.json`), so a pipeline restarted on another node finds them as it finds its marks.
 
 `Counters` are memory and start again at each start; the page and `GET /v1/pipelines/{id}`
 show `totals` instead, which are these stored ones plus what the running process has mapped
 since (everything it maps lies past the stored seq it started at, so nothing is counted twice).
 
 Guarantees:
-- The file is written (atomically: a new file renamed over the old) *before* a range is marked
+- The file is written (atomically: replaced whole) *before* a range is marked
   stored, holding both the totals before the range and after it, each with its seq. Whichever
   seq a crash leaves stored, its totals are in the file; a start picks the entry whose seq is
   the stored seq.
@@ -19,12 +20,11 @@ Not guaranteed: a dead-letter replay that maps dead letters again does not move 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
+from dash_ray.lake import Lake
 from dash_ray.pipeline.commit import Mapped
 from dash_ray.pipeline.counters import Counters
 
@@ -57,27 +57,27 @@ class Totals:
 
 
 class TotalsFile:
-    """`totals.json` in a pipeline's state folder."""
+    """`_totals.json` in a pipeline's bronze folder of the lake."""
 
-    def __init__(self, folder: Path, *, fsync: bool = True) -> None:
-        self.path = folder / "totals.json"
-        self._fsync = fsync
+    NAME = "_totals.json"
+
+    def __init__(self, lake: Lake, pipeline: str) -> None:
+        self.lake = lake
+        self.pipeline = pipeline
 
     def load(self, stored_seq: int) -> Totals:
-        """The totals through `stored_seq`; counting from it when the file does not have them."""
+        """The totals through `stored_seq`; counting from it when the file does not have them.
+        Blocking: call it in a thread. StorageError when the lake cannot be read."""
+        data = self.lake.read_note("bronze", self.pipeline, self.NAME)
         try:
-            entries: list[dict[str, Any]] = json.loads(self.path.read_text())["entries"]
+            entries: list[dict[str, Any]] = json.loads(data or b"{}")["entries"]
             found = [Totals(**e) for e in entries if e.get("seq") == stored_seq]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             found = []
         return found[-1] if found else Totals(seq=stored_seq, from_seq=stored_seq)
 
     def save(self, before: Totals, after: Totals) -> None:
-        """Keep both (before a range is marked stored). Blocking: call it in a thread."""
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w") as f:
-            json.dump({"entries": [asdict(before), asdict(after)]}, f)
-            if self._fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(temporary, self.path)
+        """Keep both (before a range is marked stored). Blocking: call it in a thread.
+        StorageError when the lake cannot be written (the flush is retried)."""
+        data = json.dumps({"entries": [asdict(before), asdict(after)]}).encode()
+        self.lake.write_note("bronze", self.pipeline, self.NAME, data)

@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dash_ray.ingest.batch import Ack
+from dash_ray.lake import Lake
 from dash_ray.pipeline.core import PipelineCore
+from dash_ray.pipeline.totals import Totals, TotalsFile
 from tests.dash_ray.pipeline.test_core import batch, make, reading
 
 
@@ -74,13 +76,35 @@ async def test_a_crash_between_the_totals_and_the_mark_keeps_the_totals_before(t
     await again.close()
 
 
+async def test_the_totals_are_in_the_lake_for_a_pipeline_started_on_another_node(tmp_path: Path) -> None:
+    core = make(tmp_path)
+    await core.start()
+    await core.ingest([batch([reading(1), reading(2, temp=99.0)])])
+    await core.close()
+    # Another node: the same lake, a log and state folder of its own.
+    elsewhere = PipelineCore(core.spec, wal_dir=tmp_path / "other-node", lake=Lake.from_url(str(tmp_path / "lake")))
+    await elsewhere.start()
+    assert totals(elsewhere) == {"records": 2, "stored": 2, "mapped": 1, "dead": 1, "filtered": 0, "from_seq": 0}
+    await elsewhere.close()
+
+
+def test_a_purge_removes_the_totals_with_the_bronze_files(tmp_path: Path) -> None:
+    lake = Lake.from_url(str(tmp_path / "lake"))
+    TotalsFile(lake, "weather").save(Totals(), Totals(seq=4, mapped=4))
+    assert TotalsFile(lake, "weather").load(4).mapped == 4
+    assert lake.files("bronze", "weather") == []  # not a file any reader lists
+    lake.purge("weather")
+    assert TotalsFile(lake, "weather").load(4) == Totals(seq=4, from_seq=4)
+
+
 async def test_a_pipeline_without_a_totals_file_counts_from_its_stored_seq(tmp_path: Path) -> None:
     core = make(tmp_path)
     await core.start()
     await core.ingest([batch([reading(i) for i in range(3)])])
     await core.flush()
     await core.close()
-    (tmp_path / "wal" / "totals.json").unlink()
+    [kept] = (tmp_path / "lake").rglob("_totals.json")
+    kept.unlink()
     again = make(tmp_path)
     await again.start()
     assert totals(again) == {"records": 3, "stored": 3, "mapped": 0, "dead": 0, "filtered": 0, "from_seq": 3}
