@@ -72,3 +72,11 @@ def test_views_say_they_are_stale_while_the_platform_does_not_answer(tab, platfo
     tab.page.unroute(f"**/v1/pipelines/{pipeline_id}")
     tab.page.wait_for_selector("#stale", state="hidden", timeout=10_000)
     assert tab.page.inner_text("#pipeline-status .status") == "running"
+    # Leaving a view while it is stale does not carry the mark to the next one.
+    tab.page.route("**/v1/pipelines", lambda route: route.abort("connectionrefused"))
+    tab.open("/")
+    tab.page.wait_for_selector("#stale:not([hidden])", timeout=10_000)
+    tab.page.click("header nav a[href='/dashboards']")  # still unreachable for the list
+    tab.wait_ready("/dashboards")
+    assert tab.page.eval_on_selector("#view", "v => v.classList.contains('stale')") is False
+    tab.page.unroute("**/v1/pipelines")

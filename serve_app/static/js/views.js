@@ -105,7 +105,7 @@ export async function overview(root) {
 
   await refresh();
   const timer = setInterval(refresh, REFRESH_MS);
-  return () => clearInterval(timer);
+  return () => { clearInterval(timer); stale.answered(); };  // the next view starts unmarked
 }
 
 // -- one pipeline, live -----------------------------------------------------------------------
@@ -174,7 +174,7 @@ export async function pipelineView(root, [pipelineId], session) {
     } catch (err) { stale.failed(err); }
   }, REFRESH_MS);
   return () => {
-    clearInterval(tick); clearInterval(poll); source.stop(); feed.close(); sinks?.stop();
+    clearInterval(tick); clearInterval(poll); stale.answered(); source.stop(); feed.close(); sinks?.stop();
     for (const [, chart] of plots) chart.destroy();
   };
 }
