@@ -1,5 +1,5 @@
 // A widget's size on the dashboard's 12-column grid: `w` columns (default 4, a table 12) and
-// `h` rows of ROW_PX (default: as tall as its content). Narrow screens stack (style.css).
+// `h` rows of ROW_PX (default: as tall as its content). Narrower screens: style.css.
 
 export const COLUMNS = 12;
 export const MAX_ROWS = 8;
@@ -12,10 +12,17 @@ export function widthOf(widget) { return widget.w || (widget.kind === "table" ? 
 export function chartHeight(widget) { return widget.h ? Math.max(60, widget.h * ROW_PX - CHART_CHROME_PX) : CHART_PX; }
 
 // Size a widget's box as its definition says (its `--w` and `--h` in style.css).
+// Without a `w` it takes style.css's default steps (data-w still says its width on a wide screen).
 export function applySize(box, widget) {
   const w = widthOf(widget);
-  box.style.setProperty("--w", String(w));
   box.dataset.w = String(w);
+  if (widget.w) {
+    box.style.setProperty("--w", String(w));
+    box.dataset.sized = "";
+  } else {
+    box.style.removeProperty("--w");
+    delete box.dataset.sized;
+  }
   if (w > COLUMNS / 2) box.dataset.wide = ""; else delete box.dataset.wide;
   if (widget.h) {
     box.style.setProperty("--h", `${widget.h * ROW_PX}px`);
