@@ -10,9 +10,11 @@ A widget reads one pipeline over a time `window` ("15m": the last 15 minutes):
 
 The page shows every widget over one time range (its picker, in the URL); a widget's `window`
 is the range the dashboard opens with (the longest of them). `unit` ("°C", "req/s") is shown
-on a widget's axis and numbers. A dashboard's `variables` (e.g. `device`) each pick values of
-a string or int field from the data; the page filters every widget over a pipeline holding
-that field by the values picked (the query API's `filter`).
+on a widget's axis and numbers. `w` is a widget's width in columns of a 12-column grid (1-12;
+default 4, a table 12) and `h` its height in rows of 100 px (1-8; default: as tall as its
+content, a chart 220 px); on a narrow screen widgets stack. A dashboard's `variables` (e.g.
+`device`) each pick values of a string or int field from the data; the page filters every
+widget over a pipeline holding that field by the values picked (the query API's `filter`).
 
 `agg` is written as the query API writes it: `<fn>:<field>` with fn in
 avg min max sum count first last, or `count` alone. A YAML or JSON document is a dashboard
@@ -106,6 +108,8 @@ class Widget(_Model):
     bucket: str | None = None
     limit: int = Field(default=20, ge=1, le=1000)
     unit: str | None = Field(default=None, max_length=16)
+    w: int | None = Field(default=None, ge=1, le=12, strict=True)
+    h: int | None = Field(default=None, ge=1, le=8, strict=True)
 
     @model_validator(mode="after")
     def _shape(self) -> Widget:

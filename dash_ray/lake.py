@@ -39,6 +39,7 @@ __all__ = ["AREAS", "Area", "Lake", "LakeFile"]
 Area = str
 AREAS: tuple[Area, ...] = ("bronze", "silver", "dead")
 _ROLLUP_AREA = re.compile(r"^rollup-[0-9a-z]{2,4}-[0-9a-f]{10}$")
+_EXPIRED = "_expired.json"  # silver ranges retention removed (`note_expired`)
 _NAME = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/(\d{20})-(\d{20})\.parquet$")
 # zstd: at level 1 it writes about as fast as snappy here and makes files ~30% smaller.
 _COMPRESSION = "zstd"
@@ -270,14 +271,8 @@ class Lake:
 
     def expired(self, pipeline: str) -> list[tuple[int, int]]:
         """The seq ranges whose silver rows retention removed (`note_expired`), in order."""
-        path = self._expired_path(pipeline)
-        try:
-            data = self.fs.cat_file(path)
-        except FileNotFoundError:
-            return []
-        except Exception as exc:  # translated at the adapter edge
-            raise StorageError(f"lake {self.url}: cannot read {path}: {exc}") from exc
-        return [(int(first), int(last)) for first, last in json.loads(data)["ranges"]]
+        data = self.read_note("silver", pipeline, _EXPIRED)
+        return [] if data is None else [(int(first), int(last)) for first, last in json.loads(data)["ranges"]]
 
     def note_expired(self, pipeline: str, gone: list[LakeFile], *, kept: list[LakeFile]) -> None:
         """Remember the seq ranges of the silver files retention is about to delete (`gone`),
@@ -292,8 +287,24 @@ class Lake:
                 merged[-1][1] = max(merged[-1][1], last)
             else:
                 merged.append([first, last])
-        path = self._expired_path(pipeline)
-        data = json.dumps({"ranges": merged}).encode()
+        self.write_note("silver", pipeline, _EXPIRED, json.dumps({"ranges": merged}).encode())
+
+    def read_note(self, area: Area, pipeline: str, name: str) -> bytes | None:
+        """A small file kept in an area's folder beside its `date=` folders (no reader lists it;
+        purged with the area), or None when there is none."""
+        path = f"{self._dir(area, pipeline)}/{name}"
+        if not self._guard(self.fs.exists, path):
+            return None
+        try:
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # translated at the adapter edge
+            raise StorageError(f"lake {self.url}: cannot read {path}: {exc}") from exc
+
+    def write_note(self, area: Area, pipeline: str, name: str, data: bytes) -> None:
+        """Write (atomically, replacing) a small file `read_note` reads."""
+        path = f"{self._dir(area, pipeline)}/{name}"
         try:
             if self._local:
                 _write_local(path, data)
@@ -301,10 +312,6 @@ class Lake:
                 self.fs.pipe_file(path, data)
         except Exception as exc:  # translated at the adapter edge
             raise StorageError(f"cannot write {path} to the lake: {exc}") from exc
-
-    def _expired_path(self, pipeline: str) -> str:
-        # Beside the silver files (purged with them); not a `date=` file, so no reader lists it.
-        return f"{self._dir('silver', pipeline)}/_expired.json"
 
     def _read_one(self, path: str, columns: list[str] | None) -> pa.Table:
         with self.fs.open(path, "rb") as f:

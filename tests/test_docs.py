@@ -81,3 +81,19 @@ def test_the_contract_says_first_what_is_not_served_yet() -> None:
     assert "What this code serves" in head
     for name in ("does not serve yet: none now", '"not supported yet"', '"not served yet"'):
         assert name in head, name
+
+
+def test_every_status_counter_and_widget_field_is_documented() -> None:
+    """What `GET /v1/pipelines/{id}` carries in `counters` (with `totals`), and every field a
+    dashboard widget takes, are named in the contract."""
+    from dash_ray.dashboards import Widget
+    from dash_ray.pipeline.counters import Counters
+    from dash_ray.pipeline.totals import Totals
+
+    text = API.read_text()
+    named = set(re.findall(r"[a-z_]+", " ".join(re.findall(r"`([^`]*)`", text))))
+    counters = set(Counters().as_dict()) | set(Totals().report(Counters())) | {"totals", "since"}
+    assert counters - named == set()
+    dashboards = text[text.index("## Dashboards [ext]"):text.index("## Operations [ext]")]
+    fields = set(re.findall(r"`([a-z_]+)`", dashboards))
+    assert set(Widget.model_fields) - fields == set()

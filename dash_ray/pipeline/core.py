@@ -15,8 +15,9 @@ Guarantees:
   ingress derives from the signature) within the window gets the first ack.
 - `start` returns once the log is read; what it holds is mapped in the background while new
   ingest is acknowledged, so a large backlog does not hold up a restart.
+- `totals` (in `health`'s counters) go on across restarts (`totals.py`).
 Not guaranteed: the hot cache and the counters are memory; after a restart the hot cache is
-rebuilt from the lake's newest silver rows and the log, and the counters start again.
+rebuilt from the lake's newest silver rows and the log, and the counters start again (`since`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from dash_ray.pipeline.counters import Counters
 from dash_ray.pipeline.entry import encode_entry
 from dash_ray.pipeline.mapper import Mapper
 from dash_ray.pipeline.recovery import recover
+from dash_ray.pipeline.totals import Totals, TotalsFile
 from dash_ray.silver.follower import SilverFollower
 from dash_ray.silver.lake import LakeSilver
 from dash_ray.silver.rollup import spec_plan
@@ -90,6 +92,8 @@ class PipelineCore:
         self.counters = Counters()
         self._wal_dir = Path(wal_dir)
         self._wal: Log = log or WriteAheadLog(self._wal_dir, fsync=fsync)
+        self._totals_file = TotalsFile(lake, spec.id)
+        self._stored_totals = self._base_totals = Totals()  # through stored_seq; as of start
         plan = spec_plan(spec)
         self._silver = silver or LakeSilver(lake, spec.id, plan)
         self.maintenance = Maintenance(lake, spec.id, spec.storage, plan, stored_seq=lambda: self.counters.stored_seq,
@@ -157,6 +161,8 @@ class PipelineCore:
                                secondaries=lambda: [f.store for f in self.followers])
         stored = found.stored_seq
         self.counters.stored_seq = self._mapper.applied_seq = stored
+        self._stored_totals = self._base_totals = await asyncio.to_thread(self._totals_file.load, stored)
+        self.counters.since = _utc_now().isoformat()
         self.live.begin(stored)
         for entry, keys in found.waiting:
             self._mapper.durable[entry.first_seq] = (entry, keys)
@@ -296,6 +302,7 @@ class PipelineCore:
         c.pending, c.pending_bytes = self._pending_records, self._pending_bytes
         c.mapping_backlog = self._mapper.backlog
         counters = c.as_dict()
+        counters["totals"] = self._base_totals.report(c)
         for follower in self.followers:
             counters.update(follower.counters())
         return {"state": self._state, "counters": counters, "wal_bytes": self._wal.stats.bytes,
@@ -343,7 +350,10 @@ class PipelineCore:
             total = 0
             while batch := (self._commit.pinned or list(self._mapper.mapped)):
                 started = time.perf_counter()
+                totals = self._stored_totals.plus(batch)
+                await asyncio.to_thread(self._totals_file.save, self._stored_totals, totals)
                 last = await self._commit.store(batch, stored_seq=self.counters.stored_seq)
+                self._stored_totals = totals
                 self.counters.flush_seconds += time.perf_counter() - started
                 del self._mapper.mapped[:len(batch)]
                 count = sum(m.count for m in batch)

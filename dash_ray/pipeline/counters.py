@@ -10,8 +10,8 @@ __all__ = ["Counters"]
 
 @dataclass
 class Counters:
-    """What a pipeline has done since it (re)started; `last_seq` and `stored_seq` are durable
-    facts, the rest are memory.
+    """What a pipeline has done since it (re)started at `since` (ISO 8601 UTC); `last_seq` and
+    `stored_seq` are durable facts, the rest are memory (`totals.py` keeps what outlives a restart).
 
     `pending` counts records acknowledged but not yet stored in the lake (they are in the log),
     `pending_bytes` their raw size; `mapping_backlog` the part of them not yet mapped (after a
@@ -36,6 +36,7 @@ class Counters:
     replayed: int = 0
     last_flush_at: str | None = None
     last_error: str | None = None
+    since: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

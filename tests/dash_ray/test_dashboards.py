@@ -54,10 +54,28 @@ def test_a_dashboard_of_every_kind_parses() -> None:
     ({"kind": "table", "pipeline": "weather", "colour": "red"}, "widgets.0.colour", "Extra"),
     ({"kind": "stat", "pipeline": "weather", "agg": "count", "unit": "<b>°C"}, "widgets.0", "plain text"),
     ({"kind": "stat", "pipeline": "weather", "agg": "count", "unit": "a" * 17}, "widgets.0.unit", "16"),
+    ({"kind": "table", "pipeline": "weather", "w": 0}, "widgets.0.w", "greater than or equal to 1"),
+    ({"kind": "table", "pipeline": "weather", "w": 13}, "widgets.0.w", "less than or equal to 12"),
+    ({"kind": "table", "pipeline": "weather", "w": "6"}, "widgets.0.w", "valid integer"),
+    ({"kind": "table", "pipeline": "weather", "w": 2.5}, "widgets.0.w", "valid integer"),
+    ({"kind": "table", "pipeline": "weather", "h": 9}, "widgets.0.h", "less than or equal to 8"),
+    ({"kind": "table", "pipeline": "weather", "h": True}, "widgets.0.h", "valid integer"),
 ])
 def test_a_bad_widget_is_a_422_with_its_path(widget: dict, path: str, words: str) -> None:
     [(where, message)] = problems_of(board({"kind": "table", "pipeline": "weather"}, widget))
     assert where == path.replace("widgets.0", "widgets.1") and words in message
+
+
+def test_widget_sizes_are_kept_and_default_to_none() -> None:
+    sized = parse_dashboard(board({"kind": "stat", "pipeline": "weather", "agg": "count", "w": 6, "h": 2},
+                                  {"kind": "table", "pipeline": "weather", "w": 12, "h": 8}))
+    assert [(w.w, w.h) for w in sized.widgets] == [(6, 2), (12, 8)]
+    assert sized.to_json_dict()["widgets"][0] == {"kind": "stat", "pipeline": "weather", "agg": "count",
+                                                   "fields": [], "window": "15m", "limit": 20, "w": 6, "h": 2}
+    # A dashboard without sizes keeps its look: nothing is added to what it says.
+    plain = parse_dashboard(board({"kind": "table", "pipeline": "weather"}))
+    assert (plain.widgets[0].w, plain.widgets[0].h) == (None, None)
+    assert "w" not in plain.to_json_dict()["widgets"][0] and "h" not in plain.to_json_dict()["widgets"][0]
 
 
 def test_every_problem_is_reported_and_the_title_is_required() -> None:

@@ -1,12 +1,13 @@
 // The dashboard editor: a form (form.js) and the same definition as JSON text (YAML may be
 // pasted: it is saved as written), kept in step, with a live preview of the widgets over the
-// last 15 minutes. "New dashboard" never overwrites one (`If-None-Match: *`: 412); Cancel and
+// last 15 minutes (each widget's size dragged there by its corner, or set in the form). "New dashboard" never overwrites one (`If-None-Match: *`: 412); Cancel and
 // leaving the page ask before unsaved changes are lost; errors name the field in words.
 
 import { api } from "./api.js";
 import { runWidgets, viewOf } from "./dashboard.js";
 import { el } from "./dom.js";
 import { dashboardForm } from "./form.js";
+import { resizeHandle } from "./layout.js";
 import { readRange } from "./range.js";
 import { errorBox } from "./views.js";
 import { mountWidget } from "./widgets.js";
@@ -63,8 +64,16 @@ export async function dashboardEditor(root, [dashboardId], session) {
     if (preview) preview.stop();
     previewGrid.replaceChildren();
     const view = viewOf(readRange("?range=15m"), session);
-    const widgets = (definition.widgets || []).filter((w) => specs.has(w.pipeline) && w.kind)
-      .map((w) => mountWidget(previewGrid, w, { spec: specs.get(w.pipeline), tail: null, view }));
+    const widgets = (definition.widgets || []).filter((w) => specs.has(w.pipeline) && w.kind).map((w) => {
+      const mounted = mountWidget(previewGrid, w, { spec: specs.get(w.pipeline), tail: null, view });
+      resizeHandle(mounted.box, w, (width, height) => {
+        w.w = width;
+        if (height) w.h = height;
+        changed();
+        form.redraw();
+      });
+      return mounted;
+    });
     preview = await runWidgets(widgets, view, []);
   }
   const schedulePreview = () => { clearTimeout(previewTimer); previewTimer = setTimeout(drawPreview, PREVIEW_MS); };
@@ -111,7 +120,7 @@ export async function dashboardEditor(root, [dashboardId], session) {
     form.element,
     el("details", { open: true }, el("summary", {}, "Definition as text (JSON, or paste YAML)"),
        el("label", {}, area), textNote,
-       el("p", { class: "muted" }, "Widgets: kind line|stat|table|bar, pipeline, fields, agg (avg:temp_c, count, …), by, unit, window (15m), limit.")),
+       el("p", { class: "muted" }, "Widgets: kind line|stat|table|bar, pipeline, fields, agg (avg:temp_c, count, …), by, unit, window (15m), limit, w (1–12 columns), h (1–8 rows).")),
     el("div", { class: "buttons" },
        el("button", { type: "submit", class: "primary", id: "save-dashboard" }, "Save"),
        el("button", { type: "button", id: "cancel-edit", onclick: () => {

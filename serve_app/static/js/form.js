@@ -1,11 +1,14 @@
 // The form half of the dashboard editor: title, description and each widget's kind,
-// pipeline, fields, aggregate, `by`, unit and title, with add, remove and reorder. It edits
+// pipeline, fields, aggregate, `by`, unit, title and size (`w` columns of 12, `h` rows), with
+// add, remove and reorder. It edits
 // `definition` in place and calls `changed()` after each edit.
 
 import { el } from "./dom.js";
+import { COLUMNS, MAX_ROWS } from "./layout.js";
 
 const KINDS = ["line", "stat", "bar", "table"];
 const FNS = ["count", "avg", "min", "max", "sum", "first", "last"];
+const upTo = (n) => Array.from({ length: n }, (_, i) => [String(i + 1), String(i + 1)]);
 
 function input(value, attributes, onInput) {
   const node = el("input", { value: value ?? "", ...attributes });
@@ -63,6 +66,10 @@ export function dashboardForm(definition, pipelines, changed) {
          select([["", "rows"], ...names.map((n) => [n, n])], aggField, { class: "w-agg-field" }, (v) => aggUpdate(fn || "count", v))),
       el("label", {}, "by ", select([["", "–"], ...strings.map((n) => [n, n])], widget.by, { class: "w-by" }, update("by"))),
       el("label", {}, "unit ", input(widget.unit, { class: "w-unit", maxlength: 16, placeholder: "°C" }, update("unit"))),
+      el("label", { title: `columns of ${COLUMNS}` }, "width ", select([["", "auto"], ...upTo(COLUMNS)], String(widget.w ?? ""),
+                                                                   { class: "w-width" }, (v) => update("w")(v ? Number(v) : ""))),
+      el("label", { title: "rows of 100 px" }, "height ", select([["", "auto"], ...upTo(MAX_ROWS)], String(widget.h ?? ""),
+                                                                 { class: "w-height" }, (v) => update("h")(v ? Number(v) : ""))),
       el("div", { class: "widget-form-buttons" },
         el("button", { type: "button", class: "w-up", onclick: () => move(-1), "aria-label": "move up" }, "↑"),
         el("button", { type: "button", class: "w-down", onclick: () => move(1), "aria-label": "move down" }, "↓"),

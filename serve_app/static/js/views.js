@@ -8,6 +8,7 @@ import { el, onceAFrame } from "./dom.js";
 import { PipelineFeed } from "./feed.js";
 import { sinksPanel } from "./sinks.js";
 import { sourceState } from "./source.js";
+import { Staleness, statusPill as status } from "./stale.js";
 import { recordsTable } from "./widgets.js";
 import { formatIso } from "./zone.js";
 
@@ -15,7 +16,6 @@ const NUMERIC = new Set(["int", "double"]);
 const REFRESH_MS = 2000;
 
 export function link(href, text, attributes = {}) { return el("a", { href, "data-link": true, ...attributes }, text); }
-function status(value) { return el("span", { class: `status ${value}` }, value); }
 export function liveState(feed) {
   const node = el("span", { class: "live-state", "data-state": feed.state }, feed.state);
   feed.subscribe((kind, detail) => {
@@ -37,15 +37,28 @@ export function errorBox(err) {
 
 // -- overview: every pipeline ---------------------------------------------------------------
 
+// Totals since each pipeline was created (`counters.totals`, kept across restarts); records/s
+// from their change between two polls.
+const TOTALS_NOTE = "Records, stored and dead are totals since each pipeline was created; they go on across restarts.";
+const HEADS = [["pipeline"], ["status"], ["records/s", "num"], ["last record"],
+  ["records", "num", "every record taken since the pipeline was created (its last seq)"],
+  ["stored", "num", "records stored in the lake (its stored seq)"],
+  ["dead", "num", "records dead-lettered since the pipeline was created"], ["restarts", "num"], ["last error"]];
+
+function totalsOf(p) {
+  const counters = p.counters || {};
+  return counters.totals || { records: counters.last_seq, stored: counters.stored_seq, dead: counters.dead, from_seq: 0 };
+}
+
 export async function overview(root) {
   const rows = el("tbody");
   const table = el("table", { id: "pipelines" }, el("thead", {}, el("tr", {},
-    ...["pipeline", "status", "records/s", "last record", "accepted", "dead", "restarts", "last error"]
-      .map((h) => el("th", {}, h)))), rows);
+    ...HEADS.map(([h, cls, title]) => el("th", { class: cls || null, title: title || null }, h)))), rows);
   const message = el("p", { class: "muted" }, "Loading…");
-  root.replaceChildren(el("div", { class: "toolbar" }, el("h1", {}, "Pipelines")), message,
-                       el("div", { class: "table-wrap" }, table));
-  const previous = new Map();   // id -> {accepted, at, rate}
+  const stale = new Staleness(root);
+  root.replaceChildren(stale.banner, el("div", { class: "toolbar" }, el("h1", {}, "Pipelines")), message,
+                       el("div", { class: "table-wrap" }, table), el("p", { class: "muted", id: "totals-note" }, TOTALS_NOTE));
+  const previous = new Map();   // id -> {records, at, rate}
   const lastTimes = new Map();  // id -> {seq, time}
 
   async function refresh() {
@@ -53,9 +66,10 @@ export async function overview(root) {
     try {
       pipelines = (await api("GET", "/v1/pipelines")).pipelines;
     } catch (err) {
-      message.replaceChildren(errorBox(err));
+      if (!stale.failed(err)) message.replaceChildren(errorBox(err));
       return;
     }
+    stale.answered();
     message.textContent = pipelines.length ? "" : "No pipelines yet: deploy one with dash-ray deploy spec.yaml.";
     await Promise.all(pipelines.map(async (p) => {
       const seq = (p.counters || {}).last_seq;
@@ -67,21 +81,23 @@ export async function overview(root) {
       } catch { /* the pipeline may be restarting; try again next round */ }
     }));
     rows.replaceChildren(...pipelines.map((p) => {
-      const counters = p.counters || {};
+      const totals = totalsOf(p);
       const at = Date.parse(p.counters_at || "") || Date.now();
       const before = previous.get(p.id);
       let rate = before ? before.rate : null;
-      if (before && at > before.at && counters.accepted !== undefined) {
-        rate = Math.max(0, (counters.accepted - before.accepted) / ((at - before.at) / 1000));
+      if (before && at > before.at && totals.records !== undefined) {
+        rate = Math.max(0, (totals.records - before.records) / ((at - before.at) / 1000));
       }
-      if (counters.accepted !== undefined && (!before || at > before.at)) previous.set(p.id, { accepted: counters.accepted, at, rate });
+      if (totals.records !== undefined && (!before || at > before.at)) previous.set(p.id, { records: totals.records, at, rate });
       const last = lastTimes.get(p.id);
+      const partly = totals.from_seq ? `counted from seq ${totals.from_seq} (kept since then)` : null;
       return el("tr", { "data-pipeline": p.id },
         el("td", {}, link(`/pipelines/${p.id}`, p.id)), el("td", {}, status(p.status)),
         el("td", { class: "num rate" }, rate === null ? "–" : formatNumber(Math.round(rate * 10) / 10)),
         el("td", {}, last && last.time ? formatIso(last.time) : "–"),
-        el("td", { class: "num" }, formatNumber(counters.accepted ?? null)),
-        el("td", { class: "num" }, formatNumber(counters.dead ?? null)),
+        el("td", { class: "num records" }, formatNumber(totals.records ?? null)),
+        el("td", { class: "num stored" }, formatNumber(totals.stored ?? null)),
+        el("td", { class: "num dead", title: partly }, formatNumber(totals.dead ?? null)),
         el("td", { class: "num" }, String(p.restarts)),
         el("td", { class: "error" }, p.last_error || ""));
     }));
@@ -89,7 +105,7 @@ export async function overview(root) {
 
   await refresh();
   const timer = setInterval(refresh, REFRESH_MS);
-  return () => clearInterval(timer);
+  return () => { clearInterval(timer); stale.answered(); };  // the next view starts unmarked
 }
 
 // -- one pipeline, live -----------------------------------------------------------------------
@@ -122,8 +138,10 @@ export async function pipelineView(root, [pipelineId], session) {
     ...["5m", "15m", "1h", "6h", "1d"].map((w) => el("option", { value: w, selected: seconds(w) === windowS }, w)));
   const split = el("select", { id: "split", onchange: (e) => reload("by", e.target.value) },
     el("option", { value: "" }, "one series"), ...strings.map((f) => el("option", { value: f, selected: f === by }, `by ${f}`)));
-  root.replaceChildren(
-    el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), status(pipeline.status),
+  const stale = new Staleness(root);
+  const pill = el("span", { id: "pipeline-status" }, status(pipeline.status));
+  root.replaceChildren(stale.banner,
+    el("div", { class: "toolbar" }, el("h1", {}, pipeline.spec.name || pipeline.id), pill,
        liveState(feed), el("label", {}, "window ", windows), strings.length ? el("label", {}, "split ", split) : ""),
     pipeline.spec.description ? el("p", { class: "muted" }, pipeline.spec.description) : "",
     source.node, charts, el("h2", {}, "Newest records"), tableBox);
@@ -148,8 +166,15 @@ export async function pipelineView(root, [pipelineId], session) {
   await feed.start();
   window.dashDebug = { feed, stream: feed.stream };
   const tick = setInterval(draw, 5000);  // the window slides even when nothing arrives
+  const poll = setInterval(async () => {  // its status, and whether the platform answers at all
+    try {
+      const now = await api("GET", `/v1/pipelines/${encodeURIComponent(pipelineId)}`);
+      stale.answered();
+      pill.replaceChildren(status(now.status));
+    } catch (err) { stale.failed(err); }
+  }, REFRESH_MS);
   return () => {
-    clearInterval(tick); source.stop(); feed.close(); sinks?.stop();
+    clearInterval(tick); clearInterval(poll); stale.answered(); source.stop(); feed.close(); sinks?.stop();
     for (const [, chart] of plots) chart.destroy();
   };
 }

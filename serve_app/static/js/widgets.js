@@ -11,6 +11,7 @@ import { TimeChart, breakGaps, numberOr } from "./charts.js";
 import { download, toCsv } from "./csv.js";
 import { el } from "./dom.js";
 import { byKey, combined, groupRecords, serverAggs } from "./fold.js";
+import { applySize, chartHeight } from "./layout.js";
 import { recordOf, timeMs } from "./feed.js";
 import { durationS } from "./range.js";
 import { formatIso } from "./zone.js";
@@ -63,6 +64,7 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
                       onclick: () => download(`${widget.pipeline}-${widget.kind}.csv`, toCsv(...exported.table())) }, "CSV")),
     body, note);
   const exported = { table: () => [["(nothing drawn yet)"], []] };
+  applySize(box, widget);
   container.append(box);
   const columns = widget.fields && widget.fields.length ? widget.fields
     : Object.keys((spec && spec.mapping && spec.mapping.fields) || {}).filter((f) => f !== "time");
@@ -74,7 +76,7 @@ export function mountWidget(container, widget, { spec, tail, view, filter = { pa
     if (!chart) {
       const target = el("div", { class: "chart" });
       body.replaceChildren(target);
-      chart = new TimeChart(target, { unit: widget.unit, bounds: view.bounds, onZoom: view.onZoom, onReset: view.onReset });
+      chart = new TimeChart(target, { height: chartHeight(widget), unit: widget.unit, bounds: view.bounds, onZoom: view.onZoom, onReset: view.onReset });
     }
     return chart;
   }
