@@ -10,8 +10,9 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_LOG            | file                            | the logs: `file`, `jetstream`, `postgres` |
 | DASH_NATS_URL       | nats://127.0.0.1:4222           | the NATS servers (comma-separated) for DASH_LOG=jetstream |
 | DASH_NATS_REPLICAS  | 1                               | copies of each log stream JetStream keeps (3 in production) |
-| DASH_LOG_NAMESPACE  | (made once by `up`, kept in     | [ext] first part of every log's stream, subject or row key: |
-|                     |  $DASH_HOME/log-namespace)      | platforms sharing one NATS server or database keep apart |
+| DASH_LOG_NAMESPACE  | (made once by `up`, kept in the | [ext] first part of every log's stream, subject or row key: |
+|                     |  PostgreSQL catalog or in       | platforms sharing one NATS server or database keep apart |
+|                     |  $DASH_HOME/log-namespace)      | (dash_ray.log.namespace)                  |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
 | DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
 | DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's |

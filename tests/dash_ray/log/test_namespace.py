@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -95,29 +95,41 @@ def test_a_home_an_earlier_dash_ran_in_keeps_the_log_names_it_had(tmp_path: Path
 
 
 @pytest.fixture
-def own_database() -> Iterator[str]:
-    """A database of this test's own (a catalog's `dash` schema in it is this test's alone)."""
-    name = f"dash_ns_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_DSN.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+def databases() -> Iterator[Callable[[], str]]:
+    """Make databases of this test's own (a catalog's `dash` schema in one is this test's alone)."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(name := f"dash_ns_{uuid.uuid4().hex[:12]}")
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return f"{PG_ADMIN_DSN.rpartition('/')[0]}/{name}"
+    yield make
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        for name in made:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_a_postgresql_catalog_with_pipelines_is_an_earlier_platform(tmp_path: Path, own_database: str) -> None:
+def test_a_postgresql_catalog_keeps_the_namespace_and_one_with_pipelines_is_an_earlier_platform(
+        tmp_path: Path, databases: Callable[[], str]) -> None:
+    own_database, pg_dsn = databases(), databases()
     assert not ran_before(tmp_path, own_database)  # no catalog yet
     catalog = open_catalog(own_database, box=SecretBox([SecretBox.generate_key()]))
     try:
         assert not ran_before(tmp_path, own_database)  # a catalog, empty
-        assert platform_log_namespace(tmp_path / "new", legacy="dash", pg_dsn=own_database) != "dash"
         catalog.create_pipeline(PipelineSpec.model_validate({"id": "orders", **SPEC}), secret="s" * 32)
         assert ran_before(tmp_path, own_database)
+        # an earlier Dash's platform, no namespace kept: its logs keep their names
         assert platform_log_namespace(tmp_path / "head", legacy="dash", pg_dsn=own_database) == "dash"
     finally:
         catalog.close()
+    # a new platform on a new catalog: one made and kept in the database, so a head rebuilt
+    # with an empty home (its secrets in DASH_* variables) finds the same one again
+    made = platform_log_namespace(tmp_path / "head-1", legacy="dash", pg_dsn=pg_dsn)
+    assert made != "dash" and not (tmp_path / "head-1" / NAMESPACE_FILE).exists()
+    assert platform_log_namespace(tmp_path / "head-2", legacy="dash", pg_dsn=pg_dsn) == made
+    catalog = open_catalog(pg_dsn, box=SecretBox([SecretBox.generate_key()]))  # the catalog takes the schema as is
+    catalog.close()
 
 
 def test_up_makes_the_namespace_before_the_admin_token_and_reads_dash_log_namespace(
