@@ -69,25 +69,30 @@ def test_shared_pipelines_spread_over_the_ingestor_nodes_and_ls_shows_their_plac
         per_node = Counter(node for node, _ in where.values())
         print(f"shared pipelines per ingestor node: ing1 {per_node[nodes['ing1']]}, ing2 {per_node[nodes['ing2']]}; "
               f"hosts: {dict(Counter(host for _, host in where.values()))}")
-        # ~50/50: every earlier test's dedicated pipelines were spread evenly too
+        # ~50/50 (the earlier tests' dedicated pipelines, when they ran, were spread evenly too)
         assert set(per_node) == {nodes["ing1"], nodes["ing2"]}
         assert abs(per_node[nodes["ing1"]] - per_node[nodes["ing2"]]) <= 2, per_node
         host_nodes = {host: {node for node, h in where.values() if h == host} for _, host in where.values()}
         assert all(len(on) == 1 for on in host_nodes.values()), host_nodes  # a host runs on one node
         assert {next(iter(on)) for on in host_nodes.values()} == {nodes["ing1"], nodes["ing2"]}
 
+        dedicated = on_cluster.pipeline_id("own")
+        client.deploy({"id": dedicated, **SPEC})
+        wait_for(lambda: (p := client.get(dedicated)).status == "running" and p.node, timeout=120,
+                 what="a dedicated pipeline running beside them")
+
         listed = {row["id"]: row for row in json.loads(on_cluster.cli("ls", "--json"))}
         assert {pid: (listed[pid]["placement"], listed[pid]["host"]) for pid in ids} == {
             pid: ("shared", host) for pid, (_, host) in where.items()}
+        assert (listed[dedicated]["placement"], listed[dedicated]["host"]) == ("dedicated", None)
         table = on_cluster.cli("ls")
         assert "PLACEMENT" in table.splitlines()[0].upper()
         for pipeline_id in ids[:5]:
             [line] = [row for row in table.splitlines() if row.startswith(pipeline_id)]
             assert f"shared ({where[pipeline_id][1]})" in line
-        dedicated = next(pid for pid, row in listed.items() if row["placement"] == "dedicated" and row["node"])
         [line] = [row for row in table.splitlines() if row.startswith(dedicated)]
         assert " dedicated " in f"{line} "
-        for pipeline_id in ids:  # the next test's streams need the machine's two cores
+        for pipeline_id in [*ids, dedicated]:  # the next test's streams need the machine's two cores
             client.delete(pipeline_id)
 
 
