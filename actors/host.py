@@ -56,6 +56,10 @@ class HostActor:
     async def load(self) -> int:
         return self._shared.load
 
+    async def node(self) -> str:
+        """The id of the Ray node this host runs on."""
+        return self._node
+
     async def health_many(self, pipeline_ids: list[str]) -> dict[str, dict[str, Any] | str]:
         answers = self._shared.health_many(pipeline_ids)
         return {pid: self._where(pid, a) if isinstance(a, dict) else a for pid, a in answers.items()}

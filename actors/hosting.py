@@ -1,6 +1,9 @@
 """The runtime's side of `placement: shared` (`actors/runtime.py` hands shared pipelines here):
-which host actor (`actors/host.py`) each shared pipeline runs in, filling hosts up to
-`DASH_SHARED_HOST_PIPELINES` and creating one when all are full, killing one left empty.
+which host actor (`actors/host.py`) each shared pipeline runs in, up to
+`DASH_SHARED_HOST_PIPELINES` a host, killing one left empty. Where a pipeline goes is the
+runtime's placement (`dash_ray.supervision.placement.Placement.choose_host`): a host with room
+on the least-loaded ingestor node, or a new host made there, so shared pipelines spread over
+the ingestor nodes.
 
 A pipeline's handle is a `SharedHandle` (host actor + pipeline id), opaque to the supervisor,
 which supervises it exactly as a dedicated one: a health answer other than `running` (one
@@ -27,6 +30,7 @@ from actors.names import HOST_PREFIX, host_name
 from dash_ray.errors import UnavailableError
 from dash_ray.settings import Settings
 from dash_ray.spec import PipelineSpec
+from dash_ray.supervision.placement import HostRoom
 from dash_ray.timeouts import timeout
 
 __all__ = ["SharedHandle", "SharedHosts"]
@@ -34,6 +38,9 @@ __all__ = ["SharedHandle", "SharedHosts"]
 log = logging.getLogger(__name__)
 
 _STOP_TIMEOUT_S = 30.0
+
+# (pipeline id, the live hosts in order) -> (the host it joins, or None: a new one; its node)
+Place = Callable[[str, list[HostRoom]], Awaitable[tuple[str | None, str | None]]]
 
 
 @dataclass(frozen=True)
@@ -48,17 +55,17 @@ class SharedHandle:
 class SharedHosts:
     """The host actors of one registry and the pipelines in each (one event loop)."""
 
-    def __init__(self, settings: Settings, *,
-                 choose_node: Callable[[str], Awaitable[str | None]] | None = None) -> None:
-        """`choose_node`: the node for a new host actor, by its name (None: any ingestor node),
-        as the runtime chooses one for a pipeline actor."""
+    def __init__(self, settings: Settings, *, place: Place | None = None) -> None:
+        """`place`: which host a pipeline joins, or on which node a new host is made for it
+        (None: the first host with room, else a new one on any ingestor node)."""
         self._settings = settings
-        self._choose_node = choose_node
+        self._place = place or _first_with_room
         self._pipeline_settings = settings.pipeline()
         self._capacity = settings.shared_host_pipelines
         self._actors: dict[str, Any] = {}  # host name -> handle, for the live hosts
         self._members: dict[str, set[str]] = {}  # host name -> its pipelines (and those starting)
         self._where: dict[str, str] = {}  # pipeline id -> host name, once started there
+        self._nodes: dict[str, str | None] = {}  # host name -> the node it runs on (None: not known)
         self._next = 1
         self._lock = asyncio.Lock()
         self._discovered = False
@@ -71,6 +78,10 @@ class SharedHosts:
     def hosts(self) -> dict[str, int]:
         """Each live host actor's number of pipelines."""
         return {name: len(self._members.get(name, ())) for name in sorted(self._actors)}
+
+    def node_of_host(self, name: str) -> str | None:
+        """The node host actor `name` runs on, as last known."""
+        return self._nodes.get(name)
 
     async def find(self, pipeline_id: str) -> SharedHandle | None:
         """The pipeline in a live host actor (after a registry restart: the hosts are found by
@@ -91,6 +102,7 @@ class SharedHosts:
                 try:
                     actor = await asyncio.to_thread(ray.get_actor, name, namespace=self._settings.namespace)
                     ids: list[str] = await actor.pipelines.remote()
+                    self._nodes[name] = await actor.node.remote()
                 except Exception as exc:  # noqa: BLE001 - a host that does not answer is not adopted
                     log.warning("shared hosts: not adopting %s: %s", name, exc)
                     continue
@@ -111,30 +123,34 @@ class SharedHosts:
             await self._release(spec.id, name, actor, dead=isinstance(exc, RayActorError))
             raise
         self._where[spec.id] = name
+        self._learn(name, answer)
         return SharedHandle(spec.id, name, actor), answer
+
+    def _learn(self, name: str, answer: dict[str, Any]) -> None:
+        if isinstance(node := answer.get("node"), str) and node and name in self._actors:
+            self._nodes[name] = node
 
     async def _reserve(self, pipeline_id: str) -> tuple[str, Any]:
         async with self._lock:
-            for name in sorted(self._actors, key=_number):
-                members = self._members.setdefault(name, set())
-                if len(members) < self._capacity:
-                    members.add(pipeline_id)
-                    return name, self._actors[name]
-            name, actor = await self._create()
-            self._members[name] = {pipeline_id}
-            return name, actor
+            rooms = [HostRoom(name, self._nodes.get(name), self._capacity - len(self._members.get(name, ())))
+                     for name in sorted(self._actors, key=_number)]
+            name, node = await self._place(pipeline_id, rooms)
+            if name is None or name not in self._actors:
+                name, actor = await self._create(node)
+            self._members.setdefault(name, set()).add(pipeline_id)
+            return name, self._actors[name]
 
-    async def _create(self) -> tuple[str, Any]:
+    async def _create(self, node: str | None) -> tuple[str, Any]:
         while True:
             name = host_name(self._next)
             self._next += 1
-            node = await self._choose_node(name) if self._choose_node is not None else None
             try:
                 actor = launch_host(name, self._pipeline_settings, self._capacity, node)
             except ValueError:  # the name is taken (a host being killed, or not ours): the next
                 continue
             self._actors[name] = actor
-            log.info("shared hosts: created %s", name)
+            self._nodes[name] = node
+            log.info("shared hosts: created %s on node %s", name, node or "(any ingestor node)")
             return name, actor
 
     async def _release(self, pipeline_id: str, name: str, actor: Any, *, dead: bool, removed: bool = False) -> None:
@@ -160,6 +176,7 @@ class SharedHosts:
                 if self._where.get(pid) == name:
                     del self._where[pid]
             self._members.pop(name, None)
+            self._nodes.pop(name, None)
         log.info("shared hosts: %s %s", name, "died" if dead else "is empty: stopping it")
         try:
             await asyncio.to_thread(_kill, actor)
@@ -208,9 +225,14 @@ class SharedHosts:
                 if future.done():
                     continue
                 if isinstance(answer, dict):
+                    self._learn(host, answer)
                     future.set_result(answer)
                 else:
                     future.set_exception(UnavailableError(answer))
+
+
+async def _first_with_room(pipeline_id: str, hosts: list[HostRoom]) -> tuple[str | None, str | None]:
+    return next((host.name for host in hosts if host.free > 0), None), None
 
 
 def _kill(actor: Any) -> None:

@@ -17,7 +17,7 @@ from actors.names import actor_name
 from actors.pipeline import launch
 from dash_ray.settings import INGESTOR_ROLES, ROLE_LABEL, Settings
 from dash_ray.spec import PipelineSpec
-from dash_ray.supervision.placement import Placement
+from dash_ray.supervision.placement import HostRoom, Placement
 from dash_ray.supervision.runtime import Health
 from dash_ray.timeouts import timeout
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _NAME_RELEASE_S = 10.0
 _GRACEFUL_STOP_S = 30.0
+_NODES_FRESH_S = 1.0  # how long a listing of the ingestor nodes is used (ray.nodes() is not free)
 
 
 class RayRuntime:
@@ -37,7 +38,8 @@ class RayRuntime:
         self._pipeline_settings = settings.pipeline()
         self.placement = Placement()
         self._pipelines: dict[str, str] = {}  # actor id -> pipeline id, while it lives
-        self.shared = SharedHosts(settings, choose_node=self._node_for)
+        self.shared = SharedHosts(settings, place=self._host_for)
+        self._ingestors: tuple[float, list[str]] = (-_NODES_FRESH_S, [])
 
     async def find(self, pipeline_id: str) -> ActorHandle[Any] | SharedHandle | None:
         try:
@@ -51,9 +53,17 @@ class RayRuntime:
         from the log and lake. On any failure, or when cancelled, the actor is killed. A shared
         pipeline is started in a host actor instead (and taken out of it on failure)."""
         if spec.placement == "shared":
-            handle, answer = await self.shared.start(spec)
-            return handle, self._placed(answer)
-        actor = await self._create(spec)
+            try:
+                handle, answer = await self.shared.start(spec)
+            except BaseException:
+                self.placement.gone(spec.id)
+                raise
+            return handle, self._placed(answer, host=handle.host)
+        try:
+            actor = await self._create(spec)
+        except BaseException:
+            self.placement.gone(spec.id)
+            raise
         try:
             async with timeout(self._settings.start_timeout_s):
                 answer = await actor.start.remote()
@@ -64,11 +74,11 @@ class RayRuntime:
 
     async def health(self, handle: ActorHandle[Any] | SharedHandle) -> Health:
         if isinstance(handle, SharedHandle):
-            return self._placed(await self.shared.health(handle))
+            return self._placed(await self.shared.health(handle), host=handle.host)
         return self._placed(await handle.health.remote())
 
-    def _placed(self, answer: dict[str, Any]) -> Health:
-        health = Health.from_answer(answer)
+    def _placed(self, answer: dict[str, Any], host: str | None = None) -> Health:
+        health = Health.from_answer(answer, host=host)
         if isinstance(pipeline_id := answer.get("pipeline"), str):
             self.placement.placed(pipeline_id, health.node)
         return health
@@ -86,12 +96,24 @@ class RayRuntime:
                 log.warning("runtime: graceful stop failed, killing it: %s: %s", type(exc).__name__, exc)
         await self._kill(handle)
 
-    async def _node_for(self, key: str) -> str | None:
-        """The ingestor node for a new actor (a pipeline's, by its id, or a shared host's)."""
-        return self.placement.choose(key, await asyncio.to_thread(_ingestor_nodes))
+    async def _ingestor_nodes(self) -> list[str]:
+        """The live ingestor nodes, listed at most `_NODES_FRESH_S` ago."""
+        at, nodes = self._ingestors
+        if time.monotonic() - at >= _NODES_FRESH_S:
+            nodes = await asyncio.to_thread(_ingestor_nodes)
+            self._ingestors = (time.monotonic(), nodes)
+        return nodes
+
+    async def _host_for(self, pipeline_id: str, hosts: list[HostRoom]) -> tuple[str | None, str | None]:
+        """The shared host a pipeline joins (None: a new one) and its node; the pipeline counts
+        on that node from now on."""
+        host, node = self.placement.choose_host(pipeline_id, await self._ingestor_nodes(), hosts)
+        self.placement.reserve(pipeline_id, node)
+        return host, node
 
     async def _create(self, spec: PipelineSpec) -> ActorHandle[Any]:
-        node = await self._node_for(spec.id)
+        node = self.placement.choose(spec.id, await self._ingestor_nodes())
+        self.placement.reserve(spec.id, node)
         # The name of a just-killed actor may take a moment to be released.
         deadline = time.monotonic() + _NAME_RELEASE_S
         while True:

@@ -10,6 +10,9 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_LOG            | file                            | the logs: `file`, `jetstream`, `postgres` |
 | DASH_NATS_URL       | nats://127.0.0.1:4222           | the NATS servers (comma-separated) for DASH_LOG=jetstream |
 | DASH_NATS_REPLICAS  | 1                               | copies of each log stream JetStream keeps (3 in production) |
+| DASH_LOG_NAMESPACE  | (made once by `up`, kept in the | [ext] first part of every log's stream, subject or row key: |
+|                     |  PostgreSQL catalog or in       | platforms sharing one NATS server or database keep apart |
+|                     |  $DASH_HOME/log-namespace)      | (dash_ray.log.namespace)                  |
 | DASH_LAKE_URL       | $DASH_HOME/lake                 | folder or s3://bucket/prefix for the lake |
 | DASH_LAKE_ENDPOINT_URL | (AWS)                        | S3-compatible endpoint for an s3:// lake  |
 | DASH_LAKE_ROOTS     | (none)                          | comma-separated folders or s3:// prefixes where a spec's |
@@ -42,6 +45,7 @@ in `DASH_TOKEN`, else `DASH_ADMIN_TOKEN`, else `$DASH_HOME/admin.token` (`Client
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,9 +89,14 @@ class PipelineSettings:
     log: LogKind = "file"
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = 1
+    log_namespace: str = ""  # the platform's (`Settings.log_prefix`); empty: `namespace`
 
     def wal_dir(self, pipeline_id: str) -> Path:
         return Path(self.wal_root) / pipeline_id
+
+    @property
+    def log_prefix(self) -> str:
+        return self.log_namespace or self.namespace
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,8 @@ class Settings:
     log: LogKind = "file"
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = 1
+    # What names this platform's logs in a shared backend (dash_ray.log.namespace); `up` sets it.
+    log_namespace: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -184,6 +195,9 @@ class Settings:
             raise ValueError(f"DASH_INGRESS must be 'replica' or 'serve', not {self.ingress!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"DASH_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
+        if self.log_namespace is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.log_namespace):
+            raise ValueError("DASH_LOG_NAMESPACE must be 1 to 40 letters, digits, '_' or '-', "
+                             f"not {self.log_namespace!r}")
         if self.shared_host_pipelines < 1:
             raise ValueError(f"DASH_SHARED_HOST_PIPELINES must be at least 1, not {self.shared_host_pipelines}")
         if self.log not in LOG_KINDS:
@@ -198,6 +212,12 @@ class Settings:
                 raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
 
     @property
+    def log_prefix(self) -> str:
+        """The first part of every log's name (`dash_ray.log.choice.log_name`): the log
+        namespace, else the Ray namespace (the names logs had before there was one)."""
+        return self.log_namespace or self.namespace
+
+    @property
     def catalog_url(self) -> str:
         return self.pg_dsn or str(Path(self.home) / "catalog.sqlite")
 
@@ -210,7 +230,7 @@ class Settings:
             wal_root=self.state_dir or str(Path(self.home) / "wal"), lake_url=self.lake_url,
             lake_options=self.lake_options, namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
             idempotency_max_keys=self.idempotency_max_keys, log_format=self.log_format, log=self.log,
-            nats_url=self.nats_url, nats_replicas=self.nats_replicas)
+            nats_url=self.nats_url, nats_replicas=self.nats_replicas, log_namespace=self.log_prefix)
 
     def web(self) -> WebSettings:
         """The part a web replica gets."""
@@ -258,6 +278,7 @@ class Settings:
             "log": env.get("DASH_LOG", "file").strip().lower() or "file",
             "nats_url": env.get("DASH_NATS_URL") or "nats://127.0.0.1:4222",
             "nats_replicas": _number(env, "DASH_NATS_REPLICAS", "1", int),
+            "log_namespace": env.get("DASH_LOG_NAMESPACE", "").strip() or None,
         }
         values.update(overrides)
         return cls(**values)

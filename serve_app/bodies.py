@@ -35,6 +35,8 @@ def pipeline_body(view: PipelineView) -> dict[str, Any]:
         "counters_at": _time(view.counters_at),
         "waiting_in_log": view.waiting_in_log,
         "node": view.node,
+        "placement": view.placement,
+        "host": view.host,
         "next_restart_at": _time(view.next_restart_at),
         "source_state": view.source_state,
         "spec": view.spec.to_json_dict(),

@@ -97,3 +97,17 @@ def test_every_status_counter_and_widget_field_is_documented() -> None:
     dashboards = text[text.index("## Dashboards [ext]"):text.index("## Operations [ext]")]
     fields = set(re.findall(r"`([a-z_]+)`", dashboards))
     assert set(Widget.model_fields) - fields == set()
+
+
+def test_every_field_of_a_pipeline_status_is_documented() -> None:
+    from dash_ray.spec import parse_spec
+    from dash_ray.supervision.view import PipelineView
+    from serve_app.bodies import pipeline_body
+
+    body = pipeline_body(PipelineView("p", "running", 0, None, 1, parse_spec({"id": "p"})))
+    text = API.read_text()
+    assert {"node", "placement", "host"} <= set(body)
+    # the shared contract's own (`id`, `status`, restarts, last error, `counters`, the spec) are
+    # described in its words; every extension is named as it is sent
+    contract = {"id", "status", "restarts", "last_error", "counters", "spec"}
+    assert [field for field in body if field not in contract and f"`{field}`" not in text] == []

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cell", "print_json", "print_pipeline", "print_platform", "table"]
+__all__ = ["cell", "placement", "print_json", "print_pipeline", "print_platform", "table"]
 
 
 def print_json(data: Any, *, compact: bool = False) -> None:
@@ -46,12 +46,18 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, 
         print(line(row_cells))
 
 
+def placement(kind: str, host: str | None) -> str:
+    """A pipeline's placement in a table: `dedicated`, or `shared` with its host actor's name."""
+    return f"shared ({host})" if kind == "shared" and host else kind
+
+
 def print_pipeline(p: Any, as_json: bool) -> int:
     """One pipeline (a `Client.get` answer) in full: JSON, or a readable summary."""
     if as_json:
         print_json({"id": p.id, "status": p.status, "restarts": p.restarts, "last_error": p.last_error,
                 "version": p.version, "counters": p.counters, "counters_at": p.counters_at,
                 "waiting_in_log": p.waiting_in_log, "next_restart_at": p.next_restart_at, "node": p.node,
+                "placement": p.placement, "host": p.host,
                 "source_state": p.source_state, "spec": p.spec})
         return 0
     print(f"{p.id}: {p.status} (version {p.version}, {p.restarts} restarts)")
@@ -64,6 +70,7 @@ def print_pipeline(p: Any, as_json: bool) -> int:
         _print_source_state(p.source_state)
     print(f"  waiting in log: {p.waiting_in_log}")
     print(f"  node:           {p.node or '-'}")
+    print(f"  placement:      {placement(p.placement, p.host)}")
     print(f"  counters as of: {p.counters_at or 'never'}")
     width = max((len(name) for name in p.counters), default=0)
     for name, value in p.counters.items():

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from dash_ray.cli.connection import client_for
-from dash_ray.cli.output import print_json, table
+from dash_ray.cli.output import placement, print_json, table
 
 __all__ = ["cmd_delete", "cmd_deploy", "cmd_ls", "cmd_restart", "cmd_rotate_secret"]
 
@@ -16,8 +16,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         pipelines = client.list()
     rows = [{"id": p.id, "status": p.status, "restarts": p.restarts, "last_seq": p.counters.get("last_seq", 0),
-             "waiting": p.waiting_in_log, "node": _short(p.node) if not args.json else p.node,
-             "last_error": p.last_error} for p in pipelines]
+             "waiting": p.waiting_in_log, "node": p.node if args.json else _short(p.node),
+             "placement": p.placement if args.json else placement(p.placement, p.host),
+             **({"host": p.host} if args.json else {}), "last_error": p.last_error} for p in pipelines]
     if args.json:
         print_json(rows)
     else:

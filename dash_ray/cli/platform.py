@@ -14,6 +14,7 @@ from dash_ray.cli.connection import client_for
 from dash_ray.cli.output import print_pipeline, print_platform
 from dash_ray.client import Client
 from dash_ray.errors import NotFoundError
+from dash_ray.log.namespace import platform_log_namespace
 from dash_ray.settings import ClientEnv, Settings
 
 __all__ = ["cmd_down", "cmd_status", "cmd_up", "start_demo"]
@@ -26,6 +27,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "address", None):
         overrides["ray_address"] = args.address
     settings = Settings.from_env(**overrides)
+    # Before the admin token is made: a home with none yet is a new platform's.
+    settings = settings.with_(log_namespace=platform_log_namespace(
+        Path(settings.home), legacy=settings.namespace, explicit=settings.log_namespace, pg_dsn=settings.pg_dsn))
     token = _admin_token(settings)
     return settings.with_(admin_token_hash=hash_token(token))
 

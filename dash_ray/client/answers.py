@@ -30,6 +30,8 @@ class Pipeline:
     next_restart_at: str | None = None
     source_state: dict[str, Any] | None = None  # a feeding source's (mqtt, pipeline, a poller)
     node: str | None = None  # the Ray node id it runs on (None while it does not run)
+    placement: str = "dedicated"  # `dedicated` (an actor of its own) or `shared` (in a host actor)
+    host: str | None = None  # the shared host actor it runs in (None: dedicated, or not running)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Pipeline:
@@ -47,6 +49,8 @@ class Pipeline:
             next_restart_at=body.get("next_restart_at"),
             source_state=body.get("source_state"),
             node=body.get("node"),
+            placement=body.get("placement") or "dedicated",
+            host=body.get("host"),
         )
 
 

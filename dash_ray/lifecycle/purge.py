@@ -35,5 +35,5 @@ async def purge(spec: PipelineSpec, catalog: Catalog, *, settings: Settings) -> 
         await asyncio.to_thread(pgpurge.purge, settings.pg_dsn, spec.id)
     # Its state folder (keys, cursor, jobs; the log when it is a file) and its log wherever it is.
     await asyncio.to_thread(drop_log, settings.log, folder=settings.wal_dir(spec.id),
-                            name=log_name(settings.namespace, spec.id), nats_url=settings.nats_url,
+                            name=log_name(settings.log_prefix, spec.id), nats_url=settings.nats_url,
                             dsn=settings.pg_dsn)

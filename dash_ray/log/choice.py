@@ -4,8 +4,9 @@ or `postgres` (rows in the platform's PostgreSQL). On a cluster a pipeline resta
 node must find the log its last owner acknowledged into: use `jetstream` or `postgres`, or
 `file` with the state folder (`DASH_STATE_DIR`) on a mount every ingestor node reaches.
 
-A log's name is the platform's namespace and the pipeline's id (`log_name`), so two platforms
-sharing one NATS server or database keep apart when their namespaces differ.
+A log's name is the platform's log namespace and the pipeline's id (`log_name`), so two
+platforms sharing one NATS server or database keep apart: each platform has its own
+(`dash_ray.log.namespace`, `Settings.log_prefix`).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class PipelineHost:
         self._settings = settings
         self._hook = Sinks()
         self.sinks: dict[str, DeliverySink] = {}
-        self._log_name = log_name(settings.namespace, spec.id)
+        self._log_name = log_name(settings.log_prefix, spec.id)
         # A `postgres` log is made at start, once the registry gave the database's DSN.
         wal = None if settings.log == "postgres" else make_log(
             settings.log, folder=settings.wal_dir(spec.id), name=self._log_name, nats_url=settings.nats_url,

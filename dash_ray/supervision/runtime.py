@@ -26,6 +26,7 @@ class Health:
     wal_bytes: int = 0
     source_state: Mapping[str, Any] | None = None
     node: str | None = None  # the id of the node it runs on, when the runtime says
+    host: str | None = None  # the shared host actor it runs in (`placement: shared`), when it does
 
     @property
     def running(self) -> bool:
@@ -39,11 +40,12 @@ class Health:
         return max(0, last - stored)
 
     @classmethod
-    def from_answer(cls, answer: Mapping[str, Any]) -> Health:
-        """From the dict `PipelineCore.health()` returns (with `node` when the runtime adds it)."""
+    def from_answer(cls, answer: Mapping[str, Any], *, host: str | None = None) -> Health:
+        """From the dict `PipelineCore.health()` returns (with `node` when the runtime adds it);
+        `host`: the shared host actor that answered."""
         return cls(state=str(answer.get("state", "unknown")), counters=dict(answer.get("counters") or {}),
                    wal_bytes=int(answer.get("wal_bytes") or 0), source_state=answer.get("source_state"),
-                   node=answer.get("node") or None)
+                   node=answer.get("node") or None, host=host)
 
 
 class Runtime(Protocol[Handle]):

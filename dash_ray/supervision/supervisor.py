@@ -323,7 +323,8 @@ class Supervisor:
             next_restart_at=entry.next_restart_at if entry.status == "restarting" else None,
             source_state=dict(health.source_state) if health and health.source_state is not None else None,
             created_at=entry.created_at, updated_at=entry.updated_at,
-            node=health.node if health and entry.status == "running" else None)
+            node=health.node if health and entry.status == "running" else None,
+            host=health.host if health and entry.status == "running" else None)
 
     # -- the watch -------------------------------------------------------------------------
 

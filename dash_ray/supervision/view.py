@@ -40,6 +40,12 @@ class PipelineView:
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     node: str | None = None  # the Ray node id it runs on, as of `counters_at`
+    host: str | None = None  # the shared host actor it runs in (`placement: shared`), as of the same
+
+    @property
+    def placement(self) -> str:
+        """`dedicated` (an actor of its own) or `shared` (in a host actor): its spec's."""
+        return self.spec.placement
 
 
 @dataclass(frozen=True)

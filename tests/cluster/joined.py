@@ -58,7 +58,8 @@ class OnCluster:
         finally:
             self.nodes.close()
             for pipeline_id in self.made:
-                drop_log("jetstream", folder=self.root / "none", name=log_name("dash", pipeline_id), nats_url=NATS)
+                name = log_name(self.env["DASH_LOG_NAMESPACE"], pipeline_id)
+                drop_log("jetstream", folder=self.root / "none", name=name, nats_url=NATS)
 
 
 def start_platform(nodes: Nodes, root: Path, *, web_replicas: int) -> OnCluster:
@@ -69,7 +70,8 @@ def start_platform(nodes: Nodes, root: Path, *, web_replicas: int) -> OnCluster:
     env = {**{k: nodes.env[k] for k in ("RAY_TMPDIR", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED")},
            "DASH_ADMIN_TOKEN": ADMIN_TOKEN, "DASH_WEB_REPLICAS": str(web_replicas), "DASH_LOG": "jetstream",
            "DASH_NATS_URL": NATS, "DASH_STATE_DIR": str(root / "shared" / "state"),
-           "DASH_LAKE_URL": str(root / "shared" / "lake"), "DASH_RESTART_BACKOFF_S": "0.2"}
+           "DASH_LAKE_URL": str(root / "shared" / "lake"), "DASH_RESTART_BACKOFF_S": "0.2",
+           "DASH_LOG_NAMESPACE": f"t{uuid.uuid4().hex[:10]}"}  # its own logs in the shared NATS
     on = OnCluster(nodes, root, free_port(), env)
     started = dash(on.home, on.port, "up", "--address", nodes.address, timeout=300, **env)
     assert started.returncode == 0, started.stdout + started.stderr

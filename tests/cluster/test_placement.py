@@ -1,6 +1,7 @@
 """Placement on a real multi-node Ray cluster (`conftest.py`): web replicas only on web nodes
-(one per node), pipeline actors only on ingestor nodes and spread across them, each
-pipeline's node in GET /v1/pipelines and `dash-ray ls`, the CLI working from elsewhere
+(one per node), pipeline actors only on ingestor nodes and spread across them, shared
+pipelines too (their host actors on both ingestor nodes, ~50/50), each pipeline's node and
+placement in GET /v1/pipelines and `dash-ray ls`, the CLI working from elsewhere
 through DASH_URL and DASH_TOKEN; losing a web node leaves the other serving, and live streams
 resume without a gap."""
 
@@ -50,6 +51,49 @@ def test_web_replicas_on_web_nodes_and_pipelines_spread_over_ingestor_nodes(on_c
     for pipeline_id in ids:
         [line] = [row for row in table.splitlines() if row.startswith(pipeline_id)]
         assert where[pipeline_id][:8] in line
+
+
+def test_shared_pipelines_spread_over_the_ingestor_nodes_and_ls_shows_their_placement(
+        on_cluster: OnCluster) -> None:
+    nodes = on_cluster.nodes.ids
+    ids = [on_cluster.pipeline_id("shared") for _ in range(100)]
+    with on_cluster.client() as client:
+        for pipeline_id in ids:
+            client.deploy({"id": pipeline_id, "placement": "shared", **SPEC})
+
+        def placed() -> dict[str, tuple[str, str]] | None:
+            found = {p.id: (p.node, p.host) for p in client.list()
+                     if p.id in ids and p.status == "running" and p.node and p.host}
+            return found if len(found) == len(ids) else None
+        where = wait_for(placed, timeout=300, what="every shared pipeline running in a host")
+        per_node = Counter(node for node, _ in where.values())
+        print(f"shared pipelines per ingestor node: ing1 {per_node[nodes['ing1']]}, ing2 {per_node[nodes['ing2']]}; "
+              f"hosts: {dict(Counter(host for _, host in where.values()))}")
+        # ~50/50 (the earlier tests' dedicated pipelines, when they ran, were spread evenly too)
+        assert set(per_node) == {nodes["ing1"], nodes["ing2"]}
+        assert abs(per_node[nodes["ing1"]] - per_node[nodes["ing2"]]) <= 2, per_node
+        host_nodes = {host: {node for node, h in where.values() if h == host} for _, host in where.values()}
+        assert all(len(on) == 1 for on in host_nodes.values()), host_nodes  # a host runs on one node
+        assert {next(iter(on)) for on in host_nodes.values()} == {nodes["ing1"], nodes["ing2"]}
+
+        dedicated = on_cluster.pipeline_id("own")
+        client.deploy({"id": dedicated, **SPEC})
+        wait_for(lambda: (p := client.get(dedicated)).status == "running" and p.node, timeout=120,
+                 what="a dedicated pipeline running beside them")
+
+        listed = {row["id"]: row for row in json.loads(on_cluster.cli("ls", "--json"))}
+        assert {pid: (listed[pid]["placement"], listed[pid]["host"]) for pid in ids} == {
+            pid: ("shared", host) for pid, (_, host) in where.items()}
+        assert (listed[dedicated]["placement"], listed[dedicated]["host"]) == ("dedicated", None)
+        table = on_cluster.cli("ls")
+        assert "PLACEMENT" in table.splitlines()[0].upper()
+        for pipeline_id in ids[:5]:
+            [line] = [row for row in table.splitlines() if row.startswith(pipeline_id)]
+            assert f"shared ({where[pipeline_id][1]})" in line
+        [line] = [row for row in table.splitlines() if row.startswith(dedicated)]
+        assert " dedicated " in f"{line} "
+        for pipeline_id in [*ids, dedicated]:  # the next test's streams need the machine's two cores
+            client.delete(pipeline_id)
 
 
 def test_losing_a_web_node_leaves_the_other_serving_and_live_streams_resume_without_a_gap(

@@ -105,10 +105,14 @@ def test_a_spec_change_moves_a_pipeline_to_its_own_actor_and_back_with_nothing_l
     pipeline_id, secret = deploy(platform, data)
     platform.client.ingest(pipeline_id, [reading(i) for i in range(5)], secret=secret)
     assert _host_of(platform, pipeline_id) is not None
+    shown = platform.wait_for(lambda: (v := platform.client.get(pipeline_id)).host and v,
+                              what="the status to name its host")
+    assert (shown.placement, shown.host) == ("shared", _host_of(platform, pipeline_id))
 
     dedicated = platform.client.deploy({**data, "placement": "dedicated"})
     assert dedicated.status == "running" and dedicated.spec["placement"] == "dedicated"
     assert _named(platform, f"pipeline:{pipeline_id}") and _host_of(platform, pipeline_id) is None
+    assert (dedicated.placement, dedicated.host) == ("dedicated", None)
     assert _ingest_retrying(platform, pipeline_id, secret, reading(5)).last_seq == 6
     assert [r["seq"] for r in platform.client.records(pipeline_id)] == [1, 2, 3, 4, 5, 6]
 
