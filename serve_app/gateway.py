@@ -117,7 +117,7 @@ class Gateway:
         return scope
 
     async def check(self, credential: Credential | None, needed: str) -> str:
-        """The scope of a request's credential (`serve_app.sessions.credential_of`), when it
+        """The scope of a request's credential (`serve_app.requests.credential_of`), when it
         allows `needed`: a bearer token's own, or the scope of the token a page session was
         opened with."""
         if credential is None:

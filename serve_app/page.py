@@ -27,9 +27,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 # Scripts and styles only from this origin; uPlot sets element styles from script, and the
 # WebSocket goes to this same origin ('self' covers ws: and wss: there). The referrer policy
-# is `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` on
-# the page's own POSTs, and the page session's requests must show the page's origin
-# (`dash_ray.auth.origins`); no other origin is ever sent a Referer.
+# is `same-origin`, not `no-referrer`: the page session's requests must show the page's origin
+# (`dash_ray.auth.origins`), and under `no-referrer` the Fetch standard has a browser send
+# `Origin: null` on a page's POSTs (Chromium 156 sends the origin anyway, checked; not every
+# browser may) and no Referer to fall back on. No other origin is ever sent a Referer.
 _HEADERS = {
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
                                " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
