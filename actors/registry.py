@@ -15,6 +15,7 @@ import ray
 
 from actors.names import REGISTRY_NAME
 from actors.runtime import RayRuntime
+from dash_ray.auth.sessions import Credential, SessionGrant
 from dash_ray.auth.tokens import Scope
 from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.process_logging import setup_logging
@@ -72,7 +73,7 @@ class Registry:
         """Each shared host actor's number of pipelines."""
         return self._runtime.shared.hosts()
 
-    # -- access: ingest secrets, tokens, live tickets --------------------------------------
+    # -- access: ingest secrets, tokens, page sessions, live tickets --------------------------------------
 
     async def rotate_secret(self, pipeline_id: str, grace_s: float) -> str:
         return await self._access.rotate_secret(pipeline_id, grace_s)
@@ -95,10 +96,19 @@ class Registry:
     async def revoke_token(self, token_id: str) -> None:
         await self._access.revoke_token(token_id)
 
-    async def live_ticket(self, token: str) -> str:
-        return self._access.live_ticket(token)
+    async def open_session(self, token_id: str, token_hash: str) -> tuple[str, SessionGrant]:
+        return await self._access.open_session(token_id, token_hash)
 
-    async def redeem_live_ticket(self, ticket: str) -> str | None:
+    async def sessions(self, seen: list[str]) -> dict[str, SessionGrant]:
+        return await self._access.sessions(seen)
+
+    async def close_session(self, session_hash: str) -> None:
+        await self._access.close_session(session_hash)
+
+    async def live_ticket(self, credential: Credential) -> str:
+        return self._access.live_ticket(credential)
+
+    async def redeem_live_ticket(self, ticket: str) -> Credential | None:
         return self._access.redeem_live_ticket(ticket)
 
     # -- the web replicas' metric reports --------------------------------------------------

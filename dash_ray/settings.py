@@ -33,6 +33,10 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, replicas |
 |                     |                                 | use its last answers (pipeline info, tokens) this long |
 | DASH_SHARED_HOST_PIPELINES | 250                      | [ext] pipelines per host actor for `placement: shared` |
+| DASH_SESSION_IDLE_S | 604800 (7 days)                 | a page session unused this long ends (sliding) |
+| DASH_SESSION_MAX_S  | 2592000 (30 days)               | a page session ends this long after sign-in, used or not |
+| DASH_ALLOWED_ORIGINS | (none)                         | comma-separated origins (`https://ops.example.com`) besides |
+|                     |                                 | the platform's own whose pages may use a page session |
 
 On a cluster DASH_STATE_DIR is a mount every ingestor node reaches at the same path, and
 DASH_LOG is `jetstream` (with DASH_NATS_URL) or `postgres` (in DASH_PG_DSN's database).
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 __all__ = ["INGESTOR_ROLES", "LOG_KINDS", "ROLE_LABEL", "ClientEnv", "LogKind", "PipelineSettings", "RestartPolicy",
-           "Settings", "WebSettings", "ingestor_selector", "parse_port", "web_selector"]
+           "SessionPolicy", "Settings", "WebSettings", "ingestor_selector", "parse_port", "web_selector"]
 
 ROLE_LABEL = "dash.io/role"
 LogKind = Literal["file", "jetstream", "postgres"]  # dash_ray.log.choice
@@ -60,6 +64,7 @@ LOG_KINDS: tuple[str, ...] = get_args(LogKind)
 # A Ray node label key holds one value, so a node that plays both roles (the laptop default)
 # carries `dash.io/role=web-ingestor` and each selector accepts its own role or both.
 BOTH_ROLES = "web-ingestor"
+_ORIGIN = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 
 
 def web_selector() -> dict[str, str]:
@@ -100,6 +105,25 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class SessionPolicy:
+    """How long a page session (`dash_ray.auth.sessions`) lives: `idle_s` without use, `max_s`
+    at most; `touch_s`: a use moves the idle deadline in the catalog at most this often (a
+    write per session per `touch_s`); `max_per_token` live sessions of one token at most."""
+
+    idle_s: float = 7 * 86400.0
+    max_s: float = 30 * 86400.0
+    touch_s: float = 60.0
+    max_per_token: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 < self.idle_s <= self.max_s:
+            raise ValueError(f"a page session's idle time (DASH_SESSION_IDLE_S, {self.idle_s:g} s) must be above 0 "
+                             f"and at most its lifetime (DASH_SESSION_MAX_S, {self.max_s:g} s)")
+        if self.max_per_token < 1:
+            raise ValueError("at least one session per token")
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """What a web replica needs: where to listen, how to find the registry, how to check
     the admin token (its hash only), how to coalesce ingest, and where queries read."""
@@ -128,6 +152,10 @@ class WebSettings:
     read_threads: int = 4
     read_queue: int = 16
     query_timeout_s: float = 15.0
+    # Page sessions: the cookie's lifetime, and origins besides the platform's own whose
+    # pages may send requests with it (`dash_ray.auth.origins`).
+    session_max_s: float = SessionPolicy.max_s
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,6 +212,8 @@ class Settings:
     nats_replicas: int = 1
     # What names this platform's logs in a shared backend (dash_ray.log.namespace); `up` sets it.
     log_namespace: str | None = None
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -207,6 +237,10 @@ class Settings:
                              "set DASH_PG_DSN")
         if self.state_dir is not None and not Path(self.state_dir).is_absolute():
             raise ValueError(f"DASH_STATE_DIR must be an absolute folder, not {self.state_dir!r}")
+        for origin in self.allowed_origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"DASH_ALLOWED_ORIGINS: {origin!r} is not an origin: http(s)://host[:port], "
+                                 "no path")
         for root in self.lake_roots:
             if not root.startswith(("/", "file://", "s3://")):
                 raise ValueError(f"DASH_LAKE_ROOTS: {root!r} is neither an absolute folder nor an s3:// prefix")
@@ -238,7 +272,8 @@ class Settings:
                            admin_token_hash=self.admin_token_hash, coalesce_inflight=self.coalesce_inflight,
                            lake_url=self.lake_url, lake_options=self.lake_options, pg_dsn=self.pg_dsn,
                            log_format=self.log_format, listener=self.listener,
-                           registry_outage_s=self.registry_outage_s, query_timeout_s=self.query_timeout_s)
+                           registry_outage_s=self.registry_outage_s, query_timeout_s=self.query_timeout_s,
+                           session_max_s=self.session.max_s, allowed_origins=self.allowed_origins)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -279,6 +314,9 @@ class Settings:
             "nats_url": env.get("DASH_NATS_URL") or "nats://127.0.0.1:4222",
             "nats_replicas": _number(env, "DASH_NATS_REPLICAS", "1", int),
             "log_namespace": env.get("DASH_LOG_NAMESPACE", "").strip() or None,
+            "session": SessionPolicy(idle_s=_number(env, "DASH_SESSION_IDLE_S", "604800", float),
+                                     max_s=_number(env, "DASH_SESSION_MAX_S", "2592000", float)),
+            "allowed_origins": tuple(o.strip() for o in env.get("DASH_ALLOWED_ORIGINS", "").split(",") if o.strip()),
         }
         values.update(overrides)
         return cls(**values)

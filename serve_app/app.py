@@ -19,6 +19,7 @@ from serve_app.metrics import ReplicaMetrics, metrics_routes
 from serve_app.page import page_routes
 from serve_app.query import QueryEngines, query_routes
 from serve_app.responses import RequestIds, on_error, on_route_error
+from serve_app.sessions import session_routes
 from serve_app.sinks import sink_routes
 
 __all__ = ["build_app"]
@@ -35,7 +36,7 @@ def build_app(settings: WebSettings, gateway: Gateway | None = None) -> IngestFr
     live = LiveSocket(gateway, LiveHub(gateway, engines, metrics=metrics))
     routes = (api_routes(gateway) + query_routes(gateway, engines) + job_routes(gateway, engines) + sink_routes(gateway)
               + live_routes(live) + metrics_routes(gateway, metrics)
-              + dashboard_routes(gateway) + page_routes())
+              + dashboard_routes(gateway) + session_routes(gateway) + page_routes())
     handlers = {DashError: on_error, Exception: on_error, HTTPException: on_route_error}
     app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.gateway = gateway  # where `serve_app.requests.requires` checks tokens

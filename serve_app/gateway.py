@@ -12,6 +12,8 @@ What is remembered, and for how long:
 - The scopes of every live token (by hash) are asked of the registry every `token_ttl_s`
   (10 s), so a revoked token stops working within that; an unknown token looks again at most
   once a second (a token made moments ago on another replica). Made-up tokens cost nothing.
+- The live page sessions (`serve_app/sessions.py`) likewise every `token_ttl_s`; a session's
+  scope is its token's, so revoking the token ends its sessions within the same 10 s.
 - `/healthz` asks the registry at most once a second.
 - At most 10,000 pipelines' info is kept; past that the least recently used goes.
 - While the registry cannot answer (it restarts, or the catalog's PostgreSQL is down) the last
@@ -29,6 +31,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from dash_ray.auth.sessions import Credential, hash_session
 from dash_ray.auth.tokens import allows, hash_token, token_id_of
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError
 from dash_ray.ingest.batch import Ack, RawBatch
@@ -40,6 +43,7 @@ from serve_app.coalescer import Coalescer, WaitingBytes
 from serve_app.lookups import LookupCache
 from serve_app.pipeline_client import PipelineClient
 from serve_app.registry_client import RegistryClient
+from serve_app.session_table import SessionTable, no_session
 
 __all__ = ["Gateway", "IngestInfo", "bearer_token"]
 
@@ -87,6 +91,8 @@ class Gateway:
             "pipeline", fresh_s=info_ttl_s, max_entries=_MAX_CACHED, **common)
         self._ids: LookupCache[frozenset[str]] = LookupCache("pipeline ids", fresh_s=1.0, **common)
         self._tokens: LookupCache[dict[str, str]] = LookupCache("tokens", fresh_s=token_ttl_s, **common)
+        self.sessions = SessionTable(self.registry, ttl_s=token_ttl_s, stale_s=settings.registry_outage_s,
+                                     timeout_s=registry_timeout_s, clock=clock)
         self._ready: LookupCache[DashError | None] = LookupCache(
             "readiness", fresh_s=1.0, timeout_s=registry_timeout_s, clock=clock)
         self._known_ids: frozenset[str] = frozenset()
@@ -110,29 +116,71 @@ class Gateway:
             raise ForbiddenError(f"a {scope} token cannot do this; it needs {needed}", where="Authorization")
         return scope
 
-    async def recheck(self, authorization: str | None, needed: str) -> str:
-        """`authorize`, with the tokens' scopes asked of the registry again unless they are
-        less than a second old (one call a second at most, however many tokens are checked):
-        a live socket's token is checked again every few seconds, so the socket of a revoked
-        token closes within them. While the registry cannot answer, the last scopes stand in
-        (see the module's docstring)."""
-        if bearer_token(authorization) is not None:
-            await self._tokens.get("", self.registry.token_scopes, max_age_s=1.0)
-        return await self.authorize(authorization, needed)
+    async def check(self, credential: Credential | None, needed: str) -> str:
+        """The scope of a request's credential (`serve_app.requests.credential_of`), when it
+        allows `needed`: a bearer token's own, or the scope of the token a page session was
+        opened with."""
+        if credential is None:
+            raise AuthError("missing bearer token (Authorization: Bearer <token>) or page session (sign in)",
+                            where="Authorization")
+        if credential.kind == "bearer":
+            return await self.authorize(f"Bearer {credential.secret}", needed)
+        grant = await self.sessions.grant(credential.secret)
+        if grant is None:
+            raise no_session()
+        scope = await self._scope_of(grant.token_hash)
+        if scope is None:
+            raise no_session()
+        if not allows(scope, needed):
+            raise ForbiddenError(f"a {scope} token cannot do this; it needs {needed}", where="session")
+        return scope
+
+    async def recheck(self, credential: Credential, needed: str) -> str:
+        """`check`, with the tokens' scopes (and the sessions) asked of the registry again
+        unless they are less than a second old (one call a second at most, however many are
+        checked): a live socket's credential is checked again every few seconds, so the socket
+        of a revoked token or an ended session closes within them. While the registry cannot
+        answer, the last answers stand in (see the module's docstring)."""
+        await self._tokens.get("", self.registry.token_scopes, max_age_s=1.0)
+        if credential.kind == "session":
+            await self.sessions.grant(credential.secret, max_age_s=1.0)
+        return await self.check(credential, needed)
+
+    async def open_session(self, token: str) -> str:
+        """A new page session for `token` (AuthError when it is unknown or revoked): its id."""
+        if await self._scope(token) is None:
+            raise AuthError("unknown or revoked token", where="token")
+        digest = hash_token(token)
+        admin = bool(self.settings.admin_token_hash) and hmac.compare_digest(digest, self.settings.admin_token_hash)
+        token_id = "admin" if admin else token_id_of(token)
+        assert token_id is not None  # every catalog token has the token format
+        session_id, _ = await self.registry.open_session(token_id, digest)
+        self.sessions.forget()
+        return session_id
+
+    async def close_session(self, session_id: str) -> None:
+        """Forget a page session (sign-out), on this replica at once."""
+        await self.registry.close_session(hash_session(session_id))
+        self.sessions.forget()
 
     async def _scope(self, token: str) -> str | None:
-        digest = hash_token(token)
+        return await self._scope_of(hash_token(token), look_again=token_id_of(token) is not None)
+
+    async def _scope_of(self, digest: str, *, look_again: bool = True) -> str | None:
+        """The scope of the live token whose hash is `digest`, None when there is none."""
         if self.settings.admin_token_hash and hmac.compare_digest(digest, self.settings.admin_token_hash):
             return "admin"
         scope = (await self._tokens.get("", self.registry.token_scopes)).get(digest)
-        if scope is None and token_id_of(token) is not None:
+        if scope is None and look_again:
             # Perhaps made moments ago (on another replica): look again, at most once a second.
             scope = (await self._tokens.get("", self.registry.token_scopes, max_age_s=1.0)).get(digest)
         return scope
 
     def forget_tokens(self) -> None:
-        """Ask for the tokens again on the next check (after this replica changed them)."""
+        """Ask for the tokens (and the sessions, which end with theirs) again on the next check
+        (after this replica changed them)."""
         self._tokens.forget("")
+        self.sessions.forget()
 
     async def ready(self) -> None:
         """Returns when the registry has booted (asked at most once a second); else raises why."""

@@ -2,11 +2,14 @@
 to WebSocket clients (read scope), and `POST /v1/live-tickets`, the ticket a browser opens
 it with.
 
-Credentials, in order: the `Authorization` header (the SDK), else `?ticket=` (a single-use
-ticket made within the last 30 s by `POST /v1/live-tickets`, so a page never puts its token in
-a URL, where browsers print it and proxies log it), else `?token=` (kept for clients that
-cannot set a header; discouraged for the same reason). Every few seconds each replica checks
-the tokens of its sockets again (`dash_ray.live.guard`): a revoked token's sockets close 4401.
+Credentials, in order: the `Authorization` header (the SDK), else `?token=` (kept for clients
+that cannot set a header; discouraged: browsers print a socket's URL and proxies log it), else
+`?ticket=` (a single-use ticket made within the last 30 s by `POST /v1/live-tickets`), else
+the page session's cookie (the page's own sockets), whose handshake must come from the
+platform's page (its `Origin`, `dash_ray.auth.origins`): one from another site is refused
+before it is accepted (HTTP 403). Every few seconds each replica checks the credentials of its
+sockets again (`dash_ray.live.guard`): the sockets of a revoked token or an ended session
+close 4401.
 
 This module only wires sockets to the fan-out in `dash_ray.live.fanout`: each replica keeps
 one `Topic` per pipeline that has watchers (one long poll on the pipeline actor's feed, one
@@ -38,15 +41,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Receive, Send
 
+from dash_ray.auth.sessions import Credential
 from dash_ray.auth.tickets import TICKET_TTL_S
 from dash_ray.errors import AuthError, DashError, ForbiddenError, NotFoundError
 from dash_ray.live.fanout import StoredRead, Topic
 from dash_ray.live.feed import LiveRead
 from dash_ray.live.guard import TokenGuard
-from serve_app.gateway import Gateway, bearer_token
+from serve_app.gateway import Gateway
 from serve_app.metrics import ReplicaMetrics
 from serve_app.query import QueryEngines
-from serve_app.requests import LIVE, pipeline_route, requires
+from serve_app.requests import LIVE, credential_of, pipeline_route, requires
 from serve_app.responses import json_response
 
 __all__ = ["LiveFront", "LiveHub", "LiveSocket", "live_routes"]
@@ -87,7 +91,8 @@ class LiveHub:
         self.gateway, self.engines, self.metrics = gateway, engines, metrics
         self.topic_options = topic_options
         self.topics: dict[str, Topic] = {}
-        self.guard = TokenGuard(lambda authorization: gateway.recheck(authorization, "read"), every_s=recheck_s)
+        self.guard: TokenGuard[Credential] = TokenGuard(lambda credential: gateway.recheck(credential, "read"),
+                                                        every_s=recheck_s)
 
     def topic(self, pipeline_id: str) -> Topic:
         topic = self.topics.get(pipeline_id)
@@ -108,9 +113,9 @@ def _pipeline_of(scope: dict[str, Any]) -> str | None:
     return named[0] if named is not None and named[1] == LIVE else None
 
 
-def _params(scope: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
-    """`after` (ValueError when it is not a seq), the `Authorization` of a live socket (the
-    header, else `?token=`) and its `?ticket=`."""
+def _params(scope: dict[str, Any]) -> tuple[int | None, dict[str, str], str | None]:
+    """`after` (ValueError when it is not a seq), the headers of a live socket's handshake
+    (an `Authorization` made of `?token=` when it has none) and its `?ticket=`."""
     query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
     raw = query.get("after")
     after = None
@@ -118,9 +123,11 @@ def _params(scope: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
         after = int(raw)  # ValueError: a bad request
         if after < 0:
             raise ValueError(raw)
-    header = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"), None)
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     token = query.get("token")
-    return after, header or (f"Bearer {token}" if token else None), query.get("ticket") or None
+    if token and "authorization" not in headers:
+        headers["authorization"] = f"Bearer {token}"
+    return after, headers, query.get("ticket") or None
 
 
 class LiveSocket:
@@ -129,29 +136,36 @@ class LiveSocket:
     def __init__(self, gateway: Gateway, hub: LiveHub) -> None:
         self.gateway, self.hub = gateway, hub
 
-    async def _authorize(self, authorization: str | None, ticket: str | None) -> str:
-        """The credential the socket reads with, as an `Authorization` value: the header or
-        `?token=`, else the token a ticket stands for (once)."""
-        if authorization is None and ticket is not None:
-            token = await self.gateway.registry.redeem_live_ticket(ticket[:200])
-            if token is None:
-                raise AuthError("unknown, used or expired live ticket (POST /v1/live-tickets makes one)",
-                                where="ticket")
-            authorization = f"Bearer {token}"
-        await self.gateway.authorize(authorization, "read")
-        assert authorization is not None
-        return authorization
+    async def _redeem(self, ticket: str) -> Credential:
+        """The credential a live ticket stands for, once (AuthError when it is not good)."""
+        credential = await self.gateway.registry.redeem_live_ticket(ticket[:200])
+        if credential is None:
+            raise AuthError("unknown, used or expired live ticket (POST /v1/live-tickets makes one)", where="ticket")
+        return credential
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         gateway, hub = self.gateway, self.hub
         pipeline_id = _pipeline_of(scope) or ""
         await receive()  # websocket.connect
         try:
-            after, authorization, ticket = _params(scope)
-            authorization = await self._authorize(authorization, ticket)
-            await gateway.info(pipeline_id)
+            after, headers, ticket = _params(scope)
         except ValueError:
             return await _refuse(send, CLOSE_BAD_REQUEST, "'after' must be a seq (an integer >= 0)")
+        by_ticket = ticket is not None and "authorization" not in headers
+        credential: Credential | None = None
+        if not by_ticket:
+            try:
+                credential = credential_of(headers, "WS", gateway.settings)
+            except ForbiddenError as exc:
+                # The page session's cookie, sent by another site's page: never accepted, so
+                # that page learns nothing but a failed handshake (HTTP 403).
+                log.info("live: %s", exc.message)
+                return await send({"type": "websocket.close", "code": 1008, "reason": ""})
+        try:
+            if ticket is not None and by_ticket:
+                credential = await self._redeem(ticket)
+            await gateway.check(credential, "read")
+            await gateway.info(pipeline_id)
         except AuthError as exc:
             return await _refuse(send, CLOSE_UNAUTHORIZED, exc.message)
         except ForbiddenError as exc:
@@ -160,13 +174,14 @@ class LiveSocket:
             return await _refuse(send, CLOSE_NOT_FOUND, exc.message)
         except DashError as exc:  # the registry cannot answer now: the client tries again
             return await _refuse(send, CLOSE_TRY_AGAIN, exc.message)
+        assert credential is not None  # `check` refuses None
         await send(_ACCEPT)
 
         async def send_text(text: str) -> None:
             await send({"type": "websocket.send", "text": text})
 
         watcher = await hub.topic(pipeline_id).join(send_text, after)
-        hub.guard.add(authorization, watcher)
+        hub.guard.add(credential, watcher)
         gauge = hub.metrics.live_clients(pipeline_id) if hub.metrics is not None else None
         if gauge is not None:
             gauge.inc()
@@ -182,7 +197,7 @@ class LiveSocket:
             code = watcher.close_code
             client_gone = reader.done()
             watcher.topic.leave(watcher)
-            hub.guard.discard(authorization, watcher)
+            hub.guard.discard(credential, watcher)
             if gauge is not None:
                 gauge.dec()
             reader.cancel()
@@ -215,9 +230,7 @@ def live_routes(live: LiveSocket) -> list[BaseRoute]:
 
     @requires("read")
     async def live_ticket(request: Request) -> Response:
-        token = bearer_token(request.headers.get("authorization"))
-        assert token is not None  # `requires` let it through
-        ticket = await gateway.registry.live_ticket(token)
+        ticket = await gateway.registry.live_ticket(request.state.credential)
         return json_response({"ticket": ticket, "expires_in": TICKET_TTL_S}, status=201,
                              headers={"Cache-Control": "no-store"})
 

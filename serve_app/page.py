@@ -2,9 +2,11 @@
 `/dashboards/{id}`, `/dashboards/{id}/edit`, `/new/dashboard`), all one HTML file, and its
 assets under `/static/` from `serve_app/static/` (every asset local, no CDN).
 
-The HTML and assets hold no data, so they are served without a token; the page asks for
-one, keeps it in the browser's local storage, and sends it with every API call.
-`GET /v1/whoami` tells the page the scope of its token (to hide what it may not do).
+The HTML and assets hold no data, so they are served without a token; the page asks for one
+once per browser and trades it for a page session (`serve_app/sessions.py`: an HttpOnly
+cookie the page's scripts never see), which goes with every API call and live socket.
+`GET /v1/whoami` tells the page the scope of its token and whether it is signed in by a
+session (to hide what it may not do).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ __all__ = ["STATIC_DIR", "page_routes"]
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Scripts and styles only from this origin; uPlot sets element styles from script, and the
-# WebSocket goes to this same origin ('self' covers ws: and wss: there).
+# WebSocket goes to this same origin ('self' covers ws: and wss: there). The referrer policy
+# is `same-origin`, not `no-referrer`: the page session's requests must show the page's origin
+# (`dash_ray.auth.origins`), and under `no-referrer` the Fetch standard has a browser send
+# `Origin: null` on a page's POSTs (Chromium 156 sends the origin anyway, checked; not every
+# browser may) and no Referer to fall back on. No other origin is ever sent a Referer.
 _HEADERS = {
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
                                " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "cache-control": "no-cache",
 }
 
@@ -51,7 +57,8 @@ def page_routes() -> list[Route | Mount]:
 
     @requires("read")
     async def whoami(request: Request) -> Response:
-        return json_response({"scope": request.state.token_scope})
+        return json_response({"scope": request.state.token_scope, "auth": request.state.credential.kind},
+                             headers={"cache-control": "no-store"})
 
     return [
         Route("/", page, methods=["GET", "HEAD"]),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.names import REGISTRY_NAME
+from dash_ray.auth.sessions import Credential, SessionGrant
 from dash_ray.catalog import DashboardRecord, SecretInfo, TokenInfo
 from dash_ray.registry.access import IngestAccess, NewToken
 from dash_ray.supervision.view import Deployed, PipelineView
@@ -76,12 +77,24 @@ class RegistryClient(ActorClient):
     async def revoke_token(self, token_id: str) -> None:
         await self._call(lambda r: r.revoke_token.remote(token_id))
 
-    async def live_ticket(self, token: str) -> str:
-        """A single-use ticket standing for `token` for one live socket (`dash_ray.auth.tickets`)."""
-        return await self._call(lambda r: r.live_ticket.remote(token))
+    async def open_session(self, token_id: str, token_hash: str) -> tuple[str, SessionGrant]:
+        """A new page session for a checked token: its id (shown once) and what it grants."""
+        return await self._call(lambda r: r.open_session.remote(token_id, token_hash))
 
-    async def redeem_live_ticket(self, ticket: str) -> str | None:
-        """The token a live ticket stands for, once; None when unknown, used or expired."""
+    async def sessions(self, seen: list[str]) -> dict[str, SessionGrant]:
+        """Every live page session by the hash of its id, once those in `seen` are marked used."""
+        return await self._call(lambda r: r.sessions.remote(seen))
+
+    async def close_session(self, session_hash: str) -> None:
+        """Forget a page session (sign-out)."""
+        await self._call(lambda r: r.close_session.remote(session_hash))
+
+    async def live_ticket(self, credential: Credential) -> str:
+        """A single-use ticket standing for `credential` for one live socket (`dash_ray.auth.tickets`)."""
+        return await self._call(lambda r: r.live_ticket.remote(credential))
+
+    async def redeem_live_ticket(self, ticket: str) -> Credential | None:
+        """The credential a live ticket stands for, once; None when unknown, used or expired."""
         return await self._call(lambda r: r.redeem_live_ticket.remote(ticket))
 
     async def report_web(self, replica: str, report: dict[str, Any]) -> None:

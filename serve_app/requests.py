@@ -1,7 +1,8 @@
 """How the routes read a request: the pipeline its path names (`pipeline_route`, the one
-parser of `/v1/pipelines/{id}/…` and `/v1/hooks/{id}`), the scope its bearer token must have
-(`requires`), its body read within a bound (`read_body`, `read_bounded`), as JSON or as a spec
-in JSON or YAML, and its integer query parameters.
+parser of `/v1/pipelines/{id}/…` and `/v1/hooks/{id}`), what it authenticates with (its bearer
+token or page session, `credential_of`) and the scope that must have (`requires`), its body
+read within a bound (`read_body`, `read_bounded`), as JSON or as a spec in JSON or YAML, and
+its integer query parameters.
 
 Every refusal is a DashError, so it is answered by the one table in `responses.py`: 401/403
 for the token, 400 for a malformed body or parameter, 413 past a body's bound, 503 (with
@@ -11,7 +12,7 @@ Retry-After) when the replica holds as many unverified bodies as it may.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import orjson
@@ -20,15 +21,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
+from dash_ray.auth.origins import SAFE_METHODS, check_origin
+from dash_ray.auth.sessions import Credential, session_id_from
 from dash_ray.auth.tokens import Scope
 from dash_ray.errors import MalformedBodyError, PayloadTooLargeError, UnavailableError
 from dash_ray.ingest.budget import BodyBudget
+from dash_ray.settings import WebSettings
 from dash_ray.spec import yaml_error_text
 
 if TYPE_CHECKING:
     from serve_app.gateway import Gateway
 
-__all__ = ["EVENTS", "HOOK", "LIVE", "MAX_SPEC_BYTES", "int_param", "json_body", "pipeline_route",
+__all__ = ["EVENTS", "HOOK", "LIVE", "MAX_SPEC_BYTES", "credential_of", "int_param", "json_body", "pipeline_route",
            "read_body", "read_bounded", "requires", "spec_body"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -66,21 +70,46 @@ def pipeline_route(path: str) -> tuple[str, str] | None:
 
 
 def requires(needed: Scope) -> Callable[[Endpoint], Endpoint]:
-    """The endpoint runs only for a request whose bearer token allows `needed` (Starlette's
-    `@requires`, for this platform's tokens): 401 without a known token, 403 for a token of
-    a narrower scope. The token's own scope is then `request.state.token_scope`. The tokens
-    are checked by the app's gateway (`app.state.gateway`, set by `build_app`)."""
+    """The endpoint runs only for a request whose bearer token, or page session, allows
+    `needed` (Starlette's `@requires`, for this platform's tokens): 401 without a known token
+    or live session, 403 for a token of a narrower scope, 403 for a request made with the
+    session's cookie that may change something and does not come from the platform's page
+    (`credential_of`). The token's own scope is then
+    `request.state.token_scope`, and the credential `request.state.credential`. The tokens are
+    checked by the app's gateway (`app.state.gateway`, set by `build_app`)."""
 
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
             gateway: Gateway = request.app.state.gateway
-            request.state.token_scope = await gateway.authorize(request.headers.get("authorization"), needed)
+            credential = credential_of(request.headers, request.method, gateway.settings)
+            request.state.token_scope = await gateway.check(credential, needed)
+            request.state.credential = credential
             return await endpoint(request)
 
         return checked
 
     return decorate
+
+
+def credential_of(headers: Mapping[str, str], method: str, settings: WebSettings) -> Credential | None:
+    """What the request authenticates with: its bearer token (`Authorization`), else its page
+    session (the cookie), else None. A request made with the cookie that may change something
+    (any method but GET, HEAD, OPTIONS; every WebSocket handshake, `method` "WS") must come
+    from the platform's own page: ForbiddenError otherwise. An `Authorization` header that is
+    not a bearer token is no credential (401), whatever cookie comes with it."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        if authorization[:7].lower() == "bearer ":
+            return Credential("bearer", authorization[7:].strip())
+        return None
+    session_id = session_id_from(headers.get("cookie"))
+    if session_id is None:
+        return None
+    if method not in SAFE_METHODS:
+        check_origin(origin=headers.get("origin"), referer=headers.get("referer"), host=headers.get("host"),
+                     allowed=settings.allowed_origins)
+    return Credential("session", session_id)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

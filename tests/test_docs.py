@@ -111,3 +111,23 @@ def test_every_field_of_a_pipeline_status_is_documented() -> None:
     # described in its words; every extension is named as it is sent
     contract = {"id", "status", "restarts", "last_error", "counters", "spec"}
     assert [field for field in body if field not in contract and f"`{field}`" not in text] == []
+
+
+def test_page_sessions_are_documented_with_the_defaults_the_code_has() -> None:
+    """Issue 26: the page's sign-in routes, the cross-site rule and both session lifetimes are
+    in the contract and the README, with the defaults `SessionPolicy` has."""
+    from dash_ray.settings import SessionPolicy, Settings
+
+    policy = SessionPolicy()
+    assert Settings.from_env(env={}, home="/tmp/x").session == policy
+    api = " ".join(API.read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    section = api.split("## Page sessions [ext]", 1)[1].split("## ", 1)[0]
+    for needle in ("`POST /v1/session`", "`DELETE /v1/session`", "HttpOnly", "SameSite=Strict", "`Origin`",
+                   "DASH_ALLOWED_ORIGINS", f"`DASH_SESSION_IDLE_S` (default {policy.idle_s:.0f}",
+                   f"`DASH_SESSION_MAX_S` (default {policy.max_s:.0f}", f"At most {policy.max_per_token} sessions"):
+        assert needle in section, needle
+    for needle in ("`DASH_SESSION_IDLE_S` (604800", "`DASH_SESSION_MAX_S` (2592000", "`DASH_ALLOWED_ORIGINS`",
+                   "POST /v1/session"):
+        assert needle in readme, needle
+    assert "local storage" not in readme and "local storage" not in section  # the page keeps no token

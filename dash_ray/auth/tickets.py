@@ -1,9 +1,9 @@
-"""Live tickets: short-lived, single-use stand-ins for a bearer token, so a browser can open a
-live WebSocket (`?ticket=`) without putting its long-lived token in a URL, where browsers,
-proxies and logs keep it.
+"""Live tickets: short-lived, single-use stand-ins for a credential (a bearer token or a page
+session), so a client can open a live WebSocket (`?ticket=`) without putting its long-lived
+token in a URL, where browsers, proxies and logs keep it.
 
-A ticket is made for a token that was just checked (`POST /v1/live-tickets`) and is worth one
-socket within `ttl_s` seconds: redeeming it gives the token back once, and never again. The
+A ticket is made for a credential that was just checked (`POST /v1/live-tickets`) and is worth
+one socket within `ttl_s` seconds: redeeming it gives the credential back once, and never again. The
 registry keeps them (memory only), so a ticket made through one web replica is good on any;
 after a registry restart earlier tickets are unknown (a client asks for a new one). At most
 `max_tickets` wait at once: past that the oldest go first.
@@ -15,6 +15,8 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from dash_ray.auth.sessions import Credential
 
 __all__ = ["TICKET_TTL_S", "LiveTickets"]
 
@@ -30,23 +32,23 @@ class LiveTickets:
         self.ttl_s = ttl_s
         self.max_tickets = max_tickets
         self._clock = clock
-        # Ticket -> (expires at, token), oldest first (every ticket lives the same time).
-        self._waiting: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # Ticket -> (expires at, credential), oldest first (every ticket lives the same time).
+        self._waiting: OrderedDict[str, tuple[float, Credential]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def issue(self, token: str) -> str:
-        """A new ticket standing for `token` (checked by the caller) for `ttl_s` seconds."""
+    def issue(self, credential: Credential) -> str:
+        """A new ticket standing for `credential` (checked by the caller) for `ttl_s` seconds."""
         self._expire()
         while len(self._waiting) >= self.max_tickets:
             self._waiting.popitem(last=False)
         ticket = _PREFIX + secrets.token_urlsafe(24)
-        self._waiting[ticket] = (self._clock() + self.ttl_s, token)
+        self._waiting[ticket] = (self._clock() + self.ttl_s, credential)
         return ticket
 
-    def redeem(self, ticket: str) -> str | None:
-        """The token a ticket stands for, once; None when it is unknown, used or expired."""
+    def redeem(self, ticket: str) -> Credential | None:
+        """The credential a ticket stands for, once; None when it is unknown, used or expired."""
         self._expire()
         found = self._waiting.pop(ticket, None)
         return None if found is None else found[1]

@@ -73,6 +73,11 @@ class PostgresBackend:
             # 4: named secrets for sources and sinks, encrypted like ingest secrets.
             ("CREATE TABLE named_secrets (name TEXT PRIMARY KEY, ciphertext BYTEA NOT NULL,"
              " created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",),
+            # 5: page sessions (dash_ray/auth/sessions.py), by the hash of their id.
+            ("CREATE TABLE sessions (hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, token_hash TEXT NOT NULL,"
+             " created_at TIMESTAMPTZ NOT NULL, last_seen_at TIMESTAMPTZ NOT NULL,"
+             " expires_at TIMESTAMPTZ NOT NULL)",
+             "CREATE INDEX sessions_token ON sessions (token_id)"),
         )
         self._lock = threading.Lock()
         self._closed = False

@@ -50,6 +50,10 @@ class SqliteBackend:
         # 3: named secrets for sources and sinks, encrypted like ingest secrets.
         ("CREATE TABLE named_secrets (name TEXT PRIMARY KEY, ciphertext BLOB NOT NULL,"
          " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",),
+        # 4: page sessions (dash_ray/auth/sessions.py), by the hash of their id.
+        ("CREATE TABLE sessions (hash TEXT PRIMARY KEY, token_id TEXT NOT NULL, token_hash TEXT NOT NULL,"
+         " created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL, expires_at TEXT NOT NULL)",
+         "CREATE INDEX sessions_token ON sessions (token_id)"),
     )
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:

@@ -25,6 +25,7 @@ from dash_ray.catalog.base import (
 )
 from dash_ray.catalog.dashboards import Dashboards
 from dash_ray.catalog.named_secrets import NamedSecrets
+from dash_ray.catalog.sessions import SessionStore
 from dash_ray.catalog.tokens import TokenTable, utc
 from dash_ray.errors import InternalError, NotFoundError
 from dash_ray.spec import PipelineSpec, parse_spec
@@ -60,6 +61,8 @@ class Catalog(TokenTable):
         self.dashboards = Dashboards(backend, self._now)
         # Named secrets for sources and sinks; `catalog.secrets.put(...)`.
         self.secrets = NamedSecrets(backend, box, self._now)
+        # Page sessions; `catalog.sessions.open(...)`.
+        self.sessions = SessionStore(backend, self._now)
         try:
             self._migrate()
             self._check_key()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dash_ray.auth.tokens import SCOPES, Scope, hash_token, new_token, token_id_of, token_matches
-from dash_ray.catalog.base import Backend, TokenInfo
+from dash_ray.catalog.base import Backend, TokenInfo, Transaction
 
 __all__ = ["TokenTable", "utc"]
 
@@ -74,15 +74,17 @@ class TokenTable:
         return [_token_info(row) for row in rows]
 
     def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token for good; False when there was no such live token."""
+        """Revoke a token for good, and end every page session opened with it (in the same
+        transaction); False when there was no such live token."""
         now = self._now()
-        rows = self._backend.run(
-            lambda tx: tx.execute(
-                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
-                (now, token_id),
-            )
-        )
-        return bool(rows)
+
+        def work(tx: Transaction) -> list[tuple[Any, ...]]:
+            rows = tx.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
+                              (now, token_id))
+            tx.execute("DELETE FROM sessions WHERE token_id = ?", (token_id,))
+            return rows
+
+        return bool(self._backend.run(work))
 
 
 def _token_info(row: Sequence[Any]) -> TokenInfo:

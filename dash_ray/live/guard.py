@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, Protocol, TypeVar
 
 from dash_ray.errors import AuthError, ForbiddenError
 
@@ -24,27 +24,29 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN = 4401, 4403
 
+C = TypeVar("C", bound=Hashable)  # a credential: a token, a page session
+
 
 class Closable(Protocol):
     def close(self, code: int | None = None) -> None: ...
 
 
-class TokenGuard:
+class TokenGuard(Generic[C]):
     """The live sockets of one replica by credential; runs while it has any."""
 
-    def __init__(self, check: Callable[[str], Awaitable[object]], *, every_s: float = 5.0) -> None:
+    def __init__(self, check: Callable[[C], Awaitable[object]], *, every_s: float = 5.0) -> None:
         self._check = check  # raises AuthError or ForbiddenError when the credential may not read
         self.every_s = every_s
-        self._sockets: dict[str, set[Closable]] = {}
+        self._sockets: dict[C, set[Closable]] = {}
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
 
-    def add(self, credential: str, socket: Closable) -> None:
+    def add(self, credential: C, socket: Closable) -> None:
         self._sockets.setdefault(credential, set()).add(socket)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def discard(self, credential: str, socket: Closable) -> None:
+    def discard(self, credential: C, socket: Closable) -> None:
         sockets = self._sockets.get(credential)
         if sockets is None:
             return
@@ -71,7 +73,7 @@ class TokenGuard:
                 log.info("live: a token check could not be made (%s); next round", type(exc).__name__)
         self.rounds += 1
 
-    def _close(self, credential: str, code: int) -> None:
+    def _close(self, credential: C, code: int) -> None:
         for socket in list(self._sockets.pop(credential, ())):
             socket.close(code)
 

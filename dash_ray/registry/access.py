@@ -1,8 +1,10 @@
 """Who may do what, as the registry answers it: bearer tokens (made, listed, checked by hash,
-revoked), each pipeline's ingest secrets (rotated with a grace period; those valid now, for an
-ingress) and the single-use tickets a live socket opens with (`dash_ray.auth.tickets`).
+revoked), the page sessions opened with them (`dash_ray.auth.sessions`), each pipeline's
+ingest secrets (rotated with a grace period; those valid now, for an ingress) and the
+single-use tickets a live socket opens with (`dash_ray.auth.tickets`).
 
-Tokens and secrets live in the catalog (its blocking calls run in threads); tickets in memory
+Tokens, sessions and secrets live in the catalog (its blocking calls run in threads), so a
+session outlives a restart of the registry or of any web replica; tickets live in memory
 only, so after a registry restart a client asks for a new one.
 """
 
@@ -13,6 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dash_ray.auth.sessions import Credential, SessionGrant, SessionPolicy, hash_session, new_session_id
 from dash_ray.auth.tickets import LiveTickets
 from dash_ray.auth.tokens import Scope, new_secret
 from dash_ray.catalog import Catalog, PipelineStatus, TokenInfo
@@ -53,8 +56,9 @@ class Access:
 
     def __init__(self, catalog: Callable[[], Catalog], *, status: Callable[[str], PipelineStatus | None],
                  tickets: LiveTickets | None = None, make_secret: Callable[[], str] = new_secret,
-                 now: Callable[[], dt.datetime] = _utc_now) -> None:
+                 sessions: SessionPolicy | None = None, now: Callable[[], dt.datetime] = _utc_now) -> None:
         self._catalog = catalog
+        self.session_policy = sessions or SessionPolicy()
         self._status = status
         self._tickets = tickets or LiveTickets()
         self._make_secret = make_secret
@@ -106,13 +110,34 @@ class Access:
         if not await asyncio.to_thread(self._catalog().revoke_token, token_id):
             raise NotFoundError(f"no token {token_id!r}", where=token_id)
 
+    # -- page sessions ---------------------------------------------------------------------
+
+    async def open_session(self, token_id: str, token_hash: str) -> tuple[str, SessionGrant]:
+        """A new page session standing for the token `token_id` (`"admin"` for the admin
+        token) whose hash is `token_hash`, checked by the web replica asking: its id, shown
+        this once (the catalog keeps its hash), and what it grants."""
+        session_id = new_session_id()
+        grant = await asyncio.to_thread(self._catalog().sessions.open, hash_session(session_id), token_id=token_id,
+                                        token_hash=token_hash, policy=self.session_policy)
+        return session_id, grant
+
+    async def sessions(self, seen: list[str]) -> dict[str, SessionGrant]:
+        """Every live session by the hash of its id, after those in `seen` (hashes a web
+        replica saw used) were marked used: web replicas check cookies against it without a
+        call per request."""
+        return await asyncio.to_thread(self._catalog().sessions.grants, seen, self.session_policy)
+
+    async def close_session(self, session_hash: str) -> None:
+        """Forget a session (sign-out); nothing happens for one that is not there."""
+        await asyncio.to_thread(self._catalog().sessions.close, session_hash)
+
     # -- live tickets ----------------------------------------------------------------------
 
-    def live_ticket(self, token: str) -> str:
-        """A single-use ticket for one live socket, standing for `token` (checked by the
-        web replica asking) for 30 s."""
-        return self._tickets.issue(token)
+    def live_ticket(self, credential: Credential) -> str:
+        """A single-use ticket for one live socket, standing for `credential` (checked by the
+        web replica asking: a token, or a page session as `serve_app` writes it) for 30 s."""
+        return self._tickets.issue(credential)
 
-    def redeem_live_ticket(self, ticket: str) -> str | None:
-        """The token a live ticket stands for, once; None when unknown, used or expired."""
+    def redeem_live_ticket(self, ticket: str) -> Credential | None:
+        """The credential a live ticket stands for, once; None when unknown, used or expired."""
         return self._tickets.redeem(ticket)

@@ -1,5 +1,5 @@
 """The registry's parts over one catalog, built from the platform's settings: the supervisor
-of every pipeline (`dash_ray.supervision`), access (tokens, ingest secrets, live tickets),
+of every pipeline (`dash_ray.supervision`), access (tokens, page sessions, ingest secrets, live tickets),
 named secrets, dashboards, the web replicas' reports, and where PostgreSQL silver lives."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dash_ray.auth.secretbox import SecretBox
+from dash_ray.auth.sessions import SessionPolicy
 from dash_ray.catalog import Catalog, open_catalog
 from dash_ray.lake_roots import LakeRoots
 from dash_ray.lifecycle.purge import purge
@@ -38,9 +39,9 @@ class RegistryCore:
     watches), the parts' calls, then `await shutdown()`."""
 
     def __init__(self, supervisor: Supervisor, *, silver_dsn: str | None = None,
-                 web_reports: WebReports | None = None) -> None:
+                 web_reports: WebReports | None = None, sessions: SessionPolicy | None = None) -> None:
         self.supervisor = supervisor
-        self.access = Access(lambda: supervisor.catalog, status=supervisor.status)
+        self.access = Access(lambda: supervisor.catalog, status=supervisor.status, sessions=sessions)
         self.dashboards = Dashboards(lambda: supervisor.catalog, supervisor.specs)
         self.secrets = Secrets(lambda: supervisor.catalog, supervisor.specs)
         self.web_reports = web_reports or WebReports()
@@ -55,7 +56,7 @@ class RegistryCore:
             lake_roots=LakeRoots(settings.lake_url, settings.lake_roots),
             purge=functools.partial(purge, settings=settings),
             has_database=settings.pg_dsn is not None, health_interval_s=settings.health_interval_s)
-        return cls(supervisor, silver_dsn=settings.pg_dsn)
+        return cls(supervisor, silver_dsn=settings.pg_dsn, sessions=settings.session)
 
     def start(self) -> None:
         self.supervisor.start()

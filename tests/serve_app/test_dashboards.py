@@ -85,7 +85,7 @@ def test_scopes(platform, pipeline_id) -> None:
         with platform.http(read["token"]) as http:
             assert http.get(f"/v1/dashboards/{board}").status_code == 200
             assert http.get("/v1/dashboards").status_code == 200
-            assert http.get("/v1/whoami").json() == {"scope": "read"}
+            assert http.get("/v1/whoami").json() == {"scope": "read", "auth": "bearer"}
             refused = http.put(f"/v1/dashboards/{board}", json={"title": "Changed"})
             assert refused.status_code == 403 and refused.json()["error"]["type"] == "ForbiddenError"
             assert http.delete(f"/v1/dashboards/{board}").status_code == 403
@@ -94,7 +94,7 @@ def test_scopes(platform, pipeline_id) -> None:
     finally:
         platform.client.revoke_token(read["id"])
     with platform.http() as http:
-        assert http.get("/v1/whoami").json() == {"scope": "admin"}
+        assert http.get("/v1/whoami").json() == {"scope": "admin", "auth": "bearer"}
 
 
 def test_the_sdk_and_deploy_of_a_dashboard_file(platform, pipeline_id, tmp_path) -> None:

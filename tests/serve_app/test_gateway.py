@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dash_ray.auth.sessions import Credential
 from dash_ray.auth.tokens import hash_token
 from dash_ray.errors import AuthError, ForbiddenError, NotFoundError, UnavailableError
 from dash_ray.registry.access import IngestAccess
@@ -345,6 +346,6 @@ async def test_a_recheck_sees_a_revoked_token_within_a_second_at_one_call_a_seco
     del registry.tokens["dash_0123456789ab_reader"]
     clock.now += 1.5
     with pytest.raises(AuthError):
-        await gw.recheck("Bearer dash_0123456789ab_reader", "read")
-    assert await gw.recheck("Bearer dash_0123456789ac_writer", "read") == "write"
+        await gw.recheck(Credential("bearer", "dash_0123456789ab_reader"), "read")
+    assert await gw.recheck(Credential("bearer", "dash_0123456789ac_writer"), "read") == "write"
     assert _calls(registry, "token_scopes") == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dash_ray.auth.secretbox import SecretBox
+from dash_ray.auth.sessions import Credential
 from dash_ray.catalog import open_catalog
 from dash_ray.live.fanout import Topic, Watcher
 from dash_ray.live.guard import TokenGuard
@@ -63,13 +64,13 @@ async def test_sockets_of_a_revoked_token_close_4401_within_a_round(tmp_path: Pa
     registry = CatalogRegistry(catalog)
     gateway = Gateway(settings.web(), registry=RegistryClient(settings.namespace, handle=registry))
     assert gateway._tokens.fresh_s == 10.0  # what a request may use a revoked token for
-    guard = TokenGuard(lambda authorization: gateway.recheck(authorization, "read"), every_s=0.2)
+    guard: TokenGuard[Credential] = TokenGuard(lambda credential: gateway.recheck(credential, "read"), every_s=0.2)
     topic = Topic(None)  # type: ignore[arg-type]  # the watchers are only closed here
     sockets = {name: [Watcher(topic, _nothing, 0) for _ in range(50)] for name in (revoked, kept)}
     for token, watchers in sockets.items():
         assert await gateway.authorize(f"Bearer {token}", "read") == "read"
         for watcher in watchers:
-            guard.add(f"Bearer {token}", watcher)
+            guard.add(Credential("bearer", token), watcher)
     catalog.revoke_token(revoked_id)
     # The cache still says yes (a request may use a revoked token for up to 10 s) ...
     assert await gateway.authorize(f"Bearer {revoked}", "read") == "read"
@@ -89,6 +90,6 @@ async def test_sockets_of_a_revoked_token_close_4401_within_a_round(tmp_path: Pa
     await until(lambda: guard.rounds >= rounds + 2, timeout=3, what="two more rounds")
     assert not any(w.closed for w in sockets[kept]) and len(guard) == 50
     for watcher in sockets[kept]:
-        guard.discard(f"Bearer {kept}", watcher)
+        guard.discard(Credential("bearer", kept), watcher)
     assert len(guard) == 0 and guard._task is None
     await guard.close()

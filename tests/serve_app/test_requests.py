@@ -123,12 +123,13 @@ async def test_requires_checks_the_token_s_scope_and_keeps_it_for_the_endpoint(a
         unknown = {"authorization": "Bearer dash_ffffffffffff_no"}
         assert (await http.get("/v1/whoami", headers=unknown)).status_code == 401
         whoami = await http.get("/v1/whoami", headers={"authorization": f"Bearer {READER}"})
-        assert whoami.status_code == 200 and whoami.json() == {"scope": "read"}
+        assert whoami.status_code == 200 and whoami.json() == {"scope": "read", "auth": "bearer"}
         refused = await http.get("/v1/tokens", headers={"authorization": f"Bearer {READER}"})
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "ForbiddenError"
         refused = await http.post("/v1/pipelines/weather/replay", headers={"authorization": f"Bearer {READER}"})
         assert refused.status_code == 403
-        assert (await http.get("/v1/whoami", headers={"authorization": f"Bearer {ADMIN}"})).json() == {"scope": "admin"}
+        admin = await http.get("/v1/whoami", headers={"authorization": f"Bearer {ADMIN}"})
+        assert admin.json() == {"scope": "admin", "auth": "bearer"}
 
 
 async def _echo_app() -> Starlette:

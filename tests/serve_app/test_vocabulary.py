@@ -33,14 +33,17 @@ def test_pipeline_paths_are_parsed_in_one_place() -> None:
 
 
 def test_routes_check_tokens_through_requires() -> None:
-    """`authorize` is called by `requires` for every route, by the live socket (not a Request:
-    its credential may be a ticket) and by the gateway's own `recheck`; nowhere else."""
+    """A request's credential (its bearer token or page session) is checked by the gateway's
+    `check`, called by `requires` for every route, by the live socket (not a Request: its
+    credential may be a ticket) and by the gateway's own `recheck`; nowhere else. (Before issue
+    26 the three called `authorize`, which takes a bearer token only; `check` calls it.)"""
     calls: dict[str, int] = {}
     for name, tree in _trees().items():
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "authorize":
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("check", "authorize")):
                 calls[name] = calls.get(name, 0) + 1
-    assert calls == {"requests": 1, "live": 1, "gateway": 1}
+    assert calls == {"requests": 1, "live": 1, "gateway": 2}
 
 
 def test_no_private_name_is_borrowed_across_modules() -> None:

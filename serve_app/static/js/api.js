@@ -1,13 +1,13 @@
-// The API as the page uses it: the token kept in this browser's local storage (sign in once
-// per browser, until "Sign out" or until the token is revoked: any 401 signs the page out),
-// fetch with the bearer token (never in a URL), and errors as ApiError carrying the server's
-// {"error": {...}} body.
+// The API as the page uses it. Signing in trades the token for a page session once per
+// browser (POST /v1/session): an HttpOnly cookie the page's scripts never see, sent with every
+// fetch and live socket of this origin, so no token is kept in local storage, in a URL or in
+// the console. Any 401 (signed out in another tab, session expired, token revoked) signs the
+// page out. Errors are ApiError carrying the server's {"error": {...}} body.
 
-const TOKEN_KEY = "dash.token";
-
-export function token() { return localStorage.getItem(TOKEN_KEY); }
-export function setToken(value) { localStorage.setItem(TOKEN_KEY, value); }
-export function forgetToken() { localStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(TOKEN_KEY); }
+// Where earlier versions of the page kept the token: dropped on load, once.
+const OLD_TOKEN_KEY = "dash.token";
+localStorage.removeItem(OLD_TOKEN_KEY);
+sessionStorage.removeItem(OLD_TOKEN_KEY);
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -26,7 +26,7 @@ export async function api(method, path, { params, body, headers: extra } = {}) {
   for (const [key, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null) url.searchParams.set(key, value);
   }
-  const headers = { ...(extra || {}), authorization: `Bearer ${token() || ""}` };
+  const headers = { ...(extra || {}) };
   let payload;
   if (typeof body === "string") {
     headers["content-type"] = "application/yaml";
@@ -37,7 +37,7 @@ export async function api(method, path, { params, body, headers: extra } = {}) {
   }
   let response;
   try {
-    response = await fetch(url, { method, headers, body: payload });
+    response = await fetch(url, { method, headers, body: payload, credentials: "same-origin" });
   } catch (exc) {
     throw new ApiError(0, { error: { message: `cannot reach Dash: ${exc.message}` } });
   }
@@ -48,20 +48,35 @@ export async function api(method, path, { params, body, headers: extra } = {}) {
   return data;
 }
 
-// A single-use ticket for one live socket (30 s), so the token stays out of its URL.
-export async function liveTicket() {
-  return (await api("POST", "/v1/live-tickets")).ticket;
+// Sign in: the token goes in this one request's body, never anywhere else; the answer sets
+// the session cookie. Throws ApiError (401: the token is unknown or revoked).
+export async function signIn(token) {
+  await api("POST", "/v1/session", { body: { token } });
 }
 
+// Sign out: the session is forgotten by the platform and its cookie dropped.
+export async function signOut() {
+  await api("DELETE", "/v1/session");
+}
+
+// What the page may do: {"scope": "read"|"write"|"admin", "auth": "session"}; 401 when signed out.
 export async function whoami() {
-  return (await api("GET", "/v1/whoami")).scope;
+  return await api("GET", "/v1/whoami");
+}
+
+// A live socket needs no ticket: the session cookie goes with it (the stream opens it
+// without `?ticket=` when this gives null). Asked before each connection, so a session that
+// ended meanwhile (a 401) ends the stream and signs the page out instead of reconnecting.
+export async function liveTicket() {
+  await whoami();
+  return null;
 }
 
 // What to tell a person about an error, in one sentence.
 export function explain(err) {
   if (!(err instanceof ApiError)) return String(err && err.message || err);
   if (err.status === 403) return `This token cannot do that: ${err.message}. Ask for an admin token to make changes.`;
-  if (err.status === 401) return "The token is unknown or revoked; sign in again.";
+  if (err.status === 401) return "The session has ended (signed out, expired, or its token revoked); sign in again.";
   if (err.status === 404) return err.message;
   if (err.status === 412) return err.message;
   if (err.type === "MalformedBodyError" && err.where === "body") {

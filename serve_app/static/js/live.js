@@ -5,12 +5,12 @@
 // cursor past records that no longer exist; a `status` message says the pipeline is not
 // running (its records follow once it runs).
 //
-// The token never goes in the socket's URL (browsers print a failed socket's URL in the
-// console, and proxies log it): each connection first asks `POST /v1/live-tickets` (with the
-// token in its Authorization header) for a single-use ticket good for 30 s, and opens the
-// socket with `?ticket=`. A refused ticket (401/403) ends the stream, as do the close codes
-// 4400/4403/4404; 4401 (a used ticket, or a token revoked meanwhile) asks for a new ticket,
-// which says which.
+// No token ever goes in the socket's URL (browsers print a failed socket's URL in the
+// console, and proxies log it): before each connection the stream asks `ticket()`, which
+// gives a single-use ticket (`?ticket=`) or, on the page, null: the page session's cookie
+// goes with the socket. A refused ask (401/403) ends the stream, as do the close codes
+// 4400/4403/4404; 4401 (a used ticket, a session ended or a token revoked meanwhile) asks
+// again, which says which.
 
 const FINAL_CODES = new Set([4400, 4403, 4404]);
 const REASONS = { 4400: "the request was refused (bad `after`)", 4401: "the token is unknown or revoked", 4403: "the token may not read this pipeline",
@@ -20,7 +20,7 @@ export class LiveStream {
   constructor(pipelineId, { after = null, ticket, onRecords, onGap, onState }) {
     this.pipelineId = pipelineId;
     this.cursor = after;
-    this.ticket = ticket;  // async () => a live ticket
+    this.ticket = ticket;  // async () => a live ticket, or null to open with the page session's cookie
     this.onRecords = onRecords || (() => {});
     this.onGap = onGap || (() => {});
     this.onState = onState || (() => {});
@@ -40,7 +40,7 @@ export class LiveStream {
     const url = new URL(`/v1/pipelines/${encodeURIComponent(this.pipelineId)}/live`, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (this.cursor !== null && this.cursor !== undefined) url.searchParams.set("after", String(this.cursor));
-    url.searchParams.set("ticket", ticket);
+    if (ticket) url.searchParams.set("ticket", ticket);  // none: the page session's cookie goes with it
     return url.toString();
   }
 

@@ -1,6 +1,7 @@
-// The page's entry: sign in once per browser (token kept in local storage), then route by path.
+// The page's entry: sign in once per browser (a page session: an HttpOnly cookie this script
+// never sees), then route by path.
 
-import { ApiError, forgetToken, setToken, token, whoami } from "./api.js";
+import { ApiError, signIn as openSession, signOut as endSession, whoami } from "./api.js";
 import { dashboardView } from "./dashboard.js";
 import { dashboardEditor } from "./editor.js";
 import { dashboardList, overview, pipelineView, errorBox } from "./views.js";
@@ -29,7 +30,7 @@ async function render() {
   delete document.body.dataset.ready;  // set again once this view has drawn
   session.cleanup();
   session.cleanup = () => {};
-  if (!token() || !session.scope) {
+  if (!session.scope) {
     showLogin();
     return;
   }
@@ -64,8 +65,8 @@ function showSignedIn() {
   document.getElementById("forget").hidden = false;
 }
 
-function signOut() {
-  forgetToken();
+async function signOut() {
+  try { await endSession(); } catch { /* signed out already, or unreachable: the page asks again anyway */ }
   session.scope = null;
   document.getElementById("who").hidden = true;
   document.getElementById("forget").hidden = true;
@@ -79,22 +80,30 @@ function showLogin(message) {
   if (message) { error.textContent = message; error.hidden = false; }
   document.getElementById("login").addEventListener("submit", async (event) => {
     event.preventDefault();
-    setToken(document.getElementById("token").value.trim());
+    const input = document.getElementById("token");
+    const value = input.value.trim();
+    input.value = "";  // the token is in this page's memory no longer than the request
+    try {
+      await openSession(value);
+    } catch (err) {
+      showLogin(err instanceof ApiError && err.status === 401 ? "That token is unknown or revoked." : err.message);
+      return;
+    }
     if (await signIn()) render();
   });
   document.body.dataset.ready = "login";
 }
 
-async function signIn() {
+// Whether this browser is signed in (its session cookie is good); shows the sign-in form,
+// with `message` (or why not), when it is not.
+async function signIn(message) {
   try {
-    session.scope = await whoami();
+    session.scope = (await whoami()).scope;
   } catch (err) {
-    forgetToken();
     session.scope = null;
-    showLogin(err instanceof ApiError && err.status === 401 ? "That token is unknown or revoked." : err.message);
+    showLogin(err instanceof ApiError && err.status === 401 ? message : err.message);
     return false;
   }
-  sessionStorage.setItem("dash.scope", session.scope);
   showSignedIn();
   return true;
 }
@@ -110,16 +119,16 @@ window.addEventListener("popstate", () => {
   render();
 });
 document.getElementById("forget").addEventListener("click", signOut);
-// A 401 from any call (the token was revoked): sign in again, saying why.
+// A 401 from any call (signed out in another tab, the session expired, its token revoked):
+// sign in again, saying why.
 window.addEventListener("dash:signed-out", () => {
   if (!session.scope) return;
-  forgetToken();
   session.scope = null;
   document.getElementById("who").hidden = true;
   document.getElementById("forget").hidden = true;
   session.cleanup();
   session.cleanup = () => {};
-  showLogin("That token is unknown or revoked: sign in again.");
+  showLogin("The session has ended (signed out, expired, or its token revoked): sign in again.");
 });
 
 // The page's one time zone, shown and switched in the header.
@@ -150,6 +159,5 @@ themeButton.addEventListener("click", () => {
 showTheme();
 
 (async () => {
-  if (token() && !(await signIn())) return;
-  render();
+  if (await signIn()) render();
 })();

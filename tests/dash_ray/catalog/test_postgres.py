@@ -89,7 +89,7 @@ def test_postgres_migration_2_turns_jsonb_specs_into_text(pg_dsn: str) -> None:
                 " WHERE table_schema = %s AND table_name = 'pipelines' AND column_name = 'spec'",
                 (schema,)).fetchone()
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_version ORDER BY version').fetchall()
-        assert kind == ("text",) and versions == [(1,), (2,), (3,), (4,)]
+        assert kind == ("text",) and versions == [(1,), (2,), (3,), (4,), (5,)]
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
