@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,6 +39,7 @@ from dash_ray.sinks.base import MappedBatch
 from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id, group_key
 from dash_ray.sinks.outbound import Destination, Outcome, destination_for
 from dash_ray.sinks.policy import Breaker, Retries
+from dash_ray.sinks.rows import rows_as_json
 from dash_ray.sinks.select import Selector
 from dash_ray.sinks.store import Delivery, SinkStore
 
@@ -69,6 +70,7 @@ class DeliverySink:
         self._stored_seq = stored_seq
         self._clock = clock
         self._selector = Selector.compile(spec.when, types)
+        self._group_of = functools.partial(group_key, spec)
         self._messages = Messages(pipeline_id, spec)
         self._timing = Timing.of(spec)
         self._retries = Retries(spec.retry)
@@ -216,7 +218,8 @@ class DeliverySink:
 
     async def _take(self, selected: pa.Table | None, through: int) -> None:
         """Take the records `when` selected (`selected`) and move the cursor to `through`."""
-        records = self._as_json(selected) if selected is not None and selected.num_rows else []
+        records = (rows_as_json(selected, self._json_columns, self._group_of)
+                   if selected is not None and selected.num_rows else [])
         now = self._clock()
         if records:
             quiet = None if self._timing.batching else now - self._timing.repeat
@@ -230,20 +233,6 @@ class DeliverySink:
             await self._db(self._store.put, "cursor", str(through))
             self._cursor_saved = (through, now)
         self._cursor = max(self._cursor, through)
-
-    def _as_json(self, rows: pa.Table) -> list[tuple[int, str, bytes]]:
-        """Each row as (seq, group, `{"seq", "time", "data"}` as JSON): the shape of
-        `dash_ray.live.records`, made by orjson from Arrow's values (timestamps as ISO 8601
-        with `Z`, json fields embedded as they are)."""
-        out = []
-        for row in rows.to_pylist():
-            seq, time_ = row.pop("seq"), row.pop("time")
-            grp = group_key(self.spec, row)
-            for name in self._json_columns:
-                if row.get(name) is not None:
-                    row[name] = orjson.Fragment(row[name])
-            out.append((seq, grp, orjson.dumps({"seq": seq, "time": time_, "data": row}, option=orjson.OPT_UTC_Z)))
-        return out
 
     # -- sending ---------------------------------------------------------------------------
 
