@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,12 +35,13 @@ import pyarrow.compute as pc
 from dash_ray.lake import Lake
 from dash_ray.silver.follower import catch_up_chunks
 from dash_ray.sinks.base import MappedBatch
-from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id, group_key
+from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id
 from dash_ray.sinks.outbound import Destination, Outcome, destination_for
 from dash_ray.sinks.policy import Breaker, Retries
 from dash_ray.sinks.rows import rows_as_json
 from dash_ray.sinks.select import Selector
 from dash_ray.sinks.store import Delivery, SinkStore
+from dash_ray.spec.sinks import WebhookSink
 
 __all__ = ["DeliverySink"]
 
@@ -70,7 +70,7 @@ class DeliverySink:
         self._stored_seq = stored_seq
         self._clock = clock
         self._selector = Selector.compile(spec.when, types)
-        self._group_of = functools.partial(group_key, spec)
+        self._group_by = None if isinstance(spec, WebhookSink) else spec.group_by
         self._messages = Messages(pipeline_id, spec)
         self._timing = Timing.of(spec)
         self._retries = Retries(spec.retry)
@@ -192,10 +192,12 @@ class DeliverySink:
                     if batch.first_seq <= through:
                         rows = rows.filter(pc.greater(rows.column("seq"), through))
                     count += rows.num_rows
-                    tables.append(self._selector.select(rows))
+                    tables.append(rows)
                     through = batch.last_seq
             if through > self._cursor:
-                await self._take(pa.concat_tables(tables, promote_options="permissive"), through)
+                # `when` once over the take's rows: its cost is mostly per call, not per row.
+                rows = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+                await self._take(self._selector.select(rows), through)
             if self._queued < _TAKE_ROWS:
                 # Let batches gather: a take's cost is mostly per take, and a sink's records
                 # need not go out within a tenth of a second.
@@ -218,7 +220,7 @@ class DeliverySink:
 
     async def _take(self, selected: pa.Table | None, through: int) -> None:
         """Take the records `when` selected (`selected`) and move the cursor to `through`."""
-        records = (rows_as_json(selected, self._json_columns, self._group_of)
+        records = (rows_as_json(selected, self._json_columns, self._group_by)
                    if selected is not None and selected.num_rows else [])
         now = self._clock()
         if records:

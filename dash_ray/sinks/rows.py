@@ -1,5 +1,5 @@
 """Mapped Arrow rows as the records a sink keeps (`rows_as_json`): each row's `{"seq", "time",
-"data"}` as JSON, the shape of `dash_ray.live.records`, with its group.
+"data"}` as JSON, the shape of `dash_ray.live.records`, with its group (`grouping.group_key`).
 
 Made a column at a time: timestamps become ISO 8601 text in Arrow (a cast to string, then the
 `T`, the `Z` and a zero fraction fixed; Arrow's `strftime` is a hundred times slower) and the other
@@ -10,7 +10,7 @@ of a sink's share of the pipeline's process before)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -25,21 +25,17 @@ _FIXED = ("seq", "time")
 _NAIVE = pa.timestamp("us")
 
 
-def _values(column: pa.ChunkedArray, *, json: bool) -> list[Any]:
+def _values(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_timestamp(column.type):
-        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        if array.type != TIMESTAMP:
-            array = array.cast(TIMESTAMP)
-        return _iso(array).to_pylist()  # type: ignore[no-any-return]
-    values = column.to_pylist()
-    if json:
-        return [None if v is None else orjson.Fragment(v) for v in values]
-    return values  # type: ignore[no-any-return]
+        return [v for chunk in column.chunks for v in _iso(chunk).to_pylist()]
+    return column.to_pylist()  # type: ignore[no-any-return]
 
 
 def _iso(timestamps: pa.Array) -> pa.Array:
     """timestamp[us, UTC] as `2024-05-01T12:00:00Z`, with `.123456` when there is a fraction
     (what orjson and `datetime.isoformat` write)."""
+    if timestamps.type != TIMESTAMP:
+        timestamps = timestamps.cast(TIMESTAMP)
     # As naive timestamps (the same numbers: UTC): a cast of zoned ones converts each value.
     text = timestamps.view(_NAIVE).cast(pa.string())
     text = pc.replace_substring(pc.binary_join_element_wise(text, "Z", ""), " ", "T", max_replacements=1)
@@ -47,18 +43,24 @@ def _iso(timestamps: pa.Array) -> pa.Array:
 
 
 def rows_as_json(rows: pa.Table, json_columns: frozenset[str],
-                 group_of: Callable[[dict[str, Any]], str]) -> list[tuple[int, str, bytes]]:
-    """Each row as (seq, its group (`group_of` its data), `{"seq", "time", "data"}` as JSON);
-    timestamps as ISO 8601 with `Z` (a fraction only when there is one), json fields embedded
-    as they are, nulls as null."""
+                 group_by: Sequence[str] | None = None) -> list[tuple[int, str, bytes]]:
+    """Each row as (seq, its group, `{"seq", "time", "data"}` as JSON); timestamps as ISO 8601
+    with `Z` (a fraction only when there is one), json fields embedded as they are, nulls as
+    null. The group is `""` without `group_by` (a webhook's one batch), else the JSON list of
+    the row's `group_by` values (`grouping.group_key`: a json field's text as a string)."""
     names = [n for n in rows.column_names if n not in _FIXED]
     seqs = rows.column("seq").to_pylist()
-    times = _values(rows.column("time"), json=False)
-    columns = [_values(rows.column(n), json=n in json_columns) for n in names]
-    each = zip(*columns, strict=True) if columns else itertools.repeat(())
+    times = _values(rows.column("time"))
+    raw = {n: _values(rows.column(n)) for n in names}
+    columns = [[None if v is None else orjson.Fragment(v) for v in raw[n]] if n in json_columns else raw[n]
+               for n in names]
     dumps = orjson.dumps
-    out = []
-    for seq, time_, values in zip(seqs, times, each, strict=False):
-        data = dict(zip(names, values, strict=True))
-        out.append((seq, group_of(data), dumps({"seq": seq, "time": time_, "data": data})))
-    return out
+    if group_by:
+        none = [None] * len(seqs)
+        groups: Iterable[str] = (dumps(list(key)).decode()
+                                 for key in zip(*(raw.get(n, none) for n in group_by), strict=True))
+    else:
+        groups = itertools.repeat("")
+    each = zip(*columns, strict=True) if columns else itertools.repeat(())
+    return [(seq, grp, dumps({"seq": seq, "time": time_, "data": dict(zip(names, values, strict=True))}))
+            for seq, time_, values, grp in zip(seqs, times, each, groups, strict=False)]
