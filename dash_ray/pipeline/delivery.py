@@ -220,14 +220,13 @@ class DeliverySink:
 
     async def _take(self, selected: pa.Table | None, through: int) -> None:
         """Take the records `when` selected (`selected`) and move the cursor to `through`."""
-        records = (rows_as_json(selected, self._json_columns, self._group_by)
-                   if selected is not None and selected.num_rows else [])
         now = self._clock()
-        if records:
+        if selected is not None and selected.num_rows:
             quiet = None if self._timing.batching else now - self._timing.repeat
-            await self._db(self._store.take, records, through, now, quiet_since=quiet)
+            # The records' JSON is made in the database's thread, off the event loop ingest runs on.
+            await self._db(self._take_rows, selected, through, now, quiet)
             self._cursor_saved = (through, now)
-            self._held += len(records)
+            self._held += selected.num_rows
             self._taken = True
             self._wake_sender.set()
         elif now - self._cursor_saved[1] >= _CURSOR_EVERY_S:
@@ -236,17 +235,22 @@ class DeliverySink:
             self._cursor_saved = (through, now)
         self._cursor = max(self._cursor, through)
 
+    def _take_rows(self, selected: pa.Table, through: int, now: float, quiet: float | None) -> None:
+        records = rows_as_json(selected, self._json_columns, self._group_by)
+        self._store.take(records, through, now, quiet_since=quiet)
+
     # -- sending ---------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
         next_due = float("-inf")
         while True:
             now = self._clock()
-            if now >= next_due or self._taken:
-                # Only when a group may be due: the look at the groups is the loop's dearest step.
-                self._taken = False
-                next_due = await self._form_due(now)
-            delivery = await self._db(self._store.next_queued)
+            # Only when a group may be due: the look at the groups is the loop's dearest step.
+            form = now >= next_due or self._taken
+            self._taken = self._taken and not form
+            formed, delivery = await self._db(self._next_delivery, now, form)
+            if formed is not None:
+                next_due, self._outbox = formed
             if self._disabled or self._destination is None:
                 await self._sleep(self._wake_sender, 5.0)
                 continue
@@ -260,34 +264,45 @@ class DeliverySink:
             outcome = await self._destination.send(delivery)
             await self._settle(delivery, outcome)
 
-    async def _form_due(self, now: float) -> float:
-        """Form the deliveries due now; when the next one is due."""
+    def _next_delivery(self, now: float, form: bool) -> tuple[tuple[float, dict[str, int]] | None, Delivery | None]:
+        """In the database's thread, in one trip from the event loop: form the deliveries due
+        now (when `form`: when the next one is due, the outbox's counts), then the next queued."""
+        formed = self._form_due(now) if form else None
+        return formed, self._store.next_queued()
+
+    def _form_due(self, now: float) -> tuple[float, dict[str, int]]:
+        """Form the deliveries due now, each in its own transaction; when the next one is due
+        and the outbox's counts."""
+        store, timing = self._store, self._timing
         next_due = float("inf")
-        groups = await self._db(self._store.pending_groups)
+        groups = store.pending_groups()
         for grp, (count, times) in sorted(groups.items(), key=lambda g: g[1][1].started):
-            due = self._timing.due_at(count, times)
+            due = timing.due_at(count, times)
             while due <= now and count > 0:
-                taken = await self._db(self._store.pending_records, grp, self._timing.take())
+                taken = store.pending_records(grp, timing.take())
                 seqs = [seq for seq, _ in taken]
                 body = self._messages.body([r for _, r in taken], grp)
                 ident = delivery_id(self.pipeline_id, self.name, grp, min(seqs), max(seqs))
-                await self._db(self._store.form, ident, grp, seqs, body, now, batching=self._timing.batching)
+                store.form(ident, grp, seqs, body, now, batching=timing.batching)
                 count -= len(seqs)
-                due = float("-inf") if self._timing.batching and count >= self._timing.max_records else now + (
-                    self._timing.wait if self._timing.batching else self._timing.interval)
+                due = float("-inf") if timing.batching and count >= timing.max_records else now + (
+                    timing.wait if timing.batching else timing.interval)
             if count > 0:
                 next_due = min(next_due, due)
-        if not self._timing.batching:
-            await self._db(self._store.forget_groups, now - self._timing.repeat)
-        self._outbox = await self._db(self._store.outbox_counts)
-        return next_due
+        if not timing.batching:
+            store.forget_groups(now - timing.repeat)
+        return next_due, store.outbox_counts()
+
+    def _delivered(self, delivery: Delivery) -> dict[str, int]:
+        self._store.delivered(delivery)
+        return self._store.outbox_counts()
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         now = self._clock()
         attempts = delivery.attempts + 1
         if outcome.ok:
             self._breaker.success()
-            await self._db(self._store.delivered, delivery)
+            self._outbox = await self._db(self._delivered, delivery)
             self.counts["delivered"] += 1
             self.counts["delivered_records"] += delivery.records
             self._delivered_seq = max(self._delivered_seq, delivery.last_seq)
@@ -309,7 +324,7 @@ class DeliverySink:
             if outcome.gone:
                 self._disabled = f"the destination answered 410 Gone ({now:.0f}); redeliver to enable it again"
                 await self._db(self._store.put, "disabled", self._disabled)
-        self._outbox = await self._db(self._store.outbox_counts)
+            self._outbox = await self._db(self._store.outbox_counts)
         self._wake_taker.set()
 
     async def redeliver(self) -> int:
