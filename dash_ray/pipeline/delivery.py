@@ -279,9 +279,9 @@ class DeliverySink:
         for grp, (count, times) in sorted(groups.items(), key=lambda g: g[1][1].started):
             due = timing.due_at(count, times)
             while due <= now and count > 0:
-                taken = store.pending_records(grp, timing.take())
+                taken = store.pending_json(grp, timing.take())
                 seqs = [seq for seq, _ in taken]
-                body = self._messages.body([r for _, r in taken], grp)
+                body = self._messages.body_of([r for _, r in taken], grp)
                 ident = delivery_id(self.pipeline_id, self.name, grp, min(seqs), max(seqs))
                 store.form(ident, grp, seqs, body, now, batching=timing.batching)
                 count -= len(seqs)
