@@ -52,7 +52,7 @@ _CURSOR_EVERY_S = 1.0
 _LAKE_FILES = 8
 _POLL_S = 0.2
 _TAKE_ROWS = 20_000
-_TAKE_EVERY_S = 0.5
+_TAKE_EVERY_S = 0.1
 
 
 class DeliverySink:
