@@ -2,7 +2,8 @@
 the lake and log in a temporary folder, fsync on), in one run:
 
 1. Deliveries per second to a local webhook receiver (aiohttp on loopback, answers 200, in a
-   process of its own: its CPU is not the pipeline's): a webhook sink with `batch.max_records` 1 (one signed POST per record) and 100.
+   process of its own: its CPU is not the pipeline's): a webhook sink with `batch.max_records`
+   1 (one signed POST per record) and 100.
 2. Ingest throughput (records/s through the durable log and the mapping, 1,000-record
    batches, flushes to the lake on the spec's defaults) without sinks and with three sinks on:
    a webhook and a Slack sink to the local receiver, and a webhook to a port nothing listens
@@ -184,8 +185,9 @@ async def main(args: argparse.Namespace) -> None:
     print("|---|---|---|")
     print(f"| webhook deliveries/s, 1 record each (signed POST, loopback) | {med['d1']:,.0f} | |")
     print(f"| webhook deliveries/s, 100 records each | {med['d100']:,.0f} ({med['r100']:,.0f} records/s) | |")
-    for which, what in (("without", "without sinks"), ("alerts", "three sinks (one down), each taking 3% of the records"),
-                        ("heavy", "three sinks (one down) taking 13%, 3% and 30%")):
+    rows = (("without", "without sinks"), ("alerts", "three sinks (one down), each taking 3% of the records"),
+            ("heavy", "three sinks (one down) taking 13%, 3% and 30%"))
+    for which, what in rows:
         print(f"| ingest records/s, {what} | {med[which]:,.0f} | {med[f'{which}-cpu']:.2f} µs |")
     print("\nRatios (same run, goal >= 0.90): "
           f"alerts / without = {med['alerts'] / med['without']:.2f}, "

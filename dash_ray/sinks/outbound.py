@@ -3,8 +3,8 @@
 (SMTP in a thread, STARTTLS or TLS optional, a plain-text and an HTML part). Nothing here
 retries: `dash_ray.pipeline.delivery` decides what an outcome means.
 
-The POSTs go through aiohttp's client, not httpx: a delivery shares the pipeline's process and
-process with ingest, and httpx took about five times the CPU per request (1.7 ms against
+The POSTs go through aiohttp's client, not httpx: a delivery shares the pipeline's process
+with ingest, and httpx took about five times the CPU per request (1.7 ms against
 0.36 ms with a loopback aiohttp receiver in the same process, on a loaded 2-core machine)."""
 
 from __future__ import annotations
