@@ -29,18 +29,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dash_ray.lake import Lake
 from dash_ray.silver.follower import catch_up_chunks
 from dash_ray.sinks.base import MappedBatch
-from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id, group_key
+from dash_ray.sinks.grouping import Messages, SinkSpec, Timing, delivery_id
 from dash_ray.sinks.outbound import Destination, Outcome, destination_for
 from dash_ray.sinks.policy import Breaker, Retries
+from dash_ray.sinks.rows import rows_as_json
 from dash_ray.sinks.select import Selector
 from dash_ray.sinks.store import Delivery, SinkStore
+from dash_ray.spec.sinks import WebhookSink
 
 __all__ = ["DeliverySink"]
 
@@ -69,6 +70,7 @@ class DeliverySink:
         self._stored_seq = stored_seq
         self._clock = clock
         self._selector = Selector.compile(spec.when, types)
+        self._group_by = None if isinstance(spec, WebhookSink) else spec.group_by
         self._messages = Messages(pipeline_id, spec)
         self._timing = Timing.of(spec)
         self._retries = Retries(spec.retry)
@@ -190,10 +192,12 @@ class DeliverySink:
                     if batch.first_seq <= through:
                         rows = rows.filter(pc.greater(rows.column("seq"), through))
                     count += rows.num_rows
-                    tables.append(self._selector.select(rows))
+                    tables.append(rows)
                     through = batch.last_seq
             if through > self._cursor:
-                await self._take(pa.concat_tables(tables, promote_options="permissive"), through)
+                # `when` once over the take's rows: its cost is mostly per call, not per row.
+                rows = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+                await self._take(self._selector.select(rows), through)
             if self._queued < _TAKE_ROWS:
                 # Let batches gather: a take's cost is mostly per take, and a sink's records
                 # need not go out within a tenth of a second.
@@ -216,13 +220,13 @@ class DeliverySink:
 
     async def _take(self, selected: pa.Table | None, through: int) -> None:
         """Take the records `when` selected (`selected`) and move the cursor to `through`."""
-        records = self._as_json(selected) if selected is not None and selected.num_rows else []
         now = self._clock()
-        if records:
+        if selected is not None and selected.num_rows:
             quiet = None if self._timing.batching else now - self._timing.repeat
-            await self._db(self._store.take, records, through, now, quiet_since=quiet)
+            # The records' JSON is made in the database's thread, off the event loop ingest runs on.
+            await self._db(self._take_rows, selected, through, now, quiet)
             self._cursor_saved = (through, now)
-            self._held += len(records)
+            self._held += selected.num_rows
             self._taken = True
             self._wake_sender.set()
         elif now - self._cursor_saved[1] >= _CURSOR_EVERY_S:
@@ -231,19 +235,9 @@ class DeliverySink:
             self._cursor_saved = (through, now)
         self._cursor = max(self._cursor, through)
 
-    def _as_json(self, rows: pa.Table) -> list[tuple[int, str, bytes]]:
-        """Each row as (seq, group, `{"seq", "time", "data"}` as JSON): the shape of
-        `dash_ray.live.records`, made by orjson from Arrow's values (timestamps as ISO 8601
-        with `Z`, json fields embedded as they are)."""
-        out = []
-        for row in rows.to_pylist():
-            seq, time_ = row.pop("seq"), row.pop("time")
-            grp = group_key(self.spec, row)
-            for name in self._json_columns:
-                if row.get(name) is not None:
-                    row[name] = orjson.Fragment(row[name])
-            out.append((seq, grp, orjson.dumps({"seq": seq, "time": time_, "data": row}, option=orjson.OPT_UTC_Z)))
-        return out
+    def _take_rows(self, selected: pa.Table, through: int, now: float, quiet: float | None) -> None:
+        records = rows_as_json(selected, self._json_columns, self._group_by)
+        self._store.take(records, through, now, quiet_since=quiet)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -251,11 +245,12 @@ class DeliverySink:
         next_due = float("-inf")
         while True:
             now = self._clock()
-            if now >= next_due or self._taken:
-                # Only when a group may be due: the look at the groups is the loop's dearest step.
-                self._taken = False
-                next_due = await self._form_due(now)
-            delivery = await self._db(self._store.next_queued)
+            # Only when a group may be due: the look at the groups is the loop's dearest step.
+            form = now >= next_due or self._taken
+            self._taken = self._taken and not form
+            formed, delivery = await self._db(self._next_delivery, now, form)
+            if formed is not None:
+                next_due, self._outbox = formed
             if self._disabled or self._destination is None:
                 await self._sleep(self._wake_sender, 5.0)
                 continue
@@ -269,34 +264,45 @@ class DeliverySink:
             outcome = await self._destination.send(delivery)
             await self._settle(delivery, outcome)
 
-    async def _form_due(self, now: float) -> float:
-        """Form the deliveries due now; when the next one is due."""
+    def _next_delivery(self, now: float, form: bool) -> tuple[tuple[float, dict[str, int]] | None, Delivery | None]:
+        """In the database's thread, in one trip from the event loop: form the deliveries due
+        now (when `form`: when the next one is due, the outbox's counts), then the next queued."""
+        formed = self._form_due(now) if form else None
+        return formed, self._store.next_queued()
+
+    def _form_due(self, now: float) -> tuple[float, dict[str, int]]:
+        """Form the deliveries due now, each in its own transaction; when the next one is due
+        and the outbox's counts."""
+        store, timing = self._store, self._timing
         next_due = float("inf")
-        groups = await self._db(self._store.pending_groups)
+        groups = store.pending_groups()
         for grp, (count, times) in sorted(groups.items(), key=lambda g: g[1][1].started):
-            due = self._timing.due_at(count, times)
+            due = timing.due_at(count, times)
             while due <= now and count > 0:
-                taken = await self._db(self._store.pending_records, grp, self._timing.take())
+                taken = store.pending_json(grp, timing.take())
                 seqs = [seq for seq, _ in taken]
-                body = self._messages.body([r for _, r in taken], grp)
+                body = self._messages.body_of([r for _, r in taken], grp)
                 ident = delivery_id(self.pipeline_id, self.name, grp, min(seqs), max(seqs))
-                await self._db(self._store.form, ident, grp, seqs, body, now, batching=self._timing.batching)
+                store.form(ident, grp, seqs, body, now, batching=timing.batching)
                 count -= len(seqs)
-                due = float("-inf") if self._timing.batching and count >= self._timing.max_records else now + (
-                    self._timing.wait if self._timing.batching else self._timing.interval)
+                due = float("-inf") if timing.batching and count >= timing.max_records else now + (
+                    timing.wait if timing.batching else timing.interval)
             if count > 0:
                 next_due = min(next_due, due)
-        if not self._timing.batching:
-            await self._db(self._store.forget_groups, now - self._timing.repeat)
-        self._outbox = await self._db(self._store.outbox_counts)
-        return next_due
+        if not timing.batching:
+            store.forget_groups(now - timing.repeat)
+        return next_due, store.outbox_counts()
+
+    def _delivered(self, delivery: Delivery) -> dict[str, int]:
+        self._store.delivered(delivery)
+        return self._store.outbox_counts()
 
     async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
         now = self._clock()
         attempts = delivery.attempts + 1
         if outcome.ok:
             self._breaker.success()
-            await self._db(self._store.delivered, delivery)
+            self._outbox = await self._db(self._delivered, delivery)
             self.counts["delivered"] += 1
             self.counts["delivered_records"] += delivery.records
             self._delivered_seq = max(self._delivered_seq, delivery.last_seq)
@@ -318,7 +324,7 @@ class DeliverySink:
             if outcome.gone:
                 self._disabled = f"the destination answered 410 Gone ({now:.0f}); redeliver to enable it again"
                 await self._db(self._store.put, "disabled", self._disabled)
-        self._outbox = await self._db(self._store.outbox_counts)
+            self._outbox = await self._db(self._store.outbox_counts)
         self._wake_taker.set()
 
     async def redeliver(self) -> int:

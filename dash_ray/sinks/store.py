@@ -127,9 +127,13 @@ class SinkStore:
         return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
     def pending_records(self, grp: str, limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        return [(seq, orjson.loads(record)) for seq, record in self.pending_json(grp, limit)]
+
+    def pending_json(self, grp: str, limit: int | None = None) -> list[tuple[int, bytes]]:
+        """The group's oldest pending records (all, or `limit`), in seq order, as stored (JSON)."""
         sql = "SELECT seq, record FROM pending WHERE grp = ? ORDER BY seq"
         rows = self._db.execute(sql + (" LIMIT ?" if limit else ""), (grp, limit) if limit else (grp,)).fetchall()
-        return [(seq, orjson.loads(record)) for seq, record in rows]
+        return [(int(seq), bytes(record)) for seq, record in rows]
 
     def group_times(self, grp: str) -> GroupTimes | None:
         row = self._db.execute("SELECT started, sent FROM groups WHERE grp = ?", (grp,)).fetchone()
@@ -145,15 +149,19 @@ class SinkStore:
 
     def form(self, delivery_id: str, grp: str, seqs: list[int], body: bytes, now: float, *,
              batching: bool = False) -> None:
-        """Make the delivery of pending records `seqs` of `grp` (they leave `pending`) and mark
-        the group as sent now (a batch: forget it once nothing of it waits), in one
-        transaction."""
-        records = len(seqs)
+        """Make the delivery of pending records `seqs` of `grp` (they leave `pending`: the
+        group's oldest, as `pending_json` gave them, so every pending record of the group from
+        the first to the last of them) and mark the group as sent now (a batch: forget it once
+        nothing of it waits), in one transaction."""
+        records, first, last = len(seqs), min(seqs), max(seqs)
         with self._db:
             self._db.execute("INSERT OR IGNORE INTO outbox (id, grp, first_seq, last_seq, records, body, next_at) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (delivery_id, grp, min(seqs), max(seqs), records, body, now))
-            self._db.executemany("DELETE FROM pending WHERE seq = ?", [(s,) for s in seqs])
+                             (delivery_id, grp, first, last, records, body, now))
+            deleted = self._db.execute("DELETE FROM pending WHERE grp = ? AND seq BETWEEN ? AND ?",
+                                       (grp, first, last)).rowcount
+            if deleted != records:  # not the group's oldest: leave nothing half done
+                raise ValueError(f"pending records of group {grp!r} {first}..{last} are not the {records} taken")
             self._db.execute("UPDATE groups SET sent = ? WHERE grp = ?", (now, grp))
             if batching:
                 self._db.execute("DELETE FROM groups WHERE grp = ? AND grp NOT IN (SELECT grp FROM pending)", (grp,))

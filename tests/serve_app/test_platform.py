@@ -107,9 +107,10 @@ def test_signed_ingest_of_json_arrays_and_ndjson_reads_back(platform) -> None:
             return []
         return duckdb.sql("SELECT seq, device, temp_c FROM dataset ORDER BY seq").fetchall()
 
-    rows = platform.wait_for(lambda: len(silver()) == 6 and silver(), what="silver rows in the lake")
+    # A range's silver rows are written before its bronze file (the mark that commits it): wait for both.
+    rows = platform.wait_for(lambda: len(silver()) == 6 and lake.last_seq("bronze", pipeline_id) == 6 and silver(),
+                             what="silver rows and their bronze mark in the lake")
     assert rows == [(i, f"dev-{i}", 20.0 + i) for i in range(1, 7)]
-    assert lake.last_seq("bronze", pipeline_id) == 6
 
 
 def test_wrong_or_missing_signature_is_401_and_stores_nothing(platform) -> None:

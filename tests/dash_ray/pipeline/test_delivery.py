@@ -6,6 +6,7 @@ for a storm; and a restart that delivers what the last process had not, with the
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,21 @@ async def test_a_sink_added_later_sends_what_comes_after_not_the_history(tmp_pat
     finally:
         await host.stop()
         await receiver.stop()
+
+
+async def test_sinks_run_on_a_loop_of_their_own_off_the_one_ingest_runs_on(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    host = await start(tmp_path, spec([{"name": "hook", "kind": "webhook", "url": receiver.url,
+                                        "batch": {"max_wait": 0.05}}]))
+    try:
+        sink = host.sinks["hook"]
+        assert {t.get_loop() for t in sink._tasks} != {asyncio.get_running_loop()}
+        await host.core.ingest([readings([40, 41])])
+        await until(lambda: seqs_of(receiver) == [1, 2], timeout=20)
+        await host.core.ingest([readings([42])])
+        await until(lambda: seqs_of(receiver) == [1, 2, 3], timeout=20)
+        assert host.sink_states()[0]["delivered_records"] == 3
+    finally:
+        await host.stop()
+        await receiver.stop()
+    assert all(t.done() for t in sink._tasks)

@@ -4,13 +4,15 @@ messages each kind sends."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
 from dash_ray.sinks.grouping import Messages, Timing, delivery_id, group_key
 from dash_ray.sinks.outbound import retry_after_s, standard_signature
 from dash_ray.sinks.policy import Breaker, Retries
-from dash_ray.sinks.store import GroupTimes
+from dash_ray.sinks.store import GroupTimes, SinkStore
 from dash_ray.sinks.template import Template, TemplateError
 from dash_ray.spec import parse_spec
 from dash_ray.spec.sinks import RetrySpec, duration_s
@@ -107,3 +109,32 @@ def test_the_signature_is_the_standard_webhooks_one() -> None:
     body = b'{"test": 2432232314}'
     assert standard_signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == \
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_a_body_from_stored_json_is_the_body_of_the_records() -> None:
+    records = [{"seq": i, "time": "2026-01-01T00:00:00Z", "data": {"device": "d1", "temp_c": 40.5 + i,
+                                                                   "raw": {"a": [i, None]}}} for i in range(1, 4)]
+    stored = [orjson.dumps(r) for r in records]
+    for spec in (sink(name="w", kind="webhook", url="http://x"),
+                 sink(name="t", kind="webhook", url="http://x", template="{device}: {temp_c}"),
+                 sink(name="ops", kind="slack", url="http://x", group_by=["device"], title="{_count} on {_group}")):
+        messages = Messages("p", spec)
+        grp = group_key(spec, records[0]["data"])
+        assert orjson.loads(messages.body_of(stored, grp)) == orjson.loads(messages.body(records, grp))
+
+
+def test_a_delivery_takes_its_groups_oldest_pending_records_or_nothing(tmp_path: Path) -> None:
+    store = SinkStore(tmp_path / "state.sqlite")
+    try:
+        store.take([(seq, "g", orjson.dumps({"seq": seq})) for seq in (1, 2, 3, 4)], 4, 1.0)
+        store.take([(5, "h", b'{"seq":5}')], 5, 1.0)
+        with pytest.raises(ValueError, match="not the 2 taken"):
+            store.form("x", "g", [1, 3], b"{}", 2.0)  # 2 lies between: not the oldest two
+        assert [s for s, _ in store.pending_json("g")] == [1, 2, 3, 4] and store.next_queued() is None
+        taken = store.pending_json("g", 2)
+        store.form("y", "g", [s for s, _ in taken], b"{}", 2.0)
+        assert [s for s, _ in store.pending_json("g")] == [3, 4] and store.pending_count() == 3
+        queued = store.next_queued()
+        assert queued is not None and (queued.first_seq, queued.last_seq, queued.records) == (1, 2, 2)
+    finally:
+        store.close()
