@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +37,8 @@ from dash_ray.spec import parse_spec, secret_names
 from dash_ray.spec_check import admit_spec
 
 __all__ = ["PipelineHost"]
+
+log = logging.getLogger(__name__)
 
 _MAX_LIVE_WAIT_S = 30.0
 
@@ -96,6 +100,7 @@ class PipelineHost:
             core.followers.append(postgres_follower(core.spec, core.lake, dsn))
         values = await secrets() if secrets is not None and secret_names(core.spec) else {}
         context = FeedContext(core.id, self._state_dir, values, upstream=upstream)
+        await asyncio.to_thread(self._forget_removed_sinks)
         self._add_sinks(values)
         await core.start()
         for sink in self.sinks.values():
@@ -111,6 +116,16 @@ class PipelineHost:
             # the process: out of the collector's sight, a full collection no longer walks it.
             gc.freeze()
         return self.health()
+
+    def _forget_removed_sinks(self) -> None:
+        """Delete the state of sinks the spec no longer has (cursor, waiting records, dead
+        deliveries): a sink added again under an old name starts anew, after the stored
+        records, as any new sink does, rather than sending all since it was removed."""
+        folder = self._settings.wal_dir(self.core.id) / "sinks"
+        kept = {spec.name for spec in self.core.spec.sinks}
+        for gone in (p for p in folder.iterdir() if p.is_dir() and p.name not in kept) if folder.is_dir() else ():
+            shutil.rmtree(gone)
+            log.info("pipeline %s: sink %r is no longer in the spec; its state is deleted", self.core.id, gone.name)
 
     def _add_sinks(self, secrets: dict[str, str]) -> None:
         """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in

@@ -264,3 +264,33 @@ async def test_sinks_run_on_a_loop_of_their_own_off_the_one_ingest_runs_on(tmp_p
         await host.stop()
         await receiver.stop()
     assert all(t.done() for t in sink._tasks)
+
+
+async def test_a_sink_removed_from_the_spec_and_added_again_starts_anew(tmp_path: Path) -> None:
+    """Removing a sink forgets its state (cursor, waiting records, dead deliveries): added
+    again under the same name it sends what comes after, not everything since it was removed."""
+    receiver = await Receiver().start()
+    down = {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/", "batch": {"max_wait": 0.05},
+            "retry": {"schedule": [0.05], "jitter": 0}}
+    host = await start(tmp_path, spec([down]))
+    try:
+        await host.core.ingest([readings([40, 41])])  # nobody listens: they wait, then die
+        await until(lambda: host.sink_states()[0]["dead"] >= 1, timeout=20, what="a dead delivery")
+    finally:
+        await host.stop()
+    host = await start(tmp_path, spec([]))  # the sink removed
+    try:
+        await host.core.ingest([readings([42, 43])])
+        await host.core.flush()
+    finally:
+        await host.stop()
+    assert not (settings(tmp_path).wal_dir("alerts") / "sinks" / "hook").exists()
+    host = await start(tmp_path, spec([{**down, "url": receiver.url}]))  # the same name, again
+    try:
+        [state] = host.sink_states()
+        assert state["dead"] == 0 and state["queued"] == 0, state
+        await host.core.ingest([readings([44])])
+        await until(lambda: seqs_of(receiver) == [5], timeout=20, what="only the record after it came back")
+    finally:
+        await host.stop()
+        await receiver.stop()
