@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dash_ray.errors import StorageError
+from dash_ray.lake_listing import local_files
 
 __all__ = ["AREAS", "Area", "Lake", "LakeFile"]
 
@@ -164,17 +165,18 @@ class Lake:
         bigger one and has not yet deleted it) and left out, unless `superseded`."""
         directory = self._dir(area, pipeline)
         if self._local:
-            found = self._guard(_local_files, directory)
+            listed = self._guard(local_files, directory)
+        elif self._guard(self.fs.exists, directory):
+            listed = [(path, int(info.get("size") or 0))
+                      for path, info in self._guard(self.fs.find, directory, detail=True).items()]
         else:
-            if not self._guard(self.fs.exists, directory):
-                return []
-            found = []
-            for path, info in self._guard(self.fs.find, directory, detail=True).items():
-                match = _NAME.search(path)
-                if match:
-                    day, first, last = match.groups()
-                    found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path,
-                                          int(info.get("size") or 0)))
+            listed = []
+        found = []
+        for path, size in listed:
+            match = _NAME.search(path)
+            if match:
+                day, first, last = match.groups()
+                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path, size))
         found.sort()
         return found if superseded else _live(found)
 
@@ -345,35 +347,6 @@ def _live(files: list[LakeFile]) -> list[LakeFile]:
                 keep.add(f.path)
                 reach = f.last_seq
     return [f for f in files if f.path in keep]
-
-
-def _local_files(directory: str) -> list[LakeFile]:
-    """The lake files under a local area folder, listed with `os.scandir` (fsspec's `find`
-    costs about 1 ms per folder and 0.3 ms per file in Python, which a query paid on every
-    call: 0.1 s for a 90-day range of four areas)."""
-    found: list[LakeFile] = []
-    try:
-        days = list(os.scandir(directory))
-    except FileNotFoundError:
-        return found
-    for folder in days:
-        if not folder.name.startswith("date=") or not folder.is_dir(follow_symlinks=False):
-            continue
-        try:
-            entries = list(os.scandir(folder.path))
-        except FileNotFoundError:  # removed (retention) while listed
-            continue
-        for entry in entries:
-            match = _NAME.search(f"{folder.name}/{entry.name}")
-            if match is None:
-                continue
-            try:
-                size = entry.stat(follow_symlinks=False).st_size
-            except FileNotFoundError:  # deleted (compaction) while listed
-                continue
-            day, first, last = match.groups()
-            found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), entry.path, size))
-    return found
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

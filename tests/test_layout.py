@@ -23,7 +23,7 @@ OUTERMOST = {"dash_ray.cli.platform"}
 # takes its place here; an import that runs back up means the code it needs sits too high, or
 # the importer too low: move the code, not the rank.
 RANKS: tuple[tuple[str, ...], ...] = (
-    ("errors", "process_logging"),                        # what everything may raise and log with
+    ("errors", "process_logging", "lake_listing"),        # what everything may raise and log with; a folder listed
     ("spec", "settings"),                                 # the spec every layer shares; settings read at the edge
     ("mapping", "lake", "log", "ingest", "auth", "dashboards", "deploy"),  # the core's parts
     ("silver", "lake_roots", "lake_owner", "sources", "catalog", "sinks"),  # silver; deploy checks; lake fencing; sinks
