@@ -109,12 +109,30 @@ def signed_in_page(browser: Any, url: str, token: str) -> tuple[Any, Any]:
     return context, context.new_page()
 
 
-def time_to_draw(browser: Any, url: str, token: str, days: int) -> float:
+# The page's requests to the API until every widget has drawn: (what, start s, end s) each.
+REQUESTS_JS = """() => performance.getEntriesByType('resource').filter((e) => e.name.includes('/v1/')).map((e) => {
+  const u = new URL(e.name); const q = u.searchParams;
+  const what = u.pathname.replace(/^.*\\/v1\\//, '') + (q.get('agg') ? ` agg=${q.get('agg')}` : '')
+    + (q.get('bucket') ? ` bucket=${q.get('bucket')}` : '') + (q.get('by') ? ` by=${q.get('by')}` : '')
+    + (q.get('order') ? ` order=${q.get('order')}` : '') + (q.get('limit') ? ` limit=${q.get('limit')}` : '');
+  return [what, e.startTime / 1000, e.responseEnd / 1000];
+})"""
+
+
+def time_to_draw(browser: Any, url: str, token: str, days: int,
+                 requests: dict[str, list[tuple[float, float]]] | None = None) -> float:
+    """Seconds from navigation to every widget drawn; each API request's (start, end) is
+    added to `requests` by what it asked."""
     context, page = signed_in_page(browser, url, token)
     try:
         page.goto(f"{url}/dashboards/bench?range={days}d")
         page.wait_for_function("() => performance.getEntriesByName('dash:drawn').length > 0", timeout=120_000)
-        return page.evaluate("() => performance.getEntriesByName('dash:drawn')[0].startTime") / 1000
+        drawn = page.evaluate("() => performance.getEntriesByName('dash:drawn')[0].startTime") / 1000
+        if requests is not None:
+            for what, start, end in page.evaluate(REQUESTS_JS):
+                if start <= drawn:
+                    requests.setdefault(what, []).append((start, end))
+        return drawn
     finally:
         context.close()
 
@@ -196,7 +214,8 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             try:
                 time_to_draw(browser, started.url, token, args.days)  # warm: caches, rollups read once
-                draws = [time_to_draw(browser, started.url, token, args.days) for _ in range(args.loads)]
+                requests: dict[str, list[tuple[float, float]]] = {}
+                draws = [time_to_draw(browser, started.url, token, args.days, requests) for _ in range(args.loads)]
                 idle = busy_share(browser, started.url, token, args.seconds, None)
                 streaming = busy_share(browser, started.url, token, args.seconds, stream)
             finally:
@@ -221,6 +240,11 @@ def main() -> None:
     print("\n| widget query (from Python) | median s |\n|---|---|")
     for name, times in each.items():
         print(f"| {name} | {statistics.median(times):.3f} |")
+    print("\n| page request before the draw (in order) | median start s | median end s | median took s |")
+    print("|---|---|---|---|")
+    for what, spans in sorted(requests.items(), key=lambda kv: statistics.median(s for s, _ in kv[1])):
+        print(f"| {what} | {statistics.median(s for s, _ in spans):.3f} | {statistics.median(e for _, e in spans):.3f} "
+              f"| {statistics.median(e - s for s, e in spans):.3f} |")
 
 
 if __name__ == "__main__":

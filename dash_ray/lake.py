@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dash_ray.errors import StorageError
+from dash_ray.lake_listing import local_files
 
 __all__ = ["AREAS", "Area", "Lake", "LakeFile"]
 
@@ -164,15 +165,19 @@ class Lake:
         inside another file's range of the same day is superseded (compaction wrote the
         bigger one and has not yet deleted it) and left out, unless `superseded`."""
         directory = self._dir(area, pipeline)
-        if not self._guard(self.fs.exists, directory):
-            return []
+        if self._local:
+            listed = self._guard(local_files, directory)
+        elif self._guard(self.fs.exists, directory):
+            listed = [(path, int(info.get("size") or 0))
+                      for path, info in self._guard(self.fs.find, directory, detail=True).items()]
+        else:
+            listed = []
         found = []
-        for path, info in self._guard(self.fs.find, directory, detail=True).items():
+        for path, size in listed:
             match = _NAME.search(path)
             if match:
                 day, first, last = match.groups()
-                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path,
-                                      int(info.get("size") or 0)))
+                found.append(LakeFile(int(first), int(last), dt.date.fromisoformat(day), path, size))
         found.sort()
         return found if superseded else _live(found)
 
@@ -275,10 +280,9 @@ class Lake:
         return [] if data is None else [(int(first), int(last)) for first, last in json.loads(data)["ranges"]]
 
     def note_expired(self, pipeline: str, gone: list[LakeFile], *, kept: list[LakeFile]) -> None:
-        """Remember the seq ranges of the silver files retention is about to delete (`gone`),
-        before it deletes them, so a reader can tell rows removed from rows that never were
-        (a live client's `gap`). Ranges are merged across seqs no `kept` file holds rows of,
-        so the record stays about as short as the kept files allow."""
+        """Remember the seq ranges of the silver files retention is about to delete (`gone`), so a
+        reader tells rows removed from rows that never were (a live client's `gap`); ranges merge
+        across seqs no `kept` file holds, so the record stays as short as the kept files allow."""
         ranges = sorted([*self.expired(pipeline), *((f.first_seq, f.last_seq) for f in gone)])
         held = [(f.first_seq, f.last_seq) for f in kept]
         merged: list[list[int]] = []
@@ -290,8 +294,7 @@ class Lake:
         self.write_note("silver", pipeline, _EXPIRED, json.dumps({"ranges": merged}).encode())
 
     def read_note(self, area: Area, pipeline: str, name: str) -> bytes | None:
-        """A small file kept in an area's folder beside its `date=` folders (no reader lists it;
-        purged with the area), or None when there is none."""
+        """A small file beside an area's `date=` folders (no reader lists it; purged with the area)."""
         path = f"{self._dir(area, pipeline)}/{name}"
         if not self._guard(self.fs.exists, path):
             return None

@@ -6,6 +6,7 @@ lines."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ OUTERMOST = {"dash_ray.cli.platform"}
 # takes its place here; an import that runs back up means the code it needs sits too high, or
 # the importer too low: move the code, not the rank.
 RANKS: tuple[tuple[str, ...], ...] = (
-    ("errors", "process_logging", "timeouts"),            # what everything may raise, log and wait with
+    ("errors", "process_logging", "timeouts", "lake_listing"),  # raise, log, wait with; list a folder
     ("spec", "settings"),                                 # the spec every layer shares; settings read at the edge
     ("mapping", "lake", "log", "ingest", "auth", "dashboards", "deploy"),  # the core's parts
     ("silver", "lake_roots", "lake_owner", "sources", "catalog", "sinks"),  # silver; deploy checks; lake fencing; sinks
@@ -152,3 +153,11 @@ def test_no_module_over_400_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in _modules().values()
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_the_page_preloads_each_of_its_modules() -> None:
+    """index.html names every module of serve_app/static/js for preloading (the browser then
+    fetches them at once, not one import level after another), and no module that is gone."""
+    html = (ROOT / "serve_app" / "static" / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/js/([a-z_]+\.js)">', html))
+    assert preloaded == {p.name for p in (ROOT / "serve_app" / "static" / "js").glob("*.js")}

@@ -23,7 +23,7 @@ from dash_ray.lake import Lake, LakeFile
 from dash_ray.query.dialect import DUCKDB
 from dash_ray.query.model import Query
 from dash_ray.query.result import aggregate_answer, live_records, raw_answer
-from dash_ray.query.rollup_sql import granularity_for, middle_of, rollup_sql
+from dash_ray.query.rollup_sql import edges_of, granularity_for, middle_of, rollup_sql
 from dash_ray.query.sql import Statement, after_time_sql, aggregate_sql, raw_sql
 from dash_ray.silver.lake import rollup_area
 from dash_ray.silver.rollup import RollupPlan
@@ -131,14 +131,7 @@ class DuckDBEngine:
         try:
             if query.aggregate:
                 return aggregate_answer(query, self._aggregate(cursor, files, query))
-            source = self._source(cursor, {"silver": files}, _wanted(query))
-            after_us = None
-            if query.after is not None:
-                found = self._fetch(cursor, source, after_time_sql(self.dialect, query.after))
-                if not found:
-                    raise QueryError(f"'after': no row with seq {query.after}", where="after")
-                after_us = found[0][0]
-            return raw_answer(query, self._fetch(cursor, source, raw_sql(self.dialect, query, after_time_us=after_us)))
+            return raw_answer(query, self._raw(cursor, files, query))
         except duckdb.Error as exc:
             if isinstance(exc, duckdb.InterruptException) and cursor.expired:
                 raise QueryLimitError(
@@ -203,6 +196,31 @@ class DuckDBEngine:
         reached = records[-1]["seq"] if len(records) >= limit else max(after, end)
         return records, reached, start
 
+    def _raw(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
+        """Raw rows in (time, seq) order from the files of as few event days as answer them:
+        the first day in the query's order, then four times as many, until a page and one
+        more row are found (every row of a day not read lies past those of the days read).
+        The row `after` names is looked up in the files whose seq range holds it."""
+        wanted = _wanted(query)
+        after_us = None
+        if query.after is not None:
+            holding = [f for f in files if f.first_seq <= query.after <= f.last_seq]
+            found = self._fetch(cursor, self._source(cursor, {"silver": holding}, wanted),
+                                after_time_sql(self.dialect, query.after)) if holding else []
+            if not found:
+                raise QueryError(f"'after': no row with seq {query.after}", where="after")
+            after_us = found[0][0]
+        st = raw_sql(self.dialect, query, after_time_us=after_us)
+        days = sorted({f.day for f in files}, reverse=query.order == "desc")
+        taken = 1
+        while True:
+            read = set(days[:taken])
+            source = self._source(cursor, {"silver": [f for f in files if f.day in read]}, wanted)
+            rows = self._fetch(cursor, source, st)
+            if len(rows) > query.limit or taken >= len(days):
+                return rows
+            taken *= 4
+
     def _aggregate(self, cursor: duckdb.DuckDBPyConnection, files: list[LakeFile], query: Query) -> Sequence[Any]:
         """From rollups where they can answer (merged with the raw edges and with ranges not
         rolled up yet), else from the raw rows."""
@@ -220,18 +238,27 @@ class DuckDBEngine:
             covered.setdefault(f.day, []).append(f)
         unrolled = [f for f in files if not any(r.first_seq <= f.first_seq and f.last_seq <= r.last_seq
                                                 for r in covered.get(f.day, ()))]
-        relations = {"silver": files, "rolled": rolled, **({"unrolled": unrolled} if unrolled else {})}
+        # Each raw edge reads only the files of its own days, once (a CTE read twice is
+        # materialized whole: every file of the range, every column).
+        relations: dict[str, list[LakeFile]] = {"rolled": rolled}
+        names: list[str | None] = []
+        for name, edge in zip(("head", "tail"), edges_of(query, granularity), strict=True):
+            edge_files = [] if edge is None else _on_days(files, *_days_between(*edge))
+            if edge_files:
+                relations[name] = edge_files
+            names.append(name if edge_files else None)
+        if unrolled:
+            relations["unrolled"] = unrolled
         columns = {c.name: c for c in (*plan.by, *plan.fields)}
         source = self._source(cursor, relations, columns)
         return self._fetch(cursor, source, rollup_sql(self.dialect, query, plan, granularity,
-                                                      has_unrolled=bool(unrolled)))
+                                                      has_unrolled=bool(unrolled), edges=(names[0], names[1])))
 
     def _files(self, area: str, query: Query) -> list[LakeFile]:
-        first, last = days_of(query)
         listed = self.lake.files(area, self.pipeline_id)
         if area == "silver":
             self._stored = (max((f.last_seq for f in listed), default=0), time.monotonic())
-        return [f for f in listed if (first is None or f.day >= first) and (last is None or f.day <= last)]
+        return _on_days(listed, *days_of(query))
 
     def _source(self, cursor: duckdb.DuckDBPyConnection, relations: dict[str, list[LakeFile]],
                 wanted: dict[str, Column]) -> Statement:
@@ -241,7 +268,10 @@ class DuckDBEngine:
         st = Statement(self.dialect)
         parts = []
         for name, files in relations.items():
-            if self.lake.is_local:
+            if self.lake.is_local and name == "rolled":
+                # Partials of one plan all have the plan's columns (its key names them).
+                scan, params, present = "read_parquet(?, hive_partitioning = false)", [[f.path for f in files]], set()
+            elif self.lake.is_local:
                 # The folders' `date=` names are the lake's layout, not a column: a field
                 # named `date` is the file's own.
                 paths = [f.path for f in files]
@@ -283,6 +313,16 @@ def lost_ranges(removed: list[tuple[int, int]], kept: list[LakeFile], stored: in
         else:
             lost.append((lo, hi))
     return lost
+
+
+def _days_between(start_us: int, end_us: int) -> tuple[dt.date, dt.date]:
+    """The first and last event day of `[start_us, end_us)`."""
+    return (_EPOCH + dt.timedelta(microseconds=start_us), _EPOCH + dt.timedelta(microseconds=end_us - 1))
+
+
+def _on_days(files: list[LakeFile], first: dt.date | None, last: dt.date | None) -> list[LakeFile]:
+    """The files of the event days `first` to `last` (None: unbounded)."""
+    return [f for f in files if (first is None or f.day >= first) and (last is None or f.day <= last)]
 
 
 def _wanted(query: Query) -> dict[str, Column]:

@@ -6,7 +6,9 @@ do not fill a rollup bucket, and rows not rolled up yet), then combined.
 The statement expects these relations, provided by the engine as CTEs before it (the text
 starts with `, parts AS (`, to continue the engine's WITH list):
 - `rolled`: the plan's partial rows of the chosen granularity;
-- `silver`: the raw rows;
+- `silver`: the raw rows (or, named by `edges`, one relation for each edge of the range: the
+  DuckDB engine gives each only the files of its days, and a relation read once is never
+  materialized as a CTE read twice would be);
 - `unrolled` (when `has_unrolled`): raw rows whose ranges have no partials yet.
 """
 
@@ -18,7 +20,7 @@ from dash_ray.query.sql import BUCKET, Statement, add_filters, agg_alias, bucket
 from dash_ray.silver.rollup import GRANULARITIES, PARTS, RollupPlan
 from dash_ray.silver.schema import Column, quote
 
-__all__ = ["granularity_for", "middle_of", "rollup_sql"]
+__all__ = ["edges_of", "granularity_for", "middle_of", "rollup_sql"]
 
 
 def granularity_for(plan: RollupPlan, query: Query) -> str | None:
@@ -91,9 +93,21 @@ def _combine(dialect: Dialect, plan: RollupPlan, agg: Agg) -> str:
     return dialect.first_last(end, p[end], p[f"{end}_t"], p[f"{end}_s"])
 
 
+def edges_of(query: Query, granularity: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """The raw edges `[start, a)` and `[b, end)` of the query's range around its whole
+    buckets (`middle_of`), in epoch microseconds; None for an edge that is empty."""
+    middle = middle_of(query, granularity)
+    assert middle is not None, "choose the raw path when no whole bucket fits"
+    a, b = middle
+    head = (query.start_us, a) if a is not None and query.start_us is not None and query.start_us < a else None
+    tail = (b, query.end_us) if b is not None and query.end_us is not None and b < query.end_us else None
+    return head, tail
+
+
 def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: str, *,
-               has_unrolled: bool) -> Statement:
-    """Same columns and order as `aggregate_sql` for the same query."""
+               has_unrolled: bool, edges: tuple[str | None, str | None] = ("silver", "silver")) -> Statement:
+    """Same columns and order as `aggregate_sql` for the same query. `edges` names the
+    relations the raw rows of the range's head and tail are read from (None: no rows)."""
     middle = middle_of(query, granularity)
     assert middle is not None, "choose the raw path when no whole bucket fits"
     a, b = middle
@@ -104,12 +118,10 @@ def rollup_sql(dialect: Dialect, query: Query, plan: RollupPlan, granularity: st
     if b is not None:
         st.add(f"AND {quote_internal(plan.bucket)} < ?", b)
     raw = _raw_parts(dialect, plan)
-    if a is not None and query.start_us is not None and query.start_us < a:
-        st.add(f"UNION ALL SELECT {raw} FROM silver WHERE time >= ? AND time < ?",
-               from_micros(query.start_us), from_micros(a))
-    if b is not None and query.end_us is not None and b < query.end_us:
-        st.add(f"UNION ALL SELECT {raw} FROM silver WHERE time >= ? AND time < ?",
-               from_micros(b), from_micros(query.end_us))
+    for relation, edge in zip(edges, edges_of(query, granularity), strict=True):
+        if edge is not None and relation is not None:
+            st.add(f"UNION ALL SELECT {raw} FROM {quote_internal(relation)} WHERE time >= ? AND time < ?",
+                   from_micros(edge[0]), from_micros(edge[1]))
     if has_unrolled:
         st.add(f"UNION ALL SELECT {raw} FROM unrolled WHERE TRUE")
         if a is not None:

@@ -81,3 +81,18 @@ export function formatNumber(value) {
   if (Number.isInteger(value)) return value.toLocaleString("en");
   return value.toLocaleString("en", { maximumFractionDigits: Math.abs(value) < 10 ? 2 : 1 });
 }
+
+// Labels for a value axis's ticks (`incr`: the step between them): with as many decimals as
+// the step needs, and more while two labels would read the same (25.62 and 25.64 are not both
+// "25.6"); every label of an axis with the same number of decimals.
+export function valueTicks(splits, incr) {
+  const scaled = (d) => incr * 10 ** d;
+  const whole = (d) => Math.abs(scaled(d) - Math.round(scaled(d))) <= 1e-6 * Math.max(1, scaled(d));
+  let decimals = 0;
+  while (decimals < 12 && !whole(decimals)) decimals += 1;
+  const format = (d) => splits.map((v) => (v === null || v === undefined ? ""
+    : v.toLocaleString("en", { minimumFractionDigits: d, maximumFractionDigits: d })));
+  let labels = format(decimals);
+  while (decimals < 12 && new Set(labels).size < labels.length) labels = format(++decimals);
+  return labels;
+}

@@ -6,7 +6,7 @@
 // Each chart's container carries `data-points` (values drawn), `data-first` (epoch s of the
 // first) and `data-series` (the legend's names), for people and tests alike.
 
-import { formatNumber } from "./aggregate.js";
+import { formatNumber, valueTicks } from "./aggregate.js";
 import { formatTime, tickLabels, zonedDate } from "./zone.js";
 
 const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5f3dc4",
@@ -51,7 +51,7 @@ export class TimeChart {
       axes: [
         { stroke: axisColour, grid, size: 44, values: (u, splits, ax, space, incr) => tickLabels(splits, incr) },
         { stroke: axisColour, grid, label: this.unit || undefined, size: 60,
-          values: (u, splits) => splits.map((v) => formatNumber(v)) },
+          values: (u, splits, ax, space, incr) => valueTicks(splits, incr) },
       ],
       series: [{ label: "time", value: (u, v) => (v === null || v === undefined ? "–" : formatTime(v * 1000)) },
         ...series.map((s, i) => ({ label: s.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
