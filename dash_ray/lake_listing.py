@@ -12,11 +12,13 @@ __all__ = ["local_files"]
 
 def local_files(directory: str) -> list[tuple[str, int]]:
     """(path, size) of each file in the `date=` folders of `directory`; none when it is
-    missing. A folder or file removed while listed (retention, compaction) is left out."""
+    missing or a path below a file (as fsspec's listing had it: a lake that cannot be written
+    to still starts, its flushes fail). A folder or file removed while listed (retention,
+    compaction) is left out."""
     found: list[tuple[str, int]] = []
     try:
         days = list(os.scandir(directory))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return found
     for folder in days:
         if not folder.name.startswith("date=") or not folder.is_dir(follow_symlinks=False):
