@@ -259,7 +259,8 @@ async def test_sinks_run_on_a_loop_of_their_own_off_the_one_ingest_runs_on(tmp_p
         await until(lambda: seqs_of(receiver) == [1, 2], timeout=20)
         await host.core.ingest([readings([42])])
         await until(lambda: seqs_of(receiver) == [1, 2, 3], timeout=20)
-        assert host.sink_states()[0]["delivered_records"] == 3
+        # The receiver has the POST before the sink's loop has read its answer: wait for that too.
+        await until(lambda: host.sink_states()[0]["delivered_records"] == 3, timeout=20, what="the count")
     finally:
         await host.stop()
         await receiver.stop()
