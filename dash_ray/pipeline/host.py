@@ -122,10 +122,13 @@ class PipelineHost:
         deliveries): a sink added again under an old name starts anew, after the stored
         records, as any new sink does, rather than sending all since it was removed."""
         folder = self._settings.wal_dir(self.core.id) / "sinks"
+        if not folder.is_dir():
+            return
         kept = {spec.name for spec in self.core.spec.sinks}
-        for gone in (p for p in folder.iterdir() if p.is_dir() and p.name not in kept) if folder.is_dir() else ():
-            shutil.rmtree(gone)
-            log.info("pipeline %s: sink %r is no longer in the spec; its state is deleted", self.core.id, gone.name)
+        for gone in folder.iterdir():
+            if gone.is_dir() and gone.name not in kept:
+                shutil.rmtree(gone)
+                log.info("pipeline %s: sink %r is no longer in the spec; its state is deleted", self.core.id, gone.name)
 
     def _add_sinks(self, secrets: dict[str, str]) -> None:
         """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in
