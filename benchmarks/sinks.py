@@ -10,10 +10,13 @@ the lake and log in a temporary folder, fsync on), in one run:
    on (down: every attempt fails, its retries and breaker running); once with `when`s that
    take 3% of the records each (alerts), once with 13%, 3% and 30% (more than the webhook can
    deliver: it runs flat out, its queue overflows and it reads back from the lake). The sinks
-   share the pipeline's process and its CPU. Rounds alternate; figures are medians; the
-   ratios are of the same run (goal: within 10%). Beside each ingest row, the CPU time of the
-   event loop's thread per record (where ingest, mapping and the sinks' loops all run): on a
-   shared, noisy machine it moves less than the rates do.
+   run in the pipeline's sink process (`dash_ray.pipeline.sink_process`) on the defaults
+   (`DASH_SINK_NICE`, 5); the heavy case also with niceness 0, the setting printed beside it.
+   Rounds alternate; figures are medians; the ratios are of the same run (goal: within 10%).
+   Beside each ingest row: the CPU time of the event loop's thread per record (where ingest,
+   the mapping and the hand-over to the sinks run: on a shared, noisy machine it moves less
+   than the rates do), the sink process's CPU per record ingested, and the records the
+   receiver got while the row ran.
 
     .venv/bin/python benchmarks/sinks.py [--records 2000] [--seconds 5] [--repeat 3]
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -39,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from dash_ray.ingest.batch import RawBatch  # noqa: E402
 from dash_ray.pipeline.host import PipelineHost  # noqa: E402
+from dash_ray.pipeline.sink_process import SinkProcess  # noqa: E402
 from dash_ray.settings import PipelineSettings  # noqa: E402
 
 FIELDS = {"device": {"path": "$.device", "type": "string"}, "temp_c": {"path": "$.temp", "type": "double"}}
@@ -97,8 +102,9 @@ def batch(start: int, count: int) -> RawBatch:
     return RawBatch(payload=payload, count=count, received_at_us=time.time_ns() // 1000)
 
 
-async def host_with(folder: Path, sinks: list[dict[str, Any]], pipeline_id: str) -> PipelineHost:
-    settings = PipelineSettings(wal_root=str(folder / "wal"), lake_url=str(folder / "lake"))
+async def host_with(folder: Path, sinks: list[dict[str, Any]], pipeline_id: str,
+                    nice: int = PipelineSettings.sink_nice) -> PipelineHost:
+    settings = PipelineSettings(wal_root=str(folder / "wal"), lake_url=str(folder / "lake"), sink_nice=nice)
     host = PipelineHost({"id": pipeline_id, "mapping": {"fields": FIELDS}, "sinks": sinks}, settings,
                         address="127.0.0.1")
 
@@ -129,19 +135,32 @@ async def deliveries(folder: Path, receiver: Receiver, records: int, per_deliver
     return (receiver.requests - before_requests) / seconds, records / seconds
 
 
-async def ingest_rate(folder: Path, sinks: list[dict[str, Any]], seconds: float, name: str) -> tuple[float, float]:
-    """(records/s, CPU µs per record of the event loop's thread, the benchmark's own batches included)."""
-    host = await host_with(folder, sinks, name)
-    n = 0
-    started, cpu = time.perf_counter(), time.thread_time()
+def cpu_s(pid: int | None) -> float:
+    """User and system CPU seconds of process `pid` so far (0 for none)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def ingest_rate(folder: Path, sinks: list[dict[str, Any]], seconds: float, name: str, receiver: Receiver,
+                      nice: int = PipelineSettings.sink_nice) -> tuple[float, float, float, int]:
+    """(records/s, CPU µs per record of the event loop's thread (the benchmark's own batches
+    included), CPU µs per record of the sink process, records delivered meanwhile)."""
+    host = await host_with(folder, sinks, name, nice)
+    child = SinkProcess.of_loop().pid if sinks else None
+    n, delivered = 0, receiver.records
+    started, cpu, child_cpu = time.perf_counter(), time.thread_time(), cpu_s(child)
     try:
         while time.perf_counter() - started < seconds:
             await host.core.ingest([batch(n, 1000)])
             n += 1000
         rate, cpu = n / (time.perf_counter() - started), (time.thread_time() - cpu) / n * 1e6
+        child_cpu = (cpu_s(child) - child_cpu) / n * 1e6
+        delivered = receiver.records - delivered
     finally:
         await host.stop()
-    return rate, cpu
+    return rate, cpu, child_cpu, delivered
 
 
 def free_port() -> int:
@@ -163,9 +182,10 @@ async def main(args: argparse.Namespace) -> None:
              "retry": {"schedule": [0.5] * 6, "breaker_failures": 5, "breaker_open": 2}},
         ]
     configs = {"without": [], "alerts": three("temp_c > 48", "temp_c > 48", "temp_c > 48"),
-               "heavy": three("temp_c > 45", "temp_c > 48", "temp_c > 40")}
-    figures: dict[str, list[float]] = {name: [] for name in (*configs, *(f"{c}-cpu" for c in configs),
-                                                             "d1", "d100", "r100")}
+               "heavy": three("temp_c > 45", "temp_c > 48", "temp_c > 40"),
+               "heavy-nice0": three("temp_c > 45", "temp_c > 48", "temp_c > 40")}
+    figures: dict[str, list[float]] = {f"{c}{part}": [] for c in configs for part in ("", "-cpu", "-child", "-out")}
+    figures.update(d1=[], d100=[], r100=[])
     with tempfile.TemporaryDirectory(prefix="dash-bench-sinks-") as tmp:
         for round_no in range(args.repeat):
             folder = Path(tmp) / f"r{round_no}"
@@ -175,23 +195,32 @@ async def main(args: argparse.Namespace) -> None:
             figures["r100"].append(r100)
             order = list(configs) if round_no % 2 == 0 else list(configs)[::-1]
             for which in order:
-                rate, cpu = await ingest_rate(folder / which, configs[which], args.seconds, f"ingest-{which}")
+                nice = 0 if "nice0" in which else PipelineSettings.sink_nice
+                rate, cpu, child, out = await ingest_rate(folder / which, configs[which], args.seconds,
+                                                          f"ingest-{which}", receiver, nice)
                 figures[which].append(rate)
                 figures[f"{which}-cpu"].append(cpu)
+                figures[f"{which}-child"].append(child)
+                figures[f"{which}-out"].append(out)
     receiver.stop()
     med = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"\nSinks, one pipeline process in plain Python, {args.repeat} round(s), medians")
-    print("| measure | figure | event loop's CPU per record |")
-    print("|---|---|---|")
-    print(f"| webhook deliveries/s, 1 record each (signed POST, loopback) | {med['d1']:,.0f} | |")
-    print(f"| webhook deliveries/s, 100 records each | {med['d100']:,.0f} ({med['r100']:,.0f} records/s) | |")
+    print(f"\nSinks, one pipeline process in plain Python, {args.repeat} round(s), medians; load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
+    print("| measure | figure | event loop's CPU per record | sink process's CPU per record | records delivered "
+          "meanwhile |")
+    print("|---|---|---|---|---|")
+    print(f"| webhook deliveries/s, 1 record each (signed POST, loopback) | {med['d1']:,.0f} | | | |")
+    print(f"| webhook deliveries/s, 100 records each | {med['d100']:,.0f} ({med['r100']:,.0f} records/s) | | | |")
     rows = (("without", "without sinks"), ("alerts", "three sinks (one down), each taking 3% of the records"),
-            ("heavy", "three sinks (one down) taking 13%, 3% and 30%"))
+            ("heavy", "three sinks (one down) taking 13%, 3% and 30%"),
+            ("heavy-nice0", "the same, DASH_SINK_NICE=0 (changed)"))
     for which, what in rows:
-        print(f"| ingest records/s, {what} | {med[which]:,.0f} | {med[f'{which}-cpu']:.2f} µs |")
+        print(f"| ingest records/s, {what} | {med[which]:,.0f} | {med[f'{which}-cpu']:.2f} µs | "
+              f"{med[f'{which}-child']:.2f} µs | {med[f'{which}-out']:,.0f} |")
     print("\nRatios (same run, goal >= 0.90): "
           f"alerts / without = {med['alerts'] / med['without']:.2f}, "
-          f"heavy / without = {med['heavy'] / med['without']:.2f}; "
+          f"heavy / without = {med['heavy'] / med['without']:.2f}, "
+          f"heavy (nice 0) / without = {med['heavy-nice0'] / med['without']:.2f}; "
           f"event loop's CPU per record, without / alerts = {med['without-cpu'] / med['alerts-cpu']:.2f}, "
           f"without / heavy = {med['without-cpu'] / med['heavy-cpu']:.2f}")
 

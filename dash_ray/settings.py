@@ -33,6 +33,8 @@ with the registry. Nothing else in Dash reads `DASH_*` variables.
 | DASH_REGISTRY_OUTAGE_S | 900                          | while the registry or its catalog cannot answer, replicas |
 |                     |                                 | use its last answers (pipeline info, tokens) this long |
 | DASH_SHARED_HOST_PIPELINES | 250                      | [ext] pipelines per host actor for `placement: shared` |
+| DASH_SINK_NICE      | 5                               | [ext] niceness added to the sink process (0 to 19): on a |
+|                     |                                 | busy node delivery waits, not ingest |
 | DASH_SESSION_IDLE_S | 604800 (7 days)                 | a page session unused this long ends (sliding) |
 | DASH_SESSION_MAX_S  | 2592000 (30 days)               | a page session ends this long after sign-in, used or not |
 | DASH_ALLOWED_ORIGINS | (none)                         | comma-separated origins (`https://ops.example.com`) besides |
@@ -95,6 +97,8 @@ class PipelineSettings:
     nats_url: str = "nats://127.0.0.1:4222"
     nats_replicas: int = 1
     log_namespace: str = ""  # the platform's (`Settings.log_prefix`); empty: `namespace`
+    sink_nice: int = 5  # added to the sink process's niceness (dash_ray.pipeline.sink_process)
+    sink_queue_records: int = 50_000  # mapped records a sink keeps in memory; past it, read back from the lake
 
     def wal_dir(self, pipeline_id: str) -> Path:
         return Path(self.wal_root) / pipeline_id
@@ -206,6 +210,7 @@ class Settings:
     registry_outage_s: float = 900.0
     query_timeout_s: float = 15.0
     shared_host_pipelines: int = 250  # [ext] pipelines per shared host actor (`placement: shared`)
+    sink_nice: int = 5  # [ext] niceness added to the sink process (`DASH_SINK_NICE`)
     state_dir: str | None = None  # each pipeline's state folder's parent; None: $DASH_HOME/wal
     log: LogKind = "file"
     nats_url: str = "nats://127.0.0.1:4222"
@@ -230,6 +235,8 @@ class Settings:
                              f"not {self.log_namespace!r}")
         if self.shared_host_pipelines < 1:
             raise ValueError(f"DASH_SHARED_HOST_PIPELINES must be at least 1, not {self.shared_host_pipelines}")
+        if not 0 <= self.sink_nice <= 19:
+            raise ValueError(f"DASH_SINK_NICE must be from 0 to 19, not {self.sink_nice}")
         if self.log not in LOG_KINDS:
             raise ValueError(f"DASH_LOG must be one of {', '.join(LOG_KINDS)}, not {self.log!r}")
         if self.log == "postgres" and not self.pg_dsn:
@@ -264,7 +271,8 @@ class Settings:
             wal_root=self.state_dir or str(Path(self.home) / "wal"), lake_url=self.lake_url,
             lake_options=self.lake_options, namespace=self.namespace, idempotency_window_s=self.idempotency_window_s,
             idempotency_max_keys=self.idempotency_max_keys, log_format=self.log_format, log=self.log,
-            nats_url=self.nats_url, nats_replicas=self.nats_replicas, log_namespace=self.log_prefix)
+            nats_url=self.nats_url, nats_replicas=self.nats_replicas, log_namespace=self.log_prefix,
+            sink_nice=self.sink_nice)
 
     def web(self) -> WebSettings:
         """The part a web replica gets."""
@@ -309,6 +317,7 @@ class Settings:
             "registry_outage_s": float(env.get("DASH_REGISTRY_OUTAGE_S", "900")),
             "query_timeout_s": float(env.get("DASH_QUERY_TIMEOUT_S", "15")),
             "shared_host_pipelines": _number(env, "DASH_SHARED_HOST_PIPELINES", "250", int),
+            "sink_nice": _number(env, "DASH_SINK_NICE", "5", int),
             "state_dir": env.get("DASH_STATE_DIR") or None,
             "log": env.get("DASH_LOG", "file").strip().lower() or "file",
             "nats_url": env.get("DASH_NATS_URL") or "nats://127.0.0.1:4222",

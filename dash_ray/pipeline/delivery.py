@@ -103,6 +103,7 @@ class DeliverySink:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._taken = True  # records were taken since the sender last formed deliveries
+        self.version = 0  # moves whenever `status()` may have changed
 
     # -- the hook --------------------------------------------------------------------------
 
@@ -117,18 +118,26 @@ class DeliverySink:
             self._queue.clear()
             self._queued = 0
             self.counts["dropped"] += 1
+            self.version += 1
         else:
             self._queue.append(batch)
             self._queued += rows
         self._wake_taker.set()
 
-    def start(self, stored_seq: int) -> None:
-        """Begin: what the lake stored after the cursor (up to `stored_seq`) is read from it.
-        A new sink (no state yet) starts after `stored_seq`: it does not send the history."""
+    def read_back(self, through: int) -> None:
+        """Records up to `through` were offered elsewhere and never reached this sink: read
+        them from the lake once it has stored them (what an overflow of the queue does)."""
+        self._lake_through = max(self._lake_through, through)
+        self._wake_taker.set()
+
+    def start(self, stored_seq: int, *, through: int = 0) -> None:
+        """Begin: what the lake stored after the cursor (up to `stored_seq`, or up to `through`
+        once it is stored) is read from it. A new sink (no state yet) starts after
+        `stored_seq`: it does not send the history."""
         if self._store.get("cursor") is None:
             self._store.put("cursor", str(stored_seq))
             self._cursor = max(self._cursor, stored_seq)
-        self._lake_through = max(self._lake_through, stored_seq)
+        self._lake_through = max(self._lake_through, stored_seq, through)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._guarded(self._take_loop), name=f"sink-take:{self.name}"),
                        loop.create_task(self._guarded(self._send_loop), name=f"sink-send:{self.name}")]
@@ -234,6 +243,7 @@ class DeliverySink:
             await self._db(self._store.put, "cursor", str(through))
             self._cursor_saved = (through, now)
         self._cursor = max(self._cursor, through)
+        self.version += 1
 
     def _take_rows(self, selected: pa.Table, through: int, now: float, quiet: float | None) -> None:
         records = rows_as_json(selected, self._json_columns, self._group_by)
@@ -251,6 +261,7 @@ class DeliverySink:
             formed, delivery = await self._db(self._next_delivery, now, form)
             if formed is not None:
                 next_due, self._outbox = formed
+                self.version += 1
             if self._disabled or self._destination is None:
                 await self._sleep(self._wake_sender, 5.0)
                 continue
@@ -325,6 +336,7 @@ class DeliverySink:
                 self._disabled = f"the destination answered 410 Gone ({now:.0f}); redeliver to enable it again"
                 await self._db(self._store.put, "disabled", self._disabled)
             self._outbox = await self._db(self._store.outbox_counts)
+        self.version += 1  # after the awaits: what `status()` says now is all of it
         self._wake_taker.set()
 
     async def redeliver(self) -> int:
@@ -336,6 +348,7 @@ class DeliverySink:
         self._held += sum(d["records"] for d in self._dead_list)
         self._dead_list = []
         self._outbox = await self._db(self._store.outbox_counts)
+        self.version += 1
         self._wake_sender.set()
         self._wake_taker.set()
         return int(count)
@@ -345,6 +358,7 @@ class DeliverySink:
     def _note_error(self, reason: str) -> None:
         self._error = reason[:500]
         self._last_error_at = self._clock()
+        self.version += 1
 
     async def _sleep(self, event: asyncio.Event, seconds: float) -> None:
         """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 its

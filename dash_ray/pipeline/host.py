@@ -25,12 +25,10 @@ from dash_ray.lifecycle.selection import ReplayRequest
 from dash_ray.live.feed import LiveRead
 from dash_ray.log.choice import log_name, make_log
 from dash_ray.pipeline.core import PipelineCore
-from dash_ray.pipeline.delivery import DeliverySink
-from dash_ray.pipeline.sink_loop import OnSinkLoop, SinkLoop
+from dash_ray.pipeline.sink_process import PipelineSinks, SinkProcess, SinkSetup
 from dash_ray.settings import PipelineSettings
 from dash_ray.silver.choice import postgres_follower, uses_postgres
 from dash_ray.sinks.base import Sinks
-from dash_ray.sinks.select import mapped_types
 from dash_ray.sources.base import FeedContext, Feeder
 from dash_ray.sources.registry import feeder_for
 from dash_ray.spec import parse_spec, secret_names
@@ -55,8 +53,7 @@ class PipelineHost:
         spec = parse_spec(spec_data)
         self._settings = settings
         self._hook = Sinks()
-        self.sinks: dict[str, DeliverySink] = {}
-        self._sink_loop: SinkLoop | None = None  # the sinks' own loop (`sink_loop.py`), when there are sinks
+        self.sinks: PipelineSinks | None = None  # in the sink process (`sink_process.py`), when there are any
         self._log_name = log_name(settings.log_prefix, spec.id)
         # A `postgres` log is made at start, once the registry gave the database's DSN.
         wal = None if settings.log == "postgres" else make_log(
@@ -101,11 +98,10 @@ class PipelineHost:
         values = await secrets() if secrets is not None and secret_names(core.spec) else {}
         context = FeedContext(core.id, self._state_dir, values, upstream=upstream)
         await asyncio.to_thread(self._forget_removed_sinks)
-        self._add_sinks(values)
+        await self._add_sinks(values)
         await core.start()
-        for sink in self.sinks.values():
-            assert self._sink_loop is not None
-            await self._sink_loop.call(sink.start, core.counters.stored_seq)
+        if self.sinks is not None:
+            await self.sinks.start()
         await self.channel.start()
         # A source that feeds records (the demo, a poller) runs from here; one that receives has none.
         if (feeder := feeder_for(core.spec.source, context)) is not None:
@@ -130,22 +126,19 @@ class PipelineHost:
                 shutil.rmtree(gone)
                 log.info("pipeline %s: sink %r is no longer in the spec; its state is deleted", self.core.id, gone.name)
 
-    def _add_sinks(self, secrets: dict[str, str]) -> None:
+    async def _add_sinks(self, secrets: dict[str, str]) -> None:
         """The spec's sinks (`dash_ray.pipeline.delivery`), each with its state in
-        `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to; they run on a
-        loop of their own (`sink_loop.py`), off the loop ingest runs on."""
-        core = self.core
-        if core.spec.sinks and self._sink_loop is None:
-            self._sink_loop = SinkLoop(core.id)
-        types = mapped_types(core.spec)
-        json_columns = frozenset(name for name, type_ in types.items() if type_ == "json")
-        for spec in core.spec.sinks:
-            sink = DeliverySink(core.id, spec, folder=self._settings.wal_dir(core.id) / "sinks" / spec.name,
-                                lake=core.lake, types=types, json_columns=json_columns,
-                                stored_seq=lambda: core.counters.stored_seq, secrets=secrets)
-            self.sinks[spec.name] = sink
-            assert self._sink_loop is not None
-            self._hook.add(OnSinkLoop(sink, self._sink_loop))
+        `<wal dir>/sinks/<name>`, on the hook the core hands mapped batches to; they run in a
+        process of their own (`sink_process.py`), off the loop and the GIL ingest runs on."""
+        core, settings = self.core, self._settings
+        if not core.spec.sinks:
+            return
+        setup = SinkSetup(spec=self._spec_data, folder=str(settings.wal_dir(core.id) / "sinks"),
+                          lake_url=settings.lake_url, lake_options=settings.lake_options, secrets=secrets,
+                          queue_records=settings.sink_queue_records)
+        process = SinkProcess.of_loop(nice=settings.sink_nice, log_format=settings.log_format)
+        self.sinks = await process.open(core.id, setup, lambda: core.counters.stored_seq)
+        self._hook.add(self.sinks)
 
     def health(self) -> dict[str, Any]:
         """The core's health, with the feeder's `source_state` when it keeps one and the
@@ -153,22 +146,21 @@ class PipelineHost:
         health = self.core.health()
         if self._feeder is not None and (state := self._feeder.state()) is not None:
             health["source_state"] = state
-        if self.sinks:
-            health["counters"]["sink_deliveries"] = {n: s.deliveries() for n, s in self.sinks.items()}
+        if self.sinks is not None:
+            health["counters"]["sink_deliveries"] = self.sinks.deliveries()
         return health
 
     def sink_states(self) -> list[dict[str, Any]]:
-        """Each sink's counters, breaker, last error and dead deliveries, in spec order."""
-        return [sink.status() for sink in self.sinks.values()]
+        """Each sink's counters, breaker, last error and dead deliveries, in spec order, as
+        the sink process last told them (it tells every change within `_STATUS_EVERY_S`)."""
+        return self.sinks.status() if self.sinks is not None else []
 
     async def redeliver(self, name: str) -> dict[str, Any]:
         """Send a sink's dead deliveries again (and enable it after a 410); NotFoundError for
         a sink the spec does not have."""
-        sink = self.sinks.get(name)
-        if sink is None:
+        if self.sinks is None:
             raise NotFoundError(f"pipeline {self.core.id} has no sink {name[:80]!r}", where="sink")
-        assert self._sink_loop is not None
-        return {"sink": name, "redelivered": await self._sink_loop.run(sink.redeliver())}
+        return {"sink": name, "redelivered": await self.sinks.redeliver(name)}
 
     def endpoint(self) -> Endpoint:
         """Where this pipeline takes ingest over its channel, with the token it wants."""
@@ -214,6 +206,4 @@ class PipelineHost:
             self._feeding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feeding
-        await self.core.close(flush=flush)
-        if self._sink_loop is not None:
-            await self._sink_loop.stop()  # after the core closed its sinks on it
+        await self.core.close(flush=flush)  # with its sinks (`PipelineSinks.close`)

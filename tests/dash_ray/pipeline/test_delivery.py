@@ -6,13 +6,12 @@ for a storm; and a restart that delivers what the last process had not, with the
 
 from __future__ import annotations
 
-import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from dash_ray.ingest.batch import RawBatch
 from dash_ray.ingest.signing import StandardScheme
@@ -130,8 +129,10 @@ async def test_the_breaker_opens_and_a_half_open_probe_closes_it(tmp_path: Path)
     try:
         await host.core.ingest([readings([40])])
         await until(lambda: len(receiver.requests) == 2, timeout=20)
-        # Open (or probing) now, unless a slow machine already let the probe through.
-        assert host.sink_states()[0]["breaker"] in ("open", "half_open") or len(receiver.requests) >= 3
+        # Open (or probing) now, unless a slow machine already let the probe through. (The
+        # status comes from the sink process within a moment of the change.)
+        await until(lambda: host.sink_states()[0]["breaker"] in ("open", "half_open") or len(receiver.requests) >= 3,
+                    timeout=10, what="the breaker open")
         await until(lambda: seqs_of(receiver) == [1], timeout=20)
         # The retry was due 0.01 s after the second failure; the open breaker held it ~1 s.
         assert receiver.times[2] - receiver.times[1] >= 0.9
@@ -212,14 +213,12 @@ async def test_a_restart_delivers_what_was_not_delivered_from_the_lake_and_log_w
         await receiver.stop()
 
 
-@pytest.mark.parametrize("max_queue", [10])
-async def test_a_queue_overflow_is_read_back_from_the_lake(tmp_path: Path, max_queue: int) -> None:
+async def test_a_queue_overflow_is_read_back_from_the_lake(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     host = PipelineHost(spec([{"name": "hook", "kind": "webhook", "url": receiver.url,
                                "batch": {"max_records": 1000, "max_wait": 0.05}}]),
-                        settings(tmp_path), address="127.0.0.1")
+                        replace(settings(tmp_path), sink_queue_records=10), address="127.0.0.1")
     await host.start(no_dsn)
-    host.sinks["hook"].max_queue_records = max_queue
     try:
         for i in range(5):
             await host.core.ingest([readings([float(i)] * 30)])
@@ -246,25 +245,6 @@ async def test_a_sink_added_later_sends_what_comes_after_not_the_history(tmp_pat
     finally:
         await host.stop()
         await receiver.stop()
-
-
-async def test_sinks_run_on_a_loop_of_their_own_off_the_one_ingest_runs_on(tmp_path: Path) -> None:
-    receiver = await Receiver().start()
-    host = await start(tmp_path, spec([{"name": "hook", "kind": "webhook", "url": receiver.url,
-                                        "batch": {"max_wait": 0.05}}]))
-    try:
-        sink = host.sinks["hook"]
-        assert {t.get_loop() for t in sink._tasks} != {asyncio.get_running_loop()}
-        await host.core.ingest([readings([40, 41])])
-        await until(lambda: seqs_of(receiver) == [1, 2], timeout=20)
-        await host.core.ingest([readings([42])])
-        await until(lambda: seqs_of(receiver) == [1, 2, 3], timeout=20)
-        # The receiver has the POST before the sink's loop has read its answer: wait for that too.
-        await until(lambda: host.sink_states()[0]["delivered_records"] == 3, timeout=20, what="the count")
-    finally:
-        await host.stop()
-        await receiver.stop()
-    assert all(t.done() for t in sink._tasks)
 
 
 async def test_a_sink_removed_from_the_spec_and_added_again_starts_anew(tmp_path: Path) -> None:
