@@ -98,7 +98,7 @@ class PipelineSettings:
     nats_replicas: int = 1
     log_namespace: str = ""  # the platform's (`Settings.log_prefix`); empty: `namespace`
     sink_nice: int = 5  # added to the sink process's niceness (dash_ray.pipeline.sink_process)
-    sink_queue_records: int = 50_000  # mapped records a sink keeps in memory; past it, read back from the lake
+    sink_queue_records: int = 200_000  # mapped records a sink keeps in memory; past it, read back from the lake
 
     def wal_dir(self, pipeline_id: str) -> Path:
         return Path(self.wal_root) / pipeline_id

@@ -61,7 +61,7 @@ class DeliverySink:
     def __init__(self, pipeline_id: str, spec: SinkSpec, *, folder: Path, lake: Lake, types: dict[str, str],
                  json_columns: frozenset[str], stored_seq: Callable[[], int], secrets: Mapping[str, str],
                  max_queue_records: int = 50_000, clock: Callable[[], float] = time.time,
-                 destination: Destination | None = None) -> None:
+                 destination: Destination | None = None, inline_db: bool = False) -> None:
         self.name = spec.name
         self.spec = spec
         self.pipeline_id = pipeline_id
@@ -78,6 +78,9 @@ class DeliverySink:
         self._store = SinkStore(folder / "state.sqlite")
         self._lock = asyncio.Lock()
         self._inflight: asyncio.Future[Any] | None = None
+        # In a process of its own (`sink_worker.py`) the database is called on the event loop:
+        # no loop of ingest waits there, and a trip to a thread costs more than most calls.
+        self._inline_db = inline_db
         self._error: str | None = None
         self._destination: Destination | None
         try:
@@ -161,6 +164,8 @@ class DeliverySink:
         self._store.close()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._inline_db:
+            return fn(*args, **kwargs)
         async with self._lock:
             # Shielded: a cancelled task leaves its call to finish (`close` waits for it), so
             # the database is never closed under a running call.

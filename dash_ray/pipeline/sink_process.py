@@ -6,8 +6,9 @@ Why a process: ingest, the mapping and the flushes run on the pipeline's event l
 GIL of its process. The sinks' work (`when`, JSON, SQLite, templates, signing, HTTP) grows with
 the records they select; in the pipeline's process, even on a thread of their own, it took
 10 to 50% of ingest's throughput (`benchmarks/sinks.py`). Here it costs the pipeline's loop
-one Arrow IPC frame per mapped batch (the columns' buffers copied once into a socket), and the
-sink process runs at a lower CPU priority, so on a busy machine delivery waits, not ingest.
+one Arrow IPC frame per `_FRAME_EVERY_S` of mapped batches (their buffers copied once into a
+socket), and the sink process runs at a lower CPU priority, so on a busy machine delivery
+waits, not ingest.
 
 Nothing of a sink's guarantees changes, since they live in its durable state, not in either
 process: a frame the sink process never read (it died, or its socket's buffer was full: the
@@ -34,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from dash_ray.errors import NotFoundError, UnavailableError
 from dash_ray.pipeline.sink_wire import read_frame, table_body, write_frame
 from dash_ray.sinks.base import MappedBatch
@@ -44,6 +47,10 @@ __all__ = ["PipelineSinks", "SinkProcess", "SinkSetup"]
 log = logging.getLogger(__name__)
 
 _MAX_BUFFER_BYTES = 16 * 2**20  # frames waiting for the sink process to read them, at most
+# Mapped batches go out together, at most this long after the first (and at once past
+# `_FRAME_RECORDS`): a frame's cost, here and in the sink process, is mostly per frame.
+_FRAME_EVERY_S = 0.05
+_FRAME_RECORDS = 20_000
 _RESTART_S = 1.0
 _STORED_EVERY_S = 0.2
 _ANSWER_S = 60.0
@@ -74,6 +81,8 @@ class PipelineSinks:
         self.setup = setup
         self.stored_seq = stored_seq
         self.offered = 0  # the last seq offered: what a new sink process reads back from the lake
+        self.waiting: list[MappedBatch] = []  # offered, not yet sent (`SinkProcess.queue_batch`)
+        self.waiting_rows = 0
         self.sent_stored = -1
         self.started = False
         self._process = process
@@ -86,7 +95,7 @@ class PipelineSinks:
         if self._closed:
             return
         self.offered = max(self.offered, batch.last_seq)
-        self._process.send_batch(self, batch)
+        self._process.queue_batch(self, batch)
 
     async def start(self) -> None:
         """Start the sinks (what the lake stored after their cursors first); returns once they
@@ -132,6 +141,7 @@ class SinkProcess:
         self._ready = asyncio.Event()
         self._answers: dict[int, asyncio.Future[Any]] = {}
         self._rids = itertools.count(1)
+        self._flushing: asyncio.TimerHandle | None = None
         self.restarts = 0
         self.skipped_batches = 0
 
@@ -195,6 +205,7 @@ class SinkProcess:
         writer.transport.set_write_buffer_limits(high=_MAX_BUFFER_BYTES)
         self._writer = writer
         for sinks in list(self._pipelines.values()):
+            sinks.waiting, sinks.waiting_rows = [], 0  # read back from the lake: `offered`
             self._open_frame(sinks)
             if sinks.started:  # a process before this one had them running: start them again
                 self._send(sinks, {"op": "start", "through": sinks.offered})
@@ -250,6 +261,14 @@ class SinkProcess:
                            "queue_records": setup.queue_records})
 
     def _send(self, sinks: PipelineSinks, header: dict[str, Any], body: Any = b"") -> bool:
+        """Write a frame about `sinks`, after the batches waiting to go before it."""
+        if self._writer is None or self._writer.is_closing():
+            return False
+        if sinks.waiting:
+            self._flush(sinks)
+        return self._write(sinks, header, body)
+
+    def _write(self, sinks: PipelineSinks, header: dict[str, Any], body: Any = b"") -> bool:
         if self._writer is None or self._writer.is_closing():
             return False
         sinks.sent_stored = header["stored"] = sinks.stored_seq()
@@ -257,19 +276,45 @@ class SinkProcess:
         write_frame(self._writer, header, body)
         return True
 
-    def send_batch(self, sinks: PipelineSinks, batch: MappedBatch) -> None:
-        """Send a mapped batch, never blocking: when the sink process is behind (or gone),
-        it is told to read the batch back from the lake instead (or reads it back when it
-        starts again: `PipelineSinks.offered`)."""
-        writer = self._writer
-        if writer is None:
+    def queue_batch(self, sinks: PipelineSinks, batch: MappedBatch) -> None:
+        """Send a mapped batch soon (within `_FRAME_EVERY_S`, with those offered meanwhile),
+        never blocking. While there is no sink process the batch is not kept: the next one
+        reads it back from the lake (`PipelineSinks.offered`)."""
+        if self._writer is None:
             return
-        if writer.transport.get_write_buffer_size() < _MAX_BUFFER_BYTES:
-            self._send(sinks, {"op": "batch", "first": batch.first_seq, "last": batch.last_seq},
-                       table_body(batch.rows))
-        else:
-            self.skipped_batches += 1
-            self._send(sinks, {"op": "lake", "through": batch.last_seq})
+        sinks.waiting.append(batch)
+        sinks.waiting_rows += batch.rows.num_rows
+        if sinks.waiting_rows >= _FRAME_RECORDS:
+            self._flush(sinks)
+        elif self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_later(_FRAME_EVERY_S, self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flushing = None
+        for sinks in list(self._pipelines.values()):
+            if sinks.waiting:
+                self._flush(sinks)
+
+    def _flush(self, sinks: PipelineSinks) -> None:
+        """Send `sinks`' waiting batches as one frame; when the sink process is behind by
+        `_MAX_BUFFER_BYTES`, tell it to read them back from the lake instead."""
+        batches, sinks.waiting, sinks.waiting_rows = sinks.waiting, [], 0
+        writer = self._writer
+        if writer is None or not batches:
+            return
+        first, last = min(b.first_seq for b in batches), max(b.last_seq for b in batches)
+        if writer.transport.get_write_buffer_size() >= _MAX_BUFFER_BYTES:
+            self.skipped_batches += len(batches)
+            self._write(sinks, {"op": "lake", "through": last})
+            return
+        try:
+            rows = batches[0].rows if len(batches) == 1 else pa.concat_tables(
+                [b.rows for b in batches], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # types that do not meet: one frame each
+            for b in batches:
+                self._write(sinks, {"op": "batch", "first": b.first_seq, "last": b.last_seq}, table_body(b.rows))
+            return
+        self._write(sinks, {"op": "batch", "first": first, "last": last}, table_body(rows))
 
     async def ask(self, sinks: PipelineSinks, header: dict[str, Any]) -> Any:
         """Send a request about `sinks`; its answer."""
@@ -303,6 +348,9 @@ class SinkProcess:
     async def _stop(self) -> None:
         """End the sink process (its socket closed: it closes and exits) and wait for it."""
         loop = asyncio.get_running_loop()
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flushing = None
         if self._of_loop.get(loop) is self:
             del self._of_loop[loop]
         writer, self._writer = self._writer, None

@@ -44,7 +44,7 @@ __all__ = ["SinkWorker", "main"]
 
 log = logging.getLogger(__name__)
 
-_STATUS_EVERY_S = 0.05
+_STATUS_EVERY_S = 0.1
 
 
 @dataclass
@@ -107,7 +107,7 @@ class SinkWorker:
             pipeline.sinks.append(DeliverySink(
                 pid, sink_spec, folder=folder / sink_spec.name, lake=lake, types=types, json_columns=json_columns,
                 stored_seq=lambda: pipeline.stored, secrets=header.get("secrets") or {},
-                max_queue_records=header.get("queue_records", 50_000)))
+                max_queue_records=header.get("queue_records", 200_000), inline_db=True))
         self.pipelines[pid] = pipeline
 
     def _later(self, pipeline: _Pipeline, header: dict[str, Any], work: Any) -> None:

@@ -62,5 +62,9 @@ def rows_as_json(rows: pa.Table, json_columns: frozenset[str],
     else:
         groups = itertools.repeat("")
     each = zip(*columns, strict=True) if columns else itertools.repeat(())
-    return [(seq, grp, dumps({"seq": seq, "time": time_, "data": dict(zip(names, values, strict=True))}))
+    # `.decode().encode()`: orjson's bytes are a block of its output buffer's size, resized;
+    # thousands of them kept at once cost several times the encoding (the allocator's work,
+    # measured: 1 to 5 µs a record), where a compact copy of each costs a tenth of a µs.
+    return [(seq, grp, dumps({"seq": seq, "time": time_, "data": dict(zip(names, values, strict=True))}
+                             ).decode().encode())
             for seq, time_, values, grp in zip(seqs, times, each, groups, strict=False)]
