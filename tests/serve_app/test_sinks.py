@@ -102,10 +102,11 @@ def test_a_sigkill_while_delivering_loses_no_delivery_and_repeats_only_the_same_
     assert all(len(ids) == 1 for ids in ids_of.values()), "a record went out under two ids"
     wait_for(lambda: client.get(pipeline_id).restarts >= 1, timeout=60, what="the restart counted")
 
-    [sink] = wait_for(lambda: (s := client.sinks(pipeline_id)) and s[0]["cursor"] >= total and s,
-                      timeout=60, what="the sink's state")
+    # n = 998, the last even one, is seq 999: its answer counted (the sink process tells its
+    # state a moment after the receiver has the POST).
+    [sink] = wait_for(lambda: (s := client.sinks(pipeline_id)) and s[0]["cursor"] >= total
+                      and s[0]["last_delivered_seq"] == total - 1 and s, timeout=60, what="the sink's state")
     assert sink["name"] == "hook" and sink["state"] == "running" and sink["dead"] == 0
-    assert sink["last_delivered_seq"] == total - 1  # n = 998, the last even one, is seq 999
     with platform.http() as http:
         metrics = wait_for(lambda: (t := http.get("/metrics").text) and
                            f'dash_sink_deliveries_total{{pipeline="{pipeline_id}",result="delivered",sink="hook"}}'
