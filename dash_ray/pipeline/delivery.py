@@ -78,9 +78,7 @@ class DeliverySink:
         self._store = SinkStore(folder / "state.sqlite")
         self._lock = asyncio.Lock()
         self._inflight: asyncio.Future[Any] | None = None
-        # In a process of its own (`sink_worker.py`) the database is called on the event loop:
-        # no loop of ingest waits there, and a trip to a thread costs more than most calls.
-        self._inline_db = inline_db
+        self._inline_db = inline_db  # in the sink process: no ingest waits on its loop, and a thread hop costs more
         self._error: str | None = None
         self._destination: Destination | None
         try:
@@ -128,8 +126,7 @@ class DeliverySink:
         self._wake_taker.set()
 
     def read_back(self, through: int) -> None:
-        """Records up to `through` were offered elsewhere and never reached this sink: read
-        them from the lake once it has stored them (what an overflow of the queue does)."""
+        """Read records up to `through`, which never reached this sink, from the lake once stored."""
         self._lake_through = max(self._lake_through, through)
         self._wake_taker.set()
 
@@ -398,6 +395,4 @@ class DeliverySink:
 
 
 def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
