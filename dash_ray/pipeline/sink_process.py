@@ -67,7 +67,7 @@ class SinkSetup:
     lake_url: str
     lake_options: dict[str, Any] | None
     secrets: dict[str, str]
-    queue_records: int = 50_000
+    queue_records: int  # `PipelineSettings.sink_queue_records`
 
 
 class PipelineSinks:
@@ -262,8 +262,6 @@ class SinkProcess:
 
     def _send(self, sinks: PipelineSinks, header: dict[str, Any], body: Any = b"") -> bool:
         """Write a frame about `sinks`, after the batches waiting to go before it."""
-        if self._writer is None or self._writer.is_closing():
-            return False
         if sinks.waiting:
             self._flush(sinks)
         return self._write(sinks, header, body)

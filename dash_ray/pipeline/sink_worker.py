@@ -53,7 +53,7 @@ class _Pipeline:
     stored: int = 0
     sent_version: int = -1
     closing: bool = False
-    pending: list[asyncio.Task[Any]] = field(default_factory=list)
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)  # redeliver and close, until done
 
     def version(self) -> int:
         return sum(sink.version for sink in self.sinks)
@@ -107,7 +107,7 @@ class SinkWorker:
             pipeline.sinks.append(DeliverySink(
                 pid, sink_spec, folder=folder / sink_spec.name, lake=lake, types=types, json_columns=json_columns,
                 stored_seq=lambda: pipeline.stored, secrets=header.get("secrets") or {},
-                max_queue_records=header.get("queue_records", 200_000), inline_db=True))
+                max_queue_records=header["queue_records"], inline_db=True))
         self.pipelines[pid] = pipeline
 
     def _later(self, pipeline: _Pipeline, header: dict[str, Any], work: Any) -> None:
@@ -117,7 +117,9 @@ class SinkWorker:
             except Exception as exc:
                 log.exception("sink process: %s of pipeline %s failed", header["op"], header["pipeline"])
                 self._reply(header, None, error=f"{type(exc).__name__}: {exc}")
-        pipeline.pending.append(asyncio.get_running_loop().create_task(run()))
+        task = asyncio.get_running_loop().create_task(run())
+        pipeline.pending.add(task)
+        task.add_done_callback(pipeline.pending.discard)
 
     async def _redeliver(self, pipeline: _Pipeline, name: str) -> int:
         for sink in pipeline.sinks:
@@ -170,7 +172,7 @@ class SinkWorker:
                 pipeline.closing = True
                 await self._close(pid, pipeline)
         for pipeline in list(self.pipelines.values()):
-            for task in pipeline.pending:
+            for task in list(pipeline.pending):
                 with contextlib.suppress(Exception):
                     await task
 
