@@ -16,14 +16,19 @@ Guarantees:
 - `append` resolves once the stream acknowledged the message that ends its entry. Appends
   queued while a message waits for its acknowledgement share the next message (group commit),
   so concurrent appenders share round trips as the file log's share a sync.
-- Fencing: each entry message carries `Nats-Expected-Last-Subject-Sequence`, the sequence of
-  this owner's previous message on the subject (its marker, for the first), and the stream
-  stores it only if that is still the subject's last. A newer owner's marker breaks that, so
-  an older owner's next publish is refused and its log fails (its appends fail; later ones
-  raise), with nothing stored. One message is in flight at a time, so the expectation is
-  always a sequence the stream really gave this owner: pipelined publishes would each expect
-  a predicted sequence, and a clustered 2.9 server refuses a per-subject expectation of a
-  message it has not applied yet.
+- Fencing: each entry message expects the sequence of this owner's previous message (its
+  marker, for the first) to be the last, and the stream stores it only if it still is. A newer
+  owner's marker breaks that, so an older owner's next publish is refused and its log fails
+  (its appends fail; later ones raise), with nothing stored. In a stream of its own the
+  expectation is `Nats-Expected-Last-Sequence`, the stream's last: every server version checks
+  it when the message is applied, in the order the stream's Raft group agreed. In a shared
+  stream it is `Nats-Expected-Last-Subject-Sequence`, which a clustered NATS 2.9 checks only
+  before proposing the message, against what it has applied: an older owner's message then
+  passes beside a newer owner's marker in flight and lands after it (`test_jetstream_fence.py`).
+  So `open()` refuses a shared stream with more than one replica on NATS before 2.10.
+  One message is in flight at a time, so the expectation is always a sequence the stream
+  really gave this owner: pipelined publishes would each expect a predicted sequence, and a
+  clustered 2.9 server refuses a per-subject expectation of a message it has not applied yet.
 - `open()` refuses (WalCorruptError) a subject from which an entry message went missing
   between others (`Dash-Prev` does not match).
 - A refused publish, a lost connection or no acknowledgement within `ack_timeout` fails the
@@ -61,7 +66,7 @@ __all__ = ["JetStreamLog"]
 log = logging.getLogger(__name__)
 
 _PREV, _EPOCH, _OWNER = "Dash-Prev", "Dash-Epoch", "Dash-Owner"
-_EXPECT_LAST = "Nats-Expected-Last-Subject-Sequence"
+_EXPECT_LAST_SUBJECT, _EXPECT_LAST_STREAM = "Nats-Expected-Last-Subject-Sequence", "Nats-Expected-Last-Sequence"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 _HEADER_ROOM = 1024  # bytes of a message kept for its headers
 
@@ -91,6 +96,8 @@ class JetStreamLog:
         self.request_timeout = request_timeout
         self._names = Names(name, stream)
         self.stream = self._names.stream
+        # The fence's header: the stream's last sequence in a stream of its own (see the module).
+        self._expect = _EXPECT_LAST_STREAM if stream is None else _EXPECT_LAST_SUBJECT
         self.stats = LogStats()
         self.epoch = 0
         self._state: Literal["new", "open", "closed", "failed"] = "new"
@@ -165,7 +172,7 @@ class JetStreamLog:
             raise OSError(f"write-ahead log {self.stream}: cannot reach NATS at {self.servers}: {exc!r}") from exc
         self._js = self._nc.jetstream(timeout=self.request_timeout)
         self._limit = max(64, self._nc.max_payload - _HEADER_ROOM)
-        await ensure_stream(self._js, self._names, replicas=self.replicas)
+        await ensure_stream(self._js, self._names, replicas=self.replicas, server=self._nc.connected_server_version)
         # The marker lands wherever it lands; from then on no older owner's publish can follow.
         body = await publish(self._nc, self._names.subject, b"", headers={_OWNER: "1"}, timeout=self.request_timeout)
         if "error" in body:
@@ -293,7 +300,7 @@ class JetStreamLog:
         """Publish `group` in order; each message's appends are answered and removed from the
         front of `group` once it is acknowledged, so on an error `group` holds the rest."""
         for message in pack([(key, data) for key, data, _, _ in group], self._limit):
-            headers = {_PREV: str(self._prev), _EPOCH: str(self.epoch), _EXPECT_LAST: str(self._last_seq)}
+            headers = {_PREV: str(self._prev), _EPOCH: str(self.epoch), self._expect: str(self._last_seq)}
             body = await publish(self._nc, self._names.subject, message.payload, timeout=self.ack_timeout,
                                  headers=headers)
             if "error" in body:

@@ -43,23 +43,29 @@ class Names:
         return f"dash.wal.{self.stream}.{self.log}"
 
 
-async def ensure_stream(js: Any, names: Names, *, replicas: int) -> None:
+async def ensure_stream(js: Any, names: Names, *, replicas: int, server: Any) -> None:
     """Create the stream when it is missing: file storage, `replicas` copies, no limits (the
-    log trims it). An existing stream is left as it is (its replicas are the operator's)."""
+    log trims it). An existing stream is left as it is (its replicas are the operator's).
+    Raises OSError for a shared stream with more than one replica on a NATS (`server`, its
+    version) before 2.10: the per-subject fence does not hold there (`jetstream.py`)."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import BadRequestError, NotFoundError
 
     try:
-        await js.stream_info(names.stream)
-        return
+        info = await js.stream_info(names.stream)
     except NotFoundError:
-        pass
-    config = StreamConfig(name=names.stream, subjects=[f"dash.wal.{names.stream}.>"], storage=StorageType.FILE,
-                          num_replicas=replicas, retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:  # another owner created it first (same config, or it says why)
-        await js.stream_info(names.stream)
+        config = StreamConfig(name=names.stream, subjects=[f"dash.wal.{names.stream}.>"], storage=StorageType.FILE,
+                              num_replicas=replicas, retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD)
+        try:
+            info = await js.add_stream(config)
+        except BadRequestError:  # another owner created it first (same config, or it says why)
+            info = await js.stream_info(names.stream)
+    copies = info.config.num_replicas or 1
+    if names.shared and copies > 1 and (server.major, server.minor) < (2, 10):
+        raise OSError(f"write-ahead log {names.log}: the shared stream {names.stream} has {copies} replicas, and "
+                      f"NATS {server} does not fence an older owner in it (it checks "
+                      "Nats-Expected-Last-Subject-Sequence before the stream's servers agree on the order): "
+                      "use NATS 2.10 or newer, or a stream of the log's own")
 
 
 async def publish(nc: Any, subject: str, payload: bytes, *, timeout: float,

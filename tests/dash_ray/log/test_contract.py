@@ -255,17 +255,10 @@ async def test_a_superseded_owner_cannot_trim(backend, tmp_path):
     assert [k for k, _ in await _recovered(backend, tmp_path)] == list(range(1, 40))
 
 
-async def test_a_zombie_with_appends_in_flight_adds_nothing_after_the_newer_owner(backend, tmp_path, request):
+async def test_a_zombie_with_appends_in_flight_adds_nothing_after_the_newer_owner(backend, tmp_path):
     """The old owner keeps appending while the new one opens: what the new owner recovers is
     exactly what the old one had acknowledged, in order, nothing of the old one's lands after
     it, and the old one's next append after the open fails. The new owner's entries follow."""
-    if request.node.callspec.params["backend"] == "jetstream-r3":
-        # A defect this test finds about 1 run in 8 on a 3-server NATS 2.9.10 cluster: the old
-        # owner's messages go on being acknowledged after the new owner's marker, and the new
-        # owner's recovery (what came before its marker) misses them. The per-subject expected
-        # sequence is checked against what the stream leader has applied, not what it has
-        # accepted, so the marker in flight does not fence yet. Open, not fixed.
-        request.applymarker(pytest.mark.xfail(reason="R3 fencing race on NATS 2.9 (see the comment)", strict=False))
     old, _ = await _open(backend, tmp_path)
     await old.append(0, b"first")
     calls: list[tuple[int, bytes]] = []
