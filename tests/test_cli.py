@@ -5,6 +5,7 @@ port or temp folder behind. The pipeline commands run against the session's plat
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
@@ -136,8 +137,10 @@ def test_up_demo_commands_find_it_and_down_leaves_nothing(tmp_path: Path) -> Non
         took = time.monotonic() - started
     assert down.returncode == 0 and "Dash stopped" in down.stdout, down.stdout + down.stderr
     print(f"dash-ray down took {took:.2f} s ({down.stdout.strip()})")
-    # 2.5 s on a quiet machine (1.8 s of it stopping); the CLI's own start takes 3 s more under load.
-    assert took < 8.0, f"dash-ray down took {took:.1f} s"
+    # 2.5 s on a quiet machine, 1.8 s of it stopping: the stop, as `down` reports it, is bounded;
+    # the wall clock adds the CLI's own start, which takes 3 s or more when other work loads the machine.
+    stopping = float(re.search(r"Dash stopped \(([\d.]+) s\)", down.stdout).group(1))
+    assert stopping < 5.0 and took < 30, f"dash-ray down took {took:.1f} s, {stopping:.1f} s of it stopping"
     assert not processes_using(temp_dir)
     assert not port_open(port)
     assert not Path(temp_dir).exists()
