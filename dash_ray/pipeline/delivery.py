@@ -74,7 +74,7 @@ class DeliverySink:
         self._messages = Messages(pipeline_id, spec)
         self._timing = Timing.of(spec)
         self._retries = Retries(spec.retry)
-        self._breaker = Breaker(spec.retry.breaker_failures, spec.retry.breaker_open)
+        self.breaker = Breaker(spec.retry.breaker_failures, spec.retry.breaker_open)
         self._store = SinkStore(folder / "state.sqlite")
         self._lock = asyncio.Lock()
         self._inflight: asyncio.Future[Any] | None = None
@@ -270,8 +270,8 @@ class DeliverySink:
             if delivery is None:
                 await self._sleep(self._wake_sender, min(max(next_due - now, 0.01), 5.0))
                 continue
-            ready_at = max(delivery.next_at, now + self._breaker.wait_s())
-            if ready_at > now or not self._breaker.allow():
+            ready_at = max(delivery.next_at, now + self.breaker.wait_s())
+            if ready_at > now or not self.breaker.allow():
                 await self._sleep(self._wake_sender, min(max(min(ready_at, next_due) - now, 0.01), 5.0))
                 continue
             outcome = await self._destination.send(delivery)
@@ -314,7 +314,7 @@ class DeliverySink:
         now = self._clock()
         attempts = delivery.attempts + 1
         if outcome.ok:
-            self._breaker.success()
+            self.breaker.success()
             self._outbox = await self._db(self._delivered, delivery)
             self.counts["delivered"] += 1
             self.counts["delivered_records"] += delivery.records
@@ -325,7 +325,7 @@ class DeliverySink:
             self._note_error(reason)
             delay = None if outcome.gone else self._retries.delay(attempts, outcome.retry_after)
             if outcome.status != 429:
-                self._breaker.failure()
+                self.breaker.failure()
             if delay is None:
                 await self._db(self._store.dead, delivery, attempts, reason, now)
                 self.counts["dead"] += 1
@@ -346,7 +346,7 @@ class DeliverySink:
         count = await self._db(self._store.redeliver, self._clock())
         await self._db(self._store.put, "disabled", None)
         self._disabled = None
-        self._breaker.success()
+        self.breaker.success()
         self._held += sum(d["records"] for d in self._dead_list)
         self._dead_list = []
         self._outbox = await self._db(self._store.outbox_counts)
@@ -376,9 +376,9 @@ class DeliverySink:
         """Counters (since the process started, but `dead`/`queued`/`retrying`, which are
         durable), breaker state, last error, last delivered seq, cursor, dead deliveries."""
         state = "disabled" if self._disabled else "failing" if self._destination is None else (
-            "open" if self._breaker.state != "closed" else "running")
+            "open" if self.breaker.state != "closed" else "running")
         return {
-            "name": self.name, "kind": self.spec.kind, "state": state, "breaker": self._breaker.state,
+            "name": self.name, "kind": self.spec.kind, "state": state, "breaker": self.breaker.state,
             "delivered": self.counts["delivered"], "delivered_records": self.counts["delivered_records"],
             "failed": self.counts["retried"] + self.counts["dead"], "retrying": self._outbox["retrying"],
             "queued": self._outbox["queued"], "dead": self._outbox["dead"], "pending_records": self._held,

@@ -51,12 +51,14 @@ _STATUS_EVERY_S = 0.1
 class _Pipeline:
     sinks: list[DeliverySink]
     stored: int = 0
-    sent_version: int = -1
+    sent_version: tuple[Any, ...] = ()
     closing: bool = False
     pending: set[asyncio.Task[Any]] = field(default_factory=set)  # redeliver and close, until done
 
-    def version(self) -> int:
-        return sum(sink.version for sink in self.sinks)
+    def version(self) -> tuple[Any, ...]:
+        """What moves when a sink's status may have: its changes, and its breaker's state, which
+        time moves too (open to half-open) with nothing else happening."""
+        return tuple((sink.version, sink.breaker.state) for sink in self.sinks)
 
 
 class SinkWorker:

@@ -142,6 +142,25 @@ async def test_the_breaker_opens_and_a_half_open_probe_closes_it(tmp_path: Path)
         await receiver.stop()
 
 
+async def test_the_status_says_half_open_once_the_breaker_s_time_is_up_with_nothing_else_happening(
+        tmp_path: Path) -> None:
+    """The breaker's move from open to half-open is time alone (no try, no counter moves): the
+    sink process tells it all the same, while the next retry is still a minute away."""
+    receiver = await Receiver(script=[(500, {})]).start()
+    retry = {**FAST, "schedule": [60.0], "breaker_failures": 1, "breaker_open": 1.0}
+    host = await start(tmp_path, spec([{"name": "hook", "kind": "webhook", "url": receiver.url, "retry": retry,
+                                        "batch": {"max_records": 10, "max_wait": 0.05}}]))
+    try:
+        await host.core.ingest([readings([40])])
+        await until(lambda: host.sink_states()[0]["breaker"] == "open", timeout=20, what="the breaker open")
+        opened = time.monotonic()
+        await until(lambda: host.sink_states()[0]["breaker"] == "half_open", timeout=10, what="the status half-open")
+        assert time.monotonic() - opened < 3.0 and len(receiver.requests) == 1
+    finally:
+        await host.stop()
+        await receiver.stop()
+
+
 async def test_slack_gets_text_and_blocks_one_message_per_group(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     host = await start(tmp_path, spec([{"name": "ops", "kind": "slack", "url": receiver.url, "group_by": ["device"],
