@@ -12,7 +12,9 @@ the lake and log in a temporary folder, fsync on), in one run:
    deliver: it runs flat out, its queue overflows and it reads back from the lake). The sinks
    run in the pipeline's sink process (`dash_ray.pipeline.sink_process`) on the defaults
    (`DASH_SINK_NICE`, 5); the heavy case also with niceness 0, the setting printed beside it.
-   Rounds alternate; figures are medians; the ratios are of the same run (goal: within 10%).
+   Each round opens and closes with a row without sinks; the rows with sinks take turns at
+   each place between them, and each is compared with the mean of its round's two rows
+   without (drift cancels); the ratios are the medians of the rounds' (goal: within 10%).
    Beside each ingest row: the CPU time of the event loop's thread per record (where ingest,
    the mapping and the hand-over to the sinks run: on a shared, noisy machine it moves less
    than the rates do), the sink process's CPU per record ingested, and the records the
@@ -186,6 +188,7 @@ async def main(args: argparse.Namespace) -> None:
                "heavy-nice0": three("temp_c > 45", "temp_c > 48", "temp_c > 40")}
     figures: dict[str, list[float]] = {f"{c}{part}": [] for c in configs for part in ("", "-cpu", "-child", "-out")}
     figures.update(d1=[], d100=[], r100=[])
+    ratios: dict[str, list[float]] = {c: [] for c in configs if c != "without"}
     with tempfile.TemporaryDirectory(prefix="dash-bench-sinks-") as tmp:
         for round_no in range(args.repeat):
             folder = Path(tmp) / f"r{round_no}"
@@ -193,15 +196,22 @@ async def main(args: argparse.Namespace) -> None:
             d100, r100 = await deliveries(folder / "d100", receiver, args.records * 10, 100)
             figures["d100"].append(d100)
             figures["r100"].append(r100)
-            order = list(configs) if round_no % 2 == 0 else list(configs)[::-1]
-            for which in order:
+            # A row without sinks opens and closes each round; the rows with sinks between them
+            # take turns at each place. Each is compared with the mean of its round's two.
+            turns = [c for c in configs if c != "without"]
+            turns = turns[round_no % len(turns):] + turns[:round_no % len(turns)]
+            rates: dict[str, float] = {}
+            for place, which in enumerate(["without", *turns, "without"]):
                 nice = 0 if "nice0" in which else PipelineSettings.sink_nice
-                rate, cpu, child, out = await ingest_rate(folder / which, configs[which], args.seconds,
-                                                          f"ingest-{which}", receiver, nice)
+                rate, cpu, child, out = await ingest_rate(folder / f"{which}-{place}", configs[which], args.seconds,
+                                                          f"ingest-{which}-{place}", receiver, nice)
+                rates[which] = (rates[which] + rate) / 2 if which in rates else rate
                 figures[which].append(rate)
                 figures[f"{which}-cpu"].append(cpu)
                 figures[f"{which}-child"].append(child)
                 figures[f"{which}-out"].append(out)
+            for which in turns:
+                ratios[which].append(rates[which] / rates["without"])
     receiver.stop()
     med = {k: statistics.median(v) for k, v in figures.items()}
     print(f"\nSinks, one pipeline process in plain Python, {args.repeat} round(s), medians; load average "
@@ -217,10 +227,12 @@ async def main(args: argparse.Namespace) -> None:
     for which, what in rows:
         print(f"| ingest records/s, {what} | {med[which]:,.0f} | {med[f'{which}-cpu']:.2f} µs | "
               f"{med[f'{which}-child']:.2f} µs | {med[f'{which}-out']:,.0f} |")
-    print("\nRatios (same run, goal >= 0.90): "
-          f"alerts / without = {med['alerts'] / med['without']:.2f}, "
-          f"heavy / without = {med['heavy'] / med['without']:.2f}, "
-          f"heavy (nice 0) / without = {med['heavy-nice0'] / med['without']:.2f}; "
+    each = {k: " ".join(f"{r:.2f}" for r in v) for k, v in ratios.items()}
+    print(f"\nRatios with sinks / without (goal >= 0.90), each row against the mean of its round's two rows "
+          f"without sinks, median of {args.repeat} rounds (each round's in brackets): "
+          f"alerts {statistics.median(ratios['alerts']):.2f} ({each['alerts']}), "
+          f"heavy {statistics.median(ratios['heavy']):.2f} ({each['heavy']}), "
+          f"heavy at nice 0 {statistics.median(ratios['heavy-nice0']):.2f} ({each['heavy-nice0']}); "
           f"event loop's CPU per record, without / alerts = {med['without-cpu'] / med['alerts-cpu']:.2f}, "
           f"without / heavy = {med['without-cpu'] / med['heavy-cpu']:.2f}")
 
