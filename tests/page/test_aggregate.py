@@ -6,7 +6,7 @@ The scripts run in the Debian Chromium as the page loads them (ES modules over H
 static folder). The records they aggregate are what the page's feed holds for those rows: the
 query API's raw rows, through feed.js (`recordOf`, `PipelineFeed.add`). The values the page
 draws from an answer (a bar's key, a chart's number) are made by the page's own functions
-(`String(v ?? "∅")`, `numberOr`), so only the aggregation is compared."""
+(`groupName`, `numberOr`), so only the aggregation is compared."""
 
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ class Page:
         """Each value as the page names a group by it, and as the number it charts."""
         drawn: tuple[list[str], list[float | None]] = self.page.evaluate("""async (values) => {
             const { numberOr } = await import("/js/charts.js");
-            return [values.map((v) => String(v ?? "∅")), values.map(numberOr)];
+            const { groupName } = await import("/js/aggregate.js");
+            return [values.map(groupName), values.map(numberOr)];
         }""", values)
         return drawn
 
@@ -267,7 +268,7 @@ _times = st.one_of(st.integers(-3, 40).map(lambda k: BASE + k * 450_000_000),
                    st.integers(-7_200_000, 7_200_000).map(lambda ms: BASE + ms * 1000))
 _rows = st.lists(st.fixed_dictionaries({
     "time": _times,
-    "device": st.none() | st.sampled_from(["a", "B", "b", "äb", "", "10", "9", "x y", "😀"]),
+    "device": st.none() | st.sampled_from(["a", "B", "b", "äb", "", "10", "9", "x y", "😀", "∅", '"∅"']),
     "temp": st.none() | st.floats(-1e6, 1e6, allow_nan=False, width=64),
     "n": st.none() | st.integers(-(2**40), 2**40),
     "ok": st.none() | st.booleans(),
@@ -285,18 +286,22 @@ def test_random_rows(page: Page, silver: Silver, data: list[dict[str, Any]], agg
     check(page, silver, rows, aggs, [by], [bucket])
 
 
-# -- where the page and the query API part ways (each fails today; strict, so a fix shows) ---
+# -- where the page and the query API parted ways (both fixed; the cases stay) -------------
 
 
-@pytest.mark.xfail(strict=True, reason="aggregate.js orders first/last by Date.parse, to the millisecond; the "
-                                       "query API orders by the microsecond (then seq)")
 def test_first_and_last_of_rows_within_one_millisecond(page: Page, silver: Silver) -> None:
-    rows = [{"seq": 1, "time": BASE + 700, "n": 1}, {"seq": 2, "time": BASE + 300, "n": 2}]
+    """The page orders by the microsecond, as the query API does (it ordered by Date.parse's
+    millisecond, then seq, and so picked the other row)."""
+    rows = [{"seq": 1, "time": BASE + 700, "n": 1}, {"seq": 2, "time": BASE + 300, "n": 2},
+            {"seq": 3, "time": BASE - 999_700, "n": 3}, {"seq": 4, "time": BASE - 999_900, "n": 4}]
     check(page, silver, rows, ["first:n", "last:n"], [], [1])
 
 
-@pytest.mark.xfail(strict=True, reason="aggregate.js names the null group '∅', the name a string value '∅' has too")
 def test_a_string_that_reads_like_the_null_group(page: Page, silver: Silver) -> None:
+    """A string "∅" (or one starting with a quote) is a group of its own, apart from the null
+    group (both were named "∅" and counted as one)."""
     rows: list[dict[str, Any]] = [{"seq": 1, "time": BASE, "device": "∅", "n": 1},
-                                  {"seq": 2, "time": BASE, "device": None, "n": 2}]
+                                  {"seq": 2, "time": BASE, "device": None, "n": 2},
+                                  {"seq": 3, "time": BASE, "device": '"∅"', "n": 4},
+                                  {"seq": 4, "time": BASE, "device": '"', "n": 8}]
     check(page, silver, rows, ["sum:n"], ["device"], [60])

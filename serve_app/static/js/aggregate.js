@@ -17,6 +17,24 @@ export function defaultBucket(windowS) {
   return BUCKETS_S.find((b) => b >= windowS / 60) || 86400;
 }
 
+// An event time (ISO 8601) in microseconds since the epoch: Date.parse keeps milliseconds, the
+// digits after them are added (the query API orders first and last by the microsecond).
+export function timeUs(text) {
+  const ms = Date.parse(text);
+  const fraction = /T[0-9:]+\.([0-9]+)/.exec(text || "");
+  const extra = fraction ? Number(fraction[1].slice(3, 6).padEnd(3, "0")) : 0;
+  return ms * 1000 + extra;
+}
+
+// The name of a group of `by` values: the value as text, "∅" for no value (null). A string
+// that could read as another name (it is "∅", or starts with a quote) is named quoted, as
+// JSON, so that no two groups share a name.
+export function groupName(value) {
+  if (value === null || value === undefined) return "∅";
+  const text = String(value);
+  return typeof value === "string" && (text === "∅" || text.startsWith('"')) ? JSON.stringify(text) : text;
+}
+
 export function parseAgg(agg) {
   if (agg === "count") return { fn: "count", field: null };
   const [fn, field] = agg.split(":");
@@ -30,7 +48,7 @@ export function aggregate(agg, records) {
   if (fn === "count") return present.length;
   if (fn === "first" || fn === "last") {
     if (!present.length) return null;
-    const byTime = [...present].sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.seq - b.seq);
+    const byTime = [...present].sort((a, b) => timeUs(a.time) - timeUs(b.time) || a.seq - b.seq);
     return (fn === "first" ? byTime[0] : byTime[byTime.length - 1]).data[field];
   }
   const values = present.map((r) => numberOr(r.data[field])).filter((v) => v !== null);
@@ -45,7 +63,7 @@ export function aggregate(agg, records) {
 export function groupBy(records, field) {
   const groups = new Map();
   for (const r of records) {
-    const key = String(r.data[field] ?? "∅");
+    const key = groupName(r.data[field]);
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(r);
   }
@@ -68,7 +86,7 @@ export function bucketSeries(records, agg, bucketS, by = null, maxSeries = 12) {
   const series = keys.map((key) => ({
     label: key,
     values: xs.map((x) => {
-      const inGroup = buckets.get(x).filter((r) => String(r.data[by] ?? "∅") === key);
+      const inGroup = buckets.get(x).filter((r) => groupName(r.data[by]) === key);
       return inGroup.length ? numberOr(aggregate(agg, inGroup)) : null;
     }),
   }));

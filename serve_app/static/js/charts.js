@@ -6,7 +6,7 @@
 // Each chart's container carries `data-points` (values drawn), `data-first` (epoch s of the
 // first) and `data-series` (the legend's names), for people and tests alike.
 
-import { formatNumber, valueTicks } from "./aggregate.js";
+import { formatNumber, groupName, valueTicks } from "./aggregate.js";
 import { formatTime, tickLabels, zonedDate } from "./zone.js";
 
 const COLOURS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5f3dc4",
@@ -123,7 +123,7 @@ export function recordSeries(records, fields, by = null, maxSeries = 12, gapS = 
   for (const field of fields) {
     const groups = new Map();
     rows.forEach(([, r], i) => {
-      const key = by ? String(r.data[by] ?? "∅") : field;
+      const key = by ? groupName(r.data[by]) : field;
       if (!groups.has(key)) {
         if (groups.size >= maxSeries) return;
         groups.set(key, new Array(rows.length).fill(undefined));

@@ -3,7 +3,7 @@
 // the anchor) is aggregated here the same way (aggregate.js) and combined, so a bucket or a
 // stat goes on counting between two queries without ever counting a record twice.
 
-import { aggregate, parseAgg } from "./aggregate.js";
+import { aggregate, groupName, parseAgg } from "./aggregate.js";
 
 // The answer's column of an aggregate: `avg:temp_c` -> `avg_temp_c`, `count` -> `count`.
 export function column(agg) { return agg.replace(":", "_"); }
@@ -50,4 +50,4 @@ export function groupRecords(records, keyOf) {
   return groups;
 }
 
-export function byKey(value) { return String(value ?? "∅"); }
+export function byKey(value) { return groupName(value); }
