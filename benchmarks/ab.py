@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = {"mapping": (["batch", "impl"], "records/s"), "ingest": (["path", "kind", "conns"], "records/s"),
-            "log": (["backend", "appenders", "batch"], "records/s")}
+            "log": (["backend", "appenders", "batch"], "records/s"), "mqtt": (["row"], "messages/s")}
 
 
 def table_rows(text: str, keys: list[str], metric: str) -> dict[tuple[str, ...], float]:

@@ -39,11 +39,14 @@ from dash_ray.ingest.batch import RawBatch, Rejections
 from dash_ray.sources.base import FeedContext, Ingest, iso_utc
 from dash_ray.sources.durable import append_until_stored
 from dash_ray.sources.mqtt_journal import Journal, digest
+from dash_ray.sources.mqtt_properties import install as install_fast_properties
 from dash_ray.spec import MqttSource, MqttTls
 
 __all__ = ["MqttFeed", "client_id_of", "end_session", "records_of"]
 
 log = logging.getLogger(__name__)
+
+install_fast_properties()  # a third less CPU per message (mqtt_properties.py)
 
 NOT_JSON = "MQTT payload is not JSON"
 _MAX_BACKOFF_S = 30.0
