@@ -6,8 +6,9 @@ property at all, then clears itself by trying every name: about a third of the C
 pipeline spends per message (benchmarks/mqtt.py, profiled with py-spy). `FastProperties` is
 the same class with those tables built once and shared (nothing in paho writes to them), so
 each packet's object costs an attribute or two. `install()` has paho's packet decoder make
-these; it changes nothing when paho's layout is not the one this was written for (the
-decoder then keeps its own class).
+these for every packet it decodes properties of (PUBLISH, the acknowledgements, DISCONNECT:
+the tables are the same for every packet type); it changes nothing when paho's layout is not
+the one this was written for (the decoder then keeps its own class).
 
 Tested against paho's own class on the same bytes: tests/dash_ray/sources/test_mqtt_properties.py.
 """
@@ -49,7 +50,6 @@ def install() -> bool:
     except ImportError:  # another paho layout: keep its own
         return False
     packet: Any = _packet
-    current = getattr(packet, "Properties", None)
-    if current is Properties:
+    if getattr(packet, "Properties", None) is Properties:
         packet.Properties = FastProperties
     return getattr(packet, "Properties", None) is FastProperties

@@ -18,11 +18,14 @@ from dash_ray.sources.mqtt_properties import FastProperties, install
 PUBLISH = PacketTypes.PUBLISH
 
 
+TOPIC = b"sensors/a/reading"
+HEADER = len(TOPIC).to_bytes(2, "big") + TOPIC + (7).to_bytes(2, "big")  # topic, then message id 7
+
+
 def publish_packet(properties: Properties | None, payload: bytes = b'{"n": 1}') -> bytes:
     """A QoS 1 PUBLISH's variable header and payload (what paho's decoder is given)."""
-    topic = b"sensors/a/reading"
     props = properties.pack() if properties is not None else b"\x00"
-    return len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + props + payload
+    return HEADER + props + payload
 
 
 def with_each_kind() -> Properties:
@@ -55,7 +58,7 @@ def test_a_publish_decodes_to_what_paho_decodes(properties: Properties | None) -
     assert str(ours.properties) == str(theirs.properties)
     assert ours.properties.isEmpty() == theirs.properties.isEmpty() == (properties is None)
     assert (ours.topic, ours.mid, ours.payload) == (theirs.topic, theirs.mid, theirs.payload) == (
-        b"sensors/a/reading", 7, b'{"n": 1}')
+        TOPIC, 7, b'{"n": 1}')
     if properties is not None:
         assert ours.properties.UserProperty == [("site", "north"), ("site", "south"), ("unit", "°C")]
         assert ours.properties.CorrelationData == b"\x00\x01corr"
@@ -67,7 +70,7 @@ def test_a_property_given_twice_is_refused_as_paho_refuses_it() -> None:
     once.ContentType = "a"
     body = once.pack()[1:]  # without its length
     twice = bytes([2 * len(body)]) + body + body
-    packet = publish_packet(None)[: 2 + 17 + 2] + twice + b"{}"
+    packet = HEADER + twice + b"{}"
     for cls in (Properties, FastProperties):
         with pytest.raises(MQTTException):
             decoded(cls, packet)
